@@ -1,0 +1,225 @@
+//! `blast client …`: one client at a time (bulk import is in `import`).
+
+use super::{Context, Result, print_json};
+use crate::domain::{
+    InvalidInput, Phone, invalid, parse_email, parse_operator_code, parse_tag, parse_timezone,
+};
+use crate::store::{Client, ClientPatch, ClientQuery, NewClient};
+use blast_cli::{ClientFields, table};
+use std::collections::BTreeMap;
+
+/// Client fields a template sees; attributes may not take these names.
+pub const RESERVED_ATTRIBUTES: &[&str] = &[
+    "id",
+    "phone",
+    "operator_code",
+    "name",
+    "email",
+    "timezone",
+    "tags",
+    "telegram_chat_id",
+];
+
+/// An attribute name usable in templates: a letter or `_`, then letters, digits or `_`.
+pub fn parse_attribute_name(key: &str) -> Result<String, InvalidInput> {
+    let key = key.trim();
+    let mut chars = key.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && key.len() <= 64;
+    if !valid {
+        return Err(invalid(format!(
+            "invalid attribute name {key:?}: use letters, digits and '_', starting with a letter"
+        )));
+    }
+    if RESERVED_ATTRIBUTES.contains(&key) {
+        return Err(invalid(format!(
+            "attribute name {key:?} is a client field; set it with its own option"
+        )));
+    }
+    Ok(key.to_owned())
+}
+
+fn parse_attributes(pairs: &[String]) -> Result<BTreeMap<String, String>, InvalidInput> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                invalid(format!("invalid attribute {pair:?}: expected KEY=VALUE"))
+            })?;
+            Ok((parse_attribute_name(k)?, v.to_owned()))
+        })
+        .collect()
+}
+
+fn parse_tags(tags: &[String]) -> Result<Vec<String>, InvalidInput> {
+    let mut out: Vec<String> = tags
+        .iter()
+        .map(|t| parse_tag(t))
+        .collect::<Result<_, _>>()?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn new_client(fields: &ClientFields, tags: &[String]) -> Result<NewClient, InvalidInput> {
+    let phone = fields
+        .phone
+        .as_deref()
+        .ok_or_else(|| invalid("--phone is required"))?
+        .parse::<Phone>()?;
+    Ok(NewClient {
+        phone: Some(phone),
+        name: fields.name.clone().unwrap_or_default(),
+        email: fields.email.as_deref().map(parse_email).transpose()?,
+        telegram_chat_id: fields.telegram_chat_id,
+        timezone: match &fields.timezone {
+            Some(tz) => parse_timezone(tz)?,
+            None => "UTC".to_owned(),
+        },
+        tags: parse_tags(tags)?,
+        attributes: parse_attributes(&fields.attributes)?,
+    })
+}
+
+fn print_clients(clients: &[Client]) {
+    println!(
+        "{}",
+        table(
+            &[
+                "id",
+                "phone",
+                "op",
+                "name",
+                "email",
+                "tz",
+                "tags",
+                "attributes"
+            ],
+            clients.iter().map(|c| {
+                vec![
+                    c.id.to_string(),
+                    c.phone.clone(),
+                    c.operator_code.clone(),
+                    c.name.clone(),
+                    c.email.clone().unwrap_or_default(),
+                    c.timezone.clone(),
+                    c.tags.join(","),
+                    c.attributes
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ]
+            })
+        )
+    );
+}
+
+pub async fn add(ctx: &Context, fields: &ClientFields, tags: &[String]) -> Result<()> {
+    let client = new_client(fields, tags)?;
+    let tenant = ctx.tenant().await?;
+    let client = ctx.store.add_client(tenant.id, client).await?;
+    println!(
+        "client {} added (phone {}, operator {})",
+        client.id, client.phone, client.operator_code
+    );
+    Ok(())
+}
+
+pub async fn list(
+    ctx: &Context,
+    tag: Option<&str>,
+    operator: Option<&str>,
+    after: Option<i64>,
+    limit: u32,
+    json: bool,
+) -> Result<()> {
+    if limit == 0 || limit > 10_000 {
+        return Err(invalid("--limit must be between 1 and 10000").into());
+    }
+    let query = ClientQuery {
+        tag: tag.map(parse_tag).transpose()?,
+        operator_code: operator.map(parse_operator_code).transpose()?,
+        after_id: after,
+        limit,
+    };
+    let tenant = ctx.tenant().await?;
+    let clients = ctx.store.list_clients(tenant.id, &query).await?;
+    if json {
+        print_json(&clients);
+        return Ok(());
+    }
+    print_clients(&clients);
+    if let Some(last) = clients.last().filter(|_| clients.len() == limit as usize) {
+        eprintln!("more: --after {}", last.id);
+    }
+    Ok(())
+}
+
+pub async fn show(ctx: &Context, id: i64, json: bool) -> Result<()> {
+    let tenant = ctx.tenant().await?;
+    let client = ctx.store.client(tenant.id, id).await?;
+    if json {
+        print_json(&client);
+    } else {
+        print_clients(&[client]);
+    }
+    Ok(())
+}
+
+pub async fn update(
+    ctx: &Context,
+    id: i64,
+    fields: &ClientFields,
+    add_tags: &[String],
+    remove_tags: &[String],
+    unset_attributes: &[String],
+) -> Result<()> {
+    let mut attributes: BTreeMap<String, Option<String>> = parse_attributes(&fields.attributes)?
+        .into_iter()
+        .map(|(k, v)| (k, Some(v)))
+        .collect();
+    for key in unset_attributes {
+        attributes.insert(parse_attribute_name(key)?, None);
+    }
+    let patch = ClientPatch {
+        phone: fields.phone.as_deref().map(str::parse).transpose()?,
+        name: fields.name.clone(),
+        email: fields
+            .email
+            .as_deref()
+            .map(|e| parse_email(e).map(Some))
+            .transpose()?,
+        telegram_chat_id: fields.telegram_chat_id.map(Some),
+        timezone: fields.timezone.as_deref().map(parse_timezone).transpose()?,
+        tags: None,
+        add_tags: parse_tags(add_tags)?,
+        remove_tags: parse_tags(remove_tags)?,
+        attributes,
+    };
+    let tenant = ctx.tenant().await?;
+    let client = ctx.store.update_client(tenant.id, id, patch).await?;
+    print_clients(&[client]);
+    Ok(())
+}
+
+pub async fn delete(ctx: &Context, id: i64) -> Result<()> {
+    let tenant = ctx.tenant().await?;
+    ctx.store.delete_client(tenant.id, id).await?;
+    println!("client {id} deleted");
+    Ok(())
+}
+
+/// Parse the tags cell of a CSV row: names separated by ';' (or '|').
+pub(crate) fn parse_tag_list(cell: &str) -> Result<Vec<String>, InvalidInput> {
+    let tags: Vec<String> = cell
+        .split([';', '|'])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    parse_tags(&tags)
+}

@@ -1,0 +1,260 @@
+//! `blast mailing …`: create, list, show, cancel and watch mailings.
+
+use super::{Context, Result, print_json};
+use crate::domain::{
+    AudienceFilter, ChannelKind, InvalidInput, MailingState, MessageState, Priority, invalid,
+    parse_operator_code, parse_tag,
+};
+use crate::now_ms;
+use crate::store::{Mailing, NewMailing, StateCounts};
+use blast_cli::{MailingCreateArgs, Progress, format_duration_ms, format_time_ms, table};
+use serde::Serialize;
+use std::time::Duration;
+
+/// Parse a time given on the command line: RFC 3339 or `now`. Returns unix ms.
+pub fn parse_time(s: &str) -> Result<i64, InvalidInput> {
+    if s.trim().eq_ignore_ascii_case("now") {
+        return Ok(now_ms());
+    }
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            invalid(format!(
+                "invalid time {s:?}: use RFC 3339, e.g. 2026-12-01T10:00:00Z or 2026-12-01T13:00:00+03:00, or \"now\""
+            ))
+        })
+}
+
+/// Turn the command's arguments into a mailing to create.
+pub fn new_mailing(
+    args: &MailingCreateArgs,
+    default_window_hours: u32,
+) -> Result<NewMailing, InvalidInput> {
+    let start_at = match &args.start {
+        Some(s) => parse_time(s)?,
+        None => now_ms(),
+    };
+    let end_at = match &args.end {
+        Some(s) => parse_time(s)?,
+        None => start_at + i64::from(default_window_hours) * 3_600_000,
+    };
+    let mut tags: Vec<String> = args
+        .tags
+        .iter()
+        .map(|t| parse_tag(t))
+        .collect::<Result<_, _>>()?;
+    tags.sort();
+    tags.dedup();
+    let mut operator_codes: Vec<String> = args
+        .operators
+        .iter()
+        .map(|o| parse_operator_code(o))
+        .collect::<Result<_, _>>()?;
+    operator_codes.sort();
+    operator_codes.dedup();
+    Ok(NewMailing {
+        channel: args.channel.parse::<ChannelKind>()?,
+        text: args.text.clone(),
+        filter: AudienceFilter {
+            tags,
+            operator_codes,
+        },
+        priority: args.priority.parse::<Priority>().map_err(InvalidInput)?,
+        start_at,
+        end_at,
+    })
+}
+
+#[derive(Serialize)]
+struct MailingView<'a> {
+    #[serde(flatten)]
+    mailing: &'a Mailing,
+    counts: &'a StateCounts,
+}
+
+pub async fn create(ctx: &Context, args: &MailingCreateArgs) -> Result<()> {
+    let new = new_mailing(args, ctx.settings.mailing.default_window_hours)?;
+    let max_chars = ctx.settings.sms.max_text_chars;
+    let tenant = ctx.tenant().await?;
+    let mailing = ctx.store.create_mailing(tenant.id, new, max_chars).await?;
+    if args.json {
+        print_json(&MailingView {
+            mailing: &mailing,
+            counts: &StateCounts::default(),
+        });
+        return Ok(());
+    }
+    println!(
+        "mailing {} created: {} on {}, {} priority, from {} to {}",
+        mailing.id,
+        mailing.state,
+        mailing.channel,
+        mailing.priority.as_str(),
+        format_time_ms(mailing.start_at),
+        format_time_ms(mailing.end_at)
+    );
+    eprintln!("follow it with: blast mailing watch {}", mailing.id);
+    Ok(())
+}
+
+fn filter_text(f: &AudienceFilter) -> String {
+    let mut parts = Vec::new();
+    if !f.tags.is_empty() {
+        parts.push(format!("tags {}", f.tags.join("|")));
+    }
+    if !f.operator_codes.is_empty() {
+        parts.push(format!("operators {}", f.operator_codes.join("|")));
+    }
+    if parts.is_empty() {
+        "all clients".into()
+    } else {
+        parts.join(" and ")
+    }
+}
+
+pub async fn list(ctx: &Context, limit: u32, json: bool) -> Result<()> {
+    if limit == 0 || limit > 10_000 {
+        return Err(invalid("--limit must be between 1 and 10000").into());
+    }
+    let tenant = ctx.tenant().await?;
+    let mailings = ctx.store.list_mailings(tenant.id, None, limit).await?;
+    if json {
+        print_json(&mailings);
+        return Ok(());
+    }
+    println!(
+        "{}",
+        table(
+            &[
+                "id",
+                "state",
+                "channel",
+                "priority",
+                "audience",
+                "recipients",
+                "start",
+                "end",
+                "text"
+            ],
+            mailings.iter().map(|m| {
+                vec![
+                    m.id.to_string(),
+                    m.state.to_string(),
+                    m.channel.to_string(),
+                    m.priority.as_str().to_owned(),
+                    filter_text(&m.filter),
+                    m.recipients.to_string(),
+                    format_time_ms(m.start_at),
+                    format_time_ms(m.end_at),
+                    m.text.chars().take(40).collect(),
+                ]
+            })
+        )
+    );
+    Ok(())
+}
+
+pub async fn show(ctx: &Context, id: i64, json: bool) -> Result<()> {
+    let tenant = ctx.tenant().await?;
+    let mailing = ctx.store.mailing(tenant.id, id).await?;
+    let counts = ctx.store.mailing_counts(id).await?;
+    if json {
+        print_json(&MailingView {
+            mailing: &mailing,
+            counts: &counts,
+        });
+        return Ok(());
+    }
+    println!("mailing {}: {}", mailing.id, mailing.state);
+    println!(
+        "  channel   {} ({} priority)",
+        mailing.channel,
+        mailing.priority.as_str()
+    );
+    println!("  audience  {}", filter_text(&mailing.filter));
+    println!(
+        "  window    {} .. {}",
+        format_time_ms(mailing.start_at),
+        format_time_ms(mailing.end_at)
+    );
+    if let Some(started) = mailing.started_at {
+        let until = mailing.finished_at.unwrap_or_else(now_ms);
+        println!(
+            "  running   {} since {}",
+            format_duration_ms(until - started),
+            format_time_ms(started)
+        );
+    }
+    println!("  text      {}", mailing.text);
+    println!(
+        "{}",
+        table(
+            &["state", "messages"],
+            MessageState::ALL
+                .iter()
+                .filter(|s| counts.get(**s) > 0)
+                .map(|s| vec![s.to_string(), counts.get(*s).to_string()])
+                .chain(std::iter::once(vec![
+                    "total".to_owned(),
+                    counts.total().to_string()
+                ]))
+        )
+    );
+    Ok(())
+}
+
+pub async fn cancel(ctx: &Context, id: i64) -> Result<()> {
+    let tenant = ctx.tenant().await?;
+    ctx.store.cancel_mailing(tenant.id, id).await?;
+    let counts = ctx.store.mailing_counts(id).await?;
+    println!(
+        "mailing {id} cancelled: {} sent before the cancel, {} will not be sent",
+        counts.get(MessageState::Sent),
+        counts.get(MessageState::Cancelled)
+    );
+    Ok(())
+}
+
+/// A one-line summary of counts for the progress bar.
+fn counts_line(c: &StateCounts) -> String {
+    let mut parts = vec![format!("sent {}", c.get(MessageState::Sent))];
+    for state in [
+        MessageState::FailedTemporary,
+        MessageState::FailedPermanent,
+        MessageState::Expired,
+        MessageState::Cancelled,
+        MessageState::Unknown,
+    ] {
+        if c.get(state) > 0 {
+            parts.push(format!("{} {}", state, c.get(state)));
+        }
+    }
+    parts.join(", ")
+}
+
+pub async fn watch(ctx: &Context, id: i64) -> Result<()> {
+    let tenant = ctx.tenant().await?;
+    let mut mailing = ctx.store.mailing(tenant.id, id).await?;
+    let progress = Progress::new(mailing.recipients.max(0) as u64, &format!("mailing {id}"));
+    loop {
+        let counts = ctx.store.mailing_counts(id).await?;
+        match mailing.state {
+            MailingState::Scheduled => progress.message(format!(
+                "scheduled; starts at {}",
+                format_time_ms(mailing.start_at)
+            )),
+            _ => {
+                progress.set_total(counts.total().max(mailing.recipients) as u64);
+                progress.set(counts.finished() as u64);
+                progress.message(counts_line(&counts));
+            }
+        }
+        if matches!(mailing.state, MailingState::Done | MailingState::Cancelled) {
+            progress.finish(counts_line(&counts));
+            println!("mailing {id} {}: {}", mailing.state, counts_line(&counts));
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        mailing = ctx.store.mailing(tenant.id, id).await?;
+    }
+}

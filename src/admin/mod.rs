@@ -1,0 +1,77 @@
+//! What the admin CLI does, one module per command group. Each function acts on the store and
+//! prints its result; the binary only parses arguments and dispatches here.
+
+pub mod client;
+pub mod import;
+pub mod mailing;
+pub mod stats;
+pub mod user;
+
+use crate::domain::InvalidInput;
+use crate::settings::Settings;
+use crate::store::{Store, StoreError, User};
+
+/// Why an admin command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Invalid(#[from] InvalidInput),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AdminError {
+    /// A mistake in the command (exit code 2) rather than a failure of blast (exit code 1).
+    pub fn is_usage_error(&self) -> bool {
+        match self {
+            AdminError::Store(e) => e.is_client_error(),
+            AdminError::Invalid(_) => true,
+            AdminError::Io(_) => false,
+        }
+    }
+}
+
+pub type Result<T, E = AdminError> = std::result::Result<T, E>;
+
+/// What every admin command works with.
+pub struct Context {
+    pub store: Store,
+    pub settings: Settings,
+    /// The `--user` given, if any.
+    pub user: Option<String>,
+}
+
+impl Context {
+    /// The tenant to act as: `--user`, or the only user there is.
+    pub async fn tenant(&self) -> Result<User> {
+        if let Some(name) = &self.user {
+            let user = self.store.user_by_name(name).await?;
+            if user.disabled {
+                return Err(StoreError::Conflict(format!("user {name:?} is disabled")).into());
+            }
+            return Ok(user);
+        }
+        let users = self.store.list_users().await?;
+        match users.as_slice() {
+            [only] => Ok(only.user.clone()),
+            [] => Err(crate::domain::invalid(
+                "no user exists yet: create one with `blast user add NAME`",
+            )
+            .into()),
+            _ => Err(crate::domain::invalid(
+                "several users exist: say which with --user NAME (or BLAST_USER)",
+            )
+            .into()),
+        }
+    }
+}
+
+/// Print `value` as pretty JSON.
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("cannot encode JSON: {e}"),
+    }
+}

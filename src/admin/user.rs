@@ -1,0 +1,74 @@
+//! `blast user …` and `blast token …`.
+
+use super::{Context, Result};
+use crate::domain::invalid;
+use blast_cli::{format_time_ms, table};
+use std::io::BufRead;
+
+pub async fn add(ctx: &Context, name: &str, password_stdin: bool) -> Result<()> {
+    let password = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password(format!("Password for {name}: ")).map_err(|e| {
+            invalid(format!(
+                "cannot read a password from the terminal ({e}); use --password-stdin"
+            ))
+        })?;
+        let second = rpassword::prompt_password("Repeat it: ")?;
+        if first != second {
+            return Err(invalid("the passwords do not match").into());
+        }
+        first
+    };
+    let user = ctx.store.add_user(name, &password).await?;
+    println!("user {} added (id {})", user.name, user.id);
+    Ok(())
+}
+
+pub async fn list(ctx: &Context) -> Result<()> {
+    let users = ctx.store.list_users().await?;
+    println!(
+        "{}",
+        table(
+            &[
+                "id", "name", "status", "tokens", "clients", "mailings", "created"
+            ],
+            users.iter().map(|u| {
+                vec![
+                    u.user.id.to_string(),
+                    u.user.name.clone(),
+                    if u.user.disabled {
+                        "disabled"
+                    } else {
+                        "active"
+                    }
+                    .to_owned(),
+                    u.tokens.to_string(),
+                    u.clients.to_string(),
+                    u.mailings.to_string(),
+                    format_time_ms(u.created_at),
+                ]
+            })
+        )
+    );
+    Ok(())
+}
+
+pub async fn set_disabled(ctx: &Context, name: &str, disabled: bool) -> Result<()> {
+    ctx.store.set_user_disabled(name, disabled).await?;
+    println!(
+        "user {name} {}",
+        if disabled { "disabled" } else { "enabled" }
+    );
+    Ok(())
+}
+
+pub async fn create_token(ctx: &Context, name: &str, label: &str) -> Result<()> {
+    let user = ctx.store.user_by_name(name).await?;
+    let token = ctx.store.create_token(&user, label).await?;
+    eprintln!("API token for {name} (shown once; store it now):");
+    println!("{token}");
+    Ok(())
+}

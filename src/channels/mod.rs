@@ -1,0 +1,118 @@
+//! Channels: the adapters that hand one rendered message to a provider.
+//!
+//! Every adapter answers with `Ok` or a [`DeliveryError`], which is either `Permanent` (do not
+//! try again) or `Transient` (try again later, perhaps after a delay the provider named). That
+//! one split drives all retry policy in the worker.
+
+mod log;
+mod sms;
+
+pub use log::LogChannel;
+pub use sms::SmsChannel;
+
+use crate::domain::ChannelKind;
+use crate::settings::Settings;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Why one send failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("permanent: {0}")]
+    Permanent(String),
+    #[error("transient: {reason}")]
+    Transient {
+        reason: String,
+        /// The provider asked us to wait this long before trying again.
+        retry_after: Option<Duration>,
+    },
+}
+
+impl DeliveryError {
+    pub fn transient(reason: impl Into<String>) -> Self {
+        DeliveryError::Transient {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        DeliveryError::Permanent(reason.into())
+    }
+}
+
+/// One message, rendered, addressed, ready to go.
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    /// The message row id: also the provider-side idempotency key.
+    pub message_id: i64,
+    pub mailing_id: i64,
+    pub phone: &'a str,
+    pub text: &'a str,
+}
+
+/// A channel adapter behind an in-flight limit.
+#[derive(Debug)]
+pub enum Channel {
+    Sms(SmsChannel),
+    Log(LogChannel),
+}
+
+impl Channel {
+    pub async fn send(&self, msg: &Outgoing<'_>) -> Result<(), DeliveryError> {
+        match self {
+            Channel::Sms(c) => c.send(msg).await,
+            Channel::Log(c) => c.send(msg).await,
+        }
+    }
+}
+
+/// Every channel this process can send on, each with its own in-flight limit.
+#[derive(Debug, Clone)]
+pub struct Channels {
+    sms: Arc<(Channel, Semaphore)>,
+    log: Arc<(Channel, Semaphore)>,
+}
+
+impl Channels {
+    pub fn from_settings(settings: &Settings) -> Result<Channels, DeliveryError> {
+        Ok(Channels {
+            sms: Arc::new((
+                Channel::Sms(SmsChannel::new(&settings.sms)?),
+                Semaphore::new(settings.sms.max_in_flight as usize),
+            )),
+            log: Arc::new((
+                Channel::Log(LogChannel::new(&settings.log_channel.path)),
+                Semaphore::new(settings.sms.max_in_flight as usize),
+            )),
+        })
+    }
+
+    /// Channels whose sends carry no idempotency key: a send cut off mid-flight on them must
+    /// not be repeated blindly. None yet (SMS and log are keyed by the message id).
+    pub fn unsafe_to_resend() -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Send on `kind`, waiting for an in-flight slot first.
+    pub async fn send(&self, kind: ChannelKind, msg: &Outgoing<'_>) -> Result<(), DeliveryError> {
+        let (channel, slots) = match kind {
+            ChannelKind::Sms => &*self.sms,
+            ChannelKind::Log => &*self.log,
+        };
+        let _slot = slots
+            .acquire()
+            .await
+            .map_err(|_| DeliveryError::transient("channel is shutting down"))?;
+        channel.send(msg).await
+    }
+
+    /// How many sends `kind` allows in flight at once.
+    pub fn max_in_flight(&self, kind: ChannelKind) -> usize {
+        let (_, slots) = match kind {
+            ChannelKind::Sms => &*self.sms,
+            ChannelKind::Log => &*self.log,
+        };
+        slots.available_permits().max(1)
+    }
+}

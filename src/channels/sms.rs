@@ -1,0 +1,175 @@
+//! The SMS provider's HTTP API: `POST {base}/v1/send/{id}` with a JWT bearer and
+//! `{"id": int64, "phone": int64, "text": string}`; success is 200 `{"code": 0, ...}`.
+
+use super::{DeliveryError, Outgoing};
+use crate::settings::{Secret, SmsSettings};
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct SmsChannel {
+    http: reqwest::Client,
+    base_url: String,
+    token: Secret,
+}
+
+#[derive(Serialize)]
+struct SendRequest<'a> {
+    id: i64,
+    phone: i64,
+    text: &'a str,
+}
+
+#[derive(Deserialize)]
+struct SendResponse {
+    code: i64,
+    #[serde(default)]
+    message: String,
+}
+
+impl SmsChannel {
+    pub fn new(settings: &SmsSettings) -> Result<SmsChannel, DeliveryError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(settings.timeout_ms))
+            .connect_timeout(Duration::from_millis(settings.timeout_ms.min(5000)))
+            .pool_max_idle_per_host(settings.max_in_flight as usize)
+            .build()
+            .map_err(|e| DeliveryError::permanent(format!("cannot build the HTTP client: {e}")))?;
+        Ok(SmsChannel {
+            http,
+            base_url: settings.base_url.trim_end_matches('/').to_owned(),
+            token: settings.token.clone(),
+        })
+    }
+
+    pub async fn send(&self, msg: &Outgoing<'_>) -> Result<(), DeliveryError> {
+        let phone: i64 = msg
+            .phone
+            .parse()
+            .map_err(|_| DeliveryError::permanent(format!("invalid phone {}", msg.phone)))?;
+        let url = format!("{}/v1/send/{}", self.base_url, msg.message_id);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(self.token.expose())
+            .json(&SendRequest {
+                id: msg.message_id,
+                phone,
+                text: msg.text,
+            })
+            .send()
+            .await
+            .map_err(|e| DeliveryError::transient(describe_transport_error(&e)))?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| DeliveryError::transient(describe_transport_error(&e)))?;
+        classify(status, retry_after, &body)
+    }
+}
+
+/// Map the provider's answer onto Permanent / Transient.
+fn classify(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<(), DeliveryError> {
+    let snippet = || String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    if status == StatusCode::OK {
+        return match serde_json::from_slice::<SendResponse>(body) {
+            Ok(r) if r.code == 0 => Ok(()),
+            // A 200 that does not say "done" may or may not have been accepted; the provider
+            // deduplicates by message id, so asking again is safe.
+            Ok(r) => Err(DeliveryError::transient(format!(
+                "provider answered code {}: {}",
+                r.code, r.message
+            ))),
+            Err(_) => Err(DeliveryError::transient(format!(
+                "malformed 200 response: {:?}",
+                snippet()
+            ))),
+        };
+    }
+    if status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
+        return Err(DeliveryError::Transient {
+            reason: format!("provider answered {status}"),
+            retry_after,
+        });
+    }
+    Err(DeliveryError::permanent(format!(
+        "provider rejected the message with {status}: {:?}",
+        snippet()
+    )))
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+fn describe_transport_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "provider did not answer in time".into()
+    } else if e.is_connect() {
+        "cannot connect to the provider".into()
+    } else {
+        // The URL holds nothing secret (the token travels in a header).
+        format!("transport error: {e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_classified() {
+        assert_eq!(
+            classify(StatusCode::OK, None, br#"{"code":0,"message":"OK"}"#),
+            Ok(())
+        );
+        assert!(matches!(
+            classify(StatusCode::OK, None, b"<html>"),
+            Err(DeliveryError::Transient { .. })
+        ));
+        assert!(matches!(
+            classify(StatusCode::OK, None, br#"{"code":3,"message":"busy"}"#),
+            Err(DeliveryError::Transient { .. })
+        ));
+        assert!(matches!(
+            classify(StatusCode::BAD_GATEWAY, None, b""),
+            Err(DeliveryError::Transient { .. })
+        ));
+        assert_eq!(
+            classify(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(Duration::from_secs(3)),
+                b""
+            ),
+            Err(DeliveryError::Transient {
+                reason: "provider answered 429 Too Many Requests".into(),
+                retry_after: Some(Duration::from_secs(3))
+            })
+        );
+        assert!(matches!(
+            classify(StatusCode::BAD_REQUEST, None, b"bad phone"),
+            Err(DeliveryError::Permanent(_))
+        ));
+        assert!(matches!(
+            classify(StatusCode::UNAUTHORIZED, None, b""),
+            Err(DeliveryError::Permanent(_))
+        ));
+    }
+}

@@ -1,0 +1,306 @@
+//! Domain types with their validation: phones, tags, states, channels, audience filters.
+//!
+//! Everything a user types is parsed into one of these at the edge, so the layers below never see
+//! an invalid phone, an unknown state or a malformed filter.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+pub use blast_jobs::Lane as Priority;
+
+/// Input a user gave that blast will not accept, with a message that says how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+pub fn invalid(msg: impl Into<String>) -> InvalidInput {
+    InvalidInput(msg.into())
+}
+
+/// A Russian mobile number in the form 7XXXXXXXXXX (11 digits, no plus sign).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The mobile operator code: the three digits after the country code.
+    pub fn operator_code(&self) -> &str {
+        &self.0[1..4]
+    }
+
+    /// The phone as the SMS API wants it: a number.
+    pub fn as_number(&self) -> i64 {
+        // 11 ASCII digits always fit an i64; validated in `parse`.
+        self.0.parse().unwrap_or_default()
+    }
+}
+
+impl FromStr for Phone {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.len() == 11 && s.starts_with('7') && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Phone(s.to_owned()))
+        } else {
+            Err(invalid(format!(
+                "invalid phone {s:?}: expected 7XXXXXXXXXX (11 digits starting with 7, no plus sign)"
+            )))
+        }
+    }
+}
+
+impl TryFrom<String> for Phone {
+    type Error = InvalidInput;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Phone> for String {
+    fn from(p: Phone) -> String {
+        p.0
+    }
+}
+
+impl fmt::Display for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A three-digit operator code, as used in mailing filters.
+pub fn parse_operator_code(s: &str) -> Result<String, InvalidInput> {
+    let s = s.trim();
+    if s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.to_owned())
+    } else {
+        Err(invalid(format!(
+            "invalid operator code {s:?}: expected three digits, e.g. 900"
+        )))
+    }
+}
+
+/// A tag name: 1 to 64 characters of letters, digits, `-`, `_`, `.` or `:`.
+pub fn parse_tag(s: &str) -> Result<String, InvalidInput> {
+    let s = s.trim();
+    let ok = !s.is_empty()
+        && s.chars().count() <= 64
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(invalid(format!(
+            "invalid tag {s:?}: use 1-64 letters, digits, '-', '_', '.' or ':'"
+        )))
+    }
+}
+
+/// An IANA time zone name, e.g. Europe/Moscow.
+pub fn parse_timezone(s: &str) -> Result<String, InvalidInput> {
+    s.trim()
+        .parse::<chrono_tz::Tz>()
+        .map(|tz| tz.name().to_owned())
+        .map_err(|_| {
+            invalid(format!(
+                "unknown time zone {s:?}: use an IANA name such as Europe/Moscow"
+            ))
+        })
+}
+
+/// A loose email check: something@something.something. Real validation is the SMTP server's.
+pub fn parse_email(s: &str) -> Result<String, InvalidInput> {
+    let s = s.trim();
+    let valid = s.len() <= 254
+        && s.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+        })
+        && !s.chars().any(char::is_whitespace);
+    if valid {
+        Ok(s.to_owned())
+    } else {
+        Err(invalid(format!("invalid email address {s:?}")))
+    }
+}
+
+/// Which channel a mailing goes out on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    /// The external SMS HTTP API.
+    Sms,
+    /// A JSON-lines file: every delivery written as one line. For trials and demos.
+    Log,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Sms => "sms",
+            ChannelKind::Log => "log",
+        }
+    }
+}
+
+impl FromStr for ChannelKind {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sms" => Ok(ChannelKind::Sms),
+            "log" | "file" => Ok(ChannelKind::Log),
+            other => Err(invalid(format!(
+                "unknown channel {other:?}: expected sms or log"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidInput;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(invalid(format!(
+                        concat!("unknown ", stringify!($name), " {:?}"), other))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Where one message (one recipient of one mailing) stands.
+    MessageState {
+        /// Materialized, waiting for its first attempt.
+        Pending => "pending",
+        /// Claimed by the pump and carried by a queue job.
+        Queued => "queued",
+        /// Handed to the channel; the outcome is not written yet.
+        Sending => "sending",
+        Sent => "sent",
+        /// Failed in a way that may pass; retried at next_attempt_at.
+        FailedTemporary => "failed_temporary",
+        FailedPermanent => "failed_permanent",
+        /// The mailing's end window closed before it could be sent.
+        Expired => "expired",
+        Cancelled => "cancelled",
+        /// Deliberately not sent (duplicate, opted out, blocked).
+        Skipped => "skipped",
+        /// A send was cut off mid-flight on a channel that cannot be resent safely.
+        Unknown => "unknown",
+    }
+}
+
+impl MessageState {
+    /// States from which nothing more will happen.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            MessageState::Pending
+                | MessageState::Queued
+                | MessageState::Sending
+                | MessageState::FailedTemporary
+        )
+    }
+}
+
+string_enum! {
+    /// Where a mailing stands.
+    MailingState {
+        /// Waiting for start_at.
+        Scheduled => "scheduled",
+        /// Rows materialized; being delivered.
+        Running => "running",
+        /// Every message reached a final state.
+        Done => "done",
+        Cancelled => "cancelled",
+    }
+}
+
+/// Which clients a mailing goes to. Empty lists do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AudienceFilter {
+    /// A client matches when it has any of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// A client matches when its operator code is any of these.
+    #[serde(default)]
+    pub operator_codes: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_are_validated_and_give_their_operator_code() {
+        let p: Phone = "79001234567".parse().expect("valid");
+        assert_eq!(p.operator_code(), "900");
+        assert_eq!(p.as_number(), 79001234567);
+        for bad in [
+            "",
+            "89001234567",
+            "+79001234567",
+            "7900123456",
+            "790012345678",
+            "7900123456a",
+        ] {
+            assert!(bad.parse::<Phone>().is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn tags_zones_and_emails_are_checked() {
+        assert!(parse_tag("vip").is_ok());
+        assert!(parse_tag("a b").is_err());
+        assert!(parse_tag("").is_err());
+        assert_eq!(
+            parse_timezone("Europe/Moscow").expect("zone"),
+            "Europe/Moscow"
+        );
+        assert!(parse_timezone("Mars/Olympus").is_err());
+        assert!(parse_email("a@b.ru").is_ok());
+        assert!(parse_email("a@b").is_err());
+        assert!(parse_operator_code("90").is_err());
+    }
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for s in MessageState::ALL {
+            assert_eq!(s.as_str().parse::<MessageState>(), Ok(*s));
+        }
+        assert!(MessageState::Sent.is_final());
+        assert!(!MessageState::FailedTemporary.is_final());
+    }
+}

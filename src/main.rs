@@ -1,0 +1,144 @@
+//! The `blast` binary: parse the command line, load the configuration, dispatch.
+
+use anyhow::Context as _;
+use blast::admin::{self, AdminError, Context};
+use blast::settings::Settings;
+use blast::store::Store;
+use blast::worker::{self, Tenancy};
+use blast_cli::{
+    Cli, ClientCommand, Command, ConfigCommand, MailingCommand, TokenCommand, UserCommand,
+};
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // A mistake in the command is exit code 2 (as for usage errors), a failure 1.
+            let usage = e
+                .downcast_ref::<AdminError>()
+                .is_some_and(AdminError::is_usage_error);
+            if usage {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut overrides = Vec::new();
+    if let Some(url) = &cli.database_url {
+        overrides.push(("database_url", url.clone()));
+    }
+    let settings = Settings::load(cli.config.as_deref(), &overrides)?;
+    let serving = matches!(cli.command, Command::Up | Command::Worker);
+    blast::telemetry::init(settings.log_format, if serving { "info" } else { "warn" });
+
+    if let Command::Config(ConfigCommand::Show) = cli.command {
+        print!("{}", settings.to_redacted_toml());
+        return Ok(());
+    }
+
+    let store = Store::open(&settings.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", settings.database_url))?;
+
+    match cli.command {
+        Command::Up | Command::Worker => {
+            let tenancy = if matches!(cli.command, Command::Up) {
+                Tenancy::Exclusive
+            } else {
+                Tenancy::Shared
+            };
+            tracing::info!(database = %settings.database_url, "blast is up; Ctrl-C stops it");
+            worker::run(store.clone(), settings, tenancy, blast::shutdown::signal()).await?;
+            store.close().await;
+            return Ok(());
+        }
+        Command::Migrate => {
+            println!("database {} is up to date", settings.database_url);
+            return Ok(());
+        }
+        _ => {}
+    }
+
+    let ctx = Context {
+        store,
+        settings,
+        user: cli.user,
+    };
+    let result = dispatch(&ctx, cli.command).await;
+    ctx.store.close().await;
+    Ok(result?)
+}
+
+async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
+    match command {
+        Command::User(UserCommand::Add {
+            name,
+            password_stdin,
+        }) => admin::user::add(ctx, &name, password_stdin).await,
+        Command::User(UserCommand::List) => admin::user::list(ctx).await,
+        Command::User(UserCommand::Disable { name }) => {
+            admin::user::set_disabled(ctx, &name, true).await
+        }
+        Command::User(UserCommand::Enable { name }) => {
+            admin::user::set_disabled(ctx, &name, false).await
+        }
+        Command::Token(TokenCommand::Create { user, label }) => {
+            admin::user::create_token(ctx, &user, &label).await
+        }
+        Command::Client(ClientCommand::Add { fields, tags }) => {
+            admin::client::add(ctx, &fields, &tags).await
+        }
+        Command::Client(ClientCommand::List {
+            tag,
+            operator,
+            after,
+            limit,
+            json,
+        }) => {
+            admin::client::list(ctx, tag.as_deref(), operator.as_deref(), after, limit, json).await
+        }
+        Command::Client(ClientCommand::Show { id, json }) => {
+            admin::client::show(ctx, id, json).await
+        }
+        Command::Client(ClientCommand::Update {
+            id,
+            fields,
+            add_tags,
+            remove_tags,
+            unset_attributes,
+        }) => {
+            admin::client::update(ctx, id, &fields, &add_tags, &remove_tags, &unset_attributes)
+                .await
+        }
+        Command::Client(ClientCommand::Delete { id }) => admin::client::delete(ctx, id).await,
+        Command::Client(ClientCommand::Import { file, skip_invalid }) => {
+            admin::import::run(ctx, &file, skip_invalid).await
+        }
+        Command::Mailing(MailingCommand::Create(args)) => admin::mailing::create(ctx, &args).await,
+        Command::Mailing(MailingCommand::List { limit, json }) => {
+            admin::mailing::list(ctx, limit, json).await
+        }
+        Command::Mailing(MailingCommand::Show { id, json }) => {
+            admin::mailing::show(ctx, id, json).await
+        }
+        Command::Mailing(MailingCommand::Cancel { id }) => admin::mailing::cancel(ctx, id).await,
+        Command::Mailing(MailingCommand::Watch { id }) => admin::mailing::watch(ctx, id).await,
+        Command::Stats(args) => admin::stats::run(ctx, args.day.as_deref(), args.json).await,
+        Command::Up | Command::Worker | Command::Migrate | Command::Config(_) => Ok(()),
+    }
+}

@@ -1,0 +1,328 @@
+//! Configuration: defaults, then config.toml, then `BLAST_*` environment variables, then flags.
+//!
+//! Nested keys use a double underscore in the environment: `BLAST_SMS__TOKEN` sets `sms.token`.
+//! The reference `config.toml` at the repository root lists every key with its default; a test
+//! keeps the two equal.
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A value that must never reach a log line or a terminal: Debug and Display print a placeholder.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `sqlite://FILE` for the embedded profile.
+    pub database_url: String,
+    /// `text` for people, `json` for log collectors.
+    pub log_format: LogFormat,
+    pub worker: WorkerSettings,
+    pub retry: RetrySettings,
+    pub mailing: MailingSettings,
+    pub sms: SmsSettings,
+    pub log_channel: LogChannelSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailingSettings {
+    /// A mailing created without an end runs this many hours after its start.
+    pub default_window_hours: u32,
+}
+
+impl Default for MailingSettings {
+    fn default() -> Self {
+        MailingSettings {
+            default_window_hours: 24,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Message rows per queue job.
+    pub batch_size: u32,
+    /// At most this many jobs wait in each lane's queue; the pump tops it up to this.
+    pub queue_watermark: u32,
+    /// Jobs one worker process runs at once per lane.
+    pub jobs_in_flight: u32,
+    /// How often the pump looks for due rows, in milliseconds.
+    pub pump_interval_ms: u64,
+    /// How often the scheduler starts and finishes mailings, in milliseconds.
+    pub schedule_interval_ms: u64,
+    /// How often the reconciler looks for lost work, in milliseconds.
+    pub reconcile_interval_ms: u64,
+    /// A row queued longer than this without being picked up is re-queued, in seconds.
+    pub queued_lease_secs: u64,
+    /// A row left `sending` longer than this (its worker died) is recovered, in seconds.
+    pub sending_lease_secs: u64,
+    /// How often a running batch checks for cancellation, in milliseconds.
+    pub cancel_check_interval_ms: u64,
+    /// Finished queue jobs are deleted after this many seconds.
+    pub job_retention_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// First retry delay, in milliseconds; each next one doubles, with jitter.
+    pub base_delay_ms: u64,
+    /// The longest delay between two attempts, in milliseconds.
+    pub max_delay_ms: u64,
+    /// Attempts before a transient failure becomes permanent.
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsSettings {
+    /// The provider's base URL; messages go to `{base_url}/v1/send/{id}`.
+    pub base_url: String,
+    /// The provider's JWT, sent as `Authorization: Bearer ...`.
+    pub token: Secret,
+    /// Give up on one request after this many milliseconds.
+    pub timeout_ms: u64,
+    /// Requests in flight at once, per worker process.
+    pub max_in_flight: u32,
+    /// Longest text accepted, in characters, after templating.
+    pub max_text_chars: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogChannelSettings {
+    /// The JSON-lines file the `log` channel appends deliveries to.
+    pub path: PathBuf,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: "sqlite://blast.db".into(),
+            log_format: LogFormat::Text,
+            worker: WorkerSettings::default(),
+            retry: RetrySettings::default(),
+            mailing: MailingSettings::default(),
+            sms: SmsSettings::default(),
+            log_channel: LogChannelSettings::default(),
+        }
+    }
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            batch_size: 200,
+            queue_watermark: 8,
+            jobs_in_flight: 4,
+            pump_interval_ms: 100,
+            schedule_interval_ms: 500,
+            reconcile_interval_ms: 2000,
+            queued_lease_secs: 120,
+            sending_lease_secs: 60,
+            cancel_check_interval_ms: 250,
+            job_retention_secs: 3600,
+        }
+    }
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            base_delay_ms: 1000,
+            max_delay_ms: 600_000,
+            max_attempts: 10,
+        }
+    }
+}
+
+impl Default for SmsSettings {
+    fn default() -> Self {
+        SmsSettings {
+            base_url: "http://127.0.0.1:8081".into(),
+            token: Secret::default(),
+            timeout_ms: 10_000,
+            max_in_flight: 64,
+            max_text_chars: 1000,
+        }
+    }
+}
+
+impl Default for LogChannelSettings {
+    fn default() -> Self {
+        LogChannelSettings {
+            path: PathBuf::from("deliveries.jsonl"),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Rule(String),
+}
+
+impl Settings {
+    /// Load settings. `config_file` is the explicit `--config` path (which must exist); without
+    /// it, `./config.toml` is read if present. `overrides` are the command-line flags.
+    pub fn load(
+        config_file: Option<&Path>,
+        overrides: &[(&str, String)],
+    ) -> Result<Settings, SettingsError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match config_file {
+            Some(path) if !path.exists() => {
+                return Err(SettingsError::MissingFile(path.to_owned()));
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            // Only ./config.toml: figment's `Toml::file` would also search parent directories.
+            None if Path::new("config.toml").exists() => {
+                figment = figment.merge(Toml::file_exact("config.toml"))
+            }
+            None => {}
+        }
+        figment = figment.merge(
+            Env::prefixed("BLAST_")
+                .split("__")
+                .ignore(&["config", "user", "server", "token"]),
+        );
+        for (key, value) in overrides {
+            figment = figment.merge(Serialized::default(key, value));
+        }
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        let w = &self.worker;
+        if w.batch_size == 0 || w.queue_watermark == 0 || w.jobs_in_flight == 0 {
+            return Err(SettingsError::Rule(
+                "worker.batch_size, worker.queue_watermark and worker.jobs_in_flight must be at least 1".into(),
+            ));
+        }
+        if self.sms.max_in_flight == 0 {
+            return Err(SettingsError::Rule(
+                "sms.max_in_flight must be at least 1".into(),
+            ));
+        }
+        if self.retry.base_delay_ms > self.retry.max_delay_ms {
+            return Err(SettingsError::Rule(
+                "retry.base_delay_ms must not exceed retry.max_delay_ms".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn sms_timeout(&self) -> Duration {
+        Duration::from_millis(self.sms.timeout_ms)
+    }
+
+    /// The settings as TOML, with secrets replaced by a placeholder.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        if !shown.sms.token.is_empty() {
+            shown.sms.token = Secret::new("***");
+        }
+        // Settings hold only strings, numbers and tables, which TOML always represents.
+        toml::to_string(&shown).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return figment::Error
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_config_toml_equals_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let from_file: Settings = Figment::new()
+            .merge(Toml::file_exact(&path))
+            .extract()
+            .expect("config.toml parses");
+        assert_eq!(from_file, Settings::default());
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let mut s = Settings::default();
+        s.sms.token = Secret::new("eyJhbGciOi.secret.jwt");
+        assert!(!format!("{s:?}").contains("secret.jwt"));
+        assert!(!s.to_redacted_toml().contains("secret.jwt"));
+        assert!(s.to_redacted_toml().contains("token = \"***\""));
+    }
+
+    #[test]
+    fn environment_overrides_file_and_flags_override_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "config.toml",
+                "[sms]\ntimeout_ms = 111\nmax_in_flight = 3\n",
+            )?;
+            jail.set_env("BLAST_SMS__TIMEOUT_MS", "222");
+            let s = Settings::load(None, &[]).expect("loads");
+            assert_eq!(s.sms.timeout_ms, 222);
+            assert_eq!(s.sms.max_in_flight, 3);
+            let s =
+                Settings::load(None, &[("database_url", "sqlite://x.db".into())]).expect("loads");
+            assert_eq!(s.database_url, "sqlite://x.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_reported() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("config.toml", "[sms]\ntimeout = 5\n")?;
+            let err = Settings::load(None, &[]).expect_err("unknown key");
+            assert!(err.to_string().contains("timeout"), "{err}");
+            jail.create_file("config.toml", "[worker]\nbatch_size = 0\n")?;
+            assert!(Settings::load(None, &[]).is_err());
+            Ok(())
+        });
+        assert!(matches!(
+            Settings::load(Some(Path::new("/nonexistent/blast.toml")), &[]),
+            Err(SettingsError::MissingFile(_))
+        ));
+    }
+}

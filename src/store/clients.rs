@@ -1,0 +1,367 @@
+//! Clients (the recipients) of a tenant, their tags, and bulk import.
+
+use super::{Result, Store, StoreError, is_unique_violation};
+use crate::domain::{Phone, invalid};
+use crate::now_ms;
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Client {
+    pub id: i64,
+    pub phone: String,
+    pub operator_code: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub telegram_chat_id: Option<i64>,
+    pub timezone: String,
+    pub tags: Vec<String>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A client to create; every field is already validated by its type or by the caller.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewClient {
+    pub phone: Option<Phone>,
+    pub name: String,
+    pub email: Option<String>,
+    pub telegram_chat_id: Option<i64>,
+    pub timezone: String,
+    pub tags: Vec<String>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Changes to a client; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientPatch {
+    pub phone: Option<Phone>,
+    pub name: Option<String>,
+    pub email: Option<Option<String>>,
+    pub telegram_chat_id: Option<Option<i64>>,
+    pub timezone: Option<String>,
+    /// Replace all tags with these.
+    pub tags: Option<Vec<String>>,
+    pub add_tags: Vec<String>,
+    pub remove_tags: Vec<String>,
+    /// Set (Some) or remove (None) attributes.
+    pub attributes: BTreeMap<String, Option<String>>,
+}
+
+/// Filters and a keyset page for listing clients.
+#[derive(Debug, Clone, Default)]
+pub struct ClientQuery {
+    pub tag: Option<String>,
+    pub operator_code: Option<String>,
+    /// Only clients with an id greater than this (the last id of the previous page).
+    pub after_id: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub inserted: u64,
+    pub updated: u64,
+}
+
+const CLIENT_COLUMNS: &str = "c.id, c.phone, c.operator_code, c.name, c.email, c.telegram_chat_id, c.timezone, c.attributes,
+     (SELECT group_concat(t.name, ',') FROM client_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.client_id = c.id)";
+
+fn client_from_row(r: &SqliteRow) -> Client {
+    let tags: Option<String> = r.get(8);
+    let mut tags: Vec<String> = tags
+        .map(|t| t.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    tags.sort();
+    let attributes: String = r.get(7);
+    Client {
+        id: r.get(0),
+        phone: r.get(1),
+        operator_code: r.get(2),
+        name: r.get(3),
+        email: r.get(4),
+        telegram_chat_id: r.get(5),
+        timezone: r.get(6),
+        tags,
+        attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+    }
+}
+
+fn attributes_json(attributes: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(attributes).unwrap_or_else(|_| "{}".into())
+}
+
+/// Tag name → id for one tenant, creating tags on first use. Cached for bulk work.
+#[derive(Default)]
+pub(crate) struct TagIds(HashMap<String, i64>);
+
+impl TagIds {
+    pub(crate) async fn get(
+        &mut self,
+        tx: &mut Transaction<'static, Sqlite>,
+        tenant_id: i64,
+        name: &str,
+    ) -> Result<i64> {
+        if let Some(id) = self.0.get(name) {
+            return Ok(*id);
+        }
+        let id: i64 = sqlx::query(
+            "INSERT INTO tags (tenant_id, name) VALUES (?, ?)
+             ON CONFLICT (tenant_id, name) DO UPDATE SET name = excluded.name RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(name)
+        .fetch_one(&mut **tx)
+        .await?
+        .get(0);
+        self.0.insert(name.to_owned(), id);
+        Ok(id)
+    }
+}
+
+async fn link_tags(
+    tx: &mut Transaction<'static, Sqlite>,
+    tag_ids: &mut TagIds,
+    tenant_id: i64,
+    client_id: i64,
+    tags: &[String],
+) -> Result<()> {
+    for tag in tags {
+        let tag_id = tag_ids.get(tx, tenant_id, tag).await?;
+        sqlx::query("INSERT OR IGNORE INTO client_tags (client_id, tag_id) VALUES (?, ?)")
+            .bind(client_id)
+            .bind(tag_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn count_clients(tx: &mut Transaction<'static, Sqlite>, tenant_id: i64) -> Result<i64> {
+    Ok(
+        sqlx::query("SELECT COUNT(*) FROM clients WHERE tenant_id = ?")
+            .bind(tenant_id)
+            .fetch_one(&mut **tx)
+            .await?
+            .get(0),
+    )
+}
+
+fn duplicate_phone(phone: &Phone) -> StoreError {
+    StoreError::Conflict(format!("a client with phone {phone} already exists"))
+}
+
+impl Store {
+    pub async fn add_client(&self, tenant_id: i64, client: NewClient) -> Result<Client> {
+        let phone = client
+            .phone
+            .clone()
+            .ok_or_else(|| StoreError::Invalid(invalid("a client needs a phone")))?;
+        let mut tx = self.write_tx().await?;
+        let now = now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO clients (tenant_id, phone, operator_code, name, email, telegram_chat_id,
+                                  timezone, attributes, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(phone.as_str())
+        .bind(phone.operator_code())
+        .bind(&client.name)
+        .bind(&client.email)
+        .bind(client.telegram_chat_id)
+        .bind(&client.timezone)
+        .bind(attributes_json(&client.attributes))
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await;
+        let id: i64 = match inserted {
+            Ok(row) => row.get(0),
+            Err(e) if is_unique_violation(&e) => return Err(duplicate_phone(&phone)),
+            Err(e) => return Err(e.into()),
+        };
+        link_tags(&mut tx, &mut TagIds::default(), tenant_id, id, &client.tags).await?;
+        tx.commit().await?;
+        self.client(tenant_id, id).await
+    }
+
+    pub async fn client(&self, tenant_id: i64, id: i64) -> Result<Client> {
+        let sql =
+            format!("SELECT {CLIENT_COLUMNS} FROM clients c WHERE c.tenant_id = ? AND c.id = ?");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| client_from_row(&r))
+            .ok_or_else(|| StoreError::NotFound(format!("client {id}")))
+    }
+
+    pub async fn list_clients(&self, tenant_id: i64, query: &ClientQuery) -> Result<Vec<Client>> {
+        let sql = format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients c
+             WHERE c.tenant_id = ?1
+               AND c.id > ?2
+               AND (?3 IS NULL OR c.operator_code = ?3)
+               AND (?4 IS NULL OR EXISTS (SELECT 1 FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
+                                          WHERE ct.client_id = c.id AND t.name = ?4))
+             ORDER BY c.id LIMIT ?5"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(query.after_id.unwrap_or(0))
+            .bind(&query.operator_code)
+            .bind(&query.tag)
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(client_from_row).collect())
+    }
+
+    pub async fn count_clients(&self, tenant_id: i64) -> Result<i64> {
+        count_clients(&mut self.pool.begin().await?, tenant_id).await
+    }
+
+    pub async fn update_client(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        patch: ClientPatch,
+    ) -> Result<Client> {
+        let current = self.client(tenant_id, id).await?;
+        let mut attributes = current.attributes.clone();
+        for (key, value) in patch.attributes {
+            match value {
+                Some(v) => attributes.insert(key, v),
+                None => attributes.remove(&key),
+            };
+        }
+        let phone = match patch.phone {
+            Some(p) => p,
+            None => current.phone.parse()?,
+        };
+        let mut tx = self.write_tx().await?;
+        let updated = sqlx::query(
+            "UPDATE clients SET phone = ?, operator_code = ?, name = ?, email = ?, telegram_chat_id = ?,
+                                timezone = ?, attributes = ?, updated_at = ?
+             WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(phone.as_str())
+        .bind(phone.operator_code())
+        .bind(patch.name.unwrap_or(current.name))
+        .bind(patch.email.unwrap_or(current.email))
+        .bind(patch.telegram_chat_id.unwrap_or(current.telegram_chat_id))
+        .bind(patch.timezone.unwrap_or(current.timezone))
+        .bind(attributes_json(&attributes))
+        .bind(now_ms())
+        .bind(tenant_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await;
+        match updated {
+            Err(e) if is_unique_violation(&e) => return Err(duplicate_phone(&phone)),
+            other => {
+                other?;
+            }
+        }
+        if patch.tags.is_some() || !patch.remove_tags.is_empty() {
+            let mut keep: Vec<String> = patch.tags.unwrap_or(current.tags);
+            keep.retain(|t| !patch.remove_tags.contains(t));
+            sqlx::query("DELETE FROM client_tags WHERE client_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            keep.extend(patch.add_tags);
+            link_tags(&mut tx, &mut TagIds::default(), tenant_id, id, &keep).await?;
+        } else {
+            link_tags(
+                &mut tx,
+                &mut TagIds::default(),
+                tenant_id,
+                id,
+                &patch.add_tags,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.client(tenant_id, id).await
+    }
+
+    pub async fn delete_client(&self, tenant_id: i64, id: i64) -> Result<()> {
+        let done = sqlx::query("DELETE FROM clients WHERE tenant_id = ? AND id = ?")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("client {id}")));
+        }
+        Ok(())
+    }
+
+    /// Insert or update (by phone) many clients in one transaction: all or nothing.
+    /// `progress` is called with the number of rows written so far.
+    pub async fn import_clients(
+        &self,
+        tenant_id: i64,
+        clients: &[NewClient],
+        mut progress: impl FnMut(u64),
+    ) -> Result<ImportReport> {
+        let mut tx = self.write_tx().await?;
+        let mut tag_ids = TagIds::default();
+        let before = count_clients(&mut tx, tenant_id).await?;
+        let now = now_ms();
+        for (done, client) in clients.iter().enumerate() {
+            let Some(phone) = &client.phone else {
+                return Err(invalid(format!("row {}: a client needs a phone", done + 1)).into());
+            };
+            let id: i64 = sqlx::query(
+                "INSERT INTO clients (tenant_id, phone, operator_code, name, email, telegram_chat_id,
+                                      timezone, attributes, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                 ON CONFLICT (tenant_id, phone) DO UPDATE SET
+                     name = excluded.name, email = excluded.email,
+                     telegram_chat_id = excluded.telegram_chat_id, timezone = excluded.timezone,
+                     attributes = excluded.attributes, updated_at = excluded.updated_at
+                 RETURNING id",
+            )
+            .bind(tenant_id)
+            .bind(phone.as_str())
+            .bind(phone.operator_code())
+            .bind(&client.name)
+            .bind(&client.email)
+            .bind(client.telegram_chat_id)
+            .bind(&client.timezone)
+            .bind(attributes_json(&client.attributes))
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+            link_tags(&mut tx, &mut tag_ids, tenant_id, id, &client.tags).await?;
+            if done % 1000 == 999 {
+                progress(done as u64 + 1);
+            }
+        }
+        let inserted = (count_clients(&mut tx, tenant_id).await? - before) as u64;
+        tx.commit().await?;
+        progress(clients.len() as u64);
+        Ok(ImportReport {
+            inserted,
+            updated: clients.len() as u64 - inserted,
+        })
+    }
+
+    /// The tags of a tenant with how many clients have each.
+    pub async fn tag_counts(&self, tenant_id: i64) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT t.name, COUNT(ct.client_id) FROM tags t LEFT JOIN client_tags ct ON ct.tag_id = t.id
+             WHERE t.tenant_id = ? GROUP BY t.id ORDER BY t.name",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}

@@ -1,0 +1,418 @@
+//! Mailings: creation with validation, listing, cancellation, statistics, and the scheduler's
+//! transitions (materializing the message rows at start, finishing at the end).
+
+use super::{Result, Store, StoreError};
+use crate::domain::{AudienceFilter, ChannelKind, MailingState, MessageState, Priority, invalid};
+use crate::now_ms;
+use crate::template::MessageTemplate;
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMailing {
+    pub channel: ChannelKind,
+    pub text: String,
+    pub filter: AudienceFilter,
+    pub priority: Priority,
+    pub start_at: i64,
+    pub end_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mailing {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub channel: ChannelKind,
+    pub text: String,
+    pub filter: AudienceFilter,
+    pub priority: Priority,
+    pub start_at: i64,
+    pub end_at: i64,
+    pub state: MailingState,
+    pub recipients: i64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// How many messages are in each state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StateCounts(pub BTreeMap<MessageState, i64>);
+
+impl StateCounts {
+    pub fn get(&self, state: MessageState) -> i64 {
+        self.0.get(&state).copied().unwrap_or(0)
+    }
+    pub fn total(&self) -> i64 {
+        self.0.values().sum()
+    }
+    /// Messages in a final state.
+    pub fn finished(&self) -> i64 {
+        self.0
+            .iter()
+            .filter(|(s, _)| s.is_final())
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MailingStats {
+    pub mailing_id: i64,
+    pub channel: String,
+    pub state: MailingState,
+    pub counts: StateCounts,
+}
+
+const MAILING_COLUMNS: &str = "id, tenant_id, channel, text, filter, priority, start_at, end_at, state, recipients, created_at, started_at, finished_at";
+
+fn mailing_from_row(r: &SqliteRow) -> Result<Mailing> {
+    let filter: String = r.get(4);
+    Ok(Mailing {
+        id: r.get(0),
+        tenant_id: r.get(1),
+        channel: r.get::<String, _>(2).parse()?,
+        text: r.get(3),
+        filter: serde_json::from_str(&filter).unwrap_or_default(),
+        priority: r
+            .get::<String, _>(5)
+            .parse()
+            .map_err(|e: String| StoreError::Invalid(invalid(e)))?,
+        start_at: r.get(6),
+        end_at: r.get(7),
+        state: r.get::<String, _>(8).parse()?,
+        recipients: r.get(9),
+        created_at: r.get(10),
+        started_at: r.get(11),
+        finished_at: r.get(12),
+    })
+}
+
+fn counts_from_rows(rows: &[SqliteRow]) -> Result<StateCounts> {
+    let mut counts = StateCounts::default();
+    for r in rows {
+        let state: MessageState = r.get::<String, _>(0).parse()?;
+        counts.0.insert(state, r.get(1));
+    }
+    Ok(counts)
+}
+
+/// A mailing the scheduler has just started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub mailing_id: i64,
+    pub recipients: i64,
+}
+
+impl Store {
+    /// Validate and store a new mailing. It starts by itself at `start_at`.
+    pub async fn create_mailing(
+        &self,
+        tenant_id: i64,
+        new: NewMailing,
+        max_text_chars: u32,
+    ) -> Result<Mailing> {
+        if new.end_at <= new.start_at {
+            return Err(invalid("the end of the mailing must be after its start").into());
+        }
+        if new.end_at <= now_ms() {
+            return Err(invalid("the end of the mailing is already in the past").into());
+        }
+        if new.text.trim().is_empty() {
+            return Err(invalid("the message text is empty").into());
+        }
+        let chars = new.text.chars().count();
+        if chars > max_text_chars as usize {
+            return Err(invalid(format!(
+                "the message text has {chars} characters; the limit is {max_text_chars}"
+            ))
+            .into());
+        }
+        MessageTemplate::compile(&new.text)?;
+        let known: Vec<String> = sqlx::query("SELECT name FROM tags WHERE tenant_id = ?")
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let unknown: Vec<&String> = new
+            .filter
+            .tags
+            .iter()
+            .filter(|t| !known.contains(t))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(invalid(format!(
+                "unknown tag(s): {}; no client of yours has them",
+                unknown
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into());
+        }
+        let id: i64 = sqlx::query(
+            "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, state, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'scheduled', ?) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(new.channel.as_str())
+        .bind(&new.text)
+        .bind(serde_json::to_string(&new.filter).unwrap_or_else(|_| "{}".into()))
+        .bind(new.priority.as_str())
+        .bind(new.start_at)
+        .bind(new.end_at)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?
+        .get(0);
+        self.mailing(tenant_id, id).await
+    }
+
+    pub async fn mailing(&self, tenant_id: i64, id: i64) -> Result<Mailing> {
+        let sql = format!("SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = ? AND id = ?");
+        match sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            Some(r) => mailing_from_row(&r),
+            None => Err(StoreError::NotFound(format!("mailing {id}"))),
+        }
+    }
+
+    /// A mailing by id whoever owns it: for the worker, never for a tenant's request.
+    pub async fn mailing_any_tenant(&self, id: i64) -> Result<Mailing> {
+        let sql = format!("SELECT {MAILING_COLUMNS} FROM mailings WHERE id = ?");
+        match sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            Some(r) => mailing_from_row(&r),
+            None => Err(StoreError::NotFound(format!("mailing {id}"))),
+        }
+    }
+
+    /// Mailings newest first, `limit` of them, older than `before_id` when given.
+    pub async fn list_mailings(
+        &self,
+        tenant_id: i64,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Mailing>> {
+        let sql = format!(
+            "SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = ? AND id < ? ORDER BY id DESC LIMIT ?"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(before_id.unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(mailing_from_row)
+            .collect()
+    }
+
+    pub async fn mailing_counts(&self, mailing_id: i64) -> Result<StateCounts> {
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) FROM messages WHERE mailing_id = ? GROUP BY state")
+                .bind(mailing_id)
+                .fetch_all(&self.pool)
+                .await?;
+        counts_from_rows(&rows)
+    }
+
+    /// Cancel a mailing: nothing more of it is sent. Messages already sent stay sent.
+    pub async fn cancel_mailing(&self, tenant_id: i64, id: i64) -> Result<Mailing> {
+        let mailing = self.mailing(tenant_id, id).await?;
+        if matches!(mailing.state, MailingState::Done | MailingState::Cancelled) {
+            return Err(StoreError::Conflict(format!(
+                "mailing {id} is already {}",
+                mailing.state
+            )));
+        }
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "UPDATE mailings SET state = 'cancelled', finished_at = ? WHERE id = ? AND state IN ('scheduled', 'running')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        // Rows a worker holds in `sending` are settled by that worker: it checks for
+        // cancellation before every send and writes `cancelled` for what it did not send.
+        sqlx::query(
+            "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = ?
+             WHERE mailing_id = ? AND state IN ('pending', 'queued', 'failed_temporary')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.mailing(tenant_id, id).await
+    }
+
+    /// Per-mailing counts by state. With `day` (a UTC range in ms), only messages whose state
+    /// last changed inside it.
+    pub async fn stats(
+        &self,
+        tenant_id: i64,
+        day: Option<(i64, i64)>,
+    ) -> Result<Vec<MailingStats>> {
+        let (from, to) = day.unwrap_or((i64::MIN, i64::MAX));
+        let rows = sqlx::query(
+            "SELECT m.id, m.channel, m.state, s.state, COUNT(*)
+             FROM messages s JOIN mailings m ON m.id = s.mailing_id
+             WHERE m.tenant_id = ? AND s.updated_at >= ? AND s.updated_at < ?
+             GROUP BY m.id, s.state ORDER BY m.id",
+        )
+        .bind(tenant_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<MailingStats> = Vec::new();
+        for r in rows {
+            let id: i64 = r.get(0);
+            let state: MessageState = r.get::<String, _>(3).parse()?;
+            if out.last().is_none_or(|s| s.mailing_id != id) {
+                out.push(MailingStats {
+                    mailing_id: id,
+                    channel: r.get(1),
+                    state: r.get::<String, _>(2).parse()?,
+                    counts: StateCounts::default(),
+                });
+            }
+            if let Some(last) = out.last_mut() {
+                last.counts.0.insert(state, r.get(4));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Start every scheduled mailing whose start time has come: materialize one message row per
+    /// matching client in one statement, and mark the mailing running.
+    pub async fn start_due_mailings(&self, now: i64) -> Result<Vec<Started>> {
+        let due: Vec<(i64, i64, String)> = sqlx::query(
+            "SELECT id, tenant_id, filter FROM mailings WHERE state = 'scheduled' AND start_at <= ? ORDER BY id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+        let mut started = Vec::new();
+        for (mailing_id, tenant_id, filter) in due {
+            let filter: AudienceFilter = serde_json::from_str(&filter).unwrap_or_default();
+            let mut tx = self.write_tx().await?;
+            sqlx::query(
+                "INSERT INTO messages (mailing_id, client_id, state, next_attempt_at, updated_at)
+                 SELECT ?1, c.id, 'pending', ?2, ?2 FROM clients c
+                 WHERE c.tenant_id = ?3
+                   AND (json_array_length(?4) = 0
+                        OR c.operator_code IN (SELECT value FROM json_each(?4)))
+                   AND (json_array_length(?5) = 0
+                        OR EXISTS (SELECT 1 FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
+                                   WHERE ct.client_id = c.id AND t.tenant_id = ?3
+                                     AND t.name IN (SELECT value FROM json_each(?5))))
+                 ON CONFLICT (mailing_id, client_id) DO NOTHING",
+            )
+            .bind(mailing_id)
+            .bind(now)
+            .bind(tenant_id)
+            .bind(serde_json::to_string(&filter.operator_codes).unwrap_or_else(|_| "[]".into()))
+            .bind(serde_json::to_string(&filter.tags).unwrap_or_else(|_| "[]".into()))
+            .execute(&mut *tx)
+            .await?;
+            let recipients: i64 = sqlx::query(
+                "UPDATE mailings SET state = 'running', started_at = ?1,
+                        recipients = (SELECT COUNT(*) FROM messages WHERE mailing_id = ?2)
+                 WHERE id = ?2 AND state = 'scheduled' RETURNING recipients",
+            )
+            .bind(now)
+            .bind(mailing_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+            tx.commit().await?;
+            started.push(Started {
+                mailing_id,
+                recipients,
+            });
+        }
+        Ok(started)
+    }
+
+    /// Expire what is left of running mailings whose window has closed, and mark done every
+    /// running mailing with no message left to send. Returns the ids of mailings finished now.
+    pub async fn finish_mailings(&self, now: i64) -> Result<Vec<i64>> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "UPDATE messages SET state = 'expired', claim = NULL, updated_at = ?1
+             WHERE state IN ('pending', 'queued', 'failed_temporary')
+               AND mailing_id IN (SELECT id FROM mailings WHERE state = 'running' AND end_at <= ?1)",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let finished: Vec<i64> = sqlx::query(
+            "UPDATE mailings SET state = 'done', finished_at = ?1
+             WHERE state = 'running'
+               AND NOT EXISTS (SELECT 1 FROM messages WHERE mailing_id = mailings.id
+                               AND state IN ('pending', 'queued', 'sending', 'failed_temporary'))
+             RETURNING id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        tx.commit().await?;
+        Ok(finished)
+    }
+
+    /// Ids, priorities and end times of the mailings being delivered now.
+    pub async fn running_mailings(&self) -> Result<Vec<(i64, Priority, i64)>> {
+        let rows = sqlx::query(
+            "SELECT id, priority, end_at FROM mailings WHERE state = 'running' ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let lane: Priority = r
+                    .get::<String, _>(1)
+                    .parse()
+                    .map_err(|e: String| StoreError::Invalid(invalid(e)))?;
+                Ok((r.get(0), lane, r.get(2)))
+            })
+            .collect()
+    }
+}
+
+impl Store {
+    /// Ids of mailings cancelled at or after `since`.
+    pub async fn cancelled_since(&self, since: i64) -> Result<Vec<i64>> {
+        Ok(
+            sqlx::query("SELECT id FROM mailings WHERE state = 'cancelled' AND finished_at >= ?")
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        )
+    }
+}

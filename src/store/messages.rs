@@ -1,0 +1,251 @@
+//! Message rows as the delivery engine moves them: claim for a job, mark sending, write the
+//! outcomes of a batch in one transaction, and recover rows whose job or worker was lost.
+
+use super::{Client, Result, Store};
+use crate::domain::MessageState;
+use crate::now_ms;
+use sqlx::{Row, Sqlite, Transaction};
+
+/// What became of one send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    /// Try again at `at` (unix ms).
+    Retry {
+        at: i64,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// The window closed; `last_error` is set when an attempt was made and failed.
+    Expired {
+        last_error: Option<String>,
+    },
+    Cancelled,
+    /// Not attempted (the worker is shutting down): back to `pending` as it was.
+    Release,
+    /// Cut off mid-send on a channel that cannot resend safely.
+    Unknown {
+        error: String,
+    },
+}
+
+/// A row handed to a channel, with the client it goes to.
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub message_id: i64,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    pub client: Client,
+}
+
+/// Rows the pump claimed for one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedBatch {
+    pub claim: i64,
+    pub message_ids: Vec<i64>,
+}
+
+fn ids_json(ids: &[i64]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+impl Store {
+    /// Claim up to `limit` due rows of a mailing inside `tx`: they become `queued` under a new
+    /// claim. The caller enqueues their job in the same transaction.
+    pub async fn claim_due(
+        tx: &mut Transaction<'static, Sqlite>,
+        mailing_id: i64,
+        limit: u32,
+        now: i64,
+    ) -> Result<Option<ClaimedBatch>> {
+        let claim: i64 = rand::random::<i64>().abs();
+        let mut ids: Vec<i64> = sqlx::query(
+            "UPDATE messages SET state = 'queued', claim = ?1, updated_at = ?2
+             WHERE id IN (SELECT id FROM messages
+                          WHERE mailing_id = ?3 AND state IN ('pending', 'failed_temporary')
+                            AND next_attempt_at <= ?2
+                          ORDER BY next_attempt_at, id LIMIT ?4)
+             RETURNING id",
+        )
+        .bind(claim)
+        .bind(now)
+        .bind(mailing_id)
+        .bind(i64::from(limit))
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        ids.sort_unstable();
+        Ok(Some(ClaimedBatch {
+            claim,
+            message_ids: ids,
+        }))
+    }
+
+    /// Move the rows of a job from `queued` to `sending` and load what sending needs. Rows whose
+    /// claim changed (re-queued since) or that were cancelled or expired are left out.
+    pub async fn begin_sending(&self, claim: i64, ids: &[i64]) -> Result<Vec<DeliveryRow>> {
+        let mut tx = self.write_tx().await?;
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE messages SET state = 'sending', updated_at = ?1
+             WHERE claim = ?2 AND state = 'queued' AND id IN (SELECT value FROM json_each(?3))",
+        )
+        .bind(now)
+        .bind(claim)
+        .bind(ids_json(ids))
+        .execute(&mut *tx)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT s.id, s.attempts, c.id, c.phone, c.operator_code, c.name, c.email,
+                    c.telegram_chat_id, c.timezone, c.attributes,
+                    (SELECT group_concat(t.name, ',') FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
+                     WHERE ct.client_id = c.id)
+             FROM messages s JOIN clients c ON c.id = s.client_id
+             WHERE s.claim = ?1 AND s.state = 'sending' AND s.id IN (SELECT value FROM json_each(?2))
+             ORDER BY s.id",
+        )
+        .bind(claim)
+        .bind(ids_json(ids))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let attributes: String = r.get(9);
+                let tags: Option<String> = r.get(10);
+                DeliveryRow {
+                    message_id: r.get(0),
+                    attempts: r.get(1),
+                    client: Client {
+                        id: r.get(2),
+                        phone: r.get(3),
+                        operator_code: r.get(4),
+                        name: r.get(5),
+                        email: r.get(6),
+                        telegram_chat_id: r.get(7),
+                        timezone: r.get(8),
+                        tags: tags
+                            .map(|t| t.split(',').map(str::to_owned).collect())
+                            .unwrap_or_default(),
+                        attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+                    },
+                }
+            })
+            .collect())
+    }
+
+    /// Write the outcomes of one batch in one transaction. A row is only touched while it still
+    /// carries `claim` (nobody re-queued it), except `Sent`, which is the truth whatever else
+    /// happened meanwhile.
+    pub async fn write_outcomes(&self, claim: i64, outcomes: &[(i64, Outcome)]) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        for (id, outcome) in outcomes {
+            let (state, tried, next_at, error) = match outcome {
+                Outcome::Sent => {
+                    sqlx::query(
+                        "UPDATE messages SET state = 'sent', attempts = attempts + 1, sent_at = ?1,
+                                last_error = NULL, claim = NULL, updated_at = ?1 WHERE id = ?2",
+                    )
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    continue;
+                }
+                Outcome::Retry { at, error } => {
+                    (MessageState::FailedTemporary, 1, *at, Some(error))
+                }
+                Outcome::Failed { error } => (MessageState::FailedPermanent, 1, now, Some(error)),
+                Outcome::Unknown { error } => (MessageState::Unknown, 1, now, Some(error)),
+                Outcome::Expired { last_error } => (
+                    MessageState::Expired,
+                    i64::from(last_error.is_some()),
+                    now,
+                    last_error.as_ref(),
+                ),
+                Outcome::Cancelled => (MessageState::Cancelled, 0, now, None),
+                Outcome::Release => (MessageState::Pending, 0, now, None),
+            };
+            sqlx::query(
+                "UPDATE messages SET state = ?1, attempts = attempts + ?2, next_attempt_at = ?3,
+                        last_error = COALESCE(?4, last_error), claim = NULL, updated_at = ?5
+                 WHERE id = ?6 AND claim = ?7 AND state = 'sending'",
+            )
+            .bind(state.as_str())
+            .bind(tried)
+            .bind(next_at)
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .bind(claim)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Recover rows whose job or worker was lost: `queued` rows held longer than `queued_lease`
+    /// ms and `sending` rows held longer than `sending_lease` ms go back to `pending` (the SMS
+    /// and log channels are idempotent by message id, so a resend cannot duplicate). Rows of
+    /// channels in `unsafe_to_resend` become `unknown` instead. Returns how many rows moved.
+    pub async fn recover_lost_rows(
+        &self,
+        now: i64,
+        queued_lease: i64,
+        sending_lease: i64,
+        unsafe_to_resend: &[&str],
+    ) -> Result<u64> {
+        let mut tx = self.write_tx().await?;
+        let cancelled = sqlx::query(
+            "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = ?1
+             WHERE ((state = 'queued' AND updated_at <= ?1 - ?2)
+                    OR (state = 'sending' AND updated_at <= ?1 - ?3))
+               AND mailing_id IN (SELECT id FROM mailings WHERE state = 'cancelled')",
+        )
+        .bind(now)
+        .bind(queued_lease)
+        .bind(sending_lease)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let unsafe_json = serde_json::to_string(unsafe_to_resend).unwrap_or_else(|_| "[]".into());
+        let unknown = sqlx::query(
+            "UPDATE messages SET state = 'unknown', claim = NULL, updated_at = ?1,
+                    last_error = 'worker lost mid-send; not resent because the channel cannot deduplicate'
+             WHERE state = 'sending' AND updated_at <= ?1 - ?2
+               AND mailing_id IN (SELECT id FROM mailings WHERE channel IN (SELECT value FROM json_each(?3)))",
+        )
+        .bind(now)
+        .bind(sending_lease)
+        .bind(&unsafe_json)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let requeued = sqlx::query(
+            "UPDATE messages SET state = 'pending', claim = NULL, updated_at = ?1
+             WHERE (state = 'queued' AND updated_at <= ?1 - ?2)
+                OR (state = 'sending' AND updated_at <= ?1 - ?3)",
+        )
+        .bind(now)
+        .bind(queued_lease)
+        .bind(sending_lease)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(cancelled + unknown + requeued)
+    }
+}

@@ -1,0 +1,201 @@
+//! Users (operators, the tenants) and their API tokens.
+
+use super::{Result, Store, StoreError, is_unique_violation};
+use crate::domain::invalid;
+use crate::now_ms;
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    pub user: User,
+    pub created_at: i64,
+    pub tokens: i64,
+    pub clients: i64,
+    pub mailings: i64,
+}
+
+/// Tokens are shown once and stored only as their SHA-256: they are long random secrets, so a
+/// fast hash is enough (a password needs argon2 because people choose weak ones).
+const TOKEN_PREFIX: &str = "blast_";
+
+fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn validate_user_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid user name {name:?}: use 1-64 ASCII letters, digits, '_', '-' or '.'"
+        ))
+        .into())
+    }
+}
+
+fn hash_password(password: &str) -> Result<String> {
+    if password.chars().count() < 8 {
+        return Err(invalid("password too short: use at least 8 characters").into());
+    }
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| StoreError::Invalid(invalid(format!("password salt: {e}"))))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Invalid(invalid(format!("cannot hash password: {e}"))))
+}
+
+impl Store {
+    pub async fn add_user(&self, name: &str, password: &str) -> Result<User> {
+        validate_user_name(name)?;
+        let hash = hash_password(password)?;
+        let res = sqlx::query(
+            "INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(hash)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await;
+        match res {
+            Ok(row) => Ok(User {
+                id: row.get(0),
+                name: name.to_owned(),
+                disabled: false,
+            }),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "user {name:?} already exists"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn user_by_name(&self, name: &str) -> Result<User> {
+        sqlx::query("SELECT id, name, disabled FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| User {
+                id: r.get(0),
+                name: r.get(1),
+                disabled: r.get(2),
+            })
+            .ok_or_else(|| StoreError::NotFound(format!("user {name:?}")))
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserSummary>> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.name, u.disabled, u.created_at,
+                    (SELECT COUNT(*) FROM api_tokens t WHERE t.user_id = u.id),
+                    (SELECT COUNT(*) FROM clients c WHERE c.tenant_id = u.id),
+                    (SELECT COUNT(*) FROM mailings m WHERE m.tenant_id = u.id)
+             FROM users u ORDER BY u.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UserSummary {
+                user: User {
+                    id: r.get(0),
+                    name: r.get(1),
+                    disabled: r.get(2),
+                },
+                created_at: r.get(3),
+                tokens: r.get(4),
+                clients: r.get(5),
+                mailings: r.get(6),
+            })
+            .collect())
+    }
+
+    pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<()> {
+        let done = sqlx::query("UPDATE users SET disabled = ? WHERE name = ?")
+            .bind(disabled)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user {name:?}")));
+        }
+        Ok(())
+    }
+
+    /// Create an API token for `user` and return it; only its hash is kept.
+    pub async fn create_token(&self, user: &User, label: &str) -> Result<String> {
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
+        sqlx::query(
+            "INSERT INTO api_tokens (user_id, token_hash, label, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(user.id)
+        .bind(hash_token(&token))
+        .bind(label)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(token)
+    }
+
+    /// The enabled user a token belongs to, if any.
+    pub async fn user_by_token(&self, token: &str) -> Result<Option<User>> {
+        let row = sqlx::query(
+            "UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ?
+             RETURNING (SELECT id FROM users WHERE users.id = api_tokens.user_id AND disabled = 0),
+                       (SELECT name FROM users WHERE users.id = api_tokens.user_id)",
+        )
+        .bind(now_ms())
+        .bind(hash_token(token))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|r| {
+            r.get::<Option<i64>, _>(0).map(|id| User {
+                id,
+                name: r.get(1),
+                disabled: false,
+            })
+        }))
+    }
+
+    /// The enabled user with this name and password, if any.
+    pub async fn verify_password(&self, name: &str, password: &str) -> Result<Option<User>> {
+        let row =
+            sqlx::query("SELECT id, password_hash FROM users WHERE name = ? AND disabled = 0")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: String = row.get(1);
+        let ok = PasswordHash::new(&stored)
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        Ok(ok.then(|| User {
+            id: row.get(0),
+            name: name.to_owned(),
+            disabled: false,
+        }))
+    }
+}

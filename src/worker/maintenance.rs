@@ -1,0 +1,63 @@
+//! Periodic duties beside delivery: start and finish mailings (the scheduler), recover lost
+//! work (the reconciler), and keep the set of cancelled mailings fresh for running batches.
+
+use crate::channels::Channels;
+use crate::now_ms;
+use crate::queue;
+use crate::settings::WorkerSettings;
+use crate::store::{Result, Store};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Start due mailings and finish those with nothing left to send.
+pub async fn schedule_once(store: &Store) -> Result<()> {
+    let now = now_ms();
+    for started in store.start_due_mailings(now).await? {
+        tracing::info!(
+            mailing = started.mailing_id,
+            recipients = started.recipients,
+            "mailing started"
+        );
+    }
+    for mailing in store.finish_mailings(now).await? {
+        tracing::info!(mailing, "mailing finished");
+    }
+    Ok(())
+}
+
+/// Give back rows whose job or worker was lost, and drop old finished jobs from the queue.
+pub async fn reconcile_once(store: &Store, settings: &WorkerSettings) -> Result<()> {
+    let recovered = store
+        .recover_lost_rows(
+            now_ms(),
+            secs_to_ms(settings.queued_lease_secs),
+            secs_to_ms(settings.sending_lease_secs),
+            Channels::unsafe_to_resend(),
+        )
+        .await?;
+    if recovered > 0 {
+        tracing::warn!(
+            rows = recovered,
+            "recovered rows whose job or worker was lost"
+        );
+    }
+    queue::purge_finished(
+        store.pool(),
+        Duration::from_secs(settings.job_retention_secs),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Ids of mailings cancelled in the last day: running batches skip their remaining sends.
+pub async fn cancelled_mailings(store: &Store) -> Result<Arc<HashSet<i64>>> {
+    let since = now_ms() - 24 * 3600 * 1000;
+    Ok(Arc::new(
+        store.cancelled_since(since).await?.into_iter().collect(),
+    ))
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,227 @@
+//! The worker role: the scheduler, the pump, the reconciler and one apalis worker per priority
+//! lane, all stopped by one injected shutdown future.
+
+mod backoff;
+mod deliver;
+mod maintenance;
+mod pump;
+
+pub use backoff::RetrySchedule;
+pub use deliver::Deliverer;
+pub use maintenance::{reconcile_once, schedule_once};
+pub use pump::pump_once;
+
+use crate::channels::{Channels, DeliveryError};
+use crate::jobs::Lane;
+use crate::queue;
+use crate::settings::Settings;
+use crate::store::{Store, StoreError};
+use apalis::prelude::{BackendExt, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt};
+use futures::{FutureExt, StreamExt};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("channel setup failed: {0}")]
+    Channel(#[from] DeliveryError),
+    #[error("queue worker failed: {0}")]
+    Queue(String),
+}
+
+/// How the worker shares the database with other workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tenancy {
+    /// This is the only worker process (the embedded profile): at start-up every claimed row is
+    /// a leftover of a previous run and is recovered at once, not after its lease.
+    Exclusive,
+    /// Other worker processes may hold rows: leave them their leases.
+    Shared,
+}
+
+/// Run the worker until `shutdown` completes. Sends not yet started when it fires go back to
+/// `pending`; sends in flight finish and are recorded.
+pub async fn run(
+    store: Store,
+    settings: Settings,
+    tenancy: Tenancy,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WorkerError> {
+    let token = CancellationToken::new();
+    tokio::spawn({
+        let token = token.clone();
+        async move {
+            shutdown.await;
+            token.cancel();
+        }
+    });
+
+    if tenancy == Tenancy::Exclusive {
+        let recovered = store
+            .recover_lost_rows(crate::now_ms(), 0, 0, Channels::unsafe_to_resend())
+            .await?;
+        if recovered > 0 {
+            tracing::warn!(
+                rows = recovered,
+                "recovered rows left claimed by a previous run"
+            );
+        }
+    }
+
+    let (cancelled_tx, cancelled_rx) =
+        tokio::sync::watch::channel(maintenance::cancelled_mailings(&store).await?);
+    let deliverer = Arc::new(Deliverer {
+        store: store.clone(),
+        channels: Channels::from_settings(&settings)?,
+        retry: RetrySchedule::new(&settings.retry),
+        cancelled: cancelled_rx,
+        shutdown: token.clone(),
+    });
+
+    let w = settings.worker.clone();
+    let mut tasks: JoinSet<Result<(), WorkerError>> = JoinSet::new();
+    let every = |ms: u64| Duration::from_millis(ms.max(1));
+
+    tasks.spawn(periodic(
+        "scheduler",
+        every(w.schedule_interval_ms),
+        token.clone(),
+        {
+            let store = store.clone();
+            move || {
+                let store = store.clone();
+                async move { schedule_once(&store).await }
+            }
+        },
+    ));
+    tasks.spawn(periodic(
+        "pump",
+        every(w.pump_interval_ms),
+        token.clone(),
+        {
+            let store = store.clone();
+            let (batch, watermark) = (w.batch_size, w.queue_watermark);
+            move || {
+                let store = store.clone();
+                async move { pump_once(&store, batch, watermark).await.map(drop) }
+            }
+        },
+    ));
+    tasks.spawn(periodic(
+        "reconciler",
+        every(w.reconcile_interval_ms),
+        token.clone(),
+        {
+            let store = store.clone();
+            let w = w.clone();
+            move || {
+                let (store, w) = (store.clone(), w.clone());
+                async move { reconcile_once(&store, &w).await }
+            }
+        },
+    ));
+    tasks.spawn(periodic(
+        "cancel-watch",
+        every(w.cancel_check_interval_ms),
+        token.clone(),
+        {
+            let store = store.clone();
+            move || {
+                let (store, tx) = (store.clone(), cancelled_tx.clone());
+                async move {
+                    let set = maintenance::cancelled_mailings(&store).await?;
+                    tx.send_if_modified(|current| {
+                        let changed = *current != set;
+                        *current = set;
+                        changed
+                    });
+                    Ok(())
+                }
+            }
+        },
+    ));
+
+    let instance = format!("blast-{}-{:08x}", std::process::id(), rand::random::<u32>());
+    for lane in Lane::ALL {
+        // A tokio interval wakes the apalis poller: apalis's own interval strategy was seen to
+        // miss wake-ups under CPU load (DESIGN.md).
+        let ticks = futures::stream::unfold(
+            tokio::time::interval(every(w.pump_interval_ms)),
+            |mut interval| async move {
+                interval.tick().await;
+                Some(((), interval))
+            },
+        )
+        .boxed();
+        let worker = WorkerBuilder::new(format!("{instance}-{}", lane.as_str()))
+            .backend(queue::storage(store.pool(), lane).poll_with_stream(ticks))
+            .concurrency(w.jobs_in_flight as usize)
+            .data(deliverer.clone())
+            .build(deliver_job);
+        let stop = token
+            .clone()
+            .cancelled_owned()
+            .map(Ok::<(), std::io::Error>);
+        tasks.spawn(async move {
+            worker
+                .run_until(stop)
+                .await
+                .map_err(|e| WorkerError::Queue(e.to_string()))
+        });
+    }
+    tracing::info!(%instance, "worker started");
+
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result =
+            joined.unwrap_or_else(|e| Err(WorkerError::Queue(format!("task panicked: {e}"))));
+        if let Err(e) = result {
+            tracing::error!(error = %e, "worker task stopped");
+            token.cancel();
+            first_error.get_or_insert(e);
+        }
+    }
+    tracing::info!(%instance, "worker stopped");
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn deliver_job(
+    job: serde_json::Value,
+    deliverer: Data<Arc<Deliverer>>,
+) -> Result<(), BoxDynError> {
+    deliverer.handle(&job).await.map_err(|e| {
+        tracing::error!(error = %e, "delivery batch failed; its rows are recovered after their lease");
+        e.into()
+    })
+}
+
+/// Run `step` every `interval` until `token` fires. A failing step is logged and retried at the
+/// next tick: a database that is briefly locked or down must not stop the worker.
+async fn periodic<F, Fut>(
+    name: &'static str,
+    interval: Duration,
+    token: CancellationToken,
+    step: F,
+) -> Result<(), WorkerError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), StoreError>>,
+{
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return Ok(()),
+            _ = ticker.tick() => {
+                if let Err(e) = step().await {
+                    tracing::warn!(task = name, error = %e, "periodic task failed; retrying");
+                }
+            }
+        }
+    }
+}
