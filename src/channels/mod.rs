@@ -14,7 +14,7 @@ use crate::domain::ChannelKind;
 use crate::settings::Settings;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// Why one send failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +72,7 @@ impl Channel {
 pub struct Channels {
     sms: Arc<(Channel, Semaphore)>,
     log: Arc<(Channel, Semaphore)>,
+    max_in_flight: usize,
 }
 
 impl Channels {
@@ -85,6 +86,7 @@ impl Channels {
                 Channel::Log(LogChannel::new(&settings.log_channel.path)),
                 Semaphore::new(settings.sms.max_in_flight as usize),
             )),
+            max_in_flight: settings.sms.max_in_flight as usize,
         })
     }
 
@@ -94,25 +96,27 @@ impl Channels {
         &[]
     }
 
-    /// Send on `kind`, waiting for an in-flight slot first.
-    pub async fn send(&self, kind: ChannelKind, msg: &Outgoing<'_>) -> Result<(), DeliveryError> {
+    /// Wait for an in-flight slot on `kind`. The caller checks whether the send is still
+    /// wanted (cancelled? window closed?) after the wait, not before it.
+    pub async fn acquire(
+        &self,
+        kind: ChannelKind,
+    ) -> Result<(SemaphorePermit<'_>, &Channel), DeliveryError> {
         let (channel, slots) = match kind {
             ChannelKind::Sms => &*self.sms,
             ChannelKind::Log => &*self.log,
         };
-        let _slot = slots
+        let permit = slots
             .acquire()
             .await
             .map_err(|_| DeliveryError::transient("channel is shutting down"))?;
-        channel.send(msg).await
+        Ok((permit, channel))
     }
 
     /// How many sends `kind` allows in flight at once.
     pub fn max_in_flight(&self, kind: ChannelKind) -> usize {
-        let (_, slots) = match kind {
-            ChannelKind::Sms => &*self.sms,
-            ChannelKind::Log => &*self.log,
-        };
-        slots.available_permits().max(1)
+        match kind {
+            ChannelKind::Sms | ChannelKind::Log => self.max_in_flight,
+        }
     }
 }

@@ -97,14 +97,23 @@ impl Deliverer {
         Ok(())
     }
 
-    /// Decide about and perform one send. Checks that cost nothing come first: cancellation,
-    /// shutdown, the end of the window.
+    /// Decide about and perform one send. The checks (cancelled, shutting down, window
+    /// closed) run after the wait for an in-flight slot, right before the request goes out.
     async fn send_one(
         &self,
         mailing: &Mailing,
         template: &Result<MessageTemplate, crate::domain::InvalidInput>,
         row: &DeliveryRow,
     ) -> Outcome {
+        let text = match template.as_ref().map(|t| t.render(&row.client)) {
+            Ok(Ok(text)) => text,
+            Ok(Err(e)) => return Outcome::Failed { error: e.0 },
+            Err(e) => return Outcome::Failed { error: e.0.clone() },
+        };
+        let (_slot, channel) = match self.channels.acquire(mailing.channel).await {
+            Ok(acquired) => acquired,
+            Err(_) => return Outcome::Release,
+        };
         if mailing.state == MailingState::Cancelled || self.cancelled.borrow().contains(&mailing.id)
         {
             return Outcome::Cancelled;
@@ -115,18 +124,13 @@ impl Deliverer {
         if now_ms() >= mailing.end_at {
             return Outcome::Expired { last_error: None };
         }
-        let text = match template.as_ref().map(|t| t.render(&row.client)) {
-            Ok(Ok(text)) => text,
-            Ok(Err(e)) => return Outcome::Failed { error: e.0 },
-            Err(e) => return Outcome::Failed { error: e.0.clone() },
-        };
         let msg = Outgoing {
             message_id: row.message_id,
             mailing_id: mailing.id,
             phone: &row.client.phone,
             text: &text,
         };
-        let result = self.channels.send(mailing.channel, &msg).await;
+        let result = channel.send(&msg).await;
         self.outcome_of(result, row, mailing.end_at)
     }
 

@@ -1,0 +1,156 @@
+//! Test harness: a temporary SQLite database, fast settings, a worker started in-process with
+//! an injected shutdown, and helpers to seed clients and wait for conditions.
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use blast::domain::{AudienceFilter, ChannelKind, Phone, Priority};
+use blast::settings::{Secret, Settings};
+use blast::store::{Mailing, NewClient, NewMailing, Store};
+use blast::worker::{self, Tenancy, WorkerError};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.test.jwt";
+
+pub struct TestDb {
+    pub dir: TempDir,
+    pub url: String,
+    pub store: Store,
+    pub tenant: i64,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("blast.db").display());
+        let store = Store::open(&url).await.expect("open store");
+        let tenant = store
+            .add_user("tester", "correct horse battery")
+            .await
+            .expect("user")
+            .id;
+        TestDb {
+            dir,
+            url,
+            store,
+            tenant,
+        }
+    }
+
+    /// Settings tuned for tests: short intervals and leases, fast retries.
+    pub fn settings(&self, sms_base_url: &str) -> Settings {
+        let mut s = Settings::default();
+        s.database_url = self.url.clone();
+        s.worker.batch_size = 50;
+        s.worker.queue_watermark = 4;
+        s.worker.pump_interval_ms = 20;
+        s.worker.schedule_interval_ms = 50;
+        s.worker.reconcile_interval_ms = 200;
+        s.worker.cancel_check_interval_ms = 50;
+        s.retry.base_delay_ms = 20;
+        s.retry.max_delay_ms = 200;
+        s.retry.max_attempts = 8;
+        s.sms.base_url = sms_base_url.to_owned();
+        s.sms.token = Secret::new(TOKEN);
+        s.sms.timeout_ms = 300;
+        s.sms.max_in_flight = 16;
+        s.log_channel.path = self.dir.path().join("deliveries.jsonl");
+        s
+    }
+
+    /// `n` clients with phones 7900000000x.., named "c{i}", tagged `tag`.
+    pub async fn seed_clients(&self, n: usize, tag: &str) {
+        let clients: Vec<NewClient> = (0..n)
+            .map(|i| NewClient {
+                phone: Some(
+                    format!("79{:09}", 100_000_000 + i)
+                        .parse::<Phone>()
+                        .expect("phone"),
+                ),
+                name: format!("c{i}"),
+                timezone: "UTC".into(),
+                tags: vec![tag.to_owned()],
+                ..NewClient::default()
+            })
+            .collect();
+        self.store
+            .import_clients(self.tenant, &clients, |_| {})
+            .await
+            .expect("seed clients");
+    }
+
+    pub async fn mailing(&self, text: &str, tag: &str, start_at: i64, end_at: i64) -> Mailing {
+        self.store
+            .create_mailing(
+                self.tenant,
+                NewMailing {
+                    channel: ChannelKind::Sms,
+                    text: text.into(),
+                    filter: AudienceFilter {
+                        tags: vec![tag.into()],
+                        operator_codes: vec![],
+                    },
+                    priority: Priority::Medium,
+                    start_at,
+                    end_at,
+                },
+                1000,
+            )
+            .await
+            .expect("create mailing")
+    }
+}
+
+/// A worker running in this process until `stop`.
+pub struct RunningWorker {
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), WorkerError>>,
+}
+
+impl RunningWorker {
+    pub fn start(store: &Store, settings: Settings) -> RunningWorker {
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(worker::run(
+            store.clone(),
+            settings,
+            Tenancy::Exclusive,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        RunningWorker {
+            stop: Some(tx),
+            handle,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), &mut self.handle)
+            .await
+            .expect("worker stops within 30 s")
+            .expect("worker task joins")
+            .expect("worker ends cleanly");
+    }
+}
+
+/// Poll `check` every 20 ms until it is true; panic with `what` after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn now_ms() -> i64 {
+    blast::now_ms()
+}

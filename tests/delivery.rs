@@ -1,0 +1,385 @@
+//! Delivery behaviour on the embedded profile: a real worker against a local SMS stub that
+//! injects the provider's failures.
+
+mod common;
+
+use blast::domain::{MailingState, MessageState};
+use blast_testkit::{Fault, SmsStub};
+use common::{RunningWorker, TOKEN, TestDb, now_ms, wait_until};
+use sqlx::Row;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// message id → (phone, client name, state, attempts, last_error)
+async fn rows(
+    db: &TestDb,
+    mailing: i64,
+) -> HashMap<i64, (String, String, String, i64, Option<String>)> {
+    sqlx::query(
+        "SELECT s.id, c.phone, c.name, s.state, s.attempts, s.last_error
+         FROM messages s JOIN clients c ON c.id = s.client_id WHERE s.mailing_id = ?",
+    )
+    .bind(mailing)
+    .fetch_all(db.store.pool())
+    .await
+    .expect("rows")
+    .iter()
+    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))))
+    .collect()
+}
+
+async fn mailing_state(db: &TestDb, id: i64) -> MailingState {
+    db.store
+        .mailing(db.tenant, id)
+        .await
+        .expect("mailing")
+        .state
+}
+
+async fn wait_done(db: &TestDb, id: i64, limit: Duration) {
+    wait_until(limit, "the mailing to finish", || async {
+        matches!(
+            mailing_state(db, id).await,
+            MailingState::Done | MailingState::Cancelled
+        )
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_is_delivered_exactly_once_through_provider_faults() {
+    let db = TestDb::new().await;
+    db.seed_clients(400, "all").await;
+    // A provider on a bad day: by message id, 500s, a hang past our timeout, resets, garbage.
+    let stub = SmsStub::with_faults(TOKEN, Duration::ZERO, |id, nth| match (id % 10, nth) {
+        (0, 1..=2) => Fault::Status(500),
+        (1, 1) => Fault::Hang(Duration::from_millis(600)),
+        (2, 1) => Fault::Reset,
+        (3, 1..=2) => Fault::Malformed200,
+        (4, 1) => Fault::Status(503),
+        _ => Fault::None,
+    })
+    .await
+    .expect("stub");
+    let worker = RunningWorker::start(&db.store, db.settings(&stub.base_url()));
+    let m = db
+        .mailing("Hi {{ name }}", "all", now_ms(), now_ms() + 120_000)
+        .await;
+    wait_done(&db, m.id, Duration::from_secs(60)).await;
+    worker.stop().await;
+
+    let rows = rows(&db, m.id).await;
+    assert_eq!(rows.len(), 400);
+    let deliveries = stub.deliveries();
+    let requests = stub.requests();
+    assert_eq!(
+        stub.rejected(),
+        0,
+        "every request carried the token and a valid body"
+    );
+    for (id, (phone, name, state, attempts, _)) in &rows {
+        assert_eq!(state, "sent", "message {id}");
+        assert!(
+            deliveries.contains_key(id),
+            "message {id} reached the provider"
+        );
+        let expected_attempts = match id % 10 {
+            0 | 3 => 3,
+            1 | 2 | 4 => 2,
+            _ => 1,
+        };
+        assert_eq!(*attempts, expected_attempts, "attempts of message {id}");
+        for r in requests.iter().filter(|r| r.id == *id) {
+            assert_eq!(r.phone.to_string(), *phone);
+            assert_eq!(r.text, format!("Hi {name}"));
+        }
+    }
+    assert_eq!(deliveries.len(), 400);
+    assert!(
+        requests.iter().all(|r| !r.repeat_ack),
+        "no message is sent again after the provider acknowledged it"
+    );
+    let counts = db.store.mailing_counts(m.id).await.expect("counts");
+    assert_eq!(counts.get(MessageState::Sent), 400);
+    assert_eq!(counts.total(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_back_off_exponentially_then_give_up_and_permanent_ones_stop() {
+    let db = TestDb::new().await;
+    db.seed_clients(3, "all").await;
+    // The first message always fails transiently, the second is refused, the third goes.
+    let stub = SmsStub::with_faults(TOKEN, Duration::ZERO, |id, _| match id {
+        1 => Fault::Status(502),
+        2 => Fault::Status(400),
+        _ => Fault::None,
+    })
+    .await
+    .expect("stub");
+    let mut settings = db.settings(&stub.base_url());
+    settings.retry.base_delay_ms = 100;
+    settings.retry.max_delay_ms = 10_000;
+    settings.retry.max_attempts = 4;
+    let worker = RunningWorker::start(&db.store, settings);
+    let m = db.mailing("x", "all", now_ms(), now_ms() + 120_000).await;
+    wait_done(&db, m.id, Duration::from_secs(30)).await;
+    worker.stop().await;
+
+    let rows = rows(&db, m.id).await;
+    let (_, _, state, attempts, error) = &rows[&1];
+    assert_eq!((state.as_str(), *attempts), ("failed_permanent", 4));
+    assert!(
+        error
+            .as_deref()
+            .unwrap_or("")
+            .contains("gave up after 4 attempts"),
+        "{error:?}"
+    );
+    let (_, _, state, attempts, error) = &rows[&2];
+    assert_eq!((state.as_str(), *attempts), ("failed_permanent", 1));
+    assert!(error.as_deref().unwrap_or("").contains("400"), "{error:?}");
+    assert_eq!(rows[&3].2, "sent");
+
+    let requests = stub.requests();
+    assert_eq!(
+        requests.iter().filter(|r| r.id == 2).count(),
+        1,
+        "a permanent error is not retried"
+    );
+    let times: Vec<i64> = requests
+        .iter()
+        .filter(|r| r.id == 1)
+        .map(|r| r.received_at)
+        .collect();
+    assert_eq!(times.len(), 4);
+    // Jitter only lengthens a delay: gap k is at least base * 2^(k-1).
+    for (k, pair) in times.windows(2).enumerate() {
+        let gap = pair[1] - pair[0];
+        let floor = 100 * (1 << k);
+        assert!(
+            gap >= floor,
+            "gap {k} was {gap} ms, expected at least {floor} ms"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_survives_a_restart_without_being_reset() {
+    let db = TestDb::new().await;
+    db.seed_clients(1, "all").await;
+    let stub = SmsStub::with_faults(TOKEN, Duration::ZERO, |_, nth| {
+        if nth == 1 {
+            Fault::Status(500)
+        } else {
+            Fault::None
+        }
+    })
+    .await
+    .expect("stub");
+    let mut settings = db.settings(&stub.base_url());
+    settings.retry.base_delay_ms = 2000;
+    settings.retry.max_delay_ms = 4000;
+    let worker = RunningWorker::start(&db.store, settings.clone());
+    let m = db.mailing("x", "all", now_ms(), now_ms() + 120_000).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the first attempt to fail",
+        || async {
+            rows(&db, m.id)
+                .await
+                .values()
+                .any(|r| r.2 == "failed_temporary")
+        },
+    )
+    .await;
+    worker.stop().await;
+    let next_attempt_at: i64 = sqlx::query("SELECT next_attempt_at FROM messages")
+        .fetch_one(db.store.pool())
+        .await
+        .expect("row")
+        .get(0);
+
+    let worker = RunningWorker::start(&db.store, settings);
+    wait_done(&db, m.id, Duration::from_secs(20)).await;
+    worker.stop().await;
+    let requests = stub.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(
+        requests[1].received_at >= next_attempt_at,
+        "the retry waited for its time across the restart"
+    );
+    let (_, _, state, attempts, _) = rows(&db, m.id).await.into_values().next().expect("row");
+    assert_eq!(
+        (state.as_str(), attempts),
+        ("sent", 2),
+        "the attempt count carried over"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_sent_before_the_start() {
+    let db = TestDb::new().await;
+    db.seed_clients(20, "all").await;
+    let stub = SmsStub::start(TOKEN, Duration::ZERO).await.expect("stub");
+    let worker = RunningWorker::start(&db.store, db.settings(&stub.base_url()));
+    let start_at = now_ms() + 1500;
+    let m = db.mailing("x", "all", start_at, start_at + 60_000).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(stub.requests().len(), 0);
+    assert_eq!(mailing_state(&db, m.id).await, MailingState::Scheduled);
+    wait_done(&db, m.id, Duration::from_secs(20)).await;
+    worker.stop().await;
+    let requests = stub.requests();
+    assert_eq!(stub.delivered_count(), 20);
+    assert!(requests.iter().all(|r| r.received_at >= start_at));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_sent_after_the_end_and_the_rest_expires() {
+    let db = TestDb::new().await;
+    db.seed_clients(30, "all").await;
+    // The provider is down for the whole window.
+    let stub = SmsStub::with_faults(TOKEN, Duration::ZERO, |_, _| Fault::Status(503))
+        .await
+        .expect("stub");
+    let mut settings = db.settings(&stub.base_url());
+    settings.retry.base_delay_ms = 100;
+    settings.retry.max_delay_ms = 300;
+    settings.retry.max_attempts = 1000;
+    let worker = RunningWorker::start(&db.store, settings);
+    let end_at = now_ms() + 1500;
+    let m = db.mailing("x", "all", now_ms(), end_at).await;
+    wait_done(&db, m.id, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    worker.stop().await;
+
+    let counts = db.store.mailing_counts(m.id).await.expect("counts");
+    assert_eq!(counts.get(MessageState::Expired), 30, "{counts:?}");
+    let requests = stub.requests();
+    assert!(!requests.is_empty());
+    // The window is checked right before each request; allow loopback transit time.
+    let late: Vec<i64> = requests
+        .iter()
+        .map(|r| r.received_at - end_at)
+        .filter(|d| *d > 250)
+        .collect();
+    assert!(late.is_empty(), "requests after the end: {late:?} ms late");
+    for (_, _, _, attempts, error) in rows(&db, m.id).await.values() {
+        assert!(*attempts >= 1);
+        assert!(error.as_deref().unwrap_or("").contains("503"), "{error:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_every_pending_send_within_a_second() {
+    let db = TestDb::new().await;
+    db.seed_clients(1000, "all").await;
+    let stub = SmsStub::start(TOKEN, Duration::from_millis(20))
+        .await
+        .expect("stub");
+    let mut settings = db.settings(&stub.base_url());
+    settings.sms.max_in_flight = 4;
+    let worker = RunningWorker::start(&db.store, settings);
+    let m = db.mailing("x", "all", now_ms(), now_ms() + 120_000).await;
+    wait_until(
+        Duration::from_secs(20),
+        "some messages to go out",
+        || async { stub.delivered_count() >= 50 },
+    )
+    .await;
+    db.store
+        .cancel_mailing(db.tenant, m.id)
+        .await
+        .expect("cancel");
+    let cancelled_at = now_ms();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after: Vec<i64> = stub
+        .requests()
+        .iter()
+        .map(|r| r.received_at - cancelled_at)
+        .filter(|d| *d > 1000)
+        .collect();
+    assert!(
+        after.is_empty(),
+        "sends more than 1 s after the cancel: {after:?}"
+    );
+    wait_until(Duration::from_secs(10), "every row to settle", || async {
+        let c = db.store.mailing_counts(m.id).await.expect("counts");
+        c.get(MessageState::Sent) + c.get(MessageState::Cancelled) == 1000
+    })
+    .await;
+    worker.stop().await;
+    let counts = db.store.mailing_counts(m.id).await.expect("counts");
+    assert_eq!(
+        counts.get(MessageState::Sent) as usize,
+        stub.delivered_count(),
+        "the store agrees with the provider"
+    );
+    assert!(counts.get(MessageState::Cancelled) > 500, "{counts:?}");
+    assert_eq!(mailing_state(&db, m.id).await, MailingState::Cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_pick_the_audience_and_templates_use_attributes() {
+    let db = TestDb::new().await;
+    let add = |phone: &str, tags: &[&str], city: &str| blast::store::NewClient {
+        phone: Some(phone.parse().expect("phone")),
+        name: phone[7..].to_owned(),
+        timezone: "UTC".into(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        attributes: [("city".to_owned(), city.to_owned())].into(),
+        ..Default::default()
+    };
+    for c in [
+        add("79001110001", &["vip"], "Kazan"),
+        add("79001110002", &["vip", "new"], "Omsk"),
+        add("79161110003", &["vip"], "Tver"),
+        add("79001110004", &["new"], "Perm"),
+    ] {
+        db.store.add_client(db.tenant, c).await.expect("client");
+    }
+    let stub = SmsStub::start(TOKEN, Duration::ZERO).await.expect("stub");
+    let worker = RunningWorker::start(&db.store, db.settings(&stub.base_url()));
+    let m = db
+        .store
+        .create_mailing(
+            db.tenant,
+            blast::store::NewMailing {
+                channel: blast::domain::ChannelKind::Sms,
+                text: "{{ name }} in {{ city }}".into(),
+                filter: blast::domain::AudienceFilter {
+                    tags: vec!["vip".into()],
+                    operator_codes: vec!["900".into()],
+                },
+                priority: blast::domain::Priority::High,
+                start_at: now_ms(),
+                end_at: now_ms() + 60_000,
+            },
+            1000,
+        )
+        .await
+        .expect("mailing");
+    wait_done(&db, m.id, Duration::from_secs(20)).await;
+    worker.stop().await;
+    let mut got: Vec<(i64, String)> = stub
+        .requests()
+        .into_iter()
+        .map(|r| (r.phone, r.text))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (79001110001, "0001 in Kazan".to_owned()),
+            (79001110002, "0002 in Omsk".to_owned())
+        ]
+    );
+    assert_eq!(
+        db.store
+            .mailing(db.tenant, m.id)
+            .await
+            .expect("m")
+            .recipients,
+        2
+    );
+}
