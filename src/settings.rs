@@ -195,8 +195,9 @@ impl Default for LogChannelSettings {
 pub enum SettingsError {
     #[error("configuration file {0} does not exist")]
     MissingFile(PathBuf),
+    // Not a #[source]: figment's message already says everything, and would print twice.
     #[error("invalid configuration: {0}")]
-    Invalid(#[from] Box<figment::Error>),
+    Invalid(Box<figment::Error>),
     #[error("invalid configuration: {0}")]
     Rule(String),
 }
@@ -228,7 +229,9 @@ impl Settings {
         for (key, value) in overrides {
             figment = figment.merge(Serialized::default(key, value));
         }
-        let settings: Settings = figment.extract().map_err(Box::new)?;
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| SettingsError::Invalid(Box::new(e)))?;
         settings.check()?;
         Ok(settings)
     }

@@ -16,9 +16,9 @@ use crate::store::{Store, StoreError, User};
 pub enum AdminError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] InvalidInput),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] InvalidInput),
     #[error("{0} not found")]
     NotFound(String),

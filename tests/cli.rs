@@ -1,0 +1,490 @@
+//! The `blast` command line as an operator uses it: the real binary, a temporary directory.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn blast_cmd(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_blast"));
+    cmd.current_dir(dir)
+        .env(
+            "BLAST_DATABASE_URL",
+            format!("sqlite://{}", dir.join("blast.db").display()),
+        )
+        .env("BLAST_LOG_CHANNEL__PATH", dir.join("deliveries.jsonl"))
+        .env("BLAST_WORKER__PUMP_INTERVAL_MS", "20")
+        .env("BLAST_WORKER__SCHEDULE_INTERVAL_MS", "50")
+        .env_remove("BLAST_USER")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+fn blast_in(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = blast_cmd(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn blast");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("blast runs")
+}
+
+fn blast(dir: &Path, args: &[&str]) -> Output {
+    blast_in(dir, args, "")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).expect("json output")
+}
+
+fn new_dir_with_user() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ok(&blast_in(
+        dir.path(),
+        &["user", "add", "alice", "--password-stdin"],
+        "correct horse\n",
+    ));
+    dir
+}
+
+fn stop(mut child: Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "blast up did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_mailing_goes_out_on_the_log_channel_from_the_command_line() {
+    let dir = new_dir_with_user();
+    let d = dir.path();
+    let token = ok(&blast(d, &["token", "create", "alice"]));
+    assert!(
+        token.trim().starts_with("blast_") && token.trim().len() > 40,
+        "{token}"
+    );
+    std::fs::write(
+        d.join("clients.csv"),
+        "phone,name,tags,city\n79001234567,Anna,vip,Kazan\n79161234567,Boris,vip;new,Omsk\n79031234567,Vera,new,Perm\n",
+    )
+    .expect("csv");
+    let out = ok(&blast(d, &["client", "import", "clients.csv"]));
+    assert!(out.contains("3 new"), "{out}");
+    let created = json(&blast(
+        d,
+        &[
+            "mailing",
+            "create",
+            "--channel",
+            "log",
+            "--tag",
+            "vip",
+            "--text",
+            "Hi {{ name }} from {{ city }}",
+            "--priority",
+            "high",
+            "--json",
+        ],
+    ));
+    let id = created["id"].as_i64().expect("id").to_string();
+    assert_eq!(created["state"], "scheduled");
+
+    let up = blast_cmd(d)
+        .arg("up")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("blast up");
+    let watch = blast(d, &["mailing", "watch", &id]);
+    let watched = ok(&watch);
+    assert!(
+        watched.contains("done") && watched.contains("sent 2"),
+        "{watched}"
+    );
+    assert!(stop(up).success());
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(d.join("deliveries.jsonl"))
+        .expect("deliveries")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let mut texts: Vec<&str> = lines
+        .iter()
+        .map(|l| l["text"].as_str().unwrap_or(""))
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["Hi Anna from Kazan", "Hi Boris from Omsk"]);
+
+    let shown = json(&blast(d, &["mailing", "show", &id, "--json"]));
+    assert_eq!(shown["state"], "done");
+    assert_eq!(shown["counts"]["sent"], 2);
+    let stats = json(&blast(d, &["stats", "--json"]));
+    assert_eq!(stats[0]["counts"]["sent"], 2);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let stats = json(&blast(d, &["stats", "--day", &today, "--json"]));
+    assert_eq!(stats[0]["counts"]["sent"], 2);
+    let stats = json(&blast(d, &["stats", "--day", "2001-01-01", "--json"]));
+    assert_eq!(stats, serde_json::json!([]));
+}
+
+fn counts(dir: &Path) -> (usize, usize) {
+    let clients = json(&blast(
+        dir,
+        &["client", "list", "--json", "--limit", "10000"],
+    ));
+    let mailings = json(&blast(dir, &["mailing", "list", "--json"]));
+    (
+        clients.as_array().map_or(0, Vec::len),
+        mailings.as_array().map_or(0, Vec::len),
+    )
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let dir = new_dir_with_user();
+    let d = dir.path();
+    ok(&blast(
+        d,
+        &["client", "add", "--phone", "79001234567", "--tag", "vip"],
+    ));
+    std::fs::write(
+        d.join("ragged.csv"),
+        "phone,name\n79001234568,Ok\n79001234569,Too,Many\n",
+    )
+    .expect("csv");
+    std::fs::write(d.join("nophone.csv"), "name,email\nAnna,a@b.ru\n").expect("csv");
+    std::fs::write(
+        d.join("badphone.csv"),
+        "phone,name\n79001234570,Ok\n+7 900 123,Bad\n",
+    )
+    .expect("csv");
+    std::fs::write(d.join("binary.csv"), [0xff, 0xfe, 0x00, 0x41]).expect("csv");
+    let long_text = "x".repeat(1001);
+    let before = counts(d);
+
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["client", "add", "--phone", "89001234567"],
+            "invalid phone",
+        ),
+        (
+            vec!["client", "add", "--phone", "7900123456"],
+            "invalid phone",
+        ),
+        (
+            vec!["client", "add", "--phone", "79001234567"],
+            "already exists",
+        ),
+        (
+            vec![
+                "client",
+                "add",
+                "--phone",
+                "79001234599",
+                "--tz",
+                "Mars/Base",
+            ],
+            "unknown time zone",
+        ),
+        (
+            vec![
+                "client",
+                "add",
+                "--phone",
+                "79001234599",
+                "--attr",
+                "name=x",
+            ],
+            "client field",
+        ),
+        (
+            vec!["client", "add", "--phone", "79001234599", "--email", "nope"],
+            "invalid email",
+        ),
+        (vec!["client", "delete", "999"], "client 999 not found"),
+        (vec!["client", "import", "ragged.csv"], "nothing imported"),
+        (vec!["client", "import", "nophone.csv"], "no phone column"),
+        (
+            vec!["client", "import", "badphone.csv"],
+            "line 3: invalid phone",
+        ),
+        (vec!["client", "import", "binary.csv"], "invalid utf-8"),
+        (vec!["client", "import", "missing.csv"], "cannot open"),
+        (
+            vec![
+                "mailing",
+                "create",
+                "--text",
+                "x",
+                "--start",
+                "2030-12-02T00:00:00Z",
+                "--end",
+                "2030-12-01T00:00:00Z",
+            ],
+            "must be after its start",
+        ),
+        (
+            vec![
+                "mailing",
+                "create",
+                "--text",
+                "x",
+                "--end",
+                "2001-01-01T00:00:00Z",
+                "--start",
+                "2000-01-01T00:00:00Z",
+            ],
+            "already in the past",
+        ),
+        (
+            vec!["mailing", "create", "--text", "x", "--tag", "nosuchtag"],
+            "unknown tag",
+        ),
+        (
+            vec!["mailing", "create", "--text", &long_text],
+            "the limit is 1000",
+        ),
+        (
+            vec!["mailing", "create", "--text", "Hi {{ name"],
+            "invalid message template",
+        ),
+        (vec!["mailing", "create", "--text", "   "], "text is empty"),
+        (
+            vec!["mailing", "create", "--text", "x", "--start", "tomorrow"],
+            "invalid time",
+        ),
+        (
+            vec!["mailing", "create", "--text", "x", "--operator", "9000"],
+            "invalid operator code",
+        ),
+        (
+            vec!["mailing", "create", "--text", "x", "--tag", "a b"],
+            "invalid tag",
+        ),
+        (vec!["mailing", "show", "999"], "mailing 999 not found"),
+        (vec!["mailing", "cancel", "999"], "mailing 999 not found"),
+        (vec!["stats", "--day", "2026-13-01"], "invalid day"),
+        (
+            vec!["--user", "nobody", "client", "list"],
+            "user \"nobody\" not found",
+        ),
+    ];
+    for (args, expected) in &cases {
+        let out = blast(d, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?} should be a usage error; stderr: {stderr}"
+        );
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: expected {expected:?} in: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    }
+    assert_eq!(counts(d), before, "rejected commands changed nothing");
+
+    let out = blast_in(d, &["user", "add", "bob", "--password-stdin"], "short\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password too short"));
+    let out = blast(
+        d,
+        &["--config", "/nonexistent/blast.toml", "client", "list"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn import_skips_invalid_rows_only_when_asked_and_updates_by_phone() {
+    let dir = new_dir_with_user();
+    let d = dir.path();
+    let mut csv = String::from("phone,name,tags,email\n");
+    for i in 0..5000 {
+        csv.push_str(&format!("79{:09},n{i},bulk,\n", 500_000_000 + i));
+    }
+    csv.push_str("12345,bad,bulk,\n79000000001,Mail,bulk,not-an-email\n");
+    std::fs::write(d.join("bulk.csv"), &csv).expect("csv");
+    let out = blast(d, &["client", "import", "bulk.csv"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 5002: invalid phone") && stderr.contains("line 5003: invalid email"),
+        "{stderr}"
+    );
+    assert_eq!(counts(d).0, 0);
+
+    let out = ok(&blast(
+        d,
+        &["client", "import", "bulk.csv", "--skip-invalid"],
+    ));
+    assert!(out.contains("5000 new, 0 updated, 2 invalid"), "{out}");
+    std::fs::write(d.join("again.csv"), "phone,name\n79500000000,Renamed\n").expect("csv");
+    let out = ok(&blast(d, &["client", "import", "again.csv"]));
+    assert!(out.contains("0 new, 1 updated"), "{out}");
+    let page = json(&blast(d, &["client", "list", "--json", "--limit", "1"]));
+    assert_eq!(page[0]["name"], "Renamed");
+    assert_eq!(page[0]["operator_code"], "950");
+    let next = json(&blast(
+        d,
+        &[
+            "client",
+            "list",
+            "--json",
+            "--limit",
+            "2",
+            "--after",
+            &page[0]["id"].to_string(),
+        ],
+    ));
+    assert_eq!(next[0]["name"], "n1");
+    let tagged = json(&blast(
+        d,
+        &[
+            "client", "list", "--json", "--limit", "10000", "--tag", "bulk",
+        ],
+    ));
+    assert_eq!(tagged.as_array().map_or(0, Vec::len), 5000);
+}
+
+#[test]
+fn clients_are_updated_and_deleted() {
+    let dir = new_dir_with_user();
+    let d = dir.path();
+    ok(&blast(
+        d,
+        &[
+            "client",
+            "add",
+            "--phone",
+            "79001234567",
+            "--name",
+            "Anna",
+            "--tag",
+            "a",
+            "--attr",
+            "city=Kazan",
+        ],
+    ));
+    let updated = ok(&blast(
+        d,
+        &[
+            "client",
+            "update",
+            "1",
+            "--phone",
+            "79161234567",
+            "--add-tag",
+            "b",
+            "--remove-tag",
+            "a",
+            "--unset-attr",
+            "city",
+            "--tz",
+            "Europe/Moscow",
+        ],
+    ));
+    assert!(updated.contains("79161234567"), "{updated}");
+    let shown = json(&blast(d, &["client", "show", "1", "--json"]));
+    assert_eq!(shown["operator_code"], "916");
+    assert_eq!(shown["tags"], serde_json::json!(["b"]));
+    assert_eq!(shown["attributes"], serde_json::json!({}));
+    assert_eq!(shown["timezone"], "Europe/Moscow");
+    ok(&blast(d, &["client", "delete", "1"]));
+    assert_eq!(counts(d).0, 0);
+}
+
+#[test]
+fn tenants_see_only_their_own_data() {
+    let dir = new_dir_with_user();
+    let d = dir.path();
+    ok(&blast_in(
+        d,
+        &["user", "add", "bob", "--password-stdin"],
+        "another secret\n",
+    ));
+    let out = blast(d, &["client", "list"]);
+    assert_eq!(out.status.code(), Some(2), "two users: --user is required");
+    ok(&blast(
+        d,
+        &[
+            "--user",
+            "alice",
+            "client",
+            "add",
+            "--phone",
+            "79001234567",
+            "--tag",
+            "vip",
+        ],
+    ));
+    let m = json(&blast(
+        d,
+        &[
+            "--user",
+            "alice",
+            "mailing",
+            "create",
+            "--text",
+            "x",
+            "--tag",
+            "vip",
+            "--start",
+            "2030-01-01T00:00:00Z",
+            "--json",
+        ],
+    ));
+    let id = m["id"].to_string();
+    let out = blast(d, &["--user", "bob", "mailing", "show", &id]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    let out = blast(d, &["--user", "bob", "mailing", "cancel", &id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        json(&blast(d, &["--user", "bob", "client", "list", "--json"])),
+        serde_json::json!([])
+    );
+    let out = blast(
+        d,
+        &[
+            "--user", "bob", "mailing", "create", "--text", "x", "--tag", "vip",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown tag"),
+        "bob cannot target alice's tags"
+    );
+    ok(&blast(d, &["--user", "alice", "mailing", "cancel", &id]));
+    ok(&blast(d, &["user", "disable", "bob"]));
+    let users = ok(&blast(d, &["user", "list"]));
+    assert!(users.contains("disabled"), "{users}");
+}
