@@ -1,1 +1,170 @@
-fn main() {}
+//! End-to-end benchmark of the embedded profile: N clients, one SMS mailing, a local stub on
+//! 127.0.0.1. Prints import speed, messages/s, send latency p50/p99 and peak RSS.
+//!
+//! `cargo bench --bench mailing` (N = 100000), or `BENCH_RECIPIENTS=20000 cargo bench --bench mailing`.
+//! The stub runs in the same process, so RSS and CPU include it: the figures are conservative.
+
+use blast::domain::{AudienceFilter, ChannelKind, Phone, Priority};
+use blast::settings::{Secret, Settings};
+use blast::store::{NewClient, NewMailing, Store};
+use blast::worker::{self, Tenancy};
+use blast_testkit::SmsStub;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "bench.jwt";
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // `cargo bench` passes --bench; any other argument is a request to list or filter: ignore.
+    let n: usize = std::env::var("BENCH_RECIPIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let dir = tempfile::tempdir()?;
+            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+            let store = Store::open(&url).await?;
+            let tenant = store.add_user("bench", "bench password").await?.id;
+
+            let clients: Vec<NewClient> = (0..n)
+                .map(|i| NewClient {
+                    phone: format!("79{:09}", i).parse::<Phone>().ok(),
+                    name: format!("client {i}"),
+                    timezone: "UTC".into(),
+                    tags: vec!["bench".into()],
+                    ..NewClient::default()
+                })
+                .collect();
+            let t = Instant::now();
+            store.import_clients(tenant, &clients, |_| {}).await?;
+            let import_secs = t.elapsed().as_secs_f64();
+            drop(clients);
+
+            let stub = SmsStub::start(TOKEN, Duration::ZERO).await?;
+            let mut settings = Settings {
+                database_url: url.clone(),
+                ..Settings::default()
+            };
+            settings.sms.base_url = stub.base_url();
+            settings.sms.token = Secret::new(TOKEN);
+            let now = blast::now_ms();
+            let mailing = store
+                .create_mailing(
+                    tenant,
+                    NewMailing {
+                        channel: ChannelKind::Sms,
+                        text: "Hello {{ name }}, your code is {{ id }}".into(),
+                        filter: AudienceFilter {
+                            tags: vec!["bench".into()],
+                            operator_codes: vec![],
+                        },
+                        priority: Priority::Medium,
+                        start_at: now,
+                        end_at: now + 3_600_000,
+                    },
+                    1000,
+                )
+                .await?;
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let started = Instant::now();
+            let worker = tokio::spawn(worker::run(
+                store.clone(),
+                settings,
+                Tenancy::Exclusive,
+                async move {
+                    let _ = stop_rx.await;
+                },
+            ));
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let m = store.mailing(tenant, mailing.id).await?;
+                if m.state == blast::domain::MailingState::Done {
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(1800) {
+                    return Err("the mailing did not finish in 30 minutes".into());
+                }
+            }
+            let m = store.mailing(tenant, mailing.id).await?;
+            let _ = stop_tx.send(());
+            worker.await??;
+            let counts = store.mailing_counts(mailing.id).await?;
+            let delivery_ms = (m.finished_at.unwrap_or(0) - m.started_at.unwrap_or(0)).max(1);
+            let sent = counts.get(blast::domain::MessageState::Sent);
+
+            let mut latencies: Vec<f64> = snapshotter
+                .snapshot()
+                .into_vec()
+                .into_iter()
+                .filter(|(key, ..)| key.key().name() == "blast_send_duration_seconds")
+                .flat_map(|(.., value)| match value {
+                    DebugValue::Histogram(values) => {
+                        values.into_iter().map(|v| v.into_inner()).collect()
+                    }
+                    _ => Vec::new(),
+                })
+                .collect();
+            latencies.sort_by(f64::total_cmp);
+
+            println!(
+                "blast embedded-profile benchmark ({} recipients, SQLite, SMS stub on 127.0.0.1)",
+                n
+            );
+            println!(
+                "  import            {n} clients in {import_secs:.2} s ({:.0} rows/s)",
+                n as f64 / import_secs
+            );
+            println!(
+                "  delivered         {sent} of {n} in {:.2} s (start to done)",
+                delivery_ms as f64 / 1000.0
+            );
+            println!(
+                "  throughput        {:.0} messages/s",
+                sent as f64 * 1000.0 / delivery_ms as f64
+            );
+            println!(
+                "  send latency      p50 {:.2} ms, p99 {:.2} ms ({} requests)",
+                percentile(&latencies, 0.50) * 1000.0,
+                percentile(&latencies, 0.99) * 1000.0,
+                latencies.len()
+            );
+            println!(
+                "  peak RSS          {:.0} MB (worker, store and stub in one process)",
+                peak_rss_mb()
+            );
+            println!(
+                "  provider saw      {} unique messages, {} requests",
+                stub.delivered_count(),
+                stub.requests().len()
+            );
+            if sent as usize != n || stub.delivered_count() != n {
+                return Err(format!("expected {n} messages sent, got {sent}").into());
+            }
+            Ok::<(), Box<dyn std::error::Error>>(())
+        })
+}

@@ -383,3 +383,25 @@ async fn filters_pick_the_audience_and_templates_use_attributes() {
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_picks_up_new_mailings_without_waiting_for_its_heartbeat() {
+    // apalis parks an idle poller until its 30 s heartbeat when a wake-up is lost; each round
+    // below starts from an idle worker, so a lost wake-up shows as a round that takes 30 s.
+    let db = TestDb::new().await;
+    db.seed_clients(3, "all").await;
+    let stub = SmsStub::start(TOKEN, Duration::ZERO).await.expect("stub");
+    let worker = RunningWorker::start(&db.store, db.settings(&stub.base_url()));
+    for round in 1..=6 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let m = db.mailing("x", "all", now_ms(), now_ms() + 60_000).await;
+        wait_until(
+            Duration::from_secs(10),
+            &format!("round {round} to be picked up"),
+            || async { mailing_state(&db, m.id).await == MailingState::Done },
+        )
+        .await;
+    }
+    worker.stop().await;
+    assert_eq!(stub.requests().len(), 18);
+}

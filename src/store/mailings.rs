@@ -357,15 +357,25 @@ impl Store {
     /// Expire what is left of running mailings whose window has closed, and mark done every
     /// running mailing with no message left to send. Returns the ids of mailings finished now.
     pub async fn finish_mailings(&self, now: i64) -> Result<Vec<i64>> {
+        let closed: Vec<i64> =
+            sqlx::query("SELECT id FROM mailings WHERE state = 'running' AND end_at <= ?")
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
         let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "UPDATE messages SET state = 'expired', claim = NULL, updated_at = ?1
-             WHERE state IN ('pending', 'queued', 'failed_temporary')
-               AND mailing_id IN (SELECT id FROM mailings WHERE state = 'running' AND end_at <= ?1)",
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        for mailing_id in closed {
+            sqlx::query(
+                "UPDATE messages SET state = 'expired', claim = NULL, updated_at = ?1
+                 WHERE mailing_id = ?2 AND state IN ('pending', 'queued', 'failed_temporary')",
+            )
+            .bind(now)
+            .bind(mailing_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         let finished: Vec<i64> = sqlx::query(
             "UPDATE mailings SET state = 'done', finished_at = ?1
              WHERE state = 'running'

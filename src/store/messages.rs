@@ -31,6 +31,21 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// A short name for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Expired { .. } => "expired",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Release => "released",
+            Outcome::Unknown { .. } => "unknown",
+        }
+    }
+}
+
 /// A row handed to a channel, with the client it goes to.
 #[derive(Debug, Clone)]
 pub struct DeliveryRow {
@@ -63,10 +78,19 @@ impl Store {
         let claim: i64 = rand::random::<i64>().abs();
         let mut ids: Vec<i64> = sqlx::query(
             "UPDATE messages SET state = 'queued', claim = ?1, updated_at = ?2
-             WHERE id IN (SELECT id FROM messages
-                          WHERE mailing_id = ?3 AND state IN ('pending', 'failed_temporary')
-                            AND next_attempt_at <= ?2
-                          ORDER BY next_attempt_at, id LIMIT ?4)
+             WHERE id IN (
+                 -- One ordered index range per state: with `state IN (..)` SQLite would sort
+                 -- every due row of the mailing on each claim.
+                 SELECT id FROM (SELECT id FROM messages
+                                 WHERE mailing_id = ?3 AND state = 'failed_temporary'
+                                   AND next_attempt_at <= ?2
+                                 ORDER BY next_attempt_at LIMIT ?4)
+                 UNION ALL
+                 SELECT id FROM (SELECT id FROM messages
+                                 WHERE mailing_id = ?3 AND state = 'pending'
+                                   AND next_attempt_at <= ?2
+                                 ORDER BY next_attempt_at LIMIT ?4)
+                 LIMIT ?4)
              RETURNING id",
         )
         .bind(claim)

@@ -14,7 +14,7 @@ use crate::template::MessageTemplate;
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -130,8 +130,15 @@ impl Deliverer {
             phone: &row.client.phone,
             text: &text,
         };
+        let started = Instant::now();
         let result = channel.send(&msg).await;
-        self.outcome_of(result, row, mailing.end_at)
+        let channel_name = mailing.channel.as_str();
+        metrics::histogram!("blast_send_duration_seconds", "channel" => channel_name)
+            .record(started.elapsed().as_secs_f64());
+        let outcome = self.outcome_of(result, row, mailing.end_at);
+        metrics::counter!("blast_send_attempts_total", "channel" => channel_name, "outcome" => outcome.label())
+            .increment(1);
+        outcome
     }
 
     fn outcome_of(

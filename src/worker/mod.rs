@@ -17,9 +17,10 @@ use crate::queue;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
 use apalis::prelude::{BackendExt, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt};
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -148,16 +149,7 @@ pub async fn run(
 
     let instance = format!("blast-{}-{:08x}", std::process::id(), rand::random::<u32>());
     for lane in Lane::ALL {
-        // A tokio interval wakes the apalis poller: apalis's own interval strategy was seen to
-        // miss wake-ups under CPU load (DESIGN.md).
-        let ticks = futures::stream::unfold(
-            tokio::time::interval(every(w.pump_interval_ms)),
-            |mut interval| async move {
-                interval.tick().await;
-                Some(((), interval))
-            },
-        )
-        .boxed();
+        let ticks = poll_ticks(every(w.pump_interval_ms));
         let worker = WorkerBuilder::new(format!("{instance}-{}", lane.as_str()))
             .backend(queue::storage(store.pool(), lane).poll_with_stream(ticks))
             .concurrency(w.jobs_in_flight as usize)
@@ -188,6 +180,22 @@ pub async fn run(
     }
     tracing::info!(%instance, "worker stopped");
     first_error.map_or(Ok(()), Err)
+}
+
+/// The stream that tells an apalis worker when to fetch. apalis's `PollWith` polls the strategy
+/// and ignores a ready tick, so a stream that is ready leaves no waker behind for the next tick;
+/// if the fetch then comes back empty the worker sleeps until its 30 s heartbeat (seen as
+/// 30 s stalls). Waking the task on every tick makes the next poll register the waker again.
+fn poll_ticks(period: Duration) -> impl futures::Stream<Item = ()> + Unpin + Send + 'static {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures::stream::poll_fn(move |cx| match interval.poll_tick(cx) {
+        Poll::Ready(_) => {
+            cx.waker().wake_by_ref();
+            Poll::Ready(Some(()))
+        }
+        Poll::Pending => Poll::Pending,
+    })
 }
 
 async fn deliver_job(

@@ -23,6 +23,8 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> TestDb {
+        // Logs go to the test's captured output; RUST_LOG=debug shows more.
+        blast::telemetry::init(blast::settings::LogFormat::Text, "warn");
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("blast.db").display());
         let store = Store::open(&url).await.expect("open store");
@@ -41,8 +43,10 @@ impl TestDb {
 
     /// Settings tuned for tests: short intervals and leases, fast retries.
     pub fn settings(&self, sms_base_url: &str) -> Settings {
-        let mut s = Settings::default();
-        s.database_url = self.url.clone();
+        let mut s = Settings {
+            database_url: self.url.clone(),
+            ..Settings::default()
+        };
         s.worker.batch_size = 50;
         s.worker.queue_watermark = 4;
         s.worker.pump_interval_ms = 20;
