@@ -2,9 +2,9 @@
 
 use anyhow::Context as _;
 use blast::admin::{self, AdminError, Context};
-use blast::settings::Settings;
-use blast::store::Store;
-use blast::worker::{self, Tenancy};
+use blast::settings::{Settings, SettingsError};
+use blast::store::{Store, StoreError};
+use blast::worker::{self, Tenancy, WorkerError};
 use blast_cli::{
     Cli, ClientCommand, Command, ConfigCommand, MailingCommand, TokenCommand, UserCommand,
 };
@@ -25,9 +25,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             // A mistake in the command is exit code 2 (as for usage errors), a failure 1.
-            let usage = e
-                .downcast_ref::<AdminError>()
-                .is_some_and(AdminError::is_usage_error);
+            let usage = is_usage_error(&e);
             if usage {
                 ExitCode::from(2)
             } else {
@@ -35,6 +33,16 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// A mistake in the command or the configuration, as opposed to a failure of blast.
+fn is_usage_error(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<AdminError>()
+        .is_some_and(AdminError::is_usage_error)
+        || e.downcast_ref::<SettingsError>().is_some()
+        || e.downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_client_error)
+        || matches!(e.downcast_ref::<WorkerError>(), Some(WorkerError::Store(s)) if s.is_client_error())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -51,6 +51,19 @@ pub async fn purge_finished(pool: &SqlitePool, retention: Duration) -> Result<u6
     .rows_affected())
 }
 
+/// Mark every unfinished job as killed. Only for a process that owns the database alone and
+/// has just put all claimed rows back to pending: those jobs' claims are void, and left alone
+/// they would fill the lanes' watermarks until apalis noticed their workers were gone.
+pub async fn void_unfinished(pool: &SqlitePool) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE Jobs SET status = 'Killed', done_at = strftime('%s', 'now'), lock_by = NULL
+         WHERE status IN ('Pending', 'Queued', 'Running')",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 /// The apalis storage a worker of `lane` consumes. Payloads arrive as raw JSON and are decoded
 /// by the handler, so an unknown payload is dropped instead of stopping the worker.
 pub fn storage(pool: &SqlitePool, lane: Lane) -> SqliteStorage<serde_json::Value> {

@@ -94,6 +94,10 @@ pub struct WorkerSettings {
     pub cancel_check_interval_ms: u64,
     /// Finished queue jobs are deleted after this many seconds.
     pub job_retention_secs: u64,
+    /// How often a process tells the others it is alive, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// A process silent this long is taken for dead, in seconds.
+    pub instance_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,6 +160,8 @@ impl Default for WorkerSettings {
             sending_lease_secs: 60,
             cancel_check_interval_ms: 250,
             job_retention_secs: 3600,
+            heartbeat_interval_ms: 1000,
+            instance_timeout_secs: 10,
         }
     }
 }
@@ -241,6 +247,17 @@ impl Settings {
         if w.batch_size == 0 || w.queue_watermark == 0 || w.jobs_in_flight == 0 {
             return Err(SettingsError::Rule(
                 "worker.batch_size, worker.queue_watermark and worker.jobs_in_flight must be at least 1".into(),
+            ));
+        }
+        if w.queued_lease_secs == 0 || w.sending_lease_secs == 0 {
+            return Err(SettingsError::Rule(
+                "worker.queued_lease_secs and worker.sending_lease_secs must be at least 1".into(),
+            ));
+        }
+        if w.instance_timeout_secs.saturating_mul(1000) <= w.heartbeat_interval_ms.saturating_mul(2)
+        {
+            return Err(SettingsError::Rule(
+                "worker.instance_timeout_secs must exceed two heartbeat intervals".into(),
             ));
         }
         if self.sms.max_in_flight == 0 {

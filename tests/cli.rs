@@ -65,6 +65,25 @@ fn new_dir_with_user() -> tempfile::TempDir {
     dir
 }
 
+/// Run `cmd` to completion, killing it and failing the test after `limit`.
+fn with_deadline(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn blast");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("command did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
 fn stop(mut child: Child) -> std::process::ExitStatus {
     let _ = Command::new("kill")
         .arg("-TERM")
@@ -124,8 +143,15 @@ fn a_mailing_goes_out_on_the_log_channel_from_the_command_line() {
         .stderr(Stdio::null())
         .spawn()
         .expect("blast up");
-    let watch = blast(d, &["mailing", "watch", &id]);
+    let watch = with_deadline(
+        blast_cmd(d).args(["mailing", "watch", &id]),
+        Duration::from_secs(120),
+    );
     let watched = ok(&watch);
+    // A second `blast up` on the same database is refused: it would take the first one's work.
+    let second = with_deadline(blast_cmd(d).arg("up"), Duration::from_secs(60));
+    assert_eq!(second.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another blast process is running"));
     assert!(
         watched.contains("done") && watched.contains("sent 2"),
         "{watched}"
@@ -317,12 +343,42 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let out = blast_in(d, &["user", "add", "bob", "--password-stdin"], "short\n");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("password too short"));
-    let out = blast(
-        d,
-        &["--config", "/nonexistent/blast.toml", "client", "list"],
+    for (args, expected) in [
+        (
+            vec!["--config", "/nonexistent/blast.toml", "client", "list"],
+            "does not exist",
+        ),
+        (
+            vec!["--database-url", "mysql://x", "client", "list"],
+            "unsupported database URL",
+        ),
+    ] {
+        let out = blast(d, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(expected),
+            "{args:?}"
+        );
+    }
+    let out = blast_cmd(d)
+        .args(["client", "list"])
+        .env("BLAST_SMS__TIMEOUT", "5")
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown BLAST_* key is a usage error"
     );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timeout"));
+    ok(&blast(d, &["user", "disable", "alice"]));
+    let out = blast(d, &["client", "list"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a disabled user cannot act, even as the only one"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("disabled"));
 }
 
 #[test]

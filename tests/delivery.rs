@@ -99,6 +99,12 @@ async fn every_message_is_delivered_exactly_once_through_provider_faults() {
         requests.iter().all(|r| !r.repeat_ack),
         "no message is sent again after the provider acknowledged it"
     );
+    for (id, times) in &deliveries {
+        // A provider that answers after our timeout has delivered, but we could not know:
+        // that message goes again under the same id (the provider's deduplication key).
+        let expected = if id % 10 == 1 { 2 } else { 1 };
+        assert_eq!(*times, expected, "deliveries of message {id}");
+    }
     let counts = db.store.mailing_counts(m.id).await.expect("counts");
     assert_eq!(counts.get(MessageState::Sent), 400);
     assert_eq!(counts.total(), 400);
@@ -274,11 +280,19 @@ async fn nothing_is_sent_after_the_end_and_the_rest_expires() {
 async fn cancel_stops_every_pending_send_within_a_second() {
     let db = TestDb::new().await;
     db.seed_clients(1000, "all").await;
-    let stub = SmsStub::start(TOKEN, Duration::from_millis(20))
-        .await
-        .expect("stub");
+    // Every third message fails transiently on its first try, so retries are open at the cancel.
+    let stub = SmsStub::with_faults(TOKEN, Duration::from_millis(20), |id, nth| {
+        if id % 3 == 0 && nth == 1 {
+            Fault::Status(503)
+        } else {
+            Fault::None
+        }
+    })
+    .await
+    .expect("stub");
     let mut settings = db.settings(&stub.base_url());
     settings.sms.max_in_flight = 4;
+    settings.retry.base_delay_ms = 300;
     let worker = RunningWorker::start(&db.store, settings);
     let m = db.mailing("x", "all", now_ms(), now_ms() + 120_000).await;
     wait_until(
@@ -404,4 +418,136 @@ async fn an_idle_worker_picks_up_new_mailings_without_waiting_for_its_heartbeat(
     }
     worker.stop().await;
     assert_eq!(stub.requests().len(), 18);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailing_cancelled_before_its_start_sends_nothing() {
+    let db = TestDb::new().await;
+    db.seed_clients(10, "all").await;
+    let stub = SmsStub::start(TOKEN, Duration::ZERO).await.expect("stub");
+    let worker = RunningWorker::start(&db.store, db.settings(&stub.base_url()));
+    let start_at = now_ms() + 500;
+    let m = db.mailing("x", "all", start_at, start_at + 60_000).await;
+    db.store
+        .cancel_mailing(db.tenant, m.id)
+        .await
+        .expect("cancel");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    worker.stop().await;
+    assert!(stub.requests().is_empty());
+    assert_eq!(
+        db.store.mailing_counts(m.id).await.expect("counts").total(),
+        0
+    );
+    assert_eq!(mailing_state(&db, m.id).await, MailingState::Cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_slower_than_the_lease_gets_each_message_once() {
+    let db = TestDb::new().await;
+    db.seed_clients(40, "all").await;
+    // One request at a time, 150 ms each: a batch of 20 takes 3 s, three times the lease.
+    let stub = SmsStub::start(TOKEN, Duration::from_millis(150))
+        .await
+        .expect("stub");
+    let mut settings = db.settings(&stub.base_url());
+    settings.sms.max_in_flight = 1;
+    settings.sms.timeout_ms = 2000;
+    settings.worker.batch_size = 20;
+    settings.worker.sending_lease_secs = 1;
+    settings.worker.queued_lease_secs = 1;
+    let worker = RunningWorker::start(&db.store, settings);
+    let m = db.mailing("x", "all", now_ms(), now_ms() + 120_000).await;
+    wait_done(&db, m.id, Duration::from_secs(120)).await;
+    worker.stop().await;
+    let deliveries = stub.deliveries();
+    assert_eq!(deliveries.len(), 40);
+    assert!(
+        deliveries.values().all(|n| *n == 1),
+        "a message went out twice: {deliveries:?}"
+    );
+    assert_eq!(stub.requests().len(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_with_the_same_tag_name_do_not_share_audiences() {
+    let db = TestDb::new().await;
+    db.seed_clients(3, "vip").await;
+    let other = db
+        .store
+        .add_user("other", "another password")
+        .await
+        .expect("user");
+    for phone in ["79990000001", "79990000002"] {
+        let client = blast::store::NewClient {
+            phone: Some(phone.parse().expect("phone")),
+            timezone: "UTC".into(),
+            tags: vec!["vip".into()],
+            ..Default::default()
+        };
+        db.store.add_client(other.id, client).await.expect("client");
+    }
+    let stub = SmsStub::start(TOKEN, Duration::ZERO).await.expect("stub");
+    let worker = RunningWorker::start(&db.store, db.settings(&stub.base_url()));
+    let m = db.mailing("x", "vip", now_ms(), now_ms() + 60_000).await;
+    wait_done(&db, m.id, Duration::from_secs(120)).await;
+    worker.stop().await;
+    assert_eq!(stub.requests().len(), 3);
+    assert!(
+        stub.requests()
+            .iter()
+            .all(|r| !r.phone.to_string().starts_with("7999"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
+    let db = TestDb::new().await;
+    db.seed_clients(2, "all").await;
+    let sms = db.mailing("x", "all", now_ms(), now_ms() + 60_000).await;
+    let log = db
+        .store
+        .create_mailing(
+            db.tenant,
+            blast::store::NewMailing {
+                channel: blast::domain::ChannelKind::Log,
+                text: "x".into(),
+                filter: blast::domain::AudienceFilter::default(),
+                priority: blast::domain::Priority::Low,
+                start_at: now_ms(),
+                end_at: now_ms() + 60_000,
+            },
+            1000,
+        )
+        .await
+        .expect("log mailing");
+    db.store.start_due_mailings(now_ms()).await.expect("start");
+    // As if a worker died while these were in flight.
+    sqlx::query("UPDATE messages SET state = 'sending', claim = 1")
+        .execute(db.store.pool())
+        .await
+        .expect("simulate");
+    let recovered = db
+        .store
+        .recover_lost_rows(
+            now_ms(),
+            0,
+            0,
+            blast::channels::Channels::unsafe_to_resend(),
+        )
+        .await
+        .expect("recover");
+    assert_eq!(recovered, 4);
+    let sms_counts = db.store.mailing_counts(sms.id).await.expect("counts");
+    let log_counts = db.store.mailing_counts(log.id).await.expect("counts");
+    assert_eq!(
+        sms_counts.get(MessageState::Pending),
+        2,
+        "SMS is resent under the same id"
+    );
+    assert_eq!(
+        log_counts.get(MessageState::Unknown),
+        2,
+        "the log channel would write twice"
+    );
 }

@@ -49,7 +49,7 @@ CREATE TABLE client_tags (
 CREATE INDEX client_tags_client ON client_tags (client_id);
 
 CREATE TABLE mailings (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant_id       INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     channel         TEXT NOT NULL,
     text            TEXT NOT NULL,
@@ -69,8 +69,9 @@ CREATE INDEX mailings_state ON mailings (state, start_at);
 CREATE INDEX mailings_tenant ON mailings (tenant_id, id);
 
 -- One row per (mailing, client): the delivery state machine (see ARCHITECTURE.md).
+-- AUTOINCREMENT: the id is the provider's deduplication key and must never be reused.
 CREATE TABLE messages (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     mailing_id      INTEGER NOT NULL REFERENCES mailings(id) ON DELETE CASCADE,
     client_id       INTEGER NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
     state           TEXT NOT NULL,
@@ -86,3 +87,16 @@ CREATE TABLE messages (
 CREATE INDEX messages_due ON messages (mailing_id, state, next_attempt_at);
 -- The reconciler's question: which claimed rows have been held too long?
 CREATE INDEX messages_held ON messages (state, updated_at);
+-- Deleting a client cascades to its messages.
+CREATE INDEX messages_client ON messages (client_id);
+
+-- Live blast processes, by heartbeat. `blast up` owns an embedded database alone and checks
+-- here that no other process is alive before it recovers leftover work at once.
+CREATE TABLE instances (
+    name         TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    host         TEXT NOT NULL,
+    started_at   INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+);

@@ -46,13 +46,21 @@ pub struct Context {
 impl Context {
     /// The tenant to act as: `--user`, or the only user there is.
     pub async fn tenant(&self) -> Result<User> {
-        if let Some(name) = &self.user {
-            let user = self.store.user_by_name(name).await?;
-            if user.disabled {
-                return Err(StoreError::Conflict(format!("user {name:?} is disabled")).into());
-            }
-            return Ok(user);
+        let user = match &self.user {
+            Some(name) => self.store.user_by_name(name).await?,
+            None => self.only_user().await?,
+        };
+        if user.disabled {
+            return Err(StoreError::Conflict(format!(
+                "user {:?} is disabled (blast user enable {})",
+                user.name, user.name
+            ))
+            .into());
         }
+        Ok(user)
+    }
+
+    async fn only_user(&self) -> Result<User> {
         let users = self.store.list_users().await?;
         match users.as_slice() {
             [only] => Ok(only.user.clone()),

@@ -91,9 +91,15 @@ impl Channels {
     }
 
     /// Channels whose sends carry no idempotency key: a send cut off mid-flight on them must
-    /// not be repeated blindly. None yet (SMS and log are keyed by the message id).
+    /// not be repeated blindly. The log channel appends a line per send, so it is one.
     pub fn unsafe_to_resend() -> &'static [&'static str] {
-        &[]
+        &["log"]
+    }
+
+    /// Whether a send on `kind` may be repeated after a crash without a duplicate reaching the
+    /// recipient (the SMS provider deduplicates by message id).
+    pub fn resend_is_safe(kind: ChannelKind) -> bool {
+        !Channels::unsafe_to_resend().contains(&kind.as_str())
     }
 
     /// Wait for an in-flight slot on `kind`. The caller checks whether the send is still

@@ -315,6 +315,19 @@ impl Store {
         for (mailing_id, tenant_id, filter) in due {
             let filter: AudienceFilter = serde_json::from_str(&filter).unwrap_or_default();
             let mut tx = self.write_tx().await?;
+            // Claim the start first: a cancel that committed since the SELECT above wins, and
+            // then no rows are made for the cancelled mailing.
+            let claimed = sqlx::query(
+                "UPDATE mailings SET state = 'running', started_at = ?1
+                 WHERE id = ?2 AND state = 'scheduled' RETURNING id",
+            )
+            .bind(now)
+            .bind(mailing_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if claimed.is_none() {
+                continue;
+            }
             sqlx::query(
                 "INSERT INTO messages (mailing_id, client_id, state, next_attempt_at, updated_at)
                  SELECT ?1, c.id, 'pending', ?2, ?2 FROM clients c
@@ -335,16 +348,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             let recipients: i64 = sqlx::query(
-                "UPDATE mailings SET state = 'running', started_at = ?1,
-                        recipients = (SELECT COUNT(*) FROM messages WHERE mailing_id = ?2)
-                 WHERE id = ?2 AND state = 'scheduled' RETURNING recipients",
+                "UPDATE mailings SET recipients = (SELECT COUNT(*) FROM messages WHERE mailing_id = ?1)
+                 WHERE id = ?1 RETURNING recipients",
             )
-            .bind(now)
             .bind(mailing_id)
-            .fetch_optional(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?
-            .map(|r| r.get(0))
-            .unwrap_or(0);
+            .get(0);
             tx.commit().await?;
             started.push(Started {
                 mailing_id,

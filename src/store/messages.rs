@@ -62,6 +62,9 @@ pub struct ClaimedBatch {
     pub message_ids: Vec<i64>,
 }
 
+/// How far back the reconciler looks for cancelled mailings with open rows.
+const CANCEL_SWEEP_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
 fn ids_json(ids: &[i64]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
@@ -112,27 +115,37 @@ impl Store {
         }))
     }
 
-    /// Move the rows of a job from `queued` to `sending` and load what sending needs. Rows whose
-    /// claim changed (re-queued since) or that were cancelled or expired are left out.
-    pub async fn begin_sending(&self, claim: i64, ids: &[i64]) -> Result<Vec<DeliveryRow>> {
+    /// Load the rows of a job that still carry its claim. With `mark_all_sending` they move
+    /// from `queued` to `sending` together (channels that can resend safely); otherwise they
+    /// stay `queued` and each is marked by [`Store::mark_sending`] right before its send.
+    /// Rows whose claim changed (re-queued since) or that were settled are left out.
+    pub async fn begin_sending(
+        &self,
+        claim: i64,
+        ids: &[i64],
+        mark_all_sending: bool,
+    ) -> Result<Vec<DeliveryRow>> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
-        sqlx::query(
-            "UPDATE messages SET state = 'sending', updated_at = ?1
-             WHERE claim = ?2 AND state = 'queued' AND id IN (SELECT value FROM json_each(?3))",
-        )
-        .bind(now)
-        .bind(claim)
-        .bind(ids_json(ids))
-        .execute(&mut *tx)
-        .await?;
+        if mark_all_sending {
+            sqlx::query(
+                "UPDATE messages SET state = 'sending', updated_at = ?1
+                 WHERE claim = ?2 AND state = 'queued' AND id IN (SELECT value FROM json_each(?3))",
+            )
+            .bind(now)
+            .bind(claim)
+            .bind(ids_json(ids))
+            .execute(&mut *tx)
+            .await?;
+        }
         let rows = sqlx::query(
             "SELECT s.id, s.attempts, c.id, c.phone, c.operator_code, c.name, c.email,
                     c.telegram_chat_id, c.timezone, c.attributes,
                     (SELECT group_concat(t.name, ',') FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
                      WHERE ct.client_id = c.id)
              FROM messages s JOIN clients c ON c.id = s.client_id
-             WHERE s.claim = ?1 AND s.state = 'sending' AND s.id IN (SELECT value FROM json_each(?2))
+             WHERE s.claim = ?1 AND s.state IN ('queued', 'sending')
+               AND s.id IN (SELECT value FROM json_each(?2))
              ORDER BY s.id",
         )
         .bind(claim)
@@ -166,13 +179,26 @@ impl Store {
             .collect())
     }
 
-    /// Write the outcomes of one batch in one transaction. A row is only touched while it still
-    /// carries `claim` (nobody re-queued it), except `Sent`, which is the truth whatever else
-    /// happened meanwhile.
-    pub async fn write_outcomes(&self, claim: i64, outcomes: &[(i64, Outcome)]) -> Result<()> {
-        if outcomes.is_empty() {
-            return Ok(());
-        }
+    /// Mark one row `sending` right before its send. False when the row no longer carries
+    /// `claim` (the reconciler took it back): then it must not be sent.
+    pub async fn mark_sending(&self, id: i64, claim: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE messages SET state = 'sending', updated_at = ?1
+             WHERE id = ?2 AND claim = ?3 AND state = 'queued'",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .bind(claim)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Write the outcomes collected so far for one batch, and renew the lease of the rows of the
+    /// batch still in flight, in one transaction. A row is only touched while it still carries
+    /// `claim`, except `Sent`, which is the truth whatever else happened meanwhile. A retry or a
+    /// release in a mailing cancelled meanwhile becomes `cancelled`.
+    pub async fn flush_batch(&self, claim: i64, outcomes: &[(i64, Outcome)]) -> Result<()> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         for (id, outcome) in outcomes {
@@ -203,9 +229,13 @@ impl Store {
                 Outcome::Release => (MessageState::Pending, 0, now, None),
             };
             sqlx::query(
-                "UPDATE messages SET state = ?1, attempts = attempts + ?2, next_attempt_at = ?3,
+                "UPDATE messages SET
+                        state = CASE WHEN ?1 IN ('failed_temporary', 'pending')
+                                       AND (SELECT state FROM mailings WHERE id = messages.mailing_id) = 'cancelled'
+                                     THEN 'cancelled' ELSE ?1 END,
+                        attempts = attempts + ?2, next_attempt_at = ?3,
                         last_error = COALESCE(?4, last_error), claim = NULL, updated_at = ?5
-                 WHERE id = ?6 AND claim = ?7 AND state = 'sending'",
+                 WHERE id = ?6 AND claim = ?7 AND state IN ('queued', 'sending')",
             )
             .bind(state.as_str())
             .bind(tried)
@@ -217,13 +247,20 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query(
+            "UPDATE messages SET updated_at = ?1 WHERE claim = ?2 AND state IN ('queued', 'sending')",
+        )
+        .bind(now)
+        .bind(claim)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Recover rows whose job or worker was lost: `queued` rows held longer than `queued_lease`
     /// ms and `sending` rows held longer than `sending_lease` ms go back to `pending` (the SMS
-    /// and log channels are idempotent by message id, so a resend cannot duplicate). Rows of
+    /// channel is idempotent by message id, so a resend cannot duplicate). `sending` rows of
     /// channels in `unsafe_to_resend` become `unknown` instead. Returns how many rows moved.
     pub async fn recover_lost_rows(
         &self,
@@ -233,15 +270,19 @@ impl Store {
         unsafe_to_resend: &[&str],
     ) -> Result<u64> {
         let mut tx = self.write_tx().await?;
+        // Rows of a cancelled mailing that nobody holds, or whose holder is gone, are settled
+        // as cancelled (a transient failure or a shutdown can leave them open after the cancel).
         let cancelled = sqlx::query(
             "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = ?1
-             WHERE ((state = 'queued' AND updated_at <= ?1 - ?2)
-                    OR (state = 'sending' AND updated_at <= ?1 - ?3))
-               AND mailing_id IN (SELECT id FROM mailings WHERE state = 'cancelled')",
+             WHERE mailing_id IN (SELECT id FROM mailings WHERE state = 'cancelled' AND finished_at >= ?1 - ?4)
+               AND (state IN ('pending', 'failed_temporary')
+                    OR (state = 'queued' AND updated_at <= ?1 - ?2)
+                    OR (state = 'sending' AND updated_at <= ?1 - ?3))",
         )
         .bind(now)
         .bind(queued_lease)
         .bind(sending_lease)
+        .bind(CANCEL_SWEEP_WINDOW_MS.max(queued_lease).max(sending_lease))
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -4,11 +4,13 @@
 //! same file (apalis-sqlite), so claiming rows and enqueuing their job is one transaction.
 
 mod clients;
+mod instances;
 mod mailings;
 mod messages;
 mod users;
 
 pub use clients::{Client, ClientPatch, ClientQuery, ImportReport, NewClient};
+pub use instances::InstanceKind;
 pub use mailings::{Mailing, MailingStats, NewMailing, StateCounts};
 pub use messages::{ClaimedBatch, DeliveryRow, Outcome};
 pub use users::{User, UserSummary};
@@ -45,7 +47,10 @@ impl StoreError {
     pub fn is_client_error(&self) -> bool {
         matches!(
             self,
-            StoreError::Invalid(_) | StoreError::NotFound(_) | StoreError::Conflict(_)
+            StoreError::Invalid(_)
+                | StoreError::NotFound(_)
+                | StoreError::Conflict(_)
+                | StoreError::UnsupportedUrl(_)
         )
     }
 }

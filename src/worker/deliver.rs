@@ -2,7 +2,12 @@
 //!
 //! Sends run concurrently (bounded by the channel's in-flight limit). Outcomes are flushed in
 //! batches every few hundred milliseconds; each flush also renews the lease of the rows still
-//! in flight, so the reconciler never takes back a row that is merely slow.
+//! held, so the reconciler never takes back a row that is merely waiting for a slow provider.
+//! A flush that fails is retried (the outcomes stay in memory) rather than abandoning the batch.
+//!
+//! On channels that can resend safely the whole batch is marked `sending` at once; on the
+//! others each row is marked right before its own send, so that after a crash only the rows
+//! really in flight become `unknown`.
 
 use super::backoff::RetrySchedule;
 use crate::channels::{Channels, DeliveryError, Outgoing};
@@ -11,6 +16,7 @@ use crate::jobs::{DeliverBatch, Job};
 use crate::now_ms;
 use crate::store::{DeliveryRow, Mailing, Outcome, Store, StoreError};
 use crate::template::MessageTemplate;
+use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// ... or as soon as this many are waiting.
 const FLUSH_AT: usize = 100;
+/// Flush attempts before a batch gives up (its rows are then recovered after their lease).
+const FLUSH_RETRIES: usize = 12;
 
 /// What the handler needs, shared by every job of the process.
 #[derive(Debug, Clone)]
@@ -51,9 +59,10 @@ impl Deliverer {
 
     async fn deliver(&self, batch: DeliverBatch) -> Result<(), StoreError> {
         let mailing = self.store.mailing_any_tenant(batch.mailing_id).await?;
+        let resend_is_safe = Channels::resend_is_safe(mailing.channel);
         let rows = self
             .store
-            .begin_sending(batch.claim, &batch.message_ids)
+            .begin_sending(batch.claim, &batch.message_ids, resend_is_safe)
             .await?;
         if rows.is_empty() {
             return Ok(()); // a stale token: its rows were re-queued or settled meanwhile
@@ -65,7 +74,9 @@ impl Deliverer {
                 let template = &template;
                 let mailing = &mailing;
                 async move {
-                    let outcome = self.send_one(mailing, template, &row).await;
+                    let outcome = self
+                        .send_one(mailing, template, &row, batch.claim, resend_is_safe)
+                        .await;
                     (row.message_id, outcome)
                 }
             })
@@ -77,8 +88,9 @@ impl Deliverer {
         loop {
             tokio::select! {
                 next = sends.next() => match next {
-                    Some(done) => {
-                        pending.push(done);
+                    Some((_, None)) => {}
+                    Some((id, Some(outcome))) => {
+                        pending.push((id, outcome));
                         if pending.len() >= FLUSH_AT {
                             self.flush(batch.claim, &mut pending).await?;
                         }
@@ -91,38 +103,63 @@ impl Deliverer {
         self.flush(batch.claim, &mut pending).await
     }
 
+    /// Write the outcomes so far (and renew the batch's lease), retrying while the store is
+    /// busy or briefly down: dropping them would lose sends that really happened.
     async fn flush(&self, claim: i64, pending: &mut Vec<(i64, Outcome)>) -> Result<(), StoreError> {
-        self.store.write_outcomes(claim, pending).await?;
+        let write = || self.store.flush_batch(claim, pending);
+        write
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(FLUSH_RETRIES),
+            )
+            .sleep(tokio::time::sleep)
+            .notify(|e: &StoreError, after: Duration| {
+                tracing::warn!(error = %e, retry_in = ?after, "cannot write delivery outcomes; retrying");
+            })
+            .await?;
         pending.clear();
         Ok(())
     }
 
     /// Decide about and perform one send. The checks (cancelled, shutting down, window
     /// closed) run after the wait for an in-flight slot, right before the request goes out.
+    /// `None` means the row is no longer this batch's (the reconciler took it back): nothing
+    /// is sent and nothing written.
     async fn send_one(
         &self,
         mailing: &Mailing,
         template: &Result<MessageTemplate, crate::domain::InvalidInput>,
         row: &DeliveryRow,
-    ) -> Outcome {
+        claim: i64,
+        resend_is_safe: bool,
+    ) -> Option<Outcome> {
         let text = match template.as_ref().map(|t| t.render(&row.client)) {
             Ok(Ok(text)) => text,
-            Ok(Err(e)) => return Outcome::Failed { error: e.0 },
-            Err(e) => return Outcome::Failed { error: e.0.clone() },
+            Ok(Err(e)) => return Some(Outcome::Failed { error: e.0 }),
+            Err(e) => return Some(Outcome::Failed { error: e.0.clone() }),
         };
-        let (_slot, channel) = match self.channels.acquire(mailing.channel).await {
-            Ok(acquired) => acquired,
-            Err(_) => return Outcome::Release,
+        let Ok((_slot, channel)) = self.channels.acquire(mailing.channel).await else {
+            return Some(Outcome::Release);
         };
         if mailing.state == MailingState::Cancelled || self.cancelled.borrow().contains(&mailing.id)
         {
-            return Outcome::Cancelled;
+            return Some(Outcome::Cancelled);
         }
         if self.shutdown.is_cancelled() {
-            return Outcome::Release;
+            return Some(Outcome::Release);
         }
         if now_ms() >= mailing.end_at {
-            return Outcome::Expired { last_error: None };
+            return Some(Outcome::Expired { last_error: None });
+        }
+        if !resend_is_safe {
+            match self.store.mark_sending(row.message_id, claim).await {
+                Ok(true) => {}
+                Ok(false) => return None,
+                // Not marked, so not sent: the row goes back to pending.
+                Err(_) => return Some(Outcome::Release),
+            }
         }
         let msg = Outgoing {
             message_id: row.message_id,
@@ -138,7 +175,7 @@ impl Deliverer {
         let outcome = self.outcome_of(result, row, mailing.end_at);
         metrics::counter!("blast_send_attempts_total", "channel" => channel_name, "outcome" => outcome.label())
             .increment(1);
-        outcome
+        Some(outcome)
     }
 
     fn outcome_of(

@@ -15,7 +15,7 @@ use crate::channels::{Channels, DeliveryError};
 use crate::jobs::Lane;
 use crate::queue;
 use crate::settings::Settings;
-use crate::store::{Store, StoreError};
+use crate::store::{InstanceKind, Store, StoreError};
 use apalis::prelude::{BackendExt, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt};
 use futures::FutureExt;
 use std::future::Future;
@@ -62,14 +62,41 @@ pub async fn run(
         }
     });
 
+    let w = settings.worker.clone();
+    let instance = format!("blast-{}-{:08x}", std::process::id(), rand::random::<u32>());
+    let kind = match tenancy {
+        Tenancy::Exclusive => InstanceKind::Exclusive,
+        Tenancy::Shared => InstanceKind::Shared,
+    };
+    let timeout_ms =
+        i64::try_from(w.instance_timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    store.register_instance(&instance, kind, timeout_ms).await?;
+    let result = run_registered(store.clone(), settings, tenancy, &instance, token).await;
+    if let Err(e) = store.unregister_instance(&instance).await {
+        tracing::warn!(error = %e, "cannot unregister this process");
+    }
+    result
+}
+
+async fn run_registered(
+    store: Store,
+    settings: Settings,
+    tenancy: Tenancy,
+    instance: &str,
+    token: CancellationToken,
+) -> Result<(), WorkerError> {
     if tenancy == Tenancy::Exclusive {
+        // Alone on the database (checked at registration): every claimed row and every
+        // unfinished job is a leftover of a previous run.
         let recovered = store
             .recover_lost_rows(crate::now_ms(), 0, 0, Channels::unsafe_to_resend())
             .await?;
-        if recovered > 0 {
+        let voided = queue::void_unfinished(store.pool()).await?;
+        if recovered > 0 || voided > 0 {
             tracing::warn!(
                 rows = recovered,
-                "recovered rows left claimed by a previous run"
+                jobs = voided,
+                "recovered work left by a previous run"
             );
         }
     }
@@ -147,7 +174,19 @@ pub async fn run(
         },
     ));
 
-    let instance = format!("blast-{}-{:08x}", std::process::id(), rand::random::<u32>());
+    tasks.spawn(periodic(
+        "heartbeat",
+        every(w.heartbeat_interval_ms),
+        token.clone(),
+        {
+            let (store, instance) = (store.clone(), instance.to_owned());
+            move || {
+                let (store, instance) = (store.clone(), instance.clone());
+                async move { store.heartbeat_instance(&instance).await }
+            }
+        },
+    ));
+
     for lane in Lane::ALL {
         let ticks = poll_ticks(every(w.pump_interval_ms));
         let worker = WorkerBuilder::new(format!("{instance}-{}", lane.as_str()))
