@@ -101,6 +101,51 @@ pub fn parse_tag(s: &str) -> Result<String, InvalidInput> {
     }
 }
 
+/// Client fields a template sees; attributes may not take these names.
+pub const RESERVED_ATTRIBUTES: &[&str] = &[
+    "id",
+    "phone",
+    "operator_code",
+    "name",
+    "email",
+    "timezone",
+    "tags",
+    "telegram_chat_id",
+];
+
+/// An attribute name usable in templates: a letter or `_`, then letters, digits or `_`.
+pub fn parse_attribute_name(key: &str) -> Result<String, InvalidInput> {
+    let key = key.trim();
+    let mut chars = key.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && key.len() <= 64;
+    if !valid {
+        return Err(invalid(format!(
+            "invalid attribute name {key:?}: use letters, digits and '_', starting with a letter"
+        )));
+    }
+    if RESERVED_ATTRIBUTES.contains(&key) {
+        return Err(invalid(format!(
+            "attribute name {key:?} is a client field; set it with its own option"
+        )));
+    }
+    Ok(key.to_owned())
+}
+
+/// Tags as given, validated, sorted, without repeats.
+pub fn parse_tags(tags: &[String]) -> Result<Vec<String>, InvalidInput> {
+    let mut out: Vec<String> = tags
+        .iter()
+        .map(|t| parse_tag(t))
+        .collect::<Result<_, _>>()?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// An IANA time zone name, e.g. Europe/Moscow.
 pub fn parse_timezone(s: &str) -> Result<String, InvalidInput> {
     s.trim()
@@ -129,7 +174,7 @@ pub fn parse_email(s: &str) -> Result<String, InvalidInput> {
 }
 
 /// Which channel a mailing goes out on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelKind {
     /// The external SMS HTTP API.
@@ -169,7 +214,7 @@ impl fmt::Display for ChannelKind {
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($(#[$vmeta])* $variant),+ }
 
@@ -242,6 +287,8 @@ string_enum! {
         Scheduled => "scheduled",
         /// Rows materialized; being delivered.
         Running => "running",
+        /// Delivery held by the operator; resumes where it stopped.
+        Paused => "paused",
         /// Every message reached a final state.
         Done => "done",
         Cancelled => "cancelled",
@@ -249,7 +296,7 @@ string_enum! {
 }
 
 /// Which clients a mailing goes to. Empty lists do not filter.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AudienceFilter {
     /// A client matches when it has any of these tags.
     #[serde(default)]

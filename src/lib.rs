@@ -5,8 +5,10 @@
 //! with `channels` at the edge talking to providers.
 
 pub mod admin;
+pub mod api;
 pub mod channels;
 pub mod domain;
+pub mod metrics;
 pub mod queue;
 pub mod settings;
 pub mod shutdown;

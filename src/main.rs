@@ -35,6 +35,61 @@ fn main() -> ExitCode {
     }
 }
 
+async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Run the API (on `api`) and the worker (with `tenancy`) until Ctrl-C or SIGTERM; when one
+/// of them fails, the other is stopped too.
+async fn run_roles(
+    store: Store,
+    settings: Settings,
+    api: Option<tokio::net::TcpListener>,
+    tenancy: Option<Tenancy>,
+) -> anyhow::Result<()> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            blast::shutdown::signal().await;
+            stop.cancel();
+        }
+    });
+    tracing::info!(database = %settings.database_url, "blast is up; Ctrl-C stops it");
+    let api_task = api.map(|listener| {
+        let (store, settings, stop) = (store.clone(), settings.clone(), stop.clone());
+        tokio::spawn(async move {
+            let result =
+                blast::api::serve(listener, store, settings, stop.clone().cancelled_owned()).await;
+            stop.cancel();
+            result
+        })
+    });
+    let worker_result = match tenancy {
+        Some(tenancy) => {
+            let result = worker::run(
+                store.clone(),
+                settings,
+                tenancy,
+                stop.clone().cancelled_owned(),
+            )
+            .await;
+            stop.cancel();
+            result.map_err(anyhow::Error::from)
+        }
+        None => Ok(()),
+    };
+    if let Some(task) = api_task {
+        task.await
+            .context("the API task panicked")?
+            .context("the API failed")?;
+    }
+    store.close().await;
+    worker_result
+}
+
 /// A mistake in the command or the configuration, as opposed to a failure of blast.
 fn is_usage_error(e: &anyhow::Error) -> bool {
     e.downcast_ref::<AdminError>()
@@ -51,7 +106,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         overrides.push(("database_url", url.clone()));
     }
     let settings = Settings::load(cli.config.as_deref(), &overrides)?;
-    let serving = matches!(cli.command, Command::Up | Command::Worker);
+    let serving = matches!(
+        cli.command,
+        Command::Up { .. } | Command::Serve { .. } | Command::Worker
+    );
     blast::telemetry::init(settings.log_format, if serving { "info" } else { "warn" });
 
     if let Command::Config(ConfigCommand::Show) = cli.command {
@@ -64,15 +122,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the database {}", settings.database_url))?;
 
     match cli.command {
-        Command::Up | Command::Worker => {
-            let tenancy = if matches!(cli.command, Command::Up) {
-                Tenancy::Exclusive
+        Command::Up { listen, no_api } => {
+            let api = if no_api {
+                None
             } else {
-                Tenancy::Shared
+                Some(bind(listen.as_deref().unwrap_or(&settings.api.listen)).await?)
             };
-            tracing::info!(database = %settings.database_url, "blast is up; Ctrl-C stops it");
-            worker::run(store.clone(), settings, tenancy, blast::shutdown::signal()).await?;
-            store.close().await;
+            run_roles(store, settings, api, Some(Tenancy::Exclusive)).await?;
+            return Ok(());
+        }
+        Command::Serve { listen } => {
+            let api = bind(listen.as_deref().unwrap_or(&settings.api.listen)).await?;
+            run_roles(store, settings, Some(api), None).await?;
+            return Ok(());
+        }
+        Command::Worker => {
+            run_roles(store, settings, None, Some(Tenancy::Shared)).await?;
             return Ok(());
         }
         Command::Migrate => {
@@ -147,6 +212,10 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
         Command::Mailing(MailingCommand::Cancel { id }) => admin::mailing::cancel(ctx, id).await,
         Command::Mailing(MailingCommand::Watch { id }) => admin::mailing::watch(ctx, id).await,
         Command::Stats(args) => admin::stats::run(ctx, args.day.as_deref(), args.json).await,
-        Command::Up | Command::Worker | Command::Migrate | Command::Config(_) => Ok(()),
+        Command::Up { .. }
+        | Command::Serve { .. }
+        | Command::Worker
+        | Command::Migrate
+        | Command::Config(_) => Ok(()),
     }
 }

@@ -42,6 +42,7 @@ pub struct Settings {
     pub database_url: String,
     /// `text` for people, `json` for log collectors.
     pub log_format: LogFormat,
+    pub api: ApiSettings,
     pub worker: WorkerSettings,
     pub retry: RetrySettings,
     pub mailing: MailingSettings,
@@ -60,6 +61,42 @@ impl Default for MailingSettings {
     fn default() -> Self {
         MailingSettings {
             default_window_hours: 24,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Address the HTTP API listens on.
+    pub listen: String,
+    /// Largest request body accepted, in bytes (bulk import has its own limit).
+    pub body_limit_bytes: usize,
+    /// Largest client import body, in bytes.
+    pub import_body_limit_bytes: usize,
+    /// Lifetime of a token from POST /api/v1/auth/token, in seconds.
+    pub session_ttl_secs: u64,
+    /// Whether POST /api/v1/auth/register creates users.
+    pub allow_registration: bool,
+    /// Password attempts allowed per user name per minute.
+    pub login_attempts_per_minute: u32,
+    /// How long an Idempotency-Key is remembered, in seconds.
+    pub idempotency_ttl_secs: u64,
+    /// The largest page a list endpoint returns.
+    pub max_page_size: u32,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            listen: "127.0.0.1:8080".into(),
+            body_limit_bytes: 1024 * 1024,
+            import_body_limit_bytes: 64 * 1024 * 1024,
+            session_ttl_secs: 3600,
+            allow_registration: false,
+            login_attempts_per_minute: 10,
+            idempotency_ttl_secs: 86_400,
+            max_page_size: 1000,
         }
     }
 }
@@ -138,6 +175,7 @@ impl Default for Settings {
         Settings {
             database_url: "sqlite://blast.db".into(),
             log_format: LogFormat::Text,
+            api: ApiSettings::default(),
             worker: WorkerSettings::default(),
             retry: RetrySettings::default(),
             mailing: MailingSettings::default(),
@@ -258,6 +296,11 @@ impl Settings {
         {
             return Err(SettingsError::Rule(
                 "worker.instance_timeout_secs must exceed two heartbeat intervals".into(),
+            ));
+        }
+        if self.api.login_attempts_per_minute == 0 || self.api.max_page_size == 0 {
+            return Err(SettingsError::Rule(
+                "api.login_attempts_per_minute and api.max_page_size must be at least 1".into(),
             ));
         }
         if self.sms.max_in_flight == 0 {

@@ -15,6 +15,7 @@ fn blast_cmd(dir: &Path) -> Command {
         .env("BLAST_LOG_CHANNEL__PATH", dir.join("deliveries.jsonl"))
         .env("BLAST_WORKER__PUMP_INTERVAL_MS", "20")
         .env("BLAST_WORKER__SCHEDULE_INTERVAL_MS", "50")
+        .env("BLAST_API__LISTEN", "127.0.0.1:0")
         .env_remove("BLAST_USER")
         .env_remove("RUST_LOG");
     cmd

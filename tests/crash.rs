@@ -20,6 +20,7 @@ fn spawn_blast_up(db: &TestDb, stub: &SmsStub, log_name: &str) -> Child {
         .env("BLAST_SMS__BASE_URL", stub.base_url())
         .env("BLAST_SMS__TOKEN", TOKEN)
         .env("BLAST_SMS__MAX_IN_FLIGHT", "4")
+        .env("BLAST_API__LISTEN", "127.0.0.1:0")
         .env("BLAST_WORKER__BATCH_SIZE", "50")
         .env("BLAST_WORKER__PUMP_INTERVAL_MS", "20")
         .env("BLAST_WORKER__SCHEDULE_INTERVAL_MS", "50")

@@ -27,8 +27,22 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run everything in one process: scheduler, pump and workers (the embedded profile).
-    Up,
+    /// Run everything in one process: the HTTP API, scheduler, pump and workers (the embedded
+    /// profile).
+    Up {
+        /// Address for the HTTP API (default: api.listen).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Run without the HTTP API.
+        #[arg(long)]
+        no_api: bool,
+    },
+    /// Run the HTTP API only.
+    Serve {
+        /// Address to listen on (default: api.listen).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
     /// Run a worker process only (more may run beside it against the same database).
     Worker,
     /// Create or update the database schema, then exit.

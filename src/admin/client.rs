@@ -2,45 +2,12 @@
 
 use super::{Context, Result, print_json};
 use crate::domain::{
-    InvalidInput, Phone, invalid, parse_email, parse_operator_code, parse_tag, parse_timezone,
+    InvalidInput, Phone, invalid, parse_attribute_name, parse_email, parse_operator_code,
+    parse_tag, parse_tags, parse_timezone,
 };
 use crate::store::{Client, ClientPatch, ClientQuery, NewClient};
 use blast_cli::{ClientFields, table};
 use std::collections::BTreeMap;
-
-/// Client fields a template sees; attributes may not take these names.
-pub const RESERVED_ATTRIBUTES: &[&str] = &[
-    "id",
-    "phone",
-    "operator_code",
-    "name",
-    "email",
-    "timezone",
-    "tags",
-    "telegram_chat_id",
-];
-
-/// An attribute name usable in templates: a letter or `_`, then letters, digits or `_`.
-pub fn parse_attribute_name(key: &str) -> Result<String, InvalidInput> {
-    let key = key.trim();
-    let mut chars = key.chars();
-    let valid = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && key.len() <= 64;
-    if !valid {
-        return Err(invalid(format!(
-            "invalid attribute name {key:?}: use letters, digits and '_', starting with a letter"
-        )));
-    }
-    if RESERVED_ATTRIBUTES.contains(&key) {
-        return Err(invalid(format!(
-            "attribute name {key:?} is a client field; set it with its own option"
-        )));
-    }
-    Ok(key.to_owned())
-}
 
 fn parse_attributes(pairs: &[String]) -> Result<BTreeMap<String, String>, InvalidInput> {
     pairs
@@ -52,16 +19,6 @@ fn parse_attributes(pairs: &[String]) -> Result<BTreeMap<String, String>, Invali
             Ok((parse_attribute_name(k)?, v.to_owned()))
         })
         .collect()
-}
-
-fn parse_tags(tags: &[String]) -> Result<Vec<String>, InvalidInput> {
-    let mut out: Vec<String> = tags
-        .iter()
-        .map(|t| parse_tag(t))
-        .collect::<Result<_, _>>()?;
-    out.sort();
-    out.dedup();
-    Ok(out)
 }
 
 fn new_client(fields: &ClientFields, tags: &[String]) -> Result<NewClient, InvalidInput> {

@@ -1,7 +1,8 @@
 //! `blast client import FILE.csv`: validate every row first, then write them in one transaction.
 
-use super::client::{parse_attribute_name, parse_tag_list};
+use super::client::parse_tag_list;
 use super::{Context, Result};
+use crate::domain::parse_attribute_name;
 use crate::domain::{InvalidInput, Phone, invalid, parse_email, parse_timezone};
 use crate::store::NewClient;
 use blast_cli::Progress;

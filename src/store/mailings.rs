@@ -20,13 +20,15 @@ pub struct NewMailing {
     pub end_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Mailing {
     pub id: i64,
     pub tenant_id: i64,
     pub channel: ChannelKind,
     pub text: String,
     pub filter: AudienceFilter,
+    /// high, medium or low
+    #[schema(value_type = String)]
     pub priority: Priority,
     pub start_at: i64,
     pub end_at: i64,
@@ -38,7 +40,8 @@ pub struct Mailing {
 }
 
 /// How many messages are in each state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(value_type = BTreeMap<String, i64>)]
 pub struct StateCounts(pub BTreeMap<MessageState, i64>);
 
 impl StateCounts {
@@ -58,7 +61,7 @@ impl StateCounts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MailingStats {
     pub mailing_id: i64,
     pub channel: String,
@@ -114,6 +117,33 @@ impl Store {
         new: NewMailing,
         max_text_chars: u32,
     ) -> Result<Mailing> {
+        self.validate_mailing(tenant_id, &new, max_text_chars)
+            .await?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, state, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'scheduled', ?) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(new.channel.as_str())
+        .bind(&new.text)
+        .bind(serde_json::to_string(&new.filter).unwrap_or_else(|_| "{}".into()))
+        .bind(new.priority.as_str())
+        .bind(new.start_at)
+        .bind(new.end_at)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?
+        .get(0);
+        self.mailing(tenant_id, id).await
+    }
+
+    /// Check a mailing before it is stored: window, text, template, tags.
+    async fn validate_mailing(
+        &self,
+        tenant_id: i64,
+        new: &NewMailing,
+        max_text_chars: u32,
+    ) -> Result<()> {
         if new.end_at <= new.start_at {
             return Err(invalid("the end of the mailing must be after its start").into());
         }
@@ -155,22 +185,7 @@ impl Store {
             ))
             .into());
         }
-        let id: i64 = sqlx::query(
-            "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, state, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'scheduled', ?) RETURNING id",
-        )
-        .bind(tenant_id)
-        .bind(new.channel.as_str())
-        .bind(&new.text)
-        .bind(serde_json::to_string(&new.filter).unwrap_or_else(|_| "{}".into()))
-        .bind(new.priority.as_str())
-        .bind(new.start_at)
-        .bind(new.end_at)
-        .bind(now_ms())
-        .fetch_one(&self.pool)
-        .await?
-        .get(0);
-        self.mailing(tenant_id, id).await
+        Ok(())
     }
 
     pub async fn mailing(&self, tenant_id: i64, id: i64) -> Result<Mailing> {
@@ -241,7 +256,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         sqlx::query(
-            "UPDATE mailings SET state = 'cancelled', finished_at = ? WHERE id = ? AND state IN ('scheduled', 'running')",
+            "UPDATE mailings SET state = 'cancelled', finished_at = ? WHERE id = ? AND state IN ('scheduled', 'running', 'paused')",
         )
         .bind(now)
         .bind(id)
@@ -367,14 +382,15 @@ impl Store {
     /// Expire what is left of running mailings whose window has closed, and mark done every
     /// running mailing with no message left to send. Returns the ids of mailings finished now.
     pub async fn finish_mailings(&self, now: i64) -> Result<Vec<i64>> {
-        let closed: Vec<i64> =
-            sqlx::query("SELECT id FROM mailings WHERE state = 'running' AND end_at <= ?")
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+        let closed: Vec<i64> = sqlx::query(
+            "SELECT id FROM mailings WHERE state IN ('running', 'paused') AND end_at <= ?",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
         let mut tx = self.write_tx().await?;
         for mailing_id in closed {
             sqlx::query(
@@ -388,7 +404,7 @@ impl Store {
         }
         let finished: Vec<i64> = sqlx::query(
             "UPDATE mailings SET state = 'done', finished_at = ?1
-             WHERE state = 'running'
+             WHERE (state = 'running' OR (state = 'paused' AND end_at <= ?1))
                AND NOT EXISTS (SELECT 1 FROM messages WHERE mailing_id = mailings.id
                                AND state IN ('pending', 'queued', 'sending', 'failed_temporary'))
              RETURNING id",
@@ -423,16 +439,234 @@ impl Store {
 }
 
 impl Store {
-    /// Ids of mailings cancelled at or after `since`.
-    pub async fn cancelled_since(&self, since: i64) -> Result<Vec<i64>> {
-        Ok(
-            sqlx::query("SELECT id FROM mailings WHERE state = 'cancelled' AND finished_at >= ?")
-                .bind(since)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect(),
+    /// Mailings whose delivery must stop now: paused ones, and those cancelled at or after
+    /// `since`.
+    pub async fn halted_since(&self, since: i64) -> Result<Vec<(i64, MailingState)>> {
+        sqlx::query(
+            "SELECT id, state FROM mailings
+             WHERE state = 'paused' OR (state = 'cancelled' AND finished_at >= ?)",
         )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.get(0), r.get::<String, _>(1).parse()?)))
+        .collect()
+    }
+}
+
+/// One message of a mailing, for the per-message listing.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct MessageRow {
+    pub id: i64,
+    pub client_id: i64,
+    pub phone: String,
+    pub state: MessageState,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub next_attempt_at: i64,
+    pub sent_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+impl Store {
+    /// Replace a mailing that has not started yet.
+    pub async fn update_mailing(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        new: NewMailing,
+        max_text_chars: u32,
+    ) -> Result<Mailing> {
+        let current = self.mailing(tenant_id, id).await?;
+        if current.state != MailingState::Scheduled {
+            return Err(StoreError::Conflict(format!(
+                "mailing {id} is {}: only a mailing that has not started can be edited",
+                current.state
+            )));
+        }
+        self.validate_mailing(tenant_id, &new, max_text_chars)
+            .await?;
+        let done = sqlx::query(
+            "UPDATE mailings SET channel = ?, text = ?, filter = ?, priority = ?, start_at = ?, end_at = ?
+             WHERE tenant_id = ? AND id = ? AND state = 'scheduled'",
+        )
+        .bind(new.channel.as_str())
+        .bind(&new.text)
+        .bind(serde_json::to_string(&new.filter).unwrap_or_else(|_| "{}".into()))
+        .bind(new.priority.as_str())
+        .bind(new.start_at)
+        .bind(new.end_at)
+        .bind(tenant_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "mailing {id} started meanwhile"
+            )));
+        }
+        self.mailing(tenant_id, id).await
+    }
+
+    /// Delete a mailing that is not being delivered (scheduled, done or cancelled), with its
+    /// messages.
+    pub async fn delete_mailing(&self, tenant_id: i64, id: i64) -> Result<()> {
+        let current = self.mailing(tenant_id, id).await?;
+        if matches!(current.state, MailingState::Running | MailingState::Paused) {
+            return Err(StoreError::Conflict(format!(
+                "mailing {id} is {}: cancel it before deleting it",
+                current.state
+            )));
+        }
+        let done = sqlx::query(
+            "DELETE FROM mailings WHERE tenant_id = ? AND id = ? AND state NOT IN ('running', 'paused')",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "mailing {id} started meanwhile"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Hold a running mailing: nothing more is sent until it is resumed. Its window keeps
+    /// running; what is unsent at the end expires.
+    pub async fn pause_mailing(&self, tenant_id: i64, id: i64) -> Result<Mailing> {
+        self.transition(tenant_id, id, MailingState::Running, MailingState::Paused)
+            .await
+    }
+
+    pub async fn resume_mailing(&self, tenant_id: i64, id: i64) -> Result<Mailing> {
+        self.transition(tenant_id, id, MailingState::Paused, MailingState::Running)
+            .await
+    }
+
+    async fn transition(
+        &self,
+        tenant_id: i64,
+        id: i64,
+        from: MailingState,
+        to: MailingState,
+    ) -> Result<Mailing> {
+        let done = sqlx::query(
+            "UPDATE mailings SET state = ? WHERE tenant_id = ? AND id = ? AND state = ?",
+        )
+        .bind(to.as_str())
+        .bind(tenant_id)
+        .bind(id)
+        .bind(from.as_str())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            let current = self.mailing(tenant_id, id).await?;
+            return Err(StoreError::Conflict(format!(
+                "mailing {id} is {}, not {from}",
+                current.state
+            )));
+        }
+        self.mailing(tenant_id, id).await
+    }
+
+    /// Send the permanently failed messages of a mailing again, within its window. Returns how
+    /// many were queued again.
+    pub async fn retry_failed(&self, tenant_id: i64, id: i64) -> Result<u64> {
+        let current = self.mailing(tenant_id, id).await?;
+        let now = now_ms();
+        if current.end_at <= now {
+            return Err(StoreError::Conflict(format!(
+                "mailing {id} ended at its end time; create a new mailing instead"
+            )));
+        }
+        if matches!(
+            current.state,
+            MailingState::Scheduled | MailingState::Cancelled
+        ) {
+            return Err(StoreError::Conflict(format!(
+                "mailing {id} is {}: nothing to retry",
+                current.state
+            )));
+        }
+        let mut tx = self.write_tx().await?;
+        let retried = sqlx::query(
+            "UPDATE messages SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1
+             WHERE mailing_id = ?2 AND state = 'failed_permanent'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if retried > 0 {
+            sqlx::query("UPDATE mailings SET state = 'running', finished_at = NULL WHERE id = ? AND state = 'done'")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(retried)
+    }
+
+    /// How many clients a filter selects now.
+    pub async fn count_audience(&self, tenant_id: i64, filter: &AudienceFilter) -> Result<i64> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) FROM clients c
+             WHERE c.tenant_id = ?1
+               AND (json_array_length(?2) = 0 OR c.operator_code IN (SELECT value FROM json_each(?2)))
+               AND (json_array_length(?3) = 0
+                    OR EXISTS (SELECT 1 FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
+                               WHERE ct.client_id = c.id AND t.tenant_id = ?1
+                                 AND t.name IN (SELECT value FROM json_each(?3))))",
+        )
+        .bind(tenant_id)
+        .bind(serde_json::to_string(&filter.operator_codes).unwrap_or_else(|_| "[]".into()))
+        .bind(serde_json::to_string(&filter.tags).unwrap_or_else(|_| "[]".into()))
+        .fetch_one(&self.pool)
+        .await?
+        .get(0))
+    }
+
+    /// The messages of a mailing, by id, optionally in one state; a keyset page.
+    pub async fn list_messages(
+        &self,
+        tenant_id: i64,
+        mailing_id: i64,
+        state: Option<MessageState>,
+        after_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<MessageRow>> {
+        self.mailing(tenant_id, mailing_id).await?;
+        let rows = sqlx::query(
+            "SELECT s.id, s.client_id, c.phone, s.state, s.attempts, s.last_error, s.next_attempt_at,
+                    s.sent_at, s.updated_at
+             FROM messages s JOIN clients c ON c.id = s.client_id
+             WHERE s.mailing_id = ?1 AND (?2 IS NULL OR s.state = ?2) AND s.id > ?3
+             ORDER BY s.id LIMIT ?4",
+        )
+        .bind(mailing_id)
+        .bind(state.map(|s| s.as_str()))
+        .bind(after_id.unwrap_or(0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MessageRow {
+                    id: r.get(0),
+                    client_id: r.get(1),
+                    phone: r.get(2),
+                    state: r.get::<String, _>(3).parse()?,
+                    attempts: r.get(4),
+                    last_error: r.get(5),
+                    next_attempt_at: r.get(6),
+                    sent_at: r.get(7),
+                    updated_at: r.get(8),
+                })
+            })
+            .collect()
     }
 }

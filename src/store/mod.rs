@@ -4,14 +4,16 @@
 //! same file (apalis-sqlite), so claiming rows and enqueuing their job is one transaction.
 
 mod clients;
+mod idempotency;
 mod instances;
 mod mailings;
 mod messages;
 mod users;
 
 pub use clients::{Client, ClientPatch, ClientQuery, ImportReport, NewClient};
+pub use idempotency::IdempotencyClaim;
 pub use instances::InstanceKind;
-pub use mailings::{Mailing, MailingStats, NewMailing, StateCounts};
+pub use mailings::{Mailing, MailingStats, MessageRow, NewMailing, StateCounts};
 pub use messages::{ClaimedBatch, DeliveryRow, Outcome};
 pub use users::{User, UserSummary};
 

@@ -139,40 +139,61 @@ impl Store {
         Ok(())
     }
 
-    /// Create an API token for `user` and return it; only its hash is kept.
+    /// Create an API token for `user` and return it; only its hash is kept. With `ttl_ms` it
+    /// is a session token that stops working after that long.
     pub async fn create_token(&self, user: &User, label: &str) -> Result<String> {
+        self.create_token_with_ttl(user, label, None).await
+    }
+
+    pub async fn create_token_with_ttl(
+        &self,
+        user: &User,
+        label: &str,
+        ttl_ms: Option<i64>,
+    ) -> Result<String> {
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
         let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
+        let now = now_ms();
         sqlx::query(
-            "INSERT INTO api_tokens (user_id, token_hash, label, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO api_tokens (user_id, token_hash, label, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(user.id)
         .bind(hash_token(&token))
         .bind(label)
-        .bind(now_ms())
+        .bind(now)
+        .bind(ttl_ms.map(|ttl| now + ttl))
         .execute(&self.pool)
         .await?;
         Ok(token)
     }
 
-    /// The enabled user a token belongs to, if any.
+    /// The enabled user a token belongs to, if any. `last_used_at` is refreshed at most once a
+    /// minute, so that authenticating a request is a read, not a write.
     pub async fn user_by_token(&self, token: &str) -> Result<Option<User>> {
+        let now = now_ms();
+        let hash = hash_token(token);
         let row = sqlx::query(
-            "UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ?
-             RETURNING (SELECT id FROM users WHERE users.id = api_tokens.user_id AND disabled = 0),
-                       (SELECT name FROM users WHERE users.id = api_tokens.user_id)",
+            "SELECT u.id, u.name, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.token_hash = ?1 AND u.disabled = 0 AND (t.expires_at IS NULL OR t.expires_at > ?2)",
         )
-        .bind(now_ms())
-        .bind(hash_token(token))
+        .bind(&hash)
+        .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.and_then(|r| {
-            r.get::<Option<i64>, _>(0).map(|id| User {
-                id,
-                name: r.get(1),
-                disabled: false,
-            })
+        let Some(row) = row else { return Ok(None) };
+        let last_used: Option<i64> = row.get(2);
+        if last_used.is_none_or(|t| t < now - 60_000) {
+            sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ?")
+                .bind(now)
+                .bind(&hash)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(Some(User {
+            id: row.get(0),
+            name: row.get(1),
+            disabled: false,
         }))
     }
 

@@ -10,6 +10,7 @@
 //! really in flight become `unknown`.
 
 use super::backoff::RetrySchedule;
+use super::maintenance::Halted;
 use crate::channels::{Channels, DeliveryError, Outgoing};
 use crate::domain::MailingState;
 use crate::jobs::{DeliverBatch, Job};
@@ -18,8 +19,6 @@ use crate::store::{DeliveryRow, Mailing, Outcome, Store, StoreError};
 use crate::template::MessageTemplate;
 use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
-use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -37,8 +36,8 @@ pub struct Deliverer {
     pub store: Store,
     pub channels: Channels,
     pub retry: RetrySchedule,
-    /// Ids of cancelled mailings, refreshed every `cancel_check_interval_ms`.
-    pub cancelled: watch::Receiver<Arc<HashSet<i64>>>,
+    /// Cancelled and paused mailings, refreshed every `cancel_check_interval_ms`.
+    pub halted: watch::Receiver<Halted>,
     /// Fires when the process is shutting down: sends not yet started are given back.
     pub shutdown: CancellationToken,
 }
@@ -143,9 +142,12 @@ impl Deliverer {
         let Ok((_slot, channel)) = self.channels.acquire(mailing.channel).await else {
             return Some(Outcome::Release);
         };
-        if mailing.state == MailingState::Cancelled || self.cancelled.borrow().contains(&mailing.id)
-        {
-            return Some(Outcome::Cancelled);
+        let halted = self.halted.borrow().get(&mailing.id).copied();
+        match halted.unwrap_or(mailing.state) {
+            MailingState::Cancelled => return Some(Outcome::Cancelled),
+            // Not attempted: back to pending, to be sent when the mailing resumes.
+            MailingState::Paused => return Some(Outcome::Release),
+            _ => {}
         }
         if self.shutdown.is_cancelled() {
             return Some(Outcome::Release);

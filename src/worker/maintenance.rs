@@ -2,11 +2,12 @@
 //! work (the reconciler), and keep the set of cancelled mailings fresh for running batches.
 
 use crate::channels::Channels;
+use crate::domain::MailingState;
 use crate::now_ms;
 use crate::queue;
 use crate::settings::WorkerSettings;
 use crate::store::{Result, Store};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,11 +51,13 @@ pub async fn reconcile_once(store: &Store, settings: &WorkerSettings) -> Result<
     Ok(())
 }
 
-/// Ids of mailings cancelled in the last day: running batches skip their remaining sends.
-pub async fn cancelled_mailings(store: &Store) -> Result<Arc<HashSet<i64>>> {
+/// Mailings whose running batches must stop sending: cancelled (in the last day) or paused.
+pub type Halted = Arc<HashMap<i64, MailingState>>;
+
+pub async fn halted_mailings(store: &Store) -> Result<Halted> {
     let since = now_ms() - 24 * 3600 * 1000;
     Ok(Arc::new(
-        store.cancelled_since(since).await?.into_iter().collect(),
+        store.halted_since(since).await?.into_iter().collect(),
     ))
 }
 

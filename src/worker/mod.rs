@@ -102,12 +102,12 @@ async fn run_registered(
     }
 
     let (cancelled_tx, cancelled_rx) =
-        tokio::sync::watch::channel(maintenance::cancelled_mailings(&store).await?);
+        tokio::sync::watch::channel(maintenance::halted_mailings(&store).await?);
     let deliverer = Arc::new(Deliverer {
         store: store.clone(),
         channels: Channels::from_settings(&settings)?,
         retry: RetrySchedule::new(&settings.retry),
-        cancelled: cancelled_rx,
+        halted: cancelled_rx,
         shutdown: token.clone(),
     });
 
@@ -162,7 +162,7 @@ async fn run_registered(
             move || {
                 let (store, tx) = (store.clone(), cancelled_tx.clone());
                 async move {
-                    let set = maintenance::cancelled_mailings(&store).await?;
+                    let set = maintenance::halted_mailings(&store).await?;
                     tx.send_if_modified(|current| {
                         let changed = *current != set;
                         *current = set;

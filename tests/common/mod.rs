@@ -158,3 +158,54 @@ where
 pub fn now_ms() -> i64 {
     blast::now_ms()
 }
+
+/// The real HTTP API on 127.0.0.1:0 until dropped.
+pub struct ApiServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl ApiServer {
+    pub async fn start(store: &Store, settings: Settings) -> ApiServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(blast::api::serve(
+            listener,
+            store.clone(),
+            settings,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        ApiServer {
+            base,
+            http: reqwest::Client::new(),
+            stop: Some(tx),
+        }
+    }
+
+    /// Another handle on the same server (it does not stop it).
+    pub fn detached(&self) -> ApiServer {
+        ApiServer {
+            base: self.base.clone(),
+            http: reqwest::Client::new(),
+            stop: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}

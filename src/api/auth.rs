@@ -1,0 +1,137 @@
+//! Authentication: `Authorization: Bearer <token>` on every tenant route, password login for a
+//! short-lived token, and optional self-registration.
+
+use super::AppState;
+use super::error::{ApiError, ApiJson, ApiResult};
+use crate::store::{StoreError, User};
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The authenticated tenant of a request.
+#[derive(Debug, Clone)]
+pub struct Tenant(pub User);
+
+/// The bearer token of a request, if it carries one.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Tenant> {
+        if let Some(tenant) = parts.extensions.get::<Tenant>() {
+            return Ok(tenant.clone());
+        }
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::unauthorized("missing bearer token: send Authorization: Bearer <token>")
+        })?;
+        let user = state
+            .store
+            .user_by_token(token)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
+        let tenant = Tenant(user);
+        parts.extensions.insert(tenant.clone());
+        Ok(tenant)
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub token: String,
+    /// Unix milliseconds after which the token stops working.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisteredUser {
+    pub id: i64,
+    pub username: String,
+}
+
+/// Exchange a user name and password for a short-lived token.
+#[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = Credentials,
+    responses((status = 200, body = TokenResponse), (status = 401, body = super::error::ErrorBody),
+              (status = 429, body = super::error::ErrorBody)))]
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(credentials): ApiJson<Credentials>,
+) -> ApiResult<Json<TokenResponse>> {
+    if state
+        .login_limiter
+        .check_key(&credentials.username)
+        .is_err()
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many login attempts for this user; wait a minute",
+        ));
+    }
+    let user = state
+        .store
+        .verify_password(&credentials.username, &credentials.password)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("wrong user name or password"))?;
+    let ttl_ms =
+        i64::try_from(state.settings.api.session_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let token = state
+        .store
+        .create_token_with_ttl(&user, "session", Some(ttl_ms))
+        .await?;
+    Ok(Json(TokenResponse {
+        token,
+        expires_at: crate::now_ms() + ttl_ms,
+    }))
+}
+
+/// Create a user (a tenant), when the operator allows self-registration.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = Credentials,
+    responses((status = 201, body = RegisteredUser), (status = 403, body = super::error::ErrorBody),
+              (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(credentials): ApiJson<Credentials>,
+) -> ApiResult<(StatusCode, Json<RegisteredUser>)> {
+    if !state.settings.api.allow_registration {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "self-registration is disabled on this server",
+        ));
+    }
+    let user = state
+        .store
+        .add_user(&credentials.username, &credentials.password)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::conflict("that user name is taken"),
+            other => other.into(),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisteredUser {
+            id: user.id,
+            username: user.name,
+        }),
+    ))
+}

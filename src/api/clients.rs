@@ -1,0 +1,379 @@
+//! /api/v1/clients: a tenant's clients, one at a time or in bulk.
+
+use super::auth::Tenant;
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
+use super::{AppState, Page};
+use crate::admin::import;
+use crate::domain::{
+    Phone, parse_attribute_name, parse_email, parse_operator_code, parse_tag, parse_tags,
+    parse_timezone,
+};
+use crate::store::{Client, ClientPatch, ClientQuery, NewClient};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+
+/// A client as sent to create or replace one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientInput {
+    /// 7XXXXXXXXXX
+    pub phone: String,
+    #[serde(default)]
+    pub name: String,
+    pub email: Option<String>,
+    pub telegram_chat_id: Option<i64>,
+    /// IANA zone; UTC when absent.
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Free-form values for templates.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Changes to a client: absent fields stay; `null` clears email or telegram_chat_id.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientPatchInput {
+    pub phone: Option<String>,
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub telegram_chat_id: Option<Option<i64>>,
+    pub timezone: Option<String>,
+    /// Replace all tags.
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub add_tags: Vec<String>,
+    #[serde(default)]
+    pub remove_tags: Vec<String>,
+    /// Set attributes; a `null` value removes one.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, Option<String>>)]
+    pub attributes: BTreeMap<String, Option<String>>,
+}
+
+/// A field that may be absent (None), null (Some(None)) or set (Some(Some)).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl ClientInput {
+    fn into_new_client(self) -> ApiResult<NewClient> {
+        let attributes = self
+            .attributes
+            .into_iter()
+            .map(|(k, v)| Ok((parse_attribute_name(&k)?, v)))
+            .collect::<Result<_, crate::domain::InvalidInput>>()?;
+        Ok(NewClient {
+            phone: Some(self.phone.parse::<Phone>()?),
+            name: self.name,
+            email: self.email.as_deref().map(parse_email).transpose()?,
+            telegram_chat_id: self.telegram_chat_id,
+            timezone: match self.timezone {
+                Some(tz) => parse_timezone(&tz)?,
+                None => "UTC".into(),
+            },
+            tags: parse_tags(&self.tags)?,
+            attributes,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ClientListQuery {
+    /// Only clients with this tag.
+    pub tag: Option<String>,
+    /// Only clients of this operator code.
+    pub operator_code: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+pub(super) fn parse_cursor(cursor: Option<&str>) -> ApiResult<Option<i64>> {
+    cursor
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::bad_request("invalid cursor"))
+        })
+        .transpose()
+}
+
+pub(super) fn page_limit(state: &AppState, limit: Option<u32>) -> ApiResult<u32> {
+    let max = state.settings.api.max_page_size;
+    match limit.unwrap_or(50) {
+        0 => Err(ApiError::invalid("limit must be at least 1")),
+        n if n > max => Err(ApiError::invalid(format!("limit must be at most {max}"))),
+        n => Ok(n),
+    }
+}
+
+/// List clients, oldest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/clients", tag = "clients", params(ClientListQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Page<Client>), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiQuery(q): ApiQuery<ClientListQuery>,
+) -> ApiResult<Json<Page<Client>>> {
+    let limit = page_limit(&state, q.limit)?;
+    let query = ClientQuery {
+        tag: q.tag.as_deref().map(parse_tag).transpose()?,
+        operator_code: q
+            .operator_code
+            .as_deref()
+            .map(parse_operator_code)
+            .transpose()?,
+        after_id: parse_cursor(q.cursor.as_deref())?,
+        limit,
+    };
+    let items = state.store.list_clients(user.id, &query).await?;
+    Ok(Json(Page::new(items, limit, |c| c.id)))
+}
+
+/// Add a client.
+#[utoipa::path(post, path = "/api/v1/clients", tag = "clients", request_body = ClientInput,
+    security(("bearer" = [])),
+    responses((status = 201, body = Client), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiJson(input): ApiJson<ClientInput>,
+) -> ApiResult<(StatusCode, Json<Client>)> {
+    let client = state
+        .store
+        .add_client(user.id, input.into_new_client()?)
+        .await?;
+    Ok((StatusCode::CREATED, Json(client)))
+}
+
+#[utoipa::path(get, path = "/api/v1/clients/{id}", tag = "clients", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = Client), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Client>> {
+    Ok(Json(state.store.client(user.id, id).await?))
+}
+
+/// Replace a client: fields, tags and attributes as given.
+#[utoipa::path(put, path = "/api/v1/clients/{id}", tag = "clients", request_body = ClientInput,
+    security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = Client), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn replace(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(input): ApiJson<ClientInput>,
+) -> ApiResult<Json<Client>> {
+    let new = input.into_new_client()?;
+    let current = state.store.client(user.id, id).await?;
+    let mut attributes: BTreeMap<String, Option<String>> = current
+        .attributes
+        .keys()
+        .map(|k| (k.clone(), None))
+        .collect();
+    attributes.extend(new.attributes.into_iter().map(|(k, v)| (k, Some(v))));
+    let patch = ClientPatch {
+        phone: new.phone,
+        name: Some(new.name),
+        email: Some(new.email),
+        telegram_chat_id: Some(new.telegram_chat_id),
+        timezone: Some(new.timezone),
+        tags: Some(new.tags),
+        add_tags: Vec::new(),
+        remove_tags: Vec::new(),
+        attributes,
+    };
+    Ok(Json(state.store.update_client(user.id, id, patch).await?))
+}
+
+/// Change some fields of a client.
+#[utoipa::path(patch, path = "/api/v1/clients/{id}", tag = "clients", request_body = ClientPatchInput,
+    security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = Client), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(input): ApiJson<ClientPatchInput>,
+) -> ApiResult<Json<Client>> {
+    let attributes = input
+        .attributes
+        .into_iter()
+        .map(|(k, v)| Ok((parse_attribute_name(&k)?, v)))
+        .collect::<Result<_, crate::domain::InvalidInput>>()?;
+    let patch = ClientPatch {
+        phone: input.phone.as_deref().map(str::parse).transpose()?,
+        name: input.name,
+        email: input
+            .email
+            .map(|e| e.as_deref().map(parse_email).transpose())
+            .transpose()?,
+        telegram_chat_id: input.telegram_chat_id,
+        timezone: input.timezone.as_deref().map(parse_timezone).transpose()?,
+        tags: input.tags.as_deref().map(parse_tags).transpose()?,
+        add_tags: parse_tags(&input.add_tags)?,
+        remove_tags: parse_tags(&input.remove_tags)?,
+        attributes,
+    };
+    Ok(Json(state.store.update_client(user.id, id, patch).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/clients/{id}", tag = "clients", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<StatusCode> {
+    state.store.delete_client(user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    /// Import the valid rows and report the others, instead of importing nothing.
+    #[serde(default)]
+    pub skip_invalid: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportResult {
+    pub imported: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub errors: Vec<RowErrorView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RowErrorView {
+    pub line: u64,
+    pub message: String,
+}
+
+/// Bulk import: CSV (`text/csv`, a header row with `phone`, like `blast client import`) or JSON
+/// lines (`application/x-ndjson`, one client object a line). All rows or none, unless
+/// `skip_invalid`; each bad row is reported with its line number.
+#[utoipa::path(post, path = "/api/v1/clients/import", tag = "clients", params(ImportQuery),
+    request_body(content = String, content_type = "text/csv"), security(("bearer" = [])),
+    responses((status = 200, body = ImportResult), (status = 413, body = ErrorBody),
+              (status = 415, body = ErrorBody), (status = 422, body = ImportResult)))]
+pub async fn import_clients(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiQuery(q): ApiQuery<ImportQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<ImportResult>), ApiError> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let (clients, errors) = match content_type.as_str() {
+        "text/csv" => {
+            import::parse_reader(&body[..]).map_err(|e| ApiError::invalid(e.to_string()))?
+        }
+        "application/x-ndjson" | "application/jsonl" | "application/json-lines" => {
+            parse_json_lines(&body)
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send text/csv or application/x-ndjson",
+            ));
+        }
+    };
+    let errors: Vec<RowErrorView> = errors
+        .into_iter()
+        .map(|e| RowErrorView {
+            line: e.line,
+            message: e.message,
+        })
+        .collect();
+    if !errors.is_empty() && !q.skip_invalid {
+        return Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(ImportResult {
+                imported: 0,
+                inserted: 0,
+                updated: 0,
+                errors,
+            }),
+        ));
+    }
+    let report = state
+        .store
+        .import_clients(user.id, &clients, |_| {})
+        .await?;
+    Ok((
+        StatusCode::OK,
+        Json(ImportResult {
+            imported: clients.len() as u64,
+            inserted: report.inserted,
+            updated: report.updated,
+            errors,
+        }),
+    ))
+}
+
+fn parse_json_lines(body: &[u8]) -> (Vec<NewClient>, Vec<import::RowError>) {
+    let mut clients = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+        let line_no = i as u64 + 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let parsed = serde_json::from_slice::<ClientInput>(line)
+            .map_err(|e| e.to_string())
+            .and_then(|input| input.into_new_client().map_err(|e| e.message));
+        match parsed {
+            Ok(client) => {
+                let phone = client
+                    .phone
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                if let Some(first) = seen.get(&phone) {
+                    errors.push(import::RowError {
+                        line: line_no,
+                        message: format!("phone {phone} already appears on line {first}"),
+                    });
+                } else {
+                    seen.insert(phone, line_no);
+                    clients.push(client);
+                }
+            }
+            Err(message) => errors.push(import::RowError {
+                line: line_no,
+                message,
+            }),
+        }
+    }
+    (clients, errors)
+}

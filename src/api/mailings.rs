@@ -1,0 +1,440 @@
+//! /api/v1/mailings: create, edit before the start, follow, pause, resume, cancel, retry.
+
+use super::auth::Tenant;
+use super::clients::{page_limit, parse_cursor};
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
+use super::{AppState, Page};
+use crate::domain::{
+    AudienceFilter, ChannelKind, MailingState, MessageState, Priority, parse_operator_code,
+    parse_tags,
+};
+use crate::store::{Mailing, MailingStats, MessageRow, NewMailing, StateCounts};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
+
+/// A mailing as sent to create or replace one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MailingInput {
+    /// The message; a template over client fields and attributes: `Hi {{ name }}`.
+    pub text: String,
+    /// `sms` (default) or `log`.
+    #[serde(default = "default_channel")]
+    pub channel: String,
+    /// Clients with any of these tags (none: every client).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Clients of any of these operator codes (none: every operator).
+    #[serde(default)]
+    pub operator_codes: Vec<String>,
+    /// `high`, `medium` (default) or `low`.
+    #[serde(default = "default_priority")]
+    pub priority: String,
+    /// RFC 3339; default now.
+    pub start_at: Option<DateTime<Utc>>,
+    /// RFC 3339; default start + mailing.default_window_hours.
+    pub end_at: Option<DateTime<Utc>>,
+}
+
+fn default_channel() -> String {
+    "sms".into()
+}
+
+fn default_priority() -> String {
+    "medium".into()
+}
+
+impl MailingInput {
+    fn into_new_mailing(self, default_window_hours: u32) -> ApiResult<NewMailing> {
+        let start_at = self
+            .start_at
+            .map_or_else(crate::now_ms, |t| t.timestamp_millis());
+        let end_at = self.end_at.map_or(
+            start_at + i64::from(default_window_hours) * 3_600_000,
+            |t| t.timestamp_millis(),
+        );
+        let mut operator_codes = self
+            .operator_codes
+            .iter()
+            .map(|o| parse_operator_code(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        operator_codes.sort();
+        operator_codes.dedup();
+        Ok(NewMailing {
+            channel: self.channel.parse::<ChannelKind>()?,
+            text: self.text,
+            filter: AudienceFilter {
+                tags: parse_tags(&self.tags)?,
+                operator_codes,
+            },
+            priority: self
+                .priority
+                .parse::<Priority>()
+                .map_err(ApiError::invalid)?,
+            start_at,
+            end_at,
+        })
+    }
+}
+
+/// A mailing with its message counts per state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MailingView {
+    #[serde(flatten)]
+    pub mailing: Mailing,
+    pub counts: StateCounts,
+}
+
+async fn view(state: &AppState, mailing: Mailing) -> ApiResult<MailingView> {
+    let counts = state.store.mailing_counts(mailing.id).await?;
+    Ok(MailingView { mailing, counts })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Mailings, newest first.
+#[utoipa::path(get, path = "/api/v1/mailings", tag = "mailings", params(PageQuery),
+    security(("bearer" = [])), responses((status = 200, body = Page<Mailing>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<Mailing>>> {
+    let limit = page_limit(&state, q.limit)?;
+    let before = parse_cursor(q.cursor.as_deref())?;
+    let items = state.store.list_mailings(user.id, before, limit).await?;
+    Ok(Json(Page::new(items, limit, |m| m.id)))
+}
+
+/// Create a mailing; it starts by itself at `start_at`.
+#[utoipa::path(post, path = "/api/v1/mailings", tag = "mailings", request_body = MailingInput,
+    security(("bearer" = [])),
+    responses((status = 201, body = MailingView), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiJson(input): ApiJson<MailingInput>,
+) -> ApiResult<(StatusCode, Json<MailingView>)> {
+    let new = input.into_new_mailing(state.settings.mailing.default_window_hours)?;
+    let mailing = state
+        .store
+        .create_mailing(user.id, new, state.settings.sms.max_text_chars)
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&state, mailing).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/mailings/{id}", tag = "mailings", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = MailingView), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<MailingView>> {
+    let mailing = state.store.mailing(user.id, id).await?;
+    Ok(Json(view(&state, mailing).await?))
+}
+
+/// Replace a mailing that has not started yet.
+#[utoipa::path(put, path = "/api/v1/mailings/{id}", tag = "mailings", request_body = MailingInput,
+    security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = MailingView), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn replace(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(input): ApiJson<MailingInput>,
+) -> ApiResult<Json<MailingView>> {
+    let new = input.into_new_mailing(state.settings.mailing.default_window_hours)?;
+    let mailing = state
+        .store
+        .update_mailing(user.id, id, new, state.settings.sms.max_text_chars)
+        .await?;
+    Ok(Json(view(&state, mailing).await?))
+}
+
+/// Delete a mailing that is not being delivered, with its messages.
+#[utoipa::path(delete, path = "/api/v1/mailings/{id}", tag = "mailings", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<StatusCode> {
+    state.store.delete_mailing(user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/mailings/{id}/cancel", tag = "mailings", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = MailingView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<MailingView>> {
+    let mailing = state.store.cancel_mailing(user.id, id).await?;
+    Ok(Json(view(&state, mailing).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/mailings/{id}/pause", tag = "mailings", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = MailingView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn pause(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<MailingView>> {
+    let mailing = state.store.pause_mailing(user.id, id).await?;
+    Ok(Json(view(&state, mailing).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/mailings/{id}/resume", tag = "mailings", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = MailingView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn resume(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<MailingView>> {
+    let mailing = state.store.resume_mailing(user.id, id).await?;
+    Ok(Json(view(&state, mailing).await?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetryResult {
+    /// Messages queued again.
+    pub retried: u64,
+    pub mailing: MailingView,
+}
+
+/// Send the permanently failed messages again, within the mailing's window.
+#[utoipa::path(post, path = "/api/v1/mailings/{id}/retry-failed", tag = "mailings",
+    security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = RetryResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn retry_failed(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<RetryResult>> {
+    let retried = state.store.retry_failed(user.id, id).await?;
+    let mailing = state.store.mailing(user.id, id).await?;
+    Ok(Json(RetryResult {
+        retried,
+        mailing: view(&state, mailing).await?,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Preview {
+    /// Clients the mailing would go to if it started now.
+    pub recipients: i64,
+    /// Seconds the mailing needs at `sms.rate_limit_per_second`, when one is configured.
+    pub expected_duration_secs: Option<f64>,
+}
+
+/// How many clients a mailing would reach, without creating it.
+#[utoipa::path(post, path = "/api/v1/mailings/preview", tag = "mailings", request_body = MailingInput,
+    security(("bearer" = [])), responses((status = 200, body = Preview), (status = 422, body = ErrorBody)))]
+pub async fn preview(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiJson(input): ApiJson<MailingInput>,
+) -> ApiResult<Json<Preview>> {
+    let new = input.into_new_mailing(state.settings.mailing.default_window_hours)?;
+    let recipients = state.store.count_audience(user.id, &new.filter).await?;
+    Ok(Json(Preview {
+        recipients,
+        // No provider rate limit exists yet (it comes with the production profile).
+        expected_duration_secs: None,
+    }))
+}
+
+/// Counts per state and timings of one mailing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MailingStatsView {
+    pub mailing_id: i64,
+    #[schema(value_type = String)]
+    pub state: MailingState,
+    pub recipients: i64,
+    pub counts: StateCounts,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// Milliseconds from start to finish (or to now while running).
+    pub duration_ms: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/mailings/{id}/stats", tag = "stats", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = MailingStatsView), (status = 404, body = ErrorBody)))]
+pub async fn stats(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<MailingStatsView>> {
+    let m = state.store.mailing(user.id, id).await?;
+    let counts = state.store.mailing_counts(id).await?;
+    Ok(Json(MailingStatsView {
+        mailing_id: m.id,
+        state: m.state,
+        recipients: m.recipients,
+        counts,
+        started_at: m.started_at,
+        finished_at: m.finished_at,
+        duration_ms: m
+            .started_at
+            .map(|s| m.finished_at.unwrap_or_else(crate::now_ms) - s),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct MessageQuery {
+    /// Only messages in this state.
+    pub state: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// The messages of a mailing, one per recipient, with their state.
+#[utoipa::path(get, path = "/api/v1/mailings/{id}/messages", tag = "stats", security(("bearer" = [])),
+    params(("id" = i64, Path), MessageQuery),
+    responses((status = 200, body = Page<MessageRow>), (status = 404, body = ErrorBody)))]
+pub async fn messages(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(q): ApiQuery<MessageQuery>,
+) -> ApiResult<Json<Page<MessageRow>>> {
+    let limit = page_limit(&state, q.limit)?;
+    let filter = q
+        .state
+        .as_deref()
+        .map(str::parse::<MessageState>)
+        .transpose()?;
+    let items = state
+        .store
+        .list_messages(
+            user.id,
+            id,
+            filter,
+            parse_cursor(q.cursor.as_deref())?,
+            limit,
+        )
+        .await?;
+    Ok(Json(Page::new(items, limit, |m| m.id)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StatsQuery {
+    /// A UTC day (YYYY-MM-DD): only messages whose state changed on it.
+    pub day: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Counts per state of every mailing, newest first.
+#[utoipa::path(get, path = "/api/v1/stats", tag = "stats", security(("bearer" = [])), params(StatsQuery),
+    responses((status = 200, body = Page<MailingStats>)))]
+pub async fn all_stats(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiQuery(q): ApiQuery<StatsQuery>,
+) -> ApiResult<Json<Page<MailingStats>>> {
+    let limit = page_limit(&state, q.limit)?;
+    let day = q
+        .day
+        .as_deref()
+        .map(crate::admin::stats::day_range)
+        .transpose()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let before = parse_cursor(q.cursor.as_deref())?.unwrap_or(i64::MAX);
+    let mut items: Vec<MailingStats> = state
+        .store
+        .stats(user.id, day)
+        .await?
+        .into_iter()
+        .filter(|s| s.mailing_id < before)
+        .collect();
+    items.sort_by_key(|s| std::cmp::Reverse(s.mailing_id));
+    items.truncate(limit as usize);
+    Ok(Json(Page::new(items, limit, |s| s.mailing_id)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressEvent {
+    pub mailing_id: i64,
+    #[schema(value_type = String)]
+    pub state: MailingState,
+    pub recipients: i64,
+    pub counts: StateCounts,
+}
+
+/// Live progress as Server-Sent Events: a `progress` event whenever the counts or the state
+/// change, and a final `done` event when the mailing is done or cancelled.
+#[utoipa::path(get, path = "/api/v1/mailings/{id}/events", tag = "mailings", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, content_type = "text/event-stream", body = ProgressEvent),
+              (status = 404, body = ErrorBody)))]
+pub async fn events(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    state.store.mailing(user.id, id).await?;
+    let stream = futures::stream::unfold(
+        (state, user.id, None::<String>, false),
+        move |(state, tenant, last, finished)| async move {
+            if finished {
+                return None;
+            }
+            let mut interval = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                interval.tick().await;
+                let progress = match progress(&state, tenant, id).await {
+                    Ok(p) => p,
+                    Err(_) => {
+                        let event = Event::default().event("error").data("mailing unavailable");
+                        return Some((Ok(event), (state, tenant, last, true)));
+                    }
+                };
+                let data = serde_json::to_string(&progress).unwrap_or_default();
+                let done = matches!(progress.state, MailingState::Done | MailingState::Cancelled);
+                if done {
+                    let event = Event::default().event("done").data(data);
+                    return Some((Ok(event), (state, tenant, last, true)));
+                }
+                if last.as_deref() != Some(data.as_str()) {
+                    let event = Event::default().event("progress").data(data.clone());
+                    return Some((Ok(event), (state, tenant, Some(data), false)));
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn progress(state: &AppState, tenant: i64, id: i64) -> ApiResult<ProgressEvent> {
+    let m = state.store.mailing(tenant, id).await?;
+    let counts = state.store.mailing_counts(id).await?;
+    Ok(ProgressEvent {
+        mailing_id: id,
+        state: m.state,
+        recipients: m.recipients,
+        counts,
+    })
+}

@@ -1,0 +1,176 @@
+//! The HTTP API: a thin axum layer over the store. `blast serve` runs it alone, `blast up`
+//! beside the worker. Every route is documented in the OpenAPI document at `/openapi.json`
+//! (generated from the handlers) and browsable at `/docs`.
+
+mod auth;
+mod clients;
+pub mod error;
+mod idempotency;
+mod mailings;
+mod ops;
+
+use crate::settings::Settings;
+use crate::store::Store;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::MethodRouter;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Serialize;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+use utoipa_scalar::{Scalar, Servable};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub settings: Settings,
+    pub login_limiter: DefaultKeyedRateLimiter<String>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(store: Store, settings: Settings) -> AppState {
+        let per_minute =
+            NonZeroU32::new(settings.api.login_attempts_per_minute).unwrap_or(NonZeroU32::MIN);
+        AppState(Arc::new(Inner {
+            store,
+            settings,
+            login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        }))
+    }
+}
+
+/// A page of a list, with the cursor of the next page (absent on the last page).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    fn new(items: Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> Page<T> {
+        let next_cursor = (items.len() == limit as usize)
+            .then(|| items.last().map(|last| id(last).to_string()))
+            .flatten();
+        Page { items, next_cursor }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "blast", description = "Bulk messaging and notifications"),
+    modifiers(&BearerAuth),
+    tags((name = "auth"), (name = "clients"), (name = "mailings"), (name = "stats"), (name = "operations"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The router and the OpenAPI document it was built from.
+pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let import_limit = state.settings.api.import_body_limit_bytes;
+    let body_limit = state.settings.api.body_limit_bytes;
+    let with_import_limit =
+        |r: MethodRouter<AppState>| r.layer(DefaultBodyLimit::max(import_limit));
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::register))
+        .routes(routes!(clients::list, clients::create))
+        .routes(routes!(
+            clients::get,
+            clients::replace,
+            clients::patch,
+            clients::delete
+        ))
+        .routes(routes!(clients::import_clients).map(with_import_limit))
+        .routes(routes!(mailings::list, mailings::create))
+        .routes(routes!(mailings::preview))
+        .routes(routes!(mailings::get, mailings::replace, mailings::delete))
+        .routes(routes!(mailings::cancel))
+        .routes(routes!(mailings::pause))
+        .routes(routes!(mailings::resume))
+        .routes(routes!(mailings::retry_failed))
+        .routes(routes!(mailings::stats))
+        .routes(routes!(mailings::messages))
+        .routes(routes!(mailings::events))
+        .routes(routes!(mailings::all_stats))
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+        .split_for_parts();
+    let document = api.clone();
+    let router = router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { axum::Json(document) }
+            }),
+        )
+        .merge(Scalar::with_url("/docs", api.clone()))
+        .fallback(|| async { error::ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::middleware,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state);
+    (router, api)
+}
+
+/// Serve the API on `listener` until `shutdown` completes; requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = AppState::new(store.clone(), settings.clone());
+    let (router, _) = router(state);
+    crate::metrics::handle();
+    let upkeep = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(5));
+        let max_age = i64::try_from(settings.api.idempotency_ttl_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        loop {
+            ticker.tick().await;
+            crate::metrics::handle().run_upkeep();
+            if let Err(e) = store.purge_idempotency_keys(max_age).await {
+                tracing::warn!(error = %e, "cannot purge old idempotency keys");
+            }
+        }
+    });
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "API listening");
+    }
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    upkeep.abort();
+    result
+}

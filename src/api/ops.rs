@@ -1,0 +1,62 @@
+//! Operational endpoints: liveness, readiness, Prometheus metrics.
+
+use super::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    pub store: &'static str,
+    pub queue: &'static str,
+}
+
+/// The store and the queue answer.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let store_ok = sqlx::query("SELECT 1")
+        .execute(state.store.pool())
+        .await
+        .is_ok();
+    let queue_ok = crate::queue::depth(state.store.pool(), crate::jobs::Lane::High)
+        .await
+        .is_ok();
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let status = if store_ok && queue_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            store: word(store_ok),
+            queue: word(queue_ok),
+        }),
+    )
+}
+
+/// Prometheus metrics of this process.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String)))]
+pub async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
+}

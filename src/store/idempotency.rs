@@ -1,0 +1,105 @@
+//! Idempotency keys: the first response to each (tenant, key) is kept, so a retried create
+//! returns it and creates nothing twice.
+
+use super::{Result, Store, is_unique_violation};
+use crate::now_ms;
+use sqlx::Row;
+
+/// What the store knows of a key when a request arrives with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// First use: handle the request, then [`Store::finish_idempotent`].
+    Fresh,
+    /// A response is stored: return it.
+    Done { status: u16, body: Vec<u8> },
+    /// The first request with this key is still being handled.
+    InProgress,
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+impl Store {
+    pub async fn claim_idempotency_key(
+        &self,
+        tenant_id: i64,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<IdempotencyClaim> {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (tenant_id, key, request_hash, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(tenant_id)
+        .bind(key)
+        .bind(request_hash)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => return Ok(IdempotencyClaim::Fresh),
+            Err(e) if is_unique_violation(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let row = sqlx::query(
+            "SELECT request_hash, status, body FROM idempotency_keys WHERE tenant_id = ? AND key = ?",
+        )
+        .bind(tenant_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            // Released between our insert and this read: the caller may simply try again.
+            return Ok(IdempotencyClaim::InProgress);
+        };
+        if row.get::<String, _>(0) != request_hash {
+            return Ok(IdempotencyClaim::Mismatch);
+        }
+        Ok(match row.get::<Option<i64>, _>(1) {
+            Some(status) => IdempotencyClaim::Done {
+                status: u16::try_from(status).unwrap_or(500),
+                body: row.get::<Option<Vec<u8>>, _>(2).unwrap_or_default(),
+            },
+            None => IdempotencyClaim::InProgress,
+        })
+    }
+
+    /// Store the response to a fresh key.
+    pub async fn finish_idempotent(
+        &self,
+        tenant_id: i64,
+        key: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET status = ?, body = ? WHERE tenant_id = ? AND key = ?",
+        )
+        .bind(i64::from(status))
+        .bind(body)
+        .bind(tenant_id)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forget a key whose request failed on our side, so that a retry is handled afresh.
+    pub async fn release_idempotency_key(&self, tenant_id: i64, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE tenant_id = ? AND key = ?")
+            .bind(tenant_id)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Drop keys older than `max_age_ms`.
+    pub async fn purge_idempotency_keys(&self, max_age_ms: i64) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+                .bind(now_ms() - max_age_ms)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+}

@@ -1,0 +1,794 @@
+//! The HTTP API: the real server on port 0 for each test, over a temporary SQLite database.
+
+mod common;
+
+use blast_testkit::{Fault, SmsStub};
+use common::{ApiServer, RunningWorker, TOKEN, TestDb, wait_until};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+struct Api {
+    server: ApiServer,
+    token: String,
+}
+
+impl Api {
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.server
+            .http
+            .request(method, self.server.url(path))
+            .bearer_auth(&self.token)
+    }
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        send(self.req(reqwest::Method::GET, path)).await
+    }
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        send(self.req(reqwest::Method::POST, path).json(&body)).await
+    }
+    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        send(self.req(reqwest::Method::PUT, path).json(&body)).await
+    }
+    async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        send(self.req(reqwest::Method::PATCH, path).json(&body)).await
+    }
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        send(self.req(reqwest::Method::DELETE, path)).await
+    }
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = req.send().await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+async fn setup(settings: impl FnOnce(&mut blast::settings::Settings)) -> (TestDb, Api) {
+    let db = TestDb::new().await;
+    let mut s = db.settings("http://127.0.0.1:9");
+    settings(&mut s);
+    let user = db.store.user_by_name("tester").await.expect("user");
+    let token = db.store.create_token(&user, "test").await.expect("token");
+    let server = ApiServer::start(&db.store, s).await;
+    (db, Api { server, token })
+}
+
+async fn second_tenant(db: &TestDb, api: &Api) -> Api {
+    let user = db
+        .store
+        .add_user("intruder", "intruder password")
+        .await
+        .expect("user");
+    let token = db.store.create_token(&user, "t").await.expect("token");
+    Api {
+        server: api.server.detached(),
+        token,
+    }
+}
+
+#[tokio::test]
+async fn authentication_is_required_and_both_kinds_of_token_work() {
+    let (db, api) = setup(|s| {
+        s.api.login_attempts_per_minute = 3;
+        s.api.session_ttl_secs = 1;
+    })
+    .await;
+    let http = &api.server.http;
+    let (status, body) = send(http.get(api.server.url("/api/v1/clients"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&body), "unauthorized");
+    let (status, _) = send(
+        http.get(api.server.url("/api/v1/clients"))
+            .bearer_auth("blast_nope"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.get("/api/v1/clients").await.0, StatusCode::OK);
+
+    let login = |password: &str| {
+        send(
+            http.post(api.server.url("/api/v1/auth/token"))
+                .json(&json!({"username": "tester", "password": password})),
+        )
+    };
+    let (status, body) = login("correct horse battery").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let session = body["token"].as_str().expect("token").to_owned();
+    let (status, _) = send(
+        http.get(api.server.url("/api/v1/clients"))
+            .bearer_auth(&session),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, _) = send(
+        http.get(api.server.url("/api/v1/clients"))
+            .bearer_auth(&session),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a session token expires");
+
+    assert_eq!(login("wrong").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(login("wrong").await.0, StatusCode::UNAUTHORIZED);
+    let (status, body) = login("correct horse battery").await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "attempts are limited per user: {body}"
+    );
+    assert_eq!(error_code(&body), "rate_limited");
+
+    let (status, body) = send(
+        http.post(api.server.url("/api/v1/auth/register"))
+            .json(&json!({"username": "eve", "password": "long enough"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(db.store.user_by_name("eve").await.is_err());
+    db.store
+        .set_user_disabled("tester", true)
+        .await
+        .expect("disable");
+    assert_eq!(
+        api.get("/api/v1/clients").await.0,
+        StatusCode::UNAUTHORIZED,
+        "a disabled user's tokens stop"
+    );
+}
+
+#[tokio::test]
+async fn registration_when_allowed() {
+    let (_db, api) = setup(|s| s.api.allow_registration = true).await;
+    let http = &api.server.http;
+    let register = |name: &str, password: &str| {
+        send(
+            http.post(api.server.url("/api/v1/auth/register"))
+                .json(&json!({"username": name, "password": password})),
+        )
+    };
+    assert_eq!(register("eve", "long enough").await.0, StatusCode::CREATED);
+    assert_eq!(register("eve", "long enough").await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        register("bad name!", "long enough").await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        register("bob", "short").await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
+#[tokio::test]
+async fn clients_are_created_read_changed_paged_and_deleted() {
+    let (_db, api) = setup(|_| {}).await;
+    let (status, anna) = api
+        .post("/api/v1/clients", json!({"phone": "79001234567", "name": "Anna", "email": "a@b.ru", "tags": ["vip"], "attributes": {"city": "Kazan"}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{anna}");
+    assert_eq!(anna["operator_code"], "900");
+    let id = anna["id"].as_i64().expect("id");
+    let (status, got) = api.get(&format!("/api/v1/clients/{id}")).await;
+    assert_eq!((status, &got), (StatusCode::OK, &anna));
+
+    let (status, patched) = api
+        .patch(&format!("/api/v1/clients/{id}"), json!({"email": null, "add_tags": ["new"], "attributes": {"city": null, "plan": "gold"}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["email"], Value::Null);
+    assert_eq!(patched["tags"], json!(["new", "vip"]));
+    assert_eq!(patched["attributes"], json!({"plan": "gold"}));
+    assert_eq!(patched["name"], "Anna", "absent fields stay");
+
+    let (status, replaced) = api
+        .put(
+            &format!("/api/v1/clients/{id}"),
+            json!({"phone": "79161234567", "name": "Anne"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    assert_eq!(replaced["tags"], json!([]));
+    assert_eq!(replaced["attributes"], json!({}));
+    assert_eq!(replaced["operator_code"], "916");
+
+    for i in 0..5 {
+        let (status, _) = api
+            .post(
+                "/api/v1/clients",
+                json!({"phone": format!("7903000000{i}"), "tags": ["bulk"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (_, page1) = api.get("/api/v1/clients?limit=4").await;
+    assert_eq!(page1["items"].as_array().map(Vec::len), Some(4));
+    let cursor = page1["next_cursor"].as_str().expect("more pages");
+    let (_, page2) = api
+        .get(&format!("/api/v1/clients?limit=4&cursor={cursor}"))
+        .await;
+    assert_eq!(page2["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page2["next_cursor"], Value::Null);
+    let (_, bulk) = api.get("/api/v1/clients?tag=bulk&operator_code=903").await;
+    assert_eq!(bulk["items"].as_array().map(Vec::len), Some(5));
+
+    assert_eq!(
+        api.delete(&format!("/api/v1/clients/{id}")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/clients/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn bulk_import_takes_csv_and_json_lines_with_row_errors() {
+    let (_db, api) = setup(|_| {}).await;
+    let post = |body: &'static str, content_type: &str, query: &str| {
+        send(
+            api.req(
+                reqwest::Method::POST,
+                &format!("/api/v1/clients/import{query}"),
+            )
+            .header("content-type", content_type)
+            .body(body),
+        )
+    };
+    let (status, body) = post("phone,name\n79001234567,Anna\n123,Bad\n", "text/csv", "").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["line"], 3);
+    assert_eq!(
+        api.get("/api/v1/clients").await.1["items"],
+        json!([]),
+        "nothing imported"
+    );
+    let (status, body) = post(
+        "phone,name\n79001234567,Anna\n123,Bad\n",
+        "text/csv",
+        "?skip_invalid=true",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["inserted"].as_u64(),
+            body["errors"].as_array().map(Vec::len)
+        ),
+        (Some(1), Some(1))
+    );
+    let lines = "{\"phone\": \"79001234567\", \"name\": \"Anya\"}\n{\"phone\": \"79001234568\", \"tags\": [\"x\"]}\n";
+    let (status, body) = post(lines, "application/x-ndjson", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["inserted"].as_u64(), body["updated"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let (status, body) = post("{\"phone\": 5}\n", "application/x-ndjson", "").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        post("x", "application/pdf", "").await.0,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let (db, api) = setup(|s| s.api.body_limit_bytes = 64 * 1024).await;
+    assert_eq!(
+        api.post(
+            "/api/v1/clients",
+            json!({"phone": "79001234567", "tags": ["vip"]})
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    let raw = |method: reqwest::Method, path: &str, content_type: Option<&str>, body: Vec<u8>| {
+        let mut req = api.req(method, path).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        send(req)
+    };
+    let json_ct = Some("application/json");
+    let huge = format!(
+        "{{\"phone\": \"79001234568\", \"name\": \"{}\"}}",
+        "x".repeat(100 * 1024)
+    );
+    type Case<'a> = (
+        reqwest::Method,
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (reqwest::Method::POST, "/api/v1/clients", json_ct, b"{\"phone\": ".to_vec(), StatusCode::BAD_REQUEST, "bad_request"),
+        (reqwest::Method::POST, "/api/v1/clients", json_ct, b"{\"phone\": 79001234568}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/clients", json_ct, b"{\"phone\": \"79001234568\", \"admin\": true}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/clients", None, b"{\"phone\": \"79001234568\"}".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        (reqwest::Method::POST, "/api/v1/clients", json_ct, huge.into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        (reqwest::Method::POST, "/api/v1/clients", json_ct, b"{\"phone\": \"7900\xff\xfe1234\"}".to_vec(), StatusCode::BAD_REQUEST, "bad_request"),
+        (reqwest::Method::POST, "/api/v1/clients", json_ct, b"{\"phone\": \"1; DROP TABLE clients\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/clients", json_ct, b"{\"phone\": \"79001234567\"}".to_vec(), StatusCode::CONFLICT, "conflict"),
+        (reqwest::Method::POST, "/api/v1/clients", json_ct, b"{\"phone\": \"79001234568\", \"timezone\": \"Mars\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/clients", json_ct, b"{\"phone\": \"79001234568\", \"tags\": [\"' OR 1=1 --\"]}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::GET, "/api/v1/clients/abc", None, vec![], StatusCode::BAD_REQUEST, "bad_request"),
+        (reqwest::Method::GET, "/api/v1/clients/999", None, vec![], StatusCode::NOT_FOUND, "not_found"),
+        (reqwest::Method::GET, "/api/v1/clients?limit=0", None, vec![], StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::GET, "/api/v1/clients?limit=many", None, vec![], StatusCode::BAD_REQUEST, "bad_request"),
+        (reqwest::Method::GET, "/api/v1/clients?cursor=zzz", None, vec![], StatusCode::BAD_REQUEST, "bad_request"),
+        (reqwest::Method::GET, "/api/v1/clients?tag=a%20b", None, vec![], StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::GET, "/api/v1/nowhere", None, vec![], StatusCode::NOT_FOUND, "not_found"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"start_at\": \"2030-01-02T00:00:00Z\", \"end_at\": \"2030-01-01T00:00:00Z\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"tags\": [\"nosuch\"]}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"start_at\": \"tomorrow\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"priority\": \"urgent\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"channel\": \"pigeon\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"{{ name\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, format!("{{\"text\": \"{}\"}}", "x".repeat(1001)).into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings/999/cancel", None, vec![], StatusCode::NOT_FOUND, "not_found"),
+        (reqwest::Method::GET, "/api/v1/mailings/1/messages?state=lost", None, vec![], StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::GET, "/api/v1/stats?day=2026-13-01", None, vec![], StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+    ];
+    for (method, path, ct, body, expected, code) in cases {
+        let (status, answer) = raw(method.clone(), path, ct, body).await;
+        assert_eq!(status, expected, "{method} {path}: {answer}");
+        assert_eq!(error_code(&answer), code, "{method} {path}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{answer}"
+        );
+    }
+    let (_, clients) = api.get("/api/v1/clients").await;
+    assert_eq!(
+        clients["items"].as_array().map(Vec::len),
+        Some(1),
+        "nothing was created"
+    );
+    assert_eq!(api.get("/api/v1/mailings").await.1["items"], json!([]));
+    assert_eq!(
+        db.store.count_clients(db.tenant).await.expect("count"),
+        1,
+        "the table is intact"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_response_and_creates_once() {
+    let (_db, api) = setup(|_| {}).await;
+    let post = |key: &str, body: Value| {
+        send(
+            api.req(reqwest::Method::POST, "/api/v1/clients")
+                .header("Idempotency-Key", key)
+                .json(&body),
+        )
+    };
+    let (s1, first) = post("k-1", json!({"phone": "79001234567"})).await;
+    let (s2, again) = post("k-1", json!({"phone": "79001234567"})).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(first, again, "the retry gets the first response");
+    let (status, body) = post("k-1", json!({"phone": "79001234568"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (_, clients) = api.get("/api/v1/clients").await;
+    assert_eq!(clients["items"].as_array().map(Vec::len), Some(1));
+
+    let mailing = json!({"text": "x", "start_at": "2030-01-01T00:00:00Z"});
+    let send_mailing = || {
+        send(
+            api.req(reqwest::Method::POST, "/api/v1/mailings")
+                .header("Idempotency-Key", "m-1")
+                .json(&mailing),
+        )
+    };
+    let (a, b) = tokio::join!(send_mailing(), send_mailing());
+    let statuses = [a.0, b.0];
+    assert!(statuses.contains(&StatusCode::CREATED), "{statuses:?}");
+    let (_, mailings) = api.get("/api/v1/mailings").await;
+    assert_eq!(
+        mailings["items"].as_array().map(Vec::len),
+        Some(1),
+        "concurrent retries create one"
+    );
+    // A conflicting (4xx) answer is remembered too: the same retry gets the same answer.
+    let (s1, _) = post("k-2", json!({"phone": "79001234567"})).await;
+    let (s2, _) = post("k-2", json!({"phone": "79001234567"})).await;
+    assert_eq!((s1, s2), (StatusCode::CONFLICT, StatusCode::CONFLICT));
+}
+
+#[tokio::test]
+async fn tenants_see_only_their_own_data_on_every_endpoint() {
+    let (db, api) = setup(|_| {}).await;
+    let (_, client) = api
+        .post(
+            "/api/v1/clients",
+            json!({"phone": "79001234567", "tags": ["vip"]}),
+        )
+        .await;
+    let cid = client["id"].as_i64().expect("id");
+    let (_, mailing) = api
+        .post(
+            "/api/v1/mailings",
+            json!({"text": "x", "tags": ["vip"], "start_at": "2030-01-01T00:00:00Z"}),
+        )
+        .await;
+    let mid = mailing["id"].as_i64().expect("id");
+    let other = second_tenant(&db, &api).await;
+
+    let client_body = json!({"phone": "79001234567"});
+    let mailing_body = json!({"text": "y"});
+    let probes: Vec<(reqwest::Method, String, Option<Value>)> = vec![
+        (reqwest::Method::GET, format!("/api/v1/clients/{cid}"), None),
+        (
+            reqwest::Method::PUT,
+            format!("/api/v1/clients/{cid}"),
+            Some(client_body.clone()),
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/v1/clients/{cid}"),
+            Some(json!({"name": "x"})),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/api/v1/clients/{cid}"),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/mailings/{mid}"),
+            None,
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/v1/mailings/{mid}"),
+            Some(mailing_body.clone()),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/api/v1/mailings/{mid}"),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/mailings/{mid}/cancel"),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/mailings/{mid}/pause"),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/mailings/{mid}/resume"),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/mailings/{mid}/retry-failed"),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/mailings/{mid}/stats"),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/mailings/{mid}/messages"),
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/mailings/{mid}/events"),
+            None,
+        ),
+    ];
+    for (method, path, body) in probes {
+        let mut req = other.req(method.clone(), &path);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let (status, answer) = send(req).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{method} {path} by another tenant: {answer}"
+        );
+    }
+    assert_eq!(other.get("/api/v1/clients").await.1["items"], json!([]));
+    assert_eq!(other.get("/api/v1/mailings").await.1["items"], json!([]));
+    assert_eq!(other.get("/api/v1/stats").await.1["items"], json!([]));
+    let (status, _) = other
+        .post("/api/v1/mailings", json!({"text": "x", "tags": ["vip"]}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "another tenant's tags are unknown"
+    );
+    let (_, preview) = other
+        .post("/api/v1/mailings/preview", json!({"text": "x"}))
+        .await;
+    assert_eq!(preview["recipients"], 0);
+    // Nothing of the owner's changed.
+    assert_eq!(api.get(&format!("/api/v1/clients/{cid}")).await.1, client);
+    assert_eq!(
+        api.get(&format!("/api/v1/mailings/{mid}")).await.1["state"],
+        "scheduled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailing_is_edited_paused_resumed_retried_and_followed_live() {
+    let db = TestDb::new().await;
+    db.seed_clients(30, "all").await;
+    // Message 5 is refused until the operator retries it; all others go through.
+    let refusals = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let refuse = refusals.clone();
+    let stub = SmsStub::with_faults(TOKEN, Duration::from_millis(30), move |id, _| {
+        if id == 5 && refuse.load(std::sync::atomic::Ordering::SeqCst) {
+            Fault::Status(400)
+        } else {
+            Fault::None
+        }
+    })
+    .await
+    .expect("stub");
+    let mut settings = db.settings(&stub.base_url());
+    settings.sms.max_in_flight = 2;
+    let user = db.store.user_by_name("tester").await.expect("user");
+    let token = db.store.create_token(&user, "t").await.expect("token");
+    let api = Api {
+        server: ApiServer::start(&db.store, settings.clone()).await,
+        token,
+    };
+    let worker = RunningWorker::start(&db.store, settings);
+
+    let (status, m) = api.post("/api/v1/mailings", json!({"text": "Hi {{ name }}", "tags": ["all"], "start_at": "2030-01-01T00:00:00Z", "end_at": "2030-01-02T00:00:00Z"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    let id = m["id"].as_i64().expect("id");
+    let (_, preview) = api
+        .post(
+            "/api/v1/mailings/preview",
+            json!({"text": "x", "tags": ["all"]}),
+        )
+        .await;
+    assert_eq!(preview["recipients"], 30);
+    let now = chrono::Utc::now();
+    let (status, edited) = api
+        .put(&format!("/api/v1/mailings/{id}"), json!({"text": "Hello {{ name }}", "tags": ["all"], "start_at": now.to_rfc3339(), "end_at": (now + chrono::Duration::hours(1)).to_rfc3339()}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+
+    // Follow it live while it runs.
+    let events = api
+        .req(
+            reqwest::Method::GET,
+            &format!("/api/v1/mailings/{id}/events"),
+        )
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    wait_until(Duration::from_secs(60), "some messages sent", || async {
+        stub.delivered_count() >= 5
+    })
+    .await;
+    assert_eq!(
+        api.put(&format!("/api/v1/mailings/{id}"), json!({"text": "late"}))
+            .await
+            .0,
+        StatusCode::CONFLICT,
+        "no edits after the start"
+    );
+    let (status, paused) = api
+        .post(&format!("/api/v1/mailings/{id}/pause"), json!({}))
+        .await;
+    assert_eq!(
+        (status, paused["state"].as_str()),
+        (StatusCode::OK, Some("paused"))
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during_pause = stub.requests().len();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        stub.requests().len(),
+        during_pause,
+        "nothing is sent while paused"
+    );
+    assert_eq!(
+        api.post(&format!("/api/v1/mailings/{id}/pause"), json!({}))
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        api.delete(&format!("/api/v1/mailings/{id}")).await.0,
+        StatusCode::CONFLICT,
+        "a paused mailing must be cancelled before it is deleted"
+    );
+    assert_eq!(
+        api.post(&format!("/api/v1/mailings/{id}/resume"), json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    let body = tokio::time::timeout(Duration::from_secs(120), events.text())
+        .await
+        .expect("stream ends")
+        .expect("body");
+    assert!(body.contains("event: progress"), "{body}");
+    let done = body.split("event: done").nth(1).expect("a done event");
+    let done: Value =
+        serde_json::from_str(done.trim().trim_start_matches("data:").trim()).expect("done json");
+    assert_eq!(done["counts"]["sent"], 29, "{done}");
+    assert_eq!(done["counts"]["failed_permanent"], 1, "{done}");
+
+    let (_, failed) = api
+        .get(&format!(
+            "/api/v1/mailings/{id}/messages?state=failed_permanent"
+        ))
+        .await;
+    assert_eq!(failed["items"][0]["id"], 5, "{failed}");
+    assert!(
+        failed["items"][0]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("400")
+    );
+    refusals.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (status, retried) = api
+        .post(&format!("/api/v1/mailings/{id}/retry-failed"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{retried}");
+    assert_eq!(retried["retried"], 1);
+    wait_until(Duration::from_secs(60), "the retried message", || async {
+        api.get(&format!("/api/v1/mailings/{id}/stats")).await.1["counts"]["sent"] == 30
+    })
+    .await;
+    let (_, stats) = api.get(&format!("/api/v1/mailings/{id}/stats")).await;
+    assert_eq!(stats["recipients"], 30);
+    let (_, all) = api.get("/api/v1/stats").await;
+    assert_eq!(all["items"][0]["counts"]["sent"], 30);
+    wait_until(
+        Duration::from_secs(60),
+        "the mailing to be done again",
+        || async { api.get(&format!("/api/v1/mailings/{id}")).await.1["state"] == "done" },
+    )
+    .await;
+    assert_eq!(
+        api.delete(&format!("/api/v1/mailings/{id}")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/mailings/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn operations_endpoints_and_the_openapi_document() {
+    let (_db, api) = setup(|_| {}).await;
+    let http = &api.server.http;
+    let (status, body) = send(http.get(api.server.url("/health"))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    let (status, body) = send(http.get(api.server.url("/ready"))).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"store": "ok", "queue": "ok"}))
+    );
+    let metrics = http
+        .get(api.server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let docs = http
+        .get(api.server.url("/docs"))
+        .send()
+        .await
+        .expect("docs");
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(
+        docs.text().await.expect("html").contains("openapi"),
+        "the docs page embeds the document"
+    );
+
+    let text = http
+        .get(api.server.url("/openapi.json"))
+        .send()
+        .await
+        .expect("doc")
+        .text()
+        .await
+        .expect("text");
+    let spec = oas3::from_json(&text).expect("a valid OpenAPI 3.1 document");
+    assert!(spec.openapi.starts_with("3.1"));
+    let doc: Value = serde_json::from_str(&text).expect("json");
+    let expected = [
+        ("/api/v1/auth/token", "post"),
+        ("/api/v1/auth/register", "post"),
+        ("/api/v1/clients", "get"),
+        ("/api/v1/clients", "post"),
+        ("/api/v1/clients/import", "post"),
+        ("/api/v1/clients/{id}", "get"),
+        ("/api/v1/clients/{id}", "put"),
+        ("/api/v1/clients/{id}", "patch"),
+        ("/api/v1/clients/{id}", "delete"),
+        ("/api/v1/mailings", "get"),
+        ("/api/v1/mailings", "post"),
+        ("/api/v1/mailings/preview", "post"),
+        ("/api/v1/mailings/{id}", "get"),
+        ("/api/v1/mailings/{id}", "put"),
+        ("/api/v1/mailings/{id}", "delete"),
+        ("/api/v1/mailings/{id}/cancel", "post"),
+        ("/api/v1/mailings/{id}/pause", "post"),
+        ("/api/v1/mailings/{id}/resume", "post"),
+        ("/api/v1/mailings/{id}/retry-failed", "post"),
+        ("/api/v1/mailings/{id}/stats", "get"),
+        ("/api/v1/mailings/{id}/messages", "get"),
+        ("/api/v1/mailings/{id}/events", "get"),
+        ("/api/v1/stats", "get"),
+        ("/health", "get"),
+        ("/ready", "get"),
+        ("/metrics", "get"),
+    ];
+    for (path, method) in expected {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is documented"
+        );
+    }
+    let documented: usize = doc["paths"].as_object().map_or(0, |p| {
+        p.values()
+            .map(|v| v.as_object().map_or(0, |m| m.len()))
+            .sum()
+    });
+    assert_eq!(
+        documented,
+        expected.len(),
+        "every documented route is a real one"
+    );
+    // Every $ref points at a schema that exists.
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    for r in refs {
+        let name = r.trim_start_matches("#/components/schemas/");
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "dangling $ref {r}"
+        );
+    }
+}
+
+fn collect_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k == "$ref" {
+                    if let Some(s) = v.as_str() {
+                        out.push(s.to_owned());
+                    }
+                } else {
+                    collect_refs(v, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
