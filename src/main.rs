@@ -117,6 +117,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    // Tenant commands with --server go to the remote API and never touch a local database.
+    let remote = match (&cli.server, &cli.token, &cli.command) {
+        (
+            Some(server),
+            Some(token),
+            Command::Client(_) | Command::Mailing(_) | Command::Stats(_),
+        ) => Some(admin::backend::RemoteApi::new(server, token)?),
+        _ => None,
+    };
+    if cli.server.is_some() && matches!(cli.command, Command::User(_) | Command::Token(_)) {
+        return Err(admin::backend::local_only("managing users and tokens").into());
+    }
+    if remote.is_some() {
+        let ctx = Context {
+            store: None,
+            remote,
+            settings,
+            user: cli.user,
+        };
+        return Ok(dispatch(&ctx, cli.command).await?);
+    }
+
     let store = Store::open(&settings.database_url)
         .await
         .with_context(|| format!("cannot open the database {}", settings.database_url))?;
@@ -148,12 +170,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 
     let ctx = Context {
-        store,
+        store: Some(store.clone()),
+        remote: None,
         settings,
         user: cli.user,
     };
     let result = dispatch(&ctx, cli.command).await;
-    ctx.store.close().await;
+    store.close().await;
     Ok(result?)
 }
 

@@ -545,3 +545,114 @@ fn tenants_see_only_their_own_data() {
     let users = ok(&blast(d, &["user", "list"]));
     assert!(users.contains("disabled"), "{users}");
 }
+
+#[test]
+fn commands_act_on_a_remote_server_through_its_api() {
+    let server_dir = new_dir_with_user();
+    let token = ok(&blast(server_dir.path(), &["token", "create", "alice"]))
+        .trim()
+        .to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let serve = blast_cmd(server_dir.path())
+        .args(["serve", "--listen", &listen])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("blast serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "blast serve did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A machine with no database of its own.
+    let here = tempfile::tempdir().expect("tempdir");
+    let url = format!("http://{listen}");
+    let remote = |args: &[&str]| {
+        let mut full = vec!["--server", url.as_str(), "--token", token.as_str()];
+        full.extend_from_slice(args);
+        blast(here.path(), &full)
+    };
+    ok(&remote(&[
+        "client",
+        "add",
+        "--phone",
+        "79001234567",
+        "--name",
+        "Anna",
+        "--tag",
+        "vip",
+    ]));
+    std::fs::write(
+        here.path().join("more.csv"),
+        "phone,name,tags\n79001234568,Boris,vip\n79001234569,Vera,new\n",
+    )
+    .expect("csv");
+    let out = ok(&remote(&["client", "import", "more.csv"]));
+    assert!(out.contains("2 new"), "{out}");
+    let clients = json(&remote(&["client", "list", "--json", "--tag", "vip"]));
+    assert_eq!(clients.as_array().map_or(0, Vec::len), 2);
+    let updated = ok(&remote(&[
+        "client",
+        "update",
+        "1",
+        "--name",
+        "Anya",
+        "--add-tag",
+        "new",
+    ]));
+    assert!(updated.contains("Anya"), "{updated}");
+    let created = json(&remote(&[
+        "mailing",
+        "create",
+        "--text",
+        "Hi {{ name }}",
+        "--tag",
+        "vip",
+        "--start",
+        "2030-01-01T00:00:00Z",
+        "--json",
+    ]));
+    let id = created["id"].to_string();
+    let shown = json(&remote(&["mailing", "show", &id, "--json"]));
+    assert_eq!(shown["state"], "scheduled");
+    ok(&remote(&["mailing", "cancel", &id]));
+    let out = remote(&["mailing", "cancel", &id]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a 409 from the server is a usage error"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already cancelled"));
+    let out = remote(&["client", "add", "--phone", "79001234567"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let out = remote(&["user", "list"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "users are managed on the server itself"
+    );
+    assert!(
+        !here.path().join("blast.db").exists(),
+        "nothing was created locally"
+    );
+
+    // The server's own database holds what the remote commands did.
+    let local = json(&blast(server_dir.path(), &["client", "list", "--json"]));
+    assert_eq!(local.as_array().map_or(0, Vec::len), 3);
+    let out = blast(
+        here.path(),
+        &["--server", &url, "--token", "blast_wrong", "client", "list"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    assert!(stop(serve).success());
+}

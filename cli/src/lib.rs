@@ -21,6 +21,25 @@ pub struct Cli {
     /// The user (tenant) to act as; may be left out when there is only one.
     #[arg(long, global = true, env = "BLAST_USER", value_name = "NAME")]
     pub user: Option<String>,
+    /// Act through a remote blast's HTTP API instead of the local database
+    /// (client, mailing and stats commands).
+    #[arg(
+        long,
+        global = true,
+        env = "BLAST_SERVER",
+        value_name = "URL",
+        requires = "token"
+    )]
+    pub server: Option<String>,
+    /// The API token for --server (from `blast token create` on the server).
+    #[arg(
+        long,
+        global = true,
+        env = "BLAST_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -77,8 +77,7 @@ fn print_clients(clients: &[Client]) {
 
 pub async fn add(ctx: &Context, fields: &ClientFields, tags: &[String]) -> Result<()> {
     let client = new_client(fields, tags)?;
-    let tenant = ctx.tenant().await?;
-    let client = ctx.store.add_client(tenant.id, client).await?;
+    let client = ctx.backend().await?.add_client(client).await?;
     println!(
         "client {} added (phone {}, operator {})",
         client.id, client.phone, client.operator_code
@@ -103,8 +102,7 @@ pub async fn list(
         after_id: after,
         limit,
     };
-    let tenant = ctx.tenant().await?;
-    let clients = ctx.store.list_clients(tenant.id, &query).await?;
+    let clients = ctx.backend().await?.list_clients(&query).await?;
     if json {
         print_json(&clients);
         return Ok(());
@@ -117,8 +115,7 @@ pub async fn list(
 }
 
 pub async fn show(ctx: &Context, id: i64, json: bool) -> Result<()> {
-    let tenant = ctx.tenant().await?;
-    let client = ctx.store.client(tenant.id, id).await?;
+    let client = ctx.backend().await?.client(id).await?;
     if json {
         print_json(&client);
     } else {
@@ -157,15 +154,13 @@ pub async fn update(
         remove_tags: parse_tags(remove_tags)?,
         attributes,
     };
-    let tenant = ctx.tenant().await?;
-    let client = ctx.store.update_client(tenant.id, id, patch).await?;
+    let client = ctx.backend().await?.update_client(id, patch).await?;
     print_clients(&[client]);
     Ok(())
 }
 
 pub async fn delete(ctx: &Context, id: i64) -> Result<()> {
-    let tenant = ctx.tenant().await?;
-    ctx.store.delete_client(tenant.id, id).await?;
+    ctx.backend().await?.delete_client(id).await?;
     println!("client {id} deleted");
     Ok(())
 }

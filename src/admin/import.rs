@@ -142,7 +142,7 @@ fn parse_row(columns: &[Column], record: &csv::StringRecord) -> Result<NewClient
 }
 
 pub async fn run(ctx: &Context, path: &Path, skip_invalid: bool) -> Result<()> {
-    let tenant = ctx.tenant().await?;
+    let backend = ctx.backend().await?;
     let (clients, errors) = parse_file(path)?;
     for e in &errors {
         eprintln!("line {}: {}", e.line, e.message);
@@ -156,9 +156,8 @@ pub async fn run(ctx: &Context, path: &Path, skip_invalid: bool) -> Result<()> {
         .into());
     }
     let progress = Progress::new(clients.len() as u64, "importing");
-    let report = ctx
-        .store
-        .import_clients(tenant.id, &clients, |done| progress.set(done))
+    let report = backend
+        .import_clients(&clients, |done| progress.set(done))
         .await?;
     progress.finish("done".into());
     println!(

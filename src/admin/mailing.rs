@@ -75,8 +75,7 @@ struct MailingView<'a> {
 pub async fn create(ctx: &Context, args: &MailingCreateArgs) -> Result<()> {
     let new = new_mailing(args, ctx.settings.mailing.default_window_hours)?;
     let max_chars = ctx.settings.sms.max_text_chars;
-    let tenant = ctx.tenant().await?;
-    let mailing = ctx.store.create_mailing(tenant.id, new, max_chars).await?;
+    let mailing = ctx.backend().await?.create_mailing(new, max_chars).await?;
     if args.json {
         print_json(&MailingView {
             mailing: &mailing,
@@ -116,8 +115,7 @@ pub async fn list(ctx: &Context, limit: u32, json: bool) -> Result<()> {
     if limit == 0 || limit > 10_000 {
         return Err(invalid("--limit must be between 1 and 10000").into());
     }
-    let tenant = ctx.tenant().await?;
-    let mailings = ctx.store.list_mailings(tenant.id, None, limit).await?;
+    let mailings = ctx.backend().await?.list_mailings(limit).await?;
     if json {
         print_json(&mailings);
         return Ok(());
@@ -155,9 +153,7 @@ pub async fn list(ctx: &Context, limit: u32, json: bool) -> Result<()> {
 }
 
 pub async fn show(ctx: &Context, id: i64, json: bool) -> Result<()> {
-    let tenant = ctx.tenant().await?;
-    let mailing = ctx.store.mailing(tenant.id, id).await?;
-    let counts = ctx.store.mailing_counts(id).await?;
+    let (mailing, counts) = ctx.backend().await?.mailing(id).await?;
     if json {
         print_json(&MailingView {
             mailing: &mailing,
@@ -204,9 +200,9 @@ pub async fn show(ctx: &Context, id: i64, json: bool) -> Result<()> {
 }
 
 pub async fn cancel(ctx: &Context, id: i64) -> Result<()> {
-    let tenant = ctx.tenant().await?;
-    ctx.store.cancel_mailing(tenant.id, id).await?;
-    let counts = ctx.store.mailing_counts(id).await?;
+    let backend = ctx.backend().await?;
+    backend.cancel_mailing(id).await?;
+    let (_, counts) = backend.mailing(id).await?;
     println!(
         "mailing {id} cancelled: {} sent before the cancel, {} will not be sent",
         counts.get(MessageState::Sent),
@@ -233,11 +229,10 @@ fn counts_line(c: &StateCounts) -> String {
 }
 
 pub async fn watch(ctx: &Context, id: i64) -> Result<()> {
-    let tenant = ctx.tenant().await?;
-    let mut mailing = ctx.store.mailing(tenant.id, id).await?;
+    let backend = ctx.backend().await?;
+    let (mut mailing, mut counts) = backend.mailing(id).await?;
     let progress = Progress::new(mailing.recipients.max(0) as u64, &format!("mailing {id}"));
     loop {
-        let counts = ctx.store.mailing_counts(id).await?;
         match mailing.state {
             MailingState::Scheduled => progress.message(format!(
                 "scheduled; starts at {}",
@@ -255,6 +250,6 @@ pub async fn watch(ctx: &Context, id: i64) -> Result<()> {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        mailing = ctx.store.mailing(tenant.id, id).await?;
+        (mailing, counts) = backend.mailing(id).await?;
     }
 }

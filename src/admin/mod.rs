@@ -1,6 +1,7 @@
 //! What the admin CLI does, one module per command group. Each function acts on the store and
 //! prints its result; the binary only parses arguments and dispatches here.
 
+pub mod backend;
 pub mod client;
 pub mod import;
 pub mod mailing;
@@ -20,6 +21,9 @@ pub enum AdminError {
     Invalid(#[from] InvalidInput),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The remote API refused or failed; `usage` when it answered 4xx.
+    #[error("{message}")]
+    Remote { message: String, usage: bool },
 }
 
 impl AdminError {
@@ -29,6 +33,7 @@ impl AdminError {
             AdminError::Store(e) => e.is_client_error(),
             AdminError::Invalid(_) => true,
             AdminError::Io(_) => false,
+            AdminError::Remote { usage, .. } => *usage,
         }
     }
 }
@@ -37,17 +42,37 @@ pub type Result<T, E = AdminError> = std::result::Result<T, E>;
 
 /// What every admin command works with.
 pub struct Context {
-    pub store: Store,
+    /// The local database; absent when commands go to a remote server.
+    pub store: Option<Store>,
+    /// The remote server (`--server`), when given.
+    pub remote: Option<backend::RemoteApi>,
     pub settings: Settings,
     /// The `--user` given, if any.
     pub user: Option<String>,
 }
 
 impl Context {
+    /// The local database, for commands that only work there.
+    pub fn store(&self, what: &str) -> Result<&Store> {
+        self.store.as_ref().ok_or_else(|| backend::local_only(what))
+    }
+
+    /// Where tenant commands act: the remote server, or the local database as the tenant.
+    pub async fn backend(&self) -> Result<backend::Backend> {
+        if let Some(remote) = &self.remote {
+            return Ok(backend::Backend::Remote(remote.clone()));
+        }
+        let tenant = self.tenant().await?;
+        Ok(backend::Backend::Local {
+            store: self.store("this command")?.clone(),
+            tenant: tenant.id,
+        })
+    }
+
     /// The tenant to act as: `--user`, or the only user there is.
     pub async fn tenant(&self) -> Result<User> {
         let user = match &self.user {
-            Some(name) => self.store.user_by_name(name).await?,
+            Some(name) => self.store("--user")?.user_by_name(name).await?,
             None => self.only_user().await?,
         };
         if user.disabled {
@@ -61,7 +86,7 @@ impl Context {
     }
 
     async fn only_user(&self) -> Result<User> {
-        let users = self.store.list_users().await?;
+        let users = self.store("user selection")?.list_users().await?;
         match users.as_slice() {
             [only] => Ok(only.user.clone()),
             [] => Err(crate::domain::invalid(

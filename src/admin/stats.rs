@@ -26,9 +26,10 @@ const COLUMNS: [MessageState; 7] = [
 ];
 
 pub async fn run(ctx: &Context, day: Option<&str>, json: bool) -> Result<()> {
-    let range = day.map(day_range).transpose()?;
-    let tenant = ctx.tenant().await?;
-    let stats = ctx.store.stats(tenant.id, range).await?;
+    if let Some(day) = day {
+        day_range(day)?;
+    }
+    let stats = ctx.backend().await?.stats(day).await?;
     if json {
         print_json(&stats);
         return Ok(());

@@ -22,13 +22,16 @@ pub async fn add(ctx: &Context, name: &str, password_stdin: bool) -> Result<()> 
         }
         first
     };
-    let user = ctx.store.add_user(name, &password).await?;
+    let user = ctx
+        .store("blast user add")?
+        .add_user(name, &password)
+        .await?;
     println!("user {} added (id {})", user.name, user.id);
     Ok(())
 }
 
 pub async fn list(ctx: &Context) -> Result<()> {
-    let users = ctx.store.list_users().await?;
+    let users = ctx.store("blast user list")?.list_users().await?;
     println!(
         "{}",
         table(
@@ -57,7 +60,9 @@ pub async fn list(ctx: &Context) -> Result<()> {
 }
 
 pub async fn set_disabled(ctx: &Context, name: &str, disabled: bool) -> Result<()> {
-    ctx.store.set_user_disabled(name, disabled).await?;
+    ctx.store("blast user enable/disable")?
+        .set_user_disabled(name, disabled)
+        .await?;
     println!(
         "user {name} {}",
         if disabled { "disabled" } else { "enabled" }
@@ -66,8 +71,9 @@ pub async fn set_disabled(ctx: &Context, name: &str, disabled: bool) -> Result<(
 }
 
 pub async fn create_token(ctx: &Context, name: &str, label: &str) -> Result<()> {
-    let user = ctx.store.user_by_name(name).await?;
-    let token = ctx.store.create_token(&user, label).await?;
+    let store = ctx.store("blast token create")?;
+    let user = store.user_by_name(name).await?;
+    let token = store.create_token(&user, label).await?;
     eprintln!("API token for {name} (shown once; store it now):");
     println!("{token}");
     Ok(())

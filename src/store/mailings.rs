@@ -20,7 +20,7 @@ pub struct NewMailing {
     pub end_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Mailing {
     pub id: i64,
     pub tenant_id: i64,
@@ -40,7 +40,7 @@ pub struct Mailing {
 }
 
 /// How many messages are in each state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[schema(value_type = BTreeMap<String, i64>)]
 pub struct StateCounts(pub BTreeMap<MessageState, i64>);
 
@@ -61,7 +61,7 @@ impl StateCounts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct MailingStats {
     pub mailing_id: i64,
     pub channel: String,

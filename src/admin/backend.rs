@@ -1,0 +1,384 @@
+//! Where tenant commands act: the local database, or a remote blast through its HTTP API
+//! (`--server URL --token TOKEN`). Both give the same answers, so each command prints alike.
+
+use super::{AdminError, Result};
+use crate::domain::invalid;
+use crate::store::{
+    Client, ClientPatch, ClientQuery, ImportReport, Mailing, MailingStats, NewClient, NewMailing,
+    StateCounts, Store,
+};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// A remote blast API and the token to act with.
+#[derive(Debug, Clone)]
+pub struct RemoteApi {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl RemoteApi {
+    pub fn new(base: &str, token: &str) -> Result<RemoteApi> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .map_err(|e| AdminError::Remote {
+                message: format!("cannot build the HTTP client: {e}"),
+                usage: false,
+            })?;
+        Ok(RemoteApi {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http,
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<RemoteBody>,
+    ) -> Result<T> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        req = match body {
+            Some(RemoteBody::Json(v)) => req.json(&v),
+            Some(RemoteBody::Lines(text)) => req
+                .header("content-type", "application/x-ndjson")
+                .body(text),
+            None => req,
+        };
+        let response = req.send().await.map_err(|e| AdminError::Remote {
+            message: format!("cannot reach {}: {e}", self.base),
+            usage: false,
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| AdminError::Remote {
+            message: format!("reading the answer of {}: {e}", self.base),
+            usage: false,
+        })?;
+        if status.is_success() {
+            let text = if bytes.is_empty() {
+                &b"null"[..]
+            } else {
+                &bytes[..]
+            };
+            return serde_json::from_slice(text).map_err(|e| AdminError::Remote {
+                message: format!("unexpected answer from {}: {e}", self.base),
+                usage: false,
+            });
+        }
+        let message = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        Err(AdminError::Remote {
+            message: format!("{message} ({status})"),
+            usage: status.is_client_error(),
+        })
+    }
+}
+
+enum RemoteBody {
+    Json(Value),
+    Lines(String),
+}
+
+#[derive(Deserialize)]
+struct Page<T> {
+    items: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MailingView {
+    #[serde(flatten)]
+    mailing: Mailing,
+    counts: StateCounts,
+}
+
+#[derive(Deserialize)]
+struct ImportResult {
+    inserted: u64,
+    updated: u64,
+}
+
+fn client_json(c: &NewClient) -> Value {
+    json!({
+        "phone": c.phone.as_ref().map(ToString::to_string),
+        "name": c.name,
+        "email": c.email,
+        "telegram_chat_id": c.telegram_chat_id,
+        "timezone": c.timezone,
+        "tags": c.tags,
+        "attributes": c.attributes,
+    })
+}
+
+fn mailing_json(m: &NewMailing) -> Value {
+    let time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339());
+    json!({
+        "text": m.text,
+        "channel": m.channel.as_str(),
+        "tags": m.filter.tags,
+        "operator_codes": m.filter.operator_codes,
+        "priority": m.priority.as_str(),
+        "start_at": time(m.start_at),
+        "end_at": time(m.end_at),
+    })
+}
+
+fn patch_json(p: &ClientPatch) -> Value {
+    let mut body = serde_json::Map::new();
+    if let Some(phone) = &p.phone {
+        body.insert("phone".into(), json!(phone.to_string()));
+    }
+    if let Some(name) = &p.name {
+        body.insert("name".into(), json!(name));
+    }
+    if let Some(email) = &p.email {
+        body.insert("email".into(), json!(email));
+    }
+    if let Some(chat) = &p.telegram_chat_id {
+        body.insert("telegram_chat_id".into(), json!(chat));
+    }
+    if let Some(tz) = &p.timezone {
+        body.insert("timezone".into(), json!(tz));
+    }
+    if let Some(tags) = &p.tags {
+        body.insert("tags".into(), json!(tags));
+    }
+    body.insert("add_tags".into(), json!(p.add_tags));
+    body.insert("remove_tags".into(), json!(p.remove_tags));
+    body.insert("attributes".into(), json!(p.attributes));
+    Value::Object(body)
+}
+
+/// The place a tenant command acts on.
+pub enum Backend {
+    Local { store: Store, tenant: i64 },
+    Remote(RemoteApi),
+}
+
+impl Backend {
+    pub async fn add_client(&self, client: NewClient) -> Result<Client> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store.add_client(*tenant, client).await?),
+            Backend::Remote(api) => {
+                api.call(
+                    reqwest::Method::POST,
+                    "/api/v1/clients",
+                    Some(RemoteBody::Json(client_json(&client))),
+                )
+                .await
+            }
+        }
+    }
+
+    pub async fn list_clients(&self, query: &ClientQuery) -> Result<Vec<Client>> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store.list_clients(*tenant, query).await?),
+            Backend::Remote(api) => {
+                let mut path = format!("/api/v1/clients?limit={}", query.limit);
+                if let Some(tag) = &query.tag {
+                    path.push_str(&format!("&tag={tag}"));
+                }
+                if let Some(op) = &query.operator_code {
+                    path.push_str(&format!("&operator_code={op}"));
+                }
+                if let Some(after) = query.after_id {
+                    path.push_str(&format!("&cursor={after}"));
+                }
+                let page: Page<Client> = api.call(reqwest::Method::GET, &path, None).await?;
+                Ok(page.items)
+            }
+        }
+    }
+
+    pub async fn client(&self, id: i64) -> Result<Client> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store.client(*tenant, id).await?),
+            Backend::Remote(api) => {
+                api.call(reqwest::Method::GET, &format!("/api/v1/clients/{id}"), None)
+                    .await
+            }
+        }
+    }
+
+    pub async fn update_client(&self, id: i64, patch: ClientPatch) -> Result<Client> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store.update_client(*tenant, id, patch).await?),
+            Backend::Remote(api) => {
+                api.call(
+                    reqwest::Method::PATCH,
+                    &format!("/api/v1/clients/{id}"),
+                    Some(RemoteBody::Json(patch_json(&patch))),
+                )
+                .await
+            }
+        }
+    }
+
+    pub async fn delete_client(&self, id: i64) -> Result<()> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store.delete_client(*tenant, id).await?),
+            Backend::Remote(api) => api
+                .call::<Value>(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/clients/{id}"),
+                    None,
+                )
+                .await
+                .map(drop),
+        }
+    }
+
+    pub async fn import_clients(
+        &self,
+        clients: &[NewClient],
+        progress: impl FnMut(u64),
+    ) -> Result<ImportReport> {
+        match self {
+            Backend::Local { store, tenant } => {
+                Ok(store.import_clients(*tenant, clients, progress).await?)
+            }
+            Backend::Remote(api) => {
+                let mut lines = String::new();
+                for c in clients {
+                    lines.push_str(&client_json(c).to_string());
+                    lines.push('\n');
+                }
+                let result: ImportResult = api
+                    .call(
+                        reqwest::Method::POST,
+                        "/api/v1/clients/import",
+                        Some(RemoteBody::Lines(lines)),
+                    )
+                    .await?;
+                Ok(ImportReport {
+                    inserted: result.inserted,
+                    updated: result.updated,
+                })
+            }
+        }
+    }
+
+    pub async fn create_mailing(&self, new: NewMailing, max_text_chars: u32) -> Result<Mailing> {
+        match self {
+            Backend::Local { store, tenant } => {
+                Ok(store.create_mailing(*tenant, new, max_text_chars).await?)
+            }
+            Backend::Remote(api) => {
+                let view: MailingView = api
+                    .call(
+                        reqwest::Method::POST,
+                        "/api/v1/mailings",
+                        Some(RemoteBody::Json(mailing_json(&new))),
+                    )
+                    .await?;
+                Ok(view.mailing)
+            }
+        }
+    }
+
+    pub async fn list_mailings(&self, limit: u32) -> Result<Vec<Mailing>> {
+        match self {
+            Backend::Local { store, tenant } => {
+                Ok(store.list_mailings(*tenant, None, limit).await?)
+            }
+            Backend::Remote(api) => {
+                let page: Page<Mailing> = api
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("/api/v1/mailings?limit={limit}"),
+                        None,
+                    )
+                    .await?;
+                Ok(page.items)
+            }
+        }
+    }
+
+    /// A mailing with its message counts per state.
+    pub async fn mailing(&self, id: i64) -> Result<(Mailing, StateCounts)> {
+        match self {
+            Backend::Local { store, tenant } => {
+                let mailing = store.mailing(*tenant, id).await?;
+                let counts = store.mailing_counts(id).await?;
+                Ok((mailing, counts))
+            }
+            Backend::Remote(api) => {
+                let view: MailingView = api
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("/api/v1/mailings/{id}"),
+                        None,
+                    )
+                    .await?;
+                Ok((view.mailing, view.counts))
+            }
+        }
+    }
+
+    pub async fn cancel_mailing(&self, id: i64) -> Result<()> {
+        match self {
+            Backend::Local { store, tenant } => store
+                .cancel_mailing(*tenant, id)
+                .await
+                .map(drop)
+                .map_err(Into::into),
+            Backend::Remote(api) => api
+                .call::<Value>(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/mailings/{id}/cancel"),
+                    None,
+                )
+                .await
+                .map(drop),
+        }
+    }
+
+    /// Counts per mailing and state; `day` is YYYY-MM-DD (UTC).
+    pub async fn stats(&self, day: Option<&str>) -> Result<Vec<MailingStats>> {
+        match self {
+            Backend::Local { store, tenant } => {
+                let range = day.map(super::stats::day_range).transpose()?;
+                Ok(store.stats(*tenant, range).await?)
+            }
+            Backend::Remote(api) => {
+                let mut out = Vec::new();
+                let mut cursor: Option<String> = None;
+                loop {
+                    let mut path = "/api/v1/stats?limit=1000".to_owned();
+                    if let Some(day) = day {
+                        path.push_str(&format!("&day={day}"));
+                    }
+                    if let Some(c) = &cursor {
+                        path.push_str(&format!("&cursor={c}"));
+                    }
+                    let page: Page<MailingStats> =
+                        api.call(reqwest::Method::GET, &path, None).await?;
+                    out.extend(page.items);
+                    match page.next_cursor {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
+                }
+                out.sort_by_key(|s| s.mailing_id);
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Commands that manage users and tokens work on the local database only.
+pub fn local_only(what: &str) -> AdminError {
+    invalid(format!(
+        "{what} works on the server's own database: run it there, without --server"
+    ))
+    .into()
+}
