@@ -82,6 +82,11 @@ pub struct ApiSettings {
     pub login_attempts_per_minute: u32,
     /// How long an Idempotency-Key is remembered, in seconds.
     pub idempotency_ttl_secs: u64,
+    /// A key whose first request never answered (its process died) is free again after this
+    /// many seconds.
+    pub idempotency_lease_secs: u64,
+    /// Login and registration attempts allowed per client address per minute.
+    pub auth_attempts_per_minute_per_ip: u32,
     /// The largest page a list endpoint returns.
     pub max_page_size: u32,
 }
@@ -96,6 +101,8 @@ impl Default for ApiSettings {
             allow_registration: false,
             login_attempts_per_minute: 10,
             idempotency_ttl_secs: 86_400,
+            idempotency_lease_secs: 60,
+            auth_attempts_per_minute_per_ip: 60,
             max_page_size: 1000,
         }
     }
@@ -298,7 +305,10 @@ impl Settings {
                 "worker.instance_timeout_secs must exceed two heartbeat intervals".into(),
             ));
         }
-        if self.api.login_attempts_per_minute == 0 || self.api.max_page_size == 0 {
+        if self.api.login_attempts_per_minute == 0
+            || self.api.auth_attempts_per_minute_per_ip == 0
+            || self.api.max_page_size == 0
+        {
             return Err(SettingsError::Rule(
                 "api.login_attempts_per_minute and api.max_page_size must be at least 1".into(),
             ));

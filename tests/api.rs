@@ -792,3 +792,148 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+#[tokio::test]
+async fn limits_methods_and_secrets_are_handled_in_the_error_shape() {
+    let (db, api) = setup(|s| {
+        s.api.body_limit_bytes = 1024;
+        s.api.import_body_limit_bytes = 2048;
+        s.api.auth_attempts_per_minute_per_ip = 2;
+    })
+    .await;
+    let http = &api.server.http;
+    // A wrong method is a JSON 405.
+    let (status, body) = api.put("/api/v1/clients", json!({})).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+    // An Idempotency-Key does not lift the body limit, and a refused body is not remembered.
+    let big = json!({"phone": "79001234567", "name": "x".repeat(4096)});
+    let keyed = |body: Value| {
+        send(
+            api.req(reqwest::Method::POST, "/api/v1/clients")
+                .header("Idempotency-Key", "big")
+                .json(&body),
+        )
+    };
+    let (status, body) = keyed(big).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    let (status, _) = keyed(json!({"phone": "79001234567"})).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the key was not used up by the refused body"
+    );
+    // The import limit answers in the same shape.
+    let (status, body) = send(
+        api.req(reqwest::Method::POST, "/api/v1/clients/import")
+            .header("content-type", "text/csv")
+            .body(format!("phone\n{}", "79001234567\n".repeat(400))),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    // Login answers are never stored for replay: they carry a fresh secret.
+    let login = || {
+        send(
+            http.post(api.server.url("/api/v1/auth/token"))
+                .bearer_auth(&api.token)
+                .header("Idempotency-Key", "login")
+                .json(&json!({"username": "tester", "password": "correct horse battery"})),
+        )
+    };
+    let (s1, first) = login().await;
+    let (s2, second) = login().await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert_ne!(first["token"], second["token"]);
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE key = 'login'")
+            .fetch_one(db.store.pool())
+            .await
+            .expect("count");
+    assert_eq!(stored, 0);
+    // Per-address limit: the third attempt from this address within a minute.
+    let (status, body) = login().await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_left_by_a_dead_request_is_taken_over_after_its_lease() {
+    let db = TestDb::new().await;
+    let fresh = db
+        .store
+        .claim_idempotency_key(db.tenant, "k", "h", 60_000)
+        .await
+        .expect("claim");
+    assert_eq!(fresh, blast::store::IdempotencyClaim::Fresh);
+    let again = db
+        .store
+        .claim_idempotency_key(db.tenant, "k", "h", 60_000)
+        .await
+        .expect("claim");
+    assert_eq!(again, blast::store::IdempotencyClaim::InProgress);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let taken = db
+        .store
+        .claim_idempotency_key(db.tenant, "k", "h", 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        taken,
+        blast::store::IdempotencyClaim::Fresh,
+        "the lease ran out"
+    );
+    db.store
+        .finish_idempotent(db.tenant, "k", 201, b"{}")
+        .await
+        .expect("finish");
+    let done = db
+        .store
+        .claim_idempotency_key(db.tenant, "k", "h", 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        done,
+        blast::store::IdempotencyClaim::Done {
+            status: 201,
+            body: b"{}".to_vec()
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_event_stream_ends_when_the_server_shuts_down() {
+    let (_db, api) = setup(|_| {}).await;
+    let (_, m) = api
+        .post(
+            "/api/v1/mailings",
+            json!({"text": "x", "start_at": "2030-01-01T00:00:00Z"}),
+        )
+        .await;
+    let id = m["id"].as_i64().expect("id");
+    let events = api
+        .req(
+            reqwest::Method::GET,
+            &format!("/api/v1/mailings/{id}/events"),
+        )
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(events.status(), StatusCode::OK);
+    let Api { server, .. } = api;
+    drop(server); // shuts the server down
+    let body = tokio::time::timeout(Duration::from_secs(10), events.text()).await;
+    assert!(
+        body.is_ok(),
+        "the stream of a scheduled mailing ended with the server"
+    );
+}

@@ -3,12 +3,14 @@
 
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiResult};
-use crate::store::{StoreError, User};
+use crate::store::{StoreError, User, is_plausible_user_name};
 use axum::Json;
+use axum::extract::ConnectInfo;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use utoipa::ToSchema;
 
 /// The authenticated tenant of a request.
@@ -68,22 +70,38 @@ pub struct RegisteredUser {
     pub username: String,
 }
 
+fn too_many(message: &str) -> ApiError {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+}
+
+/// Login and registration attempts per client address.
+fn limit_address(state: &AppState, peer: SocketAddr) -> ApiResult<()> {
+    state
+        .address_limiter
+        .check_key(&peer.ip())
+        .map_err(|_| too_many("too many attempts from this address; wait a minute"))
+}
+
 /// Exchange a user name and password for a short-lived token.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = Credentials,
     responses((status = 200, body = TokenResponse), (status = 401, body = super::error::ErrorBody),
               (status = 429, body = super::error::ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> ApiResult<Json<TokenResponse>> {
+    limit_address(&state, peer)?;
+    // Names that cannot exist are refused before they cost a limiter entry or argon2 work.
+    if !is_plausible_user_name(&credentials.username) {
+        return Err(ApiError::unauthorized("wrong user name or password"));
+    }
     if state
         .login_limiter
         .check_key(&credentials.username)
         .is_err()
     {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+        return Err(too_many(
             "too many login attempts for this user; wait a minute",
         ));
     }
@@ -110,8 +128,10 @@ pub async fn login(
               (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> ApiResult<(StatusCode, Json<RegisteredUser>)> {
+    limit_address(&state, peer)?;
     if !state.settings.api.allow_registration {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -10,7 +10,7 @@ use crate::domain::{
 };
 use crate::store::{Client, ClientPatch, ClientQuery, NewClient};
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -281,8 +281,10 @@ pub async fn import_clients(
     Tenant(user): Tenant,
     ApiQuery(q): ApiQuery<ImportQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<(StatusCode, Json<ImportResult>), ApiError> {
+    let body =
+        super::idempotency::read_body(body, state.settings.api.import_body_limit_bytes).await?;
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -26,8 +26,8 @@ pub struct ErrorBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable: bad_request, unauthorized, forbidden, not_found, conflict, payload_too_large,
-    /// unsupported_media_type, validation_failed, rate_limited, internal.
+    /// Stable: bad_request, unauthorized, forbidden, not_found, method_not_allowed, conflict,
+    /// payload_too_large, unsupported_media_type, validation_failed, rate_limited, internal.
     pub code: String,
     pub message: String,
 }

@@ -1,25 +1,50 @@
 //! `Idempotency-Key` on POST: the first response to a key is stored and returned to every
 //! retry of the same request; the same key with a different request is refused.
+//!
+//! Like Stripe's, every response the handler gave is remembered, 5xx included: a server error
+//! after a commit must not let the retry create the thing twice. The handler runs in its own
+//! task, so a client that hangs up mid-request cannot leave the key half-claimed; a key whose
+//! process died mid-request is taken over after `api.idempotency_lease_secs`.
 
 use super::AppState;
 use super::auth::{Tenant, bearer};
 use super::error::ApiError;
 use crate::store::IdempotencyClaim;
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use sha2::{Digest, Sha256};
 
 const HEADER: &str = "idempotency-key";
 
 pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if request.method() != Method::POST || !request.headers().contains_key(HEADER) {
+    let applies = request.method() == Method::POST
+        && request.headers().contains_key(HEADER)
+        // Auth answers carry secrets (a fresh token): never store them.
+        && !request.uri().path().starts_with("/api/v1/auth/");
+    if !applies {
         return next.run(request).await;
     }
     match handle(state, request, next).await {
         Ok(response) | Err(response) => response,
+    }
+}
+
+/// Read a body of at most `limit` bytes: too long is a 413, anything else broken a 400.
+pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))),
     }
 }
 
@@ -48,15 +73,14 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     else {
         return Ok(next.run(Request::from_parts(parts, body)).await);
     };
-    let limit = state.settings.api.import_body_limit_bytes;
-    let bytes = to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is larger than the configured limit",
-        )
-        .into_response()
-    })?;
+    let limit = if parts.uri.path() == "/api/v1/clients/import" {
+        state.settings.api.import_body_limit_bytes
+    } else {
+        state.settings.api.body_limit_bytes
+    };
+    let bytes = read_body(body, limit)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str().as_bytes());
     hasher.update(b" ");
@@ -64,10 +88,18 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     hasher.update(b"\n");
     hasher.update(&bytes);
     let hash = hex::encode(hasher.finalize());
+    let lease_ms = i64::try_from(
+        state
+            .settings
+            .api
+            .idempotency_lease_secs
+            .saturating_mul(1000),
+    )
+    .unwrap_or(i64::MAX);
 
     match state
         .store
-        .claim_idempotency_key(user.id, &key, &hash)
+        .claim_idempotency_key(user.id, &key, &hash, lease_ms)
         .await
         .map_err(|e| ApiError::from(e).into_response())?
     {
@@ -95,28 +127,27 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     }
 
     parts.extensions.insert(Tenant(user.clone()));
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    let (parts, body) = response.into_parts();
-    let bytes = match to_bytes(body, usize::MAX).await {
-        Ok(b) => b,
-        Err(_) => {
-            let _ = state.store.release_idempotency_key(user.id, &key).await;
-            return Err(ApiError::internal().into_response());
-        }
-    };
-    // A failure on our side is not remembered: the client's retry deserves a real attempt.
-    let remembered = if parts.status.is_server_error() {
-        state.store.release_idempotency_key(user.id, &key).await
-    } else {
-        state
-            .store
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let store = state.store.clone();
+    // Its own task: if the client hangs up, the request still completes and is remembered.
+    let handled = tokio::spawn(async move {
+        let response = next.run(request).await;
+        let (parts, body) = response.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        if let Err(e) = store
             .finish_idempotent(user.id, &key, parts.status.as_u16(), &bytes)
             .await
-    };
-    if let Err(e) = remembered {
-        tracing::warn!(error = %e, "cannot store the idempotent response");
-    }
-    Ok(Response::from_parts(parts, Body::from(bytes)))
+        {
+            tracing::warn!(error = %e, "cannot store the idempotent response; the key frees after its lease");
+        }
+        Response::from_parts(parts, Body::from(bytes))
+    });
+    handled.await.map_err(|e| {
+        tracing::error!(error = %e, "request handler panicked");
+        ApiError::internal().into_response()
+    })
 }

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use std::time::Duration;
@@ -394,38 +394,84 @@ pub async fn events(
     State(state): State<AppState>,
     Tenant(user): Tenant,
     ApiPath(id): ApiPath<i64>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     state.store.mailing(user.id, id).await?;
-    let stream = futures::stream::unfold(
-        (state, user.id, None::<String>, false),
-        move |(state, tenant, last, finished)| async move {
-            if finished {
-                return None;
-            }
-            let mut interval = tokio::time::interval(Duration::from_millis(500));
-            loop {
-                interval.tick().await;
-                let progress = match progress(&state, tenant, id).await {
-                    Ok(p) => p,
-                    Err(_) => {
-                        let event = Event::default().event("error").data("mailing unavailable");
-                        return Some((Ok(event), (state, tenant, last, true)));
-                    }
-                };
-                let data = serde_json::to_string(&progress).unwrap_or_default();
-                let done = matches!(progress.state, MailingState::Done | MailingState::Cancelled);
-                if done {
-                    let event = Event::default().event("done").data(data);
-                    return Some((Ok(event), (state, tenant, last, true)));
-                }
-                if last.as_deref() != Some(data.as_str()) {
-                    let event = Event::default().event("progress").data(data.clone());
-                    return Some((Ok(event), (state, tenant, Some(data), false)));
-                }
-            }
-        },
-    );
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let stop = state.shutdown.clone().cancelled_owned();
+    let follow = Follow {
+        state,
+        tenant: user.id,
+        mailing: id,
+        token,
+        last: None,
+        finished: false,
+        ticks: 0,
+    };
+    let stream = futures::stream::unfold(follow, |mut f| async move {
+        let event = f.next_event().await?;
+        Some((Ok(event), f))
+    })
+    .take_until(stop);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// One client following one mailing.
+struct Follow {
+    state: AppState,
+    tenant: i64,
+    mailing: i64,
+    token: String,
+    last: Option<String>,
+    finished: bool,
+    ticks: u32,
+}
+
+impl Follow {
+    /// The next event to send, or `None` when the stream is over.
+    async fn next_event(&mut self) -> Option<Event> {
+        if self.finished {
+            return None;
+        }
+        let mut interval = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            interval.tick().await;
+            self.ticks += 1;
+            // A token that expired or whose user was disabled ends the stream (checked every 10 s).
+            if self.ticks.is_multiple_of(20)
+                && !matches!(
+                    self.state.store.user_by_token(&self.token).await,
+                    Ok(Some(_))
+                )
+            {
+                self.finished = true;
+                return Some(
+                    Event::default()
+                        .event("error")
+                        .data("token no longer valid"),
+                );
+            }
+            let Ok(progress) = progress(&self.state, self.tenant, self.mailing).await else {
+                self.finished = true;
+                return Some(Event::default().event("error").data("mailing unavailable"));
+            };
+            let data = serde_json::to_string(&progress).unwrap_or_default();
+            if matches!(progress.state, MailingState::Done | MailingState::Cancelled) {
+                self.finished = true;
+                return Some(Event::default().event("done").data(data));
+            }
+            if self.last.as_deref() != Some(data.as_str()) {
+                self.last = Some(data.clone());
+                return Some(Event::default().event("progress").data(data));
+            }
+        }
+    }
 }
 
 async fn progress(state: &AppState, tenant: i64, id: i64) -> ApiResult<ProgressEvent> {

@@ -16,9 +16,11 @@ use axum::routing::MethodRouter;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use std::future::Future;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
@@ -32,7 +34,12 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub store: Store,
     pub settings: Settings,
+    /// Password attempts per user name.
     pub login_limiter: DefaultKeyedRateLimiter<String>,
+    /// Login and registration attempts per client address.
+    pub address_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Fires when the server shuts down: long-lived streams end.
+    pub shutdown: CancellationToken,
 }
 
 impl std::ops::Deref for AppState {
@@ -43,13 +50,16 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(store: Store, settings: Settings) -> AppState {
-        let per_minute =
-            NonZeroU32::new(settings.api.login_attempts_per_minute).unwrap_or(NonZeroU32::MIN);
+    pub fn new(store: Store, settings: Settings, shutdown: CancellationToken) -> AppState {
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         AppState(Arc::new(Inner {
+            login_limiter: RateLimiter::keyed(per_minute(settings.api.login_attempts_per_minute)),
+            address_limiter: RateLimiter::keyed(per_minute(
+                settings.api.auth_attempts_per_minute_per_ip,
+            )),
             store,
             settings,
-            login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            shutdown,
         }))
     }
 }
@@ -133,6 +143,13 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         )
         .merge(Scalar::with_url("/docs", api.clone()))
         .fallback(|| async { error::ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -150,8 +167,16 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = AppState::new(store.clone(), settings.clone());
-    let (router, _) = router(state);
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            stop.cancel();
+        }
+    });
+    let state = AppState::new(store.clone(), settings.clone(), stop.clone());
+    let (router, _) = router(state.clone());
     crate::metrics::handle();
     let upkeep = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -160,6 +185,8 @@ pub async fn serve(
         loop {
             ticker.tick().await;
             crate::metrics::handle().run_upkeep();
+            state.login_limiter.retain_recent();
+            state.address_limiter.retain_recent();
             if let Err(e) = store.purge_idempotency_keys(max_age).await {
                 tracing::warn!(error = %e, "cannot purge old idempotency keys");
             }
@@ -168,9 +195,12 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "API listening");
     }
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop.cancelled_owned())
+    .await;
     upkeep.abort();
     result
 }

@@ -19,25 +19,43 @@ pub enum IdempotencyClaim {
 }
 
 impl Store {
+    /// Claim `key` for a request. A key left unanswered for longer than `lease_ms` (its
+    /// process died mid-request) is taken over as fresh.
     pub async fn claim_idempotency_key(
         &self,
         tenant_id: i64,
         key: &str,
         request_hash: &str,
+        lease_ms: i64,
     ) -> Result<IdempotencyClaim> {
+        let now = now_ms();
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (tenant_id, key, request_hash, created_at) VALUES (?, ?, ?, ?)",
         )
         .bind(tenant_id)
         .bind(key)
         .bind(request_hash)
-        .bind(now_ms())
+        .bind(now)
         .execute(&self.pool)
         .await;
         match inserted {
             Ok(_) => return Ok(IdempotencyClaim::Fresh),
             Err(e) if is_unique_violation(&e) => {}
             Err(e) => return Err(e.into()),
+        }
+        let taken_over = sqlx::query(
+            "UPDATE idempotency_keys SET request_hash = ?1, created_at = ?2
+             WHERE tenant_id = ?3 AND key = ?4 AND status IS NULL AND created_at < ?2 - ?5",
+        )
+        .bind(request_hash)
+        .bind(now)
+        .bind(tenant_id)
+        .bind(key)
+        .bind(lease_ms)
+        .execute(&self.pool)
+        .await?;
+        if taken_over.rows_affected() == 1 {
+            return Ok(IdempotencyClaim::Fresh);
         }
         let row = sqlx::query(
             "SELECT request_hash, status, body FROM idempotency_keys WHERE tenant_id = ? AND key = ?",

@@ -255,13 +255,19 @@ impl Store {
         }
         let now = now_ms();
         let mut tx = self.write_tx().await?;
-        sqlx::query(
+        let cancelled = sqlx::query(
             "UPDATE mailings SET state = 'cancelled', finished_at = ? WHERE id = ? AND state IN ('scheduled', 'running', 'paused')",
         )
         .bind(now)
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        if cancelled.rows_affected() == 0 {
+            // It finished between the check above and this transaction.
+            return Err(StoreError::Conflict(format!(
+                "mailing {id} has already finished"
+            )));
+        }
         // Rows a worker holds in `sending` are settled by that worker: it checks for
         // cancellation before every send and writes `cancelled` for what it did not send.
         sqlx::query(

@@ -15,7 +15,7 @@ pub use idempotency::IdempotencyClaim;
 pub use instances::InstanceKind;
 pub use mailings::{Mailing, MailingStats, MessageRow, NewMailing, StateCounts};
 pub use messages::{ClaimedBatch, DeliveryRow, Outcome};
-pub use users::{User, UserSummary};
+pub use users::{User, UserSummary, is_plausible_user_name};
 
 use crate::domain::InvalidInput;
 use sqlx::sqlite::{

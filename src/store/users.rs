@@ -49,7 +49,18 @@ fn validate_user_name(name: &str) -> Result<()> {
     }
 }
 
-fn hash_password(password: &str) -> Result<String> {
+/// Argon2 takes tens of milliseconds of CPU on purpose: run it off the async runtime.
+async fn hash_password(password: &str) -> Result<String> {
+    if password.chars().count() < 8 {
+        return Err(invalid("password too short: use at least 8 characters").into());
+    }
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || hash_password_now(&password))
+        .await
+        .map_err(|e| StoreError::Invalid(invalid(format!("cannot hash password: {e}"))))?
+}
+
+fn hash_password_now(password: &str) -> Result<String> {
     if password.chars().count() < 8 {
         return Err(invalid("password too short: use at least 8 characters").into());
     }
@@ -63,10 +74,25 @@ fn hash_password(password: &str) -> Result<String> {
         .map_err(|e| StoreError::Invalid(invalid(format!("cannot hash password: {e}"))))
 }
 
+/// A real argon2 hash of a random password, to verify against for unknown users.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let mut secret = [0u8; 16];
+        rand::rng().fill_bytes(&mut secret);
+        hash_password_now(&hex::encode(secret)).unwrap_or_default()
+    })
+}
+
+/// Whether `name` could be a user name at all (checked before any work is spent on it).
+pub fn is_plausible_user_name(name: &str) -> bool {
+    validate_user_name(name).is_ok()
+}
+
 impl Store {
     pub async fn add_user(&self, name: &str, password: &str) -> Result<User> {
         validate_user_name(name)?;
-        let hash = hash_password(password)?;
+        let hash = hash_password(password).await?;
         let res = sqlx::query(
             "INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
         )
@@ -198,23 +224,32 @@ impl Store {
     }
 
     /// The enabled user with this name and password, if any.
+    /// An unknown user costs the same argon2 work as a wrong password, so that the time of
+    /// the answer does not tell which user names exist.
     pub async fn verify_password(&self, name: &str, password: &str) -> Result<Option<User>> {
         let row =
             sqlx::query("SELECT id, password_hash FROM users WHERE name = ? AND disabled = 0")
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await?;
-        let Some(row) = row else { return Ok(None) };
-        let stored: String = row.get(1);
-        let ok = PasswordHash::new(&stored)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        Ok(ok.then(|| User {
-            id: row.get(0),
+        let (id, stored) = match &row {
+            Some(r) => (Some(r.get::<i64, _>(0)), r.get::<String, _>(1)),
+            None => (None, dummy_hash().to_owned()),
+        };
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&stored)
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        Ok(id.filter(|_| ok).map(|id| User {
+            id,
             name: name.to_owned(),
             disabled: false,
         }))
