@@ -168,6 +168,9 @@ pub struct SmsSettings {
     pub max_in_flight: u32,
     /// Longest text accepted, in characters, after templating.
     pub max_text_chars: u32,
+    /// The provider's limit in messages per second for this process; 0 for none. (A limit
+    /// shared by many worker processes comes with the production profile.)
+    pub rate_limit_per_second: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -229,6 +232,7 @@ impl Default for SmsSettings {
             timeout_ms: 10_000,
             max_in_flight: 64,
             max_text_chars: 1000,
+            rate_limit_per_second: 0,
         }
     }
 }

@@ -937,3 +937,41 @@ async fn an_event_stream_ends_when_the_server_shuts_down() {
         "the stream of a scheduled mailing ended with the server"
     );
 }
+
+#[tokio::test]
+async fn preview_counts_recipients_and_the_time_they_need_at_the_rate_limit() {
+    let (db, api) = setup(|s| s.sms.rate_limit_per_second = 50).await;
+    db.seed_clients(30, "vip").await;
+    let (status, preview) = api
+        .post(
+            "/api/v1/mailings/preview",
+            json!({"text": "x", "tags": ["vip"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["recipients"], 30);
+    assert_eq!(preview["expected_duration_secs"], 0.6);
+    let (_, preview) = api
+        .post(
+            "/api/v1/mailings/preview",
+            json!({"text": "x", "operator_codes": ["999"]}),
+        )
+        .await;
+    assert_eq!(preview["recipients"], 0);
+    let (_, preview) = api
+        .post(
+            "/api/v1/mailings/preview",
+            json!({"text": "x", "channel": "log"}),
+        )
+        .await;
+    assert_eq!(
+        preview["expected_duration_secs"],
+        Value::Null,
+        "the log channel has no rate limit"
+    );
+    assert_eq!(
+        api.get("/api/v1/mailings").await.1["items"],
+        json!([]),
+        "a preview creates nothing"
+    );
+}

@@ -551,3 +551,28 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
         "the log channel would write twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_rate_limit_holds() {
+    let db = TestDb::new().await;
+    db.seed_clients(40, "all").await;
+    let stub = SmsStub::start(TOKEN, Duration::ZERO).await.expect("stub");
+    let mut settings = db.settings(&stub.base_url());
+    settings.sms.rate_limit_per_second = 10;
+    let worker = RunningWorker::start(&db.store, settings);
+    let m = db.mailing("x", "all", now_ms(), now_ms() + 120_000).await;
+    wait_done(&db, m.id, Duration::from_secs(120)).await;
+    worker.stop().await;
+    let mut times: Vec<i64> = stub.requests().iter().map(|r| r.received_at).collect();
+    times.sort_unstable();
+    assert_eq!(times.len(), 40);
+    // 10/s with a burst of 10: any 21 consecutive requests span at least a second (less a
+    // little arrival jitter on loopback).
+    for w in times.windows(21) {
+        assert!(
+            w[20] - w[0] >= 900,
+            "21 requests within {} ms",
+            w[20] - w[0]
+        );
+    }
+}

@@ -257,10 +257,13 @@ pub async fn preview(
 ) -> ApiResult<Json<Preview>> {
     let new = input.into_new_mailing(state.settings.mailing.default_window_hours)?;
     let recipients = state.store.count_audience(user.id, &new.filter).await?;
+    let rate = match new.channel {
+        ChannelKind::Sms => state.settings.sms.rate_limit_per_second,
+        ChannelKind::Log => 0,
+    };
     Ok(Json(Preview {
         recipients,
-        // No provider rate limit exists yet (it comes with the production profile).
-        expected_duration_secs: None,
+        expected_duration_secs: (rate > 0).then(|| recipients as f64 / f64::from(rate)),
     }))
 }
 

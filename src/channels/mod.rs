@@ -12,6 +12,8 @@ pub use sms::SmsChannel;
 
 use crate::domain::ChannelKind;
 use crate::settings::Settings;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -73,6 +75,8 @@ pub struct Channels {
     sms: Arc<(Channel, Semaphore)>,
     log: Arc<(Channel, Semaphore)>,
     max_in_flight: usize,
+    /// The SMS provider's rate limit, when one is configured.
+    sms_rate: Option<Arc<DefaultDirectRateLimiter>>,
 }
 
 impl Channels {
@@ -87,6 +91,8 @@ impl Channels {
                 Semaphore::new(settings.sms.max_in_flight as usize),
             )),
             max_in_flight: settings.sms.max_in_flight as usize,
+            sms_rate: NonZeroU32::new(settings.sms.rate_limit_per_second)
+                .map(|rate| Arc::new(RateLimiter::direct(Quota::per_second(rate)))),
         })
     }
 
@@ -102,8 +108,9 @@ impl Channels {
         !Channels::unsafe_to_resend().contains(&kind.as_str())
     }
 
-    /// Wait for an in-flight slot on `kind`. The caller checks whether the send is still
-    /// wanted (cancelled? window closed?) after the wait, not before it.
+    /// Wait for an in-flight slot on `kind`, then for the provider's rate limit. The caller
+    /// checks whether the send is still wanted (cancelled? window closed?) after the wait, not
+    /// before it.
     pub async fn acquire(
         &self,
         kind: ChannelKind,
@@ -116,6 +123,9 @@ impl Channels {
             .acquire()
             .await
             .map_err(|_| DeliveryError::transient("channel is shutting down"))?;
+        if let (ChannelKind::Sms, Some(rate)) = (kind, &self.sms_rate) {
+            rate.until_ready().await;
+        }
         Ok((permit, channel))
     }
 
