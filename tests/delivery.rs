@@ -576,3 +576,54 @@ async fn the_provider_rate_limit_holds() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_mailing_on_the_log_channel_writes_every_line_once() {
+    // The log channel marks each row `sending` on its own, so sends use database connections
+    // concurrently with the batch's flushes; with the production defaults this once exhausted
+    // the pool and deadlocked.
+    let db = TestDb::new().await;
+    db.seed_clients(3000, "all").await;
+    let mut settings = db.settings("http://127.0.0.1:9");
+    settings.worker = blast::settings::WorkerSettings {
+        pump_interval_ms: 20,
+        schedule_interval_ms: 50,
+        ..Default::default()
+    };
+    settings.sms.max_in_flight = 64;
+    let path = settings.log_channel.path.clone();
+    let worker = RunningWorker::start(&db.store, settings);
+    let m = db
+        .store
+        .create_mailing(
+            db.tenant,
+            blast::store::NewMailing {
+                channel: blast::domain::ChannelKind::Log,
+                text: "Hi {{ name }}".into(),
+                filter: blast::domain::AudienceFilter::default(),
+                priority: blast::domain::Priority::Medium,
+                start_at: now_ms(),
+                end_at: now_ms() + 300_000,
+            },
+            1000,
+        )
+        .await
+        .expect("mailing");
+    wait_done(&db, m.id, Duration::from_secs(180)).await;
+    worker.stop().await;
+    let counts = db.store.mailing_counts(m.id).await.expect("counts");
+    assert_eq!(counts.get(MessageState::Sent), 3000, "{counts:?}");
+    let text = std::fs::read_to_string(path).expect("deliveries");
+    let mut ids: Vec<i64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["id"]
+                .as_i64()
+                .expect("id")
+        })
+        .collect();
+    assert_eq!(ids.len(), 3000);
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 3000, "no line written twice");
+}

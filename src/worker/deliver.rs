@@ -19,6 +19,7 @@ use crate::store::{DeliveryRow, Mailing, Outcome, Store, StoreError};
 use crate::template::MessageTemplate;
 use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -45,7 +46,7 @@ pub struct Deliverer {
 impl Deliverer {
     /// Handle one raw job payload. Errors are infrastructure failures (the store is down); the
     /// rows then stay claimed and the reconciler re-queues them after their lease.
-    pub async fn handle(&self, raw: &serde_json::Value) -> Result<(), StoreError> {
+    pub async fn handle(self: Arc<Self>, raw: &serde_json::Value) -> Result<(), StoreError> {
         let batch = match Job::decode(raw) {
             Ok(Job::DeliverBatchV1(batch)) => batch,
             Err(e) => {
@@ -56,7 +57,7 @@ impl Deliverer {
         self.deliver(batch).await
     }
 
-    async fn deliver(&self, batch: DeliverBatch) -> Result<(), StoreError> {
+    async fn deliver(self: Arc<Self>, batch: DeliverBatch) -> Result<(), StoreError> {
         let mailing = self.store.mailing_any_tenant(batch.mailing_id).await?;
         let resend_is_safe = Channels::resend_is_safe(mailing.channel);
         let rows = self
@@ -66,18 +67,23 @@ impl Deliverer {
         if rows.is_empty() {
             return Ok(()); // a stale token: its rows were re-queued or settled meanwhile
         }
-        let template = MessageTemplate::compile(&mailing.text);
+        let template = Arc::new(MessageTemplate::compile(&mailing.text));
         let in_flight = self.channels.max_in_flight(mailing.channel);
+        let mailing = Arc::new(mailing);
+        let claim = batch.claim;
+        // Each send is a task of its own: it must progress (and give back any database
+        // connection it holds) while this loop waits on a flush. Polled from here instead, a
+        // send holding a pooled connection would wait for the flush, and the flush for a
+        // connection: a deadlock once the pool is exhausted.
         let mut sends = futures::stream::iter(rows)
             .map(|row| {
-                let template = &template;
-                let mailing = &mailing;
-                async move {
-                    let outcome = self
-                        .send_one(mailing, template, &row, batch.claim, resend_is_safe)
+                let (me, mailing, template) = (self.clone(), mailing.clone(), template.clone());
+                tokio::spawn(async move {
+                    let outcome = me
+                        .send_one(&mailing, &template, &row, claim, resend_is_safe)
                         .await;
                     (row.message_id, outcome)
-                }
+                })
             })
             .buffer_unordered(in_flight);
 
@@ -87,8 +93,10 @@ impl Deliverer {
         loop {
             tokio::select! {
                 next = sends.next() => match next {
-                    Some((_, None)) => {}
-                    Some((id, Some(outcome))) => {
+                    // A panicked send leaves its row to the reconciler, after the lease.
+                    Some(Err(e)) => tracing::error!(error = %e, "a send task panicked"),
+                    Some(Ok((_, None))) => {}
+                    Some(Ok((id, Some(outcome)))) => {
                         pending.push((id, outcome));
                         if pending.len() >= FLUSH_AT {
                             self.flush(batch.claim, &mut pending).await?;

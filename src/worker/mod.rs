@@ -188,21 +188,38 @@ async fn run_registered(
     ));
 
     for lane in Lane::ALL {
-        let ticks = poll_ticks(every(w.pump_interval_ms));
-        let worker = WorkerBuilder::new(format!("{instance}-{}", lane.as_str()))
-            .backend(queue::storage(store.pool(), lane).poll_with_stream(ticks))
-            .concurrency(w.jobs_in_flight as usize)
-            .data(deliverer.clone())
-            .build(deliver_job);
-        let stop = token
-            .clone()
-            .cancelled_owned()
-            .map(Ok::<(), std::io::Error>);
+        let (store, deliverer, token) = (store.clone(), deliverer.clone(), token.clone());
+        let (name, concurrency, poll) = (
+            format!("{instance}-{}", lane.as_str()),
+            w.jobs_in_flight as usize,
+            every(w.pump_interval_ms),
+        );
+        // apalis ends a worker on a backend error (a pool timeout, a locked database): start
+        // it again rather than let one lane stop, and only stop at shutdown.
         tasks.spawn(async move {
-            worker
-                .run_until(stop)
-                .await
-                .map_err(|e| WorkerError::Queue(e.to_string()))
+            let mut restarts = 0u32;
+            loop {
+                let worker = WorkerBuilder::new(name.clone())
+                    .backend(queue::storage(store.pool(), lane).poll_with_stream(poll_ticks(poll)))
+                    .concurrency(concurrency)
+                    .data(deliverer.clone())
+                    .build(deliver_job);
+                let stop = token.clone().cancelled_owned().map(Ok::<(), std::io::Error>);
+                let result = worker.run_until(stop).await;
+                if token.is_cancelled() {
+                    return Ok(());
+                }
+                restarts += 1;
+                let pause = Duration::from_millis(200 * u64::from(restarts.min(25)));
+                match result {
+                    Ok(()) => tracing::warn!(lane = lane.as_str(), "queue worker ended; restarting"),
+                    Err(e) => tracing::error!(lane = lane.as_str(), error = %e, "queue worker failed; restarting"),
+                }
+                tokio::select! {
+                    _ = token.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
         });
     }
     tracing::info!(%instance, "worker started");
@@ -241,7 +258,7 @@ async fn deliver_job(
     job: serde_json::Value,
     deliverer: Data<Arc<Deliverer>>,
 ) -> Result<(), BoxDynError> {
-    deliverer.handle(&job).await.map_err(|e| {
+    Arc::clone(&deliverer).handle(&job).await.map_err(|e| {
         tracing::error!(error = %e, "delivery batch failed; its rows are recovered after their lease");
         e.into()
     })
