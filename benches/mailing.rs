@@ -9,6 +9,7 @@ use blast::settings::{Secret, Settings};
 use blast::store::{NewClient, NewMailing, Store};
 use blast::worker::{self, Tenancy};
 use blast_testkit::SmsStub;
+use blast_testkit::percentile;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use std::time::{Duration, Instant};
 
@@ -24,13 +25,6 @@ fn peak_rss_mb() -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -141,44 +141,37 @@ where
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// `axum::extract::Path` whose rejections are [`ApiError`]s.
-pub struct ApiPath<T>(pub T);
+/// An axum extractor whose rejections are a 400 [`ApiError`] naming what was wrong.
+macro_rules! api_extractor {
+    ($(#[$doc:meta])* $name:ident wraps $inner:ident, $what:literal) => {
+        $(#[$doc])*
+        pub struct $name<T>(pub T);
 
-impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
+        impl<T, S> axum::extract::FromRequestParts<S> for $name<T>
+        where
+            T: DeserializeOwned + Send,
+            S: Send + Sync,
+        {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(v)| ApiPath(v))
-            .map_err(|e| ApiError::bad_request(format!("invalid path: {}", e.body_text())))
-    }
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                axum::extract::$inner::<T>::from_request_parts(parts, state)
+                    .await
+                    .map(|axum::extract::$inner(v)| $name(v))
+                    .map_err(|e| ApiError::bad_request(format!(concat!("invalid ", $what, ": {}"), e.body_text())))
+            }
+        }
+    };
 }
 
-/// `axum::extract::Query` whose rejections are [`ApiError`]s.
-pub struct ApiQuery<T>(pub T);
-
-impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(v)| ApiQuery(v))
-            .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
-    }
-}
+api_extractor!(
+    /// `axum::extract::Path` whose rejections are [`ApiError`]s.
+    ApiPath wraps Path, "path"
+);
+api_extractor!(
+    /// `axum::extract::Query` whose rejections are [`ApiError`]s.
+    ApiQuery wraps Query, "query"
+);
