@@ -661,6 +661,24 @@ async fn a_mailing_is_edited_paused_resumed_retried_and_followed_live() {
     .await;
     let (_, stats) = api.get(&format!("/api/v1/mailings/{id}/stats")).await;
     assert_eq!(stats["recipients"], 30);
+    let metrics = api
+        .server
+        .http
+        .get(api.server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for series in [
+        "blast_messages_total{channel=\"sms\",state=\"sent\"",
+        "blast_provider_errors_total{channel=\"sms\",kind=\"http_4xx\"}",
+        "blast_send_duration_seconds_bucket{channel=\"sms\"",
+        "blast_queue_depth{lane=\"medium\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} in /metrics:\n{metrics}");
+    }
     let (_, all) = api.get("/api/v1/stats").await;
     assert_eq!(all["items"][0]["counts"]["sent"], 30);
     wait_until(

@@ -123,8 +123,15 @@ impl Channels {
             .acquire()
             .await
             .map_err(|_| DeliveryError::transient("channel is shutting down"))?;
-        if let (ChannelKind::Sms, Some(rate)) = (kind, &self.sms_rate) {
+        if let (ChannelKind::Sms, Some(rate)) = (kind, &self.sms_rate)
+            && rate.check().is_err()
+        {
+            let waited = std::time::Instant::now();
             rate.until_ready().await;
+            metrics::counter!("blast_rate_limit_waits_total", "channel" => kind.as_str())
+                .increment(1);
+            metrics::histogram!("blast_rate_limit_wait_duration_seconds", "channel" => kind.as_str())
+                .record(waited.elapsed().as_secs_f64());
         }
         Ok((permit, channel))
     }

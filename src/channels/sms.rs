@@ -60,52 +60,91 @@ impl SmsChannel {
             })
             .send()
             .await
-            .map_err(|e| DeliveryError::transient(describe_transport_error(&e)))?;
+            .map_err(|e| {
+                provider_error(
+                    transport_kind(&e),
+                    DeliveryError::transient(describe_transport_error(&e)),
+                )
+            })?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| DeliveryError::transient(describe_transport_error(&e)))?;
-        classify(status, retry_after, &body)
+        let body = response.bytes().await.map_err(|e| {
+            provider_error(
+                transport_kind(&e),
+                DeliveryError::transient(describe_transport_error(&e)),
+            )
+        })?;
+        classify(status, retry_after, &body).map_err(|(kind, e)| provider_error(kind, e))
     }
 }
 
 /// Map the provider's answer onto Permanent / Transient.
+/// Count a provider error by kind (`blast_provider_errors_total`) and pass it on.
+fn provider_error(kind: &'static str, e: DeliveryError) -> DeliveryError {
+    metrics::counter!("blast_provider_errors_total", "channel" => "sms", "kind" => kind)
+        .increment(1);
+    e
+}
+
+fn transport_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "transport"
+    }
+}
+
+/// Map the provider's answer onto Permanent / Transient, with the kind of error for metrics.
 fn classify(
     status: StatusCode,
     retry_after: Option<Duration>,
     body: &[u8],
-) -> Result<(), DeliveryError> {
+) -> Result<(), (&'static str, DeliveryError)> {
     let snippet = || String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
     if status == StatusCode::OK {
         return match serde_json::from_slice::<SendResponse>(body) {
             Ok(r) if r.code == 0 => Ok(()),
             // A 200 that does not say "done" may or may not have been accepted; the provider
             // deduplicates by message id, so asking again is safe.
-            Ok(r) => Err(DeliveryError::transient(format!(
-                "provider answered code {}: {}",
-                r.code, r.message
-            ))),
-            Err(_) => Err(DeliveryError::transient(format!(
-                "malformed 200 response: {:?}",
-                snippet()
-            ))),
+            Ok(r) => Err((
+                "refused_code",
+                DeliveryError::transient(format!(
+                    "provider answered code {}: {}",
+                    r.code, r.message
+                )),
+            )),
+            Err(_) => Err((
+                "malformed",
+                DeliveryError::transient(format!("malformed 200 response: {:?}", snippet())),
+            )),
         };
     }
     if status.is_server_error()
         || status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
     {
-        return Err(DeliveryError::Transient {
-            reason: format!("provider answered {status}"),
-            retry_after,
-        });
+        let kind = if status.is_server_error() {
+            "http_5xx"
+        } else {
+            "http_429"
+        };
+        return Err((
+            kind,
+            DeliveryError::Transient {
+                reason: format!("provider answered {status}"),
+                retry_after,
+            },
+        ));
     }
-    Err(DeliveryError::permanent(format!(
-        "provider rejected the message with {status}: {:?}",
-        snippet()
-    )))
+    Err((
+        "http_4xx",
+        DeliveryError::permanent(format!(
+            "provider rejected the message with {status}: {:?}",
+            snippet()
+        )),
+    ))
 }
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -136,24 +175,30 @@ mod tests {
 
     #[test]
     fn answers_are_classified() {
+        let kind = |status, body: &[u8]| classify(status, None, body).err().map(|(k, _)| k);
+        let verdict = |status, retry_after, body: &[u8]| {
+            classify(status, retry_after, body).map_err(|(_, e)| e)
+        };
         assert_eq!(
-            classify(StatusCode::OK, None, br#"{"code":0,"message":"OK"}"#),
+            verdict(StatusCode::OK, None, br#"{"code":0,"message":"OK"}"#),
             Ok(())
         );
         assert!(matches!(
-            classify(StatusCode::OK, None, b"<html>"),
+            verdict(StatusCode::OK, None, b"<html>"),
+            Err(DeliveryError::Transient { .. })
+        ));
+        assert_eq!(kind(StatusCode::OK, b"<html>"), Some("malformed"));
+        assert!(matches!(
+            verdict(StatusCode::OK, None, br#"{"code":3,"message":"busy"}"#),
             Err(DeliveryError::Transient { .. })
         ));
         assert!(matches!(
-            classify(StatusCode::OK, None, br#"{"code":3,"message":"busy"}"#),
+            verdict(StatusCode::BAD_GATEWAY, None, b""),
             Err(DeliveryError::Transient { .. })
         ));
-        assert!(matches!(
-            classify(StatusCode::BAD_GATEWAY, None, b""),
-            Err(DeliveryError::Transient { .. })
-        ));
+        assert_eq!(kind(StatusCode::BAD_GATEWAY, b""), Some("http_5xx"));
         assert_eq!(
-            classify(
+            verdict(
                 StatusCode::TOO_MANY_REQUESTS,
                 Some(Duration::from_secs(3)),
                 b""
@@ -164,12 +209,9 @@ mod tests {
             })
         );
         assert!(matches!(
-            classify(StatusCode::BAD_REQUEST, None, b"bad phone"),
+            verdict(StatusCode::BAD_REQUEST, None, b"bad phone"),
             Err(DeliveryError::Permanent(_))
         ));
-        assert!(matches!(
-            classify(StatusCode::UNAUTHORIZED, None, b""),
-            Err(DeliveryError::Permanent(_))
-        ));
+        assert_eq!(kind(StatusCode::UNAUTHORIZED, b""), Some("http_4xx"));
     }
 }

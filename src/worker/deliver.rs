@@ -71,6 +71,7 @@ impl Deliverer {
         let in_flight = self.channels.max_in_flight(mailing.channel);
         let mailing = Arc::new(mailing);
         let claim = batch.claim;
+        let tenant = mailing.tenant_id.to_string();
         // Each send is a task of its own: it must progress (and give back any database
         // connection it holds) while this loop waits on a flush. Polled from here instead, a
         // send holding a pooled connection would wait for the flush, and the flush for a
@@ -97,6 +98,13 @@ impl Deliverer {
                     Some(Err(e)) => tracing::error!(error = %e, "a send task panicked"),
                     Some(Ok((_, None))) => {}
                     Some(Ok((id, Some(outcome)))) => {
+                        metrics::counter!(
+                            "blast_messages_total",
+                            "channel" => mailing.channel.as_str(),
+                            "state" => outcome.label(),
+                            "tenant" => tenant.clone()
+                        )
+                        .increment(1);
                         pending.push((id, outcome));
                         if pending.len() >= FLUSH_AT {
                             self.flush(batch.claim, &mut pending).await?;

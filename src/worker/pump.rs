@@ -20,7 +20,9 @@ pub async fn pump_once(store: &Store, batch_size: u32, watermark: u32) -> Result
             .filter(|(_, l, end_at)| *l == lane && *end_at > now)
             .map(|(id, _, _)| *id)
             .collect();
-        let mut room = watermark.saturating_sub(queue::depth(store.pool(), lane).await?);
+        let depth = queue::depth(store.pool(), lane).await?;
+        metrics::gauge!("blast_queue_depth", "lane" => lane.as_str()).set(f64::from(depth));
+        let mut room = watermark.saturating_sub(depth);
         while room > 0 && !mailings.is_empty() {
             let mut exhausted = Vec::new();
             for &mailing_id in &mailings {
