@@ -129,6 +129,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.server.is_some() && matches!(cli.command, Command::User(_) | Command::Token(_)) {
         return Err(admin::backend::local_only("managing users and tokens").into());
     }
+    if remote.is_some() && cli.user.is_some() {
+        return Err(admin::backend::local_only(
+            "--user (with --server the token says who you are)",
+        )
+        .into());
+    }
     if remote.is_some() {
         let ctx = Context {
             store: None,

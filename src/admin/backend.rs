@@ -21,6 +21,17 @@ pub struct RemoteApi {
 
 impl RemoteApi {
     pub fn new(base: &str, token: &str) -> Result<RemoteApi> {
+        let parsed = reqwest::Url::parse(base).map_err(|e| {
+            invalid(format!(
+                "invalid --server {base:?}: {e}; expected e.g. http://host:8080"
+            ))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid(format!(
+                "invalid --server {base:?}: use http:// or https://"
+            ))
+            .into());
+        }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(120))
             .build()
@@ -39,11 +50,13 @@ impl RemoteApi {
         &self,
         method: reqwest::Method,
         path: &str,
+        query: &[(&str, String)],
         body: Option<RemoteBody>,
     ) -> Result<T> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
+            .query(query)
             .bearer_auth(&self.token);
         req = match body {
             Some(RemoteBody::Json(v)) => req.json(&v),
@@ -76,12 +89,43 @@ impl RemoteApi {
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        // 408 and 429 are the server's passing trouble, not a mistake in the command.
+        let usage = status.is_client_error()
+            && status != reqwest::StatusCode::REQUEST_TIMEOUT
+            && status != reqwest::StatusCode::TOO_MANY_REQUESTS;
         Err(AdminError::Remote {
             message: format!("{message} ({status})"),
-            usage: status.is_client_error(),
+            usage,
         })
     }
+
+    /// Up to `limit` items of a list endpoint, page after page.
+    async fn collect<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        mut query: Vec<(&str, String)>,
+        limit: usize,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        query.push(("limit", PAGE.min(limit).to_string()));
+        loop {
+            let page: Page<T> = self.call(reqwest::Method::GET, path, &query, None).await?;
+            out.extend(page.items);
+            match page.next_cursor {
+                Some(next) if out.len() < limit => {
+                    query.retain(|(k, _)| *k != "cursor");
+                    query.push(("cursor", next));
+                }
+                _ => break,
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
 }
+
+/// Items asked for per request: within any server's `api.max_page_size` but the smallest.
+const PAGE: usize = 100;
 
 enum RemoteBody {
     Json(Value),
@@ -172,6 +216,7 @@ impl Backend {
                 api.call(
                     reqwest::Method::POST,
                     "/api/v1/clients",
+                    &[],
                     Some(RemoteBody::Json(client_json(&client))),
                 )
                 .await
@@ -183,18 +228,18 @@ impl Backend {
         match self {
             Backend::Local { store, tenant } => Ok(store.list_clients(*tenant, query).await?),
             Backend::Remote(api) => {
-                let mut path = format!("/api/v1/clients?limit={}", query.limit);
+                let mut params = Vec::new();
                 if let Some(tag) = &query.tag {
-                    path.push_str(&format!("&tag={tag}"));
+                    params.push(("tag", tag.clone()));
                 }
                 if let Some(op) = &query.operator_code {
-                    path.push_str(&format!("&operator_code={op}"));
+                    params.push(("operator_code", op.clone()));
                 }
                 if let Some(after) = query.after_id {
-                    path.push_str(&format!("&cursor={after}"));
+                    params.push(("cursor", after.to_string()));
                 }
-                let page: Page<Client> = api.call(reqwest::Method::GET, &path, None).await?;
-                Ok(page.items)
+                api.collect("/api/v1/clients", params, query.limit as usize)
+                    .await
             }
         }
     }
@@ -203,8 +248,13 @@ impl Backend {
         match self {
             Backend::Local { store, tenant } => Ok(store.client(*tenant, id).await?),
             Backend::Remote(api) => {
-                api.call(reqwest::Method::GET, &format!("/api/v1/clients/{id}"), None)
-                    .await
+                api.call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/clients/{id}"),
+                    &[],
+                    None,
+                )
+                .await
             }
         }
     }
@@ -216,6 +266,7 @@ impl Backend {
                 api.call(
                     reqwest::Method::PATCH,
                     &format!("/api/v1/clients/{id}"),
+                    &[],
                     Some(RemoteBody::Json(patch_json(&patch))),
                 )
                 .await
@@ -230,6 +281,7 @@ impl Backend {
                 .call::<Value>(
                     reqwest::Method::DELETE,
                     &format!("/api/v1/clients/{id}"),
+                    &[],
                     None,
                 )
                 .await
@@ -256,6 +308,7 @@ impl Backend {
                     .call(
                         reqwest::Method::POST,
                         "/api/v1/clients/import",
+                        &[],
                         Some(RemoteBody::Lines(lines)),
                     )
                     .await?;
@@ -277,6 +330,7 @@ impl Backend {
                     .call(
                         reqwest::Method::POST,
                         "/api/v1/mailings",
+                        &[],
                         Some(RemoteBody::Json(mailing_json(&new))),
                     )
                     .await?;
@@ -291,14 +345,8 @@ impl Backend {
                 Ok(store.list_mailings(*tenant, None, limit).await?)
             }
             Backend::Remote(api) => {
-                let page: Page<Mailing> = api
-                    .call(
-                        reqwest::Method::GET,
-                        &format!("/api/v1/mailings?limit={limit}"),
-                        None,
-                    )
-                    .await?;
-                Ok(page.items)
+                api.collect("/api/v1/mailings", Vec::new(), limit as usize)
+                    .await
             }
         }
     }
@@ -316,6 +364,7 @@ impl Backend {
                     .call(
                         reqwest::Method::GET,
                         &format!("/api/v1/mailings/{id}"),
+                        &[],
                         None,
                     )
                     .await?;
@@ -335,6 +384,7 @@ impl Backend {
                 .call::<Value>(
                     reqwest::Method::POST,
                     &format!("/api/v1/mailings/{id}/cancel"),
+                    &[],
                     None,
                 )
                 .await
@@ -350,24 +400,9 @@ impl Backend {
                 Ok(store.stats(*tenant, range).await?)
             }
             Backend::Remote(api) => {
-                let mut out = Vec::new();
-                let mut cursor: Option<String> = None;
-                loop {
-                    let mut path = "/api/v1/stats?limit=1000".to_owned();
-                    if let Some(day) = day {
-                        path.push_str(&format!("&day={day}"));
-                    }
-                    if let Some(c) = &cursor {
-                        path.push_str(&format!("&cursor={c}"));
-                    }
-                    let page: Page<MailingStats> =
-                        api.call(reqwest::Method::GET, &path, None).await?;
-                    out.extend(page.items);
-                    match page.next_cursor {
-                        Some(next) => cursor = Some(next),
-                        None => break,
-                    }
-                }
+                let params = day.map(|d| vec![("day", d.to_owned())]).unwrap_or_default();
+                let mut out: Vec<MailingStats> =
+                    api.collect("/api/v1/stats", params, usize::MAX).await?;
                 out.sort_by_key(|s| s.mailing_id);
                 Ok(out)
             }

@@ -108,9 +108,8 @@ impl Channels {
         !Channels::unsafe_to_resend().contains(&kind.as_str())
     }
 
-    /// Wait for an in-flight slot on `kind`, then for the provider's rate limit. The caller
-    /// checks whether the send is still wanted (cancelled? window closed?) after the wait, not
-    /// before it.
+    /// Wait for an in-flight slot on `kind`. The caller checks whether the send is still
+    /// wanted (cancelled? window closed?) after the wait, then waits for [`Channels::rate_wait`].
     pub async fn acquire(
         &self,
         kind: ChannelKind,
@@ -123,6 +122,11 @@ impl Channels {
             .acquire()
             .await
             .map_err(|_| DeliveryError::transient("channel is shutting down"))?;
+        Ok((permit, channel))
+    }
+
+    /// Wait for the provider's rate limit on `kind`, if it has one.
+    pub async fn rate_wait(&self, kind: ChannelKind) {
         if let (ChannelKind::Sms, Some(rate)) = (kind, &self.sms_rate)
             && rate.check().is_err()
         {
@@ -133,7 +137,6 @@ impl Channels {
             metrics::histogram!("blast_rate_limit_wait_duration_seconds", "channel" => kind.as_str())
                 .record(waited.elapsed().as_secs_f64());
         }
-        Ok((permit, channel))
     }
 
     /// How many sends `kind` allows in flight at once.

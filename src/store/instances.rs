@@ -27,21 +27,23 @@ impl Store {
     ) -> Result<()> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
-        sqlx::query("DELETE FROM instances WHERE heartbeat_at < ?")
-            .bind(now - timeout_ms)
-            .execute(&mut *tx)
-            .await?;
-        let live = sqlx::query("SELECT name, kind, pid, host FROM instances")
+        let live = sqlx::query("SELECT name, kind, pid, host, heartbeat_at FROM instances")
             .fetch_all(&mut *tx)
             .await?;
         let here = hostname();
         let mut blocking = None;
         for r in &live {
-            let (name, other_kind, pid, host): (String, String, i64, String) =
-                (r.get(0), r.get(1), r.get(2), r.get(3));
-            // A process of this host that no longer exists (killed) is dead whatever its
-            // last heartbeat says: a restart after kill -9 need not wait for the timeout.
-            if host == here && !process_exists(pid) {
+            let (name, other_kind, pid, host, heartbeat_at): (String, String, i64, String, i64) =
+                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+            // On this host the process table is the truth: a killed process is dead at once
+            // (a restart after kill -9 need not wait), and a live one stays live however late
+            // its heartbeat (a busy database can delay it). Elsewhere only the heartbeat tells.
+            let dead = if host == here {
+                !process_exists(pid)
+            } else {
+                heartbeat_at < now - timeout_ms
+            };
+            if dead {
                 sqlx::query("DELETE FROM instances WHERE name = ?")
                     .bind(&name)
                     .execute(&mut *tx)
@@ -75,13 +77,15 @@ impl Store {
         Ok(())
     }
 
-    pub async fn heartbeat_instance(&self, name: &str) -> Result<()> {
-        sqlx::query("UPDATE instances SET heartbeat_at = ? WHERE name = ?")
+    /// Refresh this process's heartbeat. False when its registration is gone (another
+    /// process took it for dead).
+    pub async fn heartbeat_instance(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE instances SET heartbeat_at = ? WHERE name = ?")
             .bind(now_ms())
             .bind(name)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn unregister_instance(&self, name: &str) -> Result<()> {

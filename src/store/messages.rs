@@ -206,7 +206,8 @@ impl Store {
                 Outcome::Sent => {
                     sqlx::query(
                         "UPDATE messages SET state = 'sent', attempts = attempts + 1, sent_at = ?1,
-                                last_error = NULL, claim = NULL, updated_at = ?1 WHERE id = ?2",
+                                last_error = NULL, claim = NULL, updated_at = ?1
+                         WHERE id = ?2 AND state != 'sent'",
                     )
                     .bind(now)
                     .bind(id)

@@ -18,10 +18,10 @@ use crate::now_ms;
 use crate::store::{DeliveryRow, Mailing, Outcome, Store, StoreError};
 use crate::template::MessageTemplate;
 use backon::{ExponentialBuilder, Retryable};
-use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Flush outcomes at least this often while a batch is running.
@@ -75,42 +75,53 @@ impl Deliverer {
         // Each send is a task of its own: it must progress (and give back any database
         // connection it holds) while this loop waits on a flush. Polled from here instead, a
         // send holding a pooled connection would wait for the flush, and the flush for a
-        // connection: a deadlock once the pool is exhausted.
-        let mut sends = futures::stream::iter(rows)
-            .map(|row| {
-                let (me, mailing, template) = (self.clone(), mailing.clone(), template.clone());
-                tokio::spawn(async move {
-                    let outcome = me
-                        .send_one(&mailing, &template, &row, claim, resend_is_safe)
-                        .await;
-                    (row.message_id, outcome)
-                })
-            })
-            .buffer_unordered(in_flight);
+        // connection: a deadlock once the pool is exhausted. The tasks live in a JoinSet, so
+        // if this batch is dropped (its worker failed, a flush gave up) they are aborted with
+        // it rather than sending on with nobody to record what they did.
+        let spawn = |running: &mut JoinSet<(i64, Option<Outcome>)>, row: DeliveryRow| {
+            let (me, mailing, template) = (self.clone(), mailing.clone(), template.clone());
+            running.spawn(async move {
+                let outcome = me
+                    .send_one(&mailing, &template, &row, claim, resend_is_safe)
+                    .await;
+                (row.message_id, outcome)
+            });
+        };
+        let mut waiting = rows.into_iter();
+        let mut running = JoinSet::new();
+        for row in waiting.by_ref().take(in_flight) {
+            spawn(&mut running, row);
+        }
 
         let mut pending: Vec<(i64, Outcome)> = Vec::with_capacity(FLUSH_AT);
         let mut flush_timer = tokio::time::interval(FLUSH_EVERY);
+        flush_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         flush_timer.tick().await;
         loop {
             tokio::select! {
-                next = sends.next() => match next {
-                    // A panicked send leaves its row to the reconciler, after the lease.
-                    Some(Err(e)) => tracing::error!(error = %e, "a send task panicked"),
-                    Some(Ok((_, None))) => {}
-                    Some(Ok((id, Some(outcome)))) => {
-                        metrics::counter!(
-                            "blast_messages_total",
-                            "channel" => mailing.channel.as_str(),
-                            "state" => outcome.label(),
-                            "tenant" => tenant.clone()
-                        )
-                        .increment(1);
-                        pending.push((id, outcome));
-                        if pending.len() >= FLUSH_AT {
-                            self.flush(batch.claim, &mut pending).await?;
+                next = running.join_next() => {
+                    match next {
+                        None => break,
+                        // A panicked send leaves its row to the reconciler, after the lease.
+                        Some(Err(e)) => tracing::error!(error = %e, "a send task failed"),
+                        Some(Ok((_, None))) => {}
+                        Some(Ok((id, Some(outcome)))) => {
+                            metrics::counter!(
+                                "blast_messages_total",
+                                "channel" => mailing.channel.as_str(),
+                                "state" => outcome.label(),
+                                "tenant" => tenant.clone()
+                            )
+                            .increment(1);
+                            pending.push((id, outcome));
                         }
                     }
-                    None => break,
+                    if let Some(row) = waiting.next() {
+                        spawn(&mut running, row);
+                    }
+                    if pending.len() >= FLUSH_AT {
+                        self.flush(batch.claim, &mut pending).await?;
+                    }
                 },
                 _ = flush_timer.tick() => self.flush(batch.claim, &mut pending).await?,
             }
@@ -138,8 +149,9 @@ impl Deliverer {
         Ok(())
     }
 
-    /// Decide about and perform one send. The checks (cancelled, shutting down, window
-    /// closed) run after the wait for an in-flight slot, right before the request goes out.
+    /// Decide about and perform one send. The checks (cancelled, paused, shutting down, window
+    /// closed) run after the waits for an in-flight slot and for the rate limit, right before
+    /// the request goes out.
     /// `None` means the row is no longer this batch's (the reconciler took it back): nothing
     /// is sent and nothing written.
     async fn send_one(
@@ -158,18 +170,17 @@ impl Deliverer {
         let Ok((_slot, channel)) = self.channels.acquire(mailing.channel).await else {
             return Some(Outcome::Release);
         };
-        let halted = self.halted.borrow().get(&mailing.id).copied();
-        match halted.unwrap_or(mailing.state) {
-            MailingState::Cancelled => return Some(Outcome::Cancelled),
-            // Not attempted: back to pending, to be sent when the mailing resumes.
-            MailingState::Paused => return Some(Outcome::Release),
-            _ => {}
+        // Checked before the provider's rate limit (a row that will not be sent must not take
+        // another's turn) and again after it (the wait may be long).
+        if let Some(outcome) = self.unwanted(mailing) {
+            return Some(outcome);
         }
-        if self.shutdown.is_cancelled() {
-            return Some(Outcome::Release);
+        tokio::select! {
+            _ = self.channels.rate_wait(mailing.channel) => {}
+            _ = self.shutdown.cancelled() => return Some(Outcome::Release),
         }
-        if now_ms() >= mailing.end_at {
-            return Some(Outcome::Expired { last_error: None });
+        if let Some(outcome) = self.unwanted(mailing) {
+            return Some(outcome);
         }
         if !resend_is_safe {
             match self.store.mark_sending(row.message_id, claim).await {
@@ -194,6 +205,25 @@ impl Deliverer {
         metrics::counter!("blast_send_attempts_total", "channel" => channel_name, "outcome" => outcome.label())
             .increment(1);
         Some(outcome)
+    }
+
+    /// Why a send must not happen now, if it must not: its mailing was cancelled or paused,
+    /// the process is shutting down, or the window closed.
+    fn unwanted(&self, mailing: &Mailing) -> Option<Outcome> {
+        let halted = self.halted.borrow().get(&mailing.id).copied();
+        match halted.unwrap_or(mailing.state) {
+            MailingState::Cancelled => return Some(Outcome::Cancelled),
+            // Not attempted: back to pending, to be sent when the mailing resumes.
+            MailingState::Paused => return Some(Outcome::Release),
+            _ => {}
+        }
+        if self.shutdown.is_cancelled() {
+            return Some(Outcome::Release);
+        }
+        if now_ms() >= mailing.end_at {
+            return Some(Outcome::Expired { last_error: None });
+        }
+        None
     }
 
     fn outcome_of(

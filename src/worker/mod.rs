@@ -85,6 +85,24 @@ async fn run_registered(
     instance: &str,
     token: CancellationToken,
 ) -> Result<(), WorkerError> {
+    let w = settings.worker.clone();
+    let every = |ms: u64| Duration::from_millis(ms.max(1));
+    let mut tasks: JoinSet<Result<(), WorkerError>> = JoinSet::new();
+    // The heartbeat starts first: a long start-up recovery must not look like a dead process.
+    tasks.spawn(periodic("heartbeat", every(w.heartbeat_interval_ms), token.clone(), {
+        let (store, instance, token) = (store.clone(), instance.to_owned(), token.clone());
+        move || {
+            let (store, instance, token) = (store.clone(), instance.clone(), token.clone());
+            async move {
+                if !store.heartbeat_instance(&instance).await? {
+                    tracing::error!(%instance, "this process's registration is gone: another process took it for dead; stopping");
+                    token.cancel();
+                }
+                Ok(())
+            }
+        }
+    }));
+
     if tenancy == Tenancy::Exclusive {
         // Alone on the database (checked at registration): every claimed row and every
         // unfinished job is a leftover of a previous run.
@@ -110,10 +128,6 @@ async fn run_registered(
         halted: cancelled_rx,
         shutdown: token.clone(),
     });
-
-    let w = settings.worker.clone();
-    let mut tasks: JoinSet<Result<(), WorkerError>> = JoinSet::new();
-    let every = |ms: u64| Duration::from_millis(ms.max(1));
 
     tasks.spawn(periodic(
         "scheduler",
@@ -174,19 +188,6 @@ async fn run_registered(
         },
     ));
 
-    tasks.spawn(periodic(
-        "heartbeat",
-        every(w.heartbeat_interval_ms),
-        token.clone(),
-        {
-            let (store, instance) = (store.clone(), instance.to_owned());
-            move || {
-                let (store, instance) = (store.clone(), instance.clone());
-                async move { store.heartbeat_instance(&instance).await }
-            }
-        },
-    ));
-
     for lane in Lane::ALL {
         let (store, deliverer, token) = (store.clone(), deliverer.clone(), token.clone());
         let (name, concurrency, poll) = (
@@ -198,18 +199,21 @@ async fn run_registered(
         // it again rather than let one lane stop, and only stop at shutdown.
         tasks.spawn(async move {
             let mut restarts = 0u32;
-            loop {
-                let worker = WorkerBuilder::new(name.clone())
+            for generation in 0u64.. {
+                // A new name each time: apalis refuses a name whose last heartbeat is recent.
+                let worker = WorkerBuilder::new(format!("{name}-{generation}"))
                     .backend(queue::storage(store.pool(), lane).poll_with_stream(poll_ticks(poll)))
                     .concurrency(concurrency)
                     .data(deliverer.clone())
                     .build(deliver_job);
                 let stop = token.clone().cancelled_owned().map(Ok::<(), std::io::Error>);
+                let started = std::time::Instant::now();
                 let result = worker.run_until(stop).await;
                 if token.is_cancelled() {
                     return Ok(());
                 }
-                restarts += 1;
+                // Back off while failures come fast; a lane that ran well for a while starts over.
+                restarts = if started.elapsed() > Duration::from_secs(60) { 1 } else { restarts + 1 };
                 let pause = Duration::from_millis(200 * u64::from(restarts.min(25)));
                 match result {
                     Ok(()) => tracing::warn!(lane = lane.as_str(), "queue worker ended; restarting"),
@@ -220,6 +224,7 @@ async fn run_registered(
                     _ = tokio::time::sleep(pause) => {}
                 }
             }
+            Ok(())
         });
     }
     tracing::info!(%instance, "worker started");
