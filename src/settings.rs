@@ -55,12 +55,16 @@ pub struct Settings {
 pub struct MailingSettings {
     /// A mailing created without an end runs this many hours after its start.
     pub default_window_hours: u32,
+    /// The same text to the same recipient on the same channel is sent once within this many
+    /// seconds, across mailings and re-runs; later copies are `skipped`. 0 turns it off.
+    pub dedup_window_secs: u64,
 }
 
 impl Default for MailingSettings {
     fn default() -> Self {
         MailingSettings {
             default_window_hours: 24,
+            dedup_window_secs: 0,
         }
     }
 }

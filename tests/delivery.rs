@@ -627,3 +627,70 @@ async fn a_large_mailing_on_the_log_channel_writes_every_line_once() {
     ids.dedup();
     assert_eq!(ids.len(), 3000, "no line written twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_text_to_the_same_recipient_goes_once_within_the_dedup_window() {
+    let db = TestDb::new().await;
+    db.seed_clients(5, "all").await;
+    // The first message fails once: its own retry must not count as a duplicate.
+    let stub = SmsStub::with_faults(TOKEN, Duration::ZERO, |id, nth| {
+        if id == 1 && nth == 1 {
+            Fault::Status(503)
+        } else {
+            Fault::None
+        }
+    })
+    .await
+    .expect("stub");
+    let mut settings = db.settings(&stub.base_url());
+    settings.mailing.dedup_window_secs = 3600;
+    let worker = RunningWorker::start(&db.store, settings);
+    let first = db
+        .mailing("Hello {{ name }}", "all", now_ms(), now_ms() + 60_000)
+        .await;
+    wait_done(&db, first.id, Duration::from_secs(120)).await;
+    let again = db
+        .mailing("Hello {{ name }}", "all", now_ms(), now_ms() + 60_000)
+        .await;
+    wait_done(&db, again.id, Duration::from_secs(120)).await;
+    let other = db
+        .mailing("Bye {{ name }}", "all", now_ms(), now_ms() + 60_000)
+        .await;
+    wait_done(&db, other.id, Duration::from_secs(120)).await;
+    worker.stop().await;
+
+    let store = &db.store;
+    let counts = |id| async move { store.mailing_counts(id).await.expect("counts") };
+    assert_eq!(
+        counts(first.id).await.get(MessageState::Sent),
+        5,
+        "a retry is not its own duplicate"
+    );
+    let repeated = counts(again.id).await;
+    assert_eq!(
+        (
+            repeated.get(MessageState::Skipped),
+            repeated.get(MessageState::Sent)
+        ),
+        (5, 0)
+    );
+    assert_eq!(
+        counts(other.id).await.get(MessageState::Sent),
+        5,
+        "another text is not a duplicate"
+    );
+    let hellos = stub
+        .requests()
+        .iter()
+        .filter(|r| r.text.starts_with("Hello") && r.answer == Fault::None)
+        .count();
+    assert_eq!(hellos, 5, "each recipient got the greeting once");
+    let stats = db.store.stats(db.tenant, None).await.expect("stats");
+    assert_eq!(
+        stats
+            .iter()
+            .find(|s| s.mailing_id == again.id)
+            .map(|s| s.counts.get(MessageState::Skipped)),
+        Some(5)
+    );
+}

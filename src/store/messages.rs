@@ -25,6 +25,10 @@ pub enum Outcome {
     Cancelled,
     /// Not attempted (the worker is shutting down): back to `pending` as it was.
     Release,
+    /// Deliberately not sent (a duplicate of a message sent recently).
+    Skipped {
+        reason: String,
+    },
     /// Cut off mid-send on a channel that cannot resend safely.
     Unknown {
         error: String,
@@ -41,6 +45,7 @@ impl Outcome {
             Outcome::Expired { .. } => "expired",
             Outcome::Cancelled => "cancelled",
             Outcome::Release => "released",
+            Outcome::Skipped { .. } => "skipped",
             Outcome::Unknown { .. } => "unknown",
         }
     }
@@ -70,6 +75,40 @@ fn ids_json(ids: &[i64]) -> String {
 }
 
 impl Store {
+    /// Reserve `key` for message `message_id` until `expires_at`. False when another message
+    /// holds it unexpired: this one is a duplicate. The same message may take it again (a retry).
+    pub async fn reserve_dedup_key(
+        &self,
+        key: &str,
+        message_id: i64,
+        expires_at: i64,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let holder: Option<i64> = sqlx::query(
+            "INSERT INTO dedup_keys (key, message_id, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET message_id = excluded.message_id, expires_at = excluded.expires_at
+               WHERE dedup_keys.expires_at <= ?4 OR dedup_keys.message_id = excluded.message_id
+             RETURNING message_id",
+        )
+        .bind(key)
+        .bind(message_id)
+        .bind(expires_at)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.get(0));
+        Ok(holder == Some(message_id))
+    }
+
+    /// Forget expired deduplication keys.
+    pub async fn purge_dedup_keys(&self) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM dedup_keys WHERE expires_at <= ?")
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     /// Claim up to `limit` due rows of a mailing inside `tx`: they become `queued` under a new
     /// claim. The caller enqueues their job in the same transaction.
     pub async fn claim_due(
@@ -228,6 +267,7 @@ impl Store {
                 ),
                 Outcome::Cancelled => (MessageState::Cancelled, 0, now, None),
                 Outcome::Release => (MessageState::Pending, 0, now, None),
+                Outcome::Skipped { reason } => (MessageState::Skipped, 0, now, Some(reason)),
             };
             sqlx::query(
                 "UPDATE messages SET

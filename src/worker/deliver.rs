@@ -41,6 +41,24 @@ pub struct Deliverer {
     pub halted: watch::Receiver<Halted>,
     /// Fires when the process is shutting down: sends not yet started are given back.
     pub shutdown: CancellationToken,
+    /// `mailing.dedup_window_secs` in milliseconds; 0: no deduplication.
+    pub dedup_window_ms: i64,
+}
+
+/// The deduplication key of one text to one recipient: tenant, channel, address and text.
+fn dedup_key(mailing: &Mailing, address: &str, text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in [
+        mailing.tenant_id.to_string().as_str(),
+        mailing.channel.as_str(),
+        address,
+        text,
+    ] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(hasher.finalize())
 }
 
 impl Deliverer {
@@ -181,6 +199,24 @@ impl Deliverer {
         }
         if let Some(outcome) = self.unwanted(mailing) {
             return Some(outcome);
+        }
+        if self.dedup_window_ms > 0 {
+            let key = dedup_key(mailing, &row.client.phone, &text);
+            let until = now_ms().saturating_add(self.dedup_window_ms);
+            match self
+                .store
+                .reserve_dedup_key(&key, row.message_id, until)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Some(Outcome::Skipped {
+                        reason: "duplicate: the same text went to this recipient within the dedup window".into(),
+                    });
+                }
+                // Cannot tell whether it is a duplicate: not now; the row goes back to pending.
+                Err(_) => return Some(Outcome::Release),
+            }
         }
         if !resend_is_safe {
             match self.store.mark_sending(row.message_id, claim).await {

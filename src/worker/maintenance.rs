@@ -43,6 +43,7 @@ pub async fn reconcile_once(store: &Store, settings: &WorkerSettings) -> Result<
             "recovered rows whose job or worker was lost"
         );
     }
+    store.purge_dedup_keys().await?;
     queue::purge_finished(
         store.pool(),
         Duration::from_secs(settings.job_retention_secs),

@@ -127,6 +127,8 @@ async fn run_registered(
         retry: RetrySchedule::new(&settings.retry),
         halted: cancelled_rx,
         shutdown: token.clone(),
+        dedup_window_ms: i64::try_from(settings.mailing.dedup_window_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX),
     });
 
     tasks.spawn(periodic(
