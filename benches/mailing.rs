@@ -80,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         priority: Priority::Medium,
                         start_at: now,
                         end_at: now + 3_600_000,
+                        local_hours: None,
                     },
                     1000,
                 )

@@ -351,3 +351,143 @@ mod tests {
         assert!(!MessageState::FailedTemporary.is_final());
     }
 }
+
+/// Hours of the recipient's own day when a message may go out, e.g. 09:00-21:00 in the client's
+/// time zone. A window whose end is before its start runs over midnight (22:00-06:00).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LocalHours {
+    pub from: chrono::NaiveTime,
+    pub to: chrono::NaiveTime,
+}
+
+impl FromStr for LocalHours {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            invalid(format!(
+                "invalid local hours {s:?}: expected HH:MM-HH:MM, e.g. 09:00-21:00"
+            ))
+        };
+        let (from, to) = s.trim().split_once('-').ok_or_else(bad)?;
+        let time =
+            |t: &str| chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").map_err(|_| bad());
+        let hours = LocalHours {
+            from: time(from)?,
+            to: time(to)?,
+        };
+        if hours.from == hours.to {
+            return Err(invalid(format!(
+                "invalid local hours {s:?}: the window is empty"
+            )));
+        }
+        Ok(hours)
+    }
+}
+
+impl TryFrom<String> for LocalHours {
+    type Error = InvalidInput;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<LocalHours> for String {
+    fn from(h: LocalHours) -> String {
+        h.to_string()
+    }
+}
+
+impl fmt::Display for LocalHours {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}-{}",
+            self.from.format("%H:%M"),
+            self.to.format("%H:%M")
+        )
+    }
+}
+
+impl LocalHours {
+    fn contains(&self, t: chrono::NaiveTime) -> bool {
+        if self.from < self.to {
+            self.from <= t && t < self.to
+        } else {
+            t >= self.from || t < self.to
+        }
+    }
+
+    /// `None` when `now_ms` falls inside the window in `timezone` (an IANA name; unknown names
+    /// count as UTC); otherwise the unix ms of the next opening.
+    pub fn next_opening(&self, timezone: &str, now_ms: i64) -> Option<i64> {
+        use chrono::{Duration, TimeZone};
+        let tz: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::UTC);
+        let now = chrono::DateTime::from_timestamp_millis(now_ms)?.with_timezone(&tz);
+        if self.contains(now.time()) {
+            return None;
+        }
+        // Today's opening if it is still ahead, else tomorrow's. A local time that a DST jump
+        // skips resolves to the first valid instant after it.
+        let mut day = now.date_naive();
+        if now.time() >= self.from {
+            day = day.succ_opt()?;
+        }
+        let naive = day.and_time(self.from);
+        let opening = tz.from_local_datetime(&naive).earliest().or_else(|| {
+            tz.from_local_datetime(&(naive + Duration::hours(1)))
+                .earliest()
+        })?;
+        Some(opening.timestamp_millis())
+    }
+}
+
+#[cfg(test)]
+mod local_hours_tests {
+    use super::*;
+
+    fn ms(rfc3339: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(rfc3339)
+            .expect("time")
+            .timestamp_millis()
+    }
+
+    #[test]
+    fn parses_and_prints() {
+        let h: LocalHours = "09:00-21:00".parse().expect("valid");
+        assert_eq!(h.to_string(), "09:00-21:00");
+        for bad in ["9-21", "09:00", "25:00-26:00", "10:00-10:00", ""] {
+            assert!(bad.parse::<LocalHours>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn opens_at_the_next_local_start() {
+        let h: LocalHours = "09:00-21:00".parse().expect("valid");
+        // 07:00 in Moscow (UTC+3) is 04:00Z: closed until 09:00 Moscow = 06:00Z.
+        assert_eq!(
+            h.next_opening("Europe/Moscow", ms("2026-12-01T04:00:00Z")),
+            Some(ms("2026-12-01T06:00:00Z"))
+        );
+        assert_eq!(
+            h.next_opening("Europe/Moscow", ms("2026-12-01T10:00:00Z")),
+            None
+        );
+        // 22:00 in Moscow: closed until tomorrow 09:00.
+        assert_eq!(
+            h.next_opening("Europe/Moscow", ms("2026-12-01T19:00:00Z")),
+            Some(ms("2026-12-02T06:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_window_over_midnight_works() {
+        let night: LocalHours = "22:00-06:00".parse().expect("valid");
+        assert_eq!(night.next_opening("UTC", ms("2026-12-01T23:30:00Z")), None);
+        assert_eq!(night.next_opening("UTC", ms("2026-12-01T05:59:00Z")), None);
+        assert_eq!(
+            night.next_opening("UTC", ms("2026-12-01T12:00:00Z")),
+            Some(ms("2026-12-01T22:00:00Z"))
+        );
+    }
+}

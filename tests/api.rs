@@ -333,6 +333,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"start_at\": \"tomorrow\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"priority\": \"urgent\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"channel\": \"pigeon\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"local_hours\": \"9-5\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"{{ name\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         (reqwest::Method::POST, "/api/v1/mailings", json_ct, format!("{{\"text\": \"{}\"}}", "x".repeat(1001)).into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         (reqwest::Method::POST, "/api/v1/mailings/999/cancel", None, vec![], StatusCode::NOT_FOUND, "not_found"),

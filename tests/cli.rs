@@ -314,6 +314,17 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             "invalid operator code",
         ),
         (
+            vec![
+                "mailing",
+                "create",
+                "--text",
+                "x",
+                "--local-hours",
+                "25:00-26:00",
+            ],
+            "invalid local hours",
+        ),
+        (
             vec!["mailing", "create", "--text", "x", "--tag", "a b"],
             "invalid tag",
         ),

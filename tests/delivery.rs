@@ -368,6 +368,7 @@ async fn filters_pick_the_audience_and_templates_use_attributes() {
                 priority: blast::domain::Priority::High,
                 start_at: now_ms(),
                 end_at: now_ms() + 60_000,
+                local_hours: None,
             },
             1000,
         )
@@ -516,6 +517,7 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
                 priority: blast::domain::Priority::Low,
                 start_at: now_ms(),
                 end_at: now_ms() + 60_000,
+                local_hours: None,
             },
             1000,
         )
@@ -604,6 +606,7 @@ async fn a_large_mailing_on_the_log_channel_writes_every_line_once() {
                 priority: blast::domain::Priority::Medium,
                 start_at: now_ms(),
                 end_at: now_ms() + 300_000,
+                local_hours: None,
             },
             1000,
         )
@@ -693,4 +696,88 @@ async fn the_same_text_to_the_same_recipient_goes_once_within_the_dedup_window()
             .map(|s| s.counts.get(MessageState::Skipped)),
         Some(5)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_wait_for_the_recipients_local_hours() {
+    let db = TestDb::new().await;
+    for (phone, tz) in [("79001110001", "UTC"), ("79001110002", "Asia/Kathmandu")] {
+        let client = blast::store::NewClient {
+            phone: Some(phone.parse().expect("phone")),
+            timezone: tz.into(),
+            tags: vec!["all".into()],
+            ..Default::default()
+        };
+        db.store
+            .add_client(db.tenant, client)
+            .await
+            .expect("client");
+    }
+    // Open from five minutes ago to an hour ahead, in UTC terms: open now in UTC, closed now
+    // in Kathmandu (UTC+05:45), where it next opens in 18 h 10 min.
+    let now = chrono::Utc::now();
+    let hhmm = |t: chrono::DateTime<chrono::Utc>| t.format("%H:%M").to_string();
+    let hours = format!(
+        "{}-{}",
+        hhmm(now - chrono::Duration::minutes(5)),
+        hhmm(now + chrono::Duration::minutes(60))
+    );
+    let stub = SmsStub::start(TOKEN, Duration::ZERO).await.expect("stub");
+    let worker = RunningWorker::start(&db.store, db.settings(&stub.base_url()));
+    let m = db
+        .store
+        .create_mailing(
+            db.tenant,
+            blast::store::NewMailing {
+                channel: blast::domain::ChannelKind::Sms,
+                text: "x".into(),
+                filter: blast::domain::AudienceFilter::default(),
+                priority: blast::domain::Priority::Medium,
+                start_at: now_ms(),
+                end_at: now_ms() + 2 * 86_400_000,
+                local_hours: Some(hours.parse().expect("hours")),
+            },
+            1000,
+        )
+        .await
+        .expect("mailing");
+    wait_until(
+        Duration::from_secs(60),
+        "the UTC client's message",
+        || async { stub.delivered_count() == 1 },
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(60),
+        "the other message to be deferred",
+        || async {
+            db.store
+                .mailing_counts(m.id)
+                .await
+                .expect("counts")
+                .get(MessageState::Pending)
+                == 1
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    worker.stop().await;
+    assert_eq!(stub.requests().len(), 1);
+    assert_eq!(stub.requests()[0].phone, 79001110001);
+    let (attempts, next_at): (i64, i64) = sqlx::query_as(
+        "SELECT s.attempts, s.next_attempt_at FROM messages s JOIN clients c ON c.id = s.client_id
+         WHERE c.phone = '79001110002'",
+    )
+    .fetch_one(db.store.pool())
+    .await
+    .expect("row");
+    assert_eq!(attempts, 0, "waiting for local hours is not an attempt");
+    let expected = (now - chrono::Duration::minutes(5) + chrono::Duration::hours(24)
+        - chrono::Duration::minutes(5 * 60 + 45))
+    .timestamp_millis();
+    assert!(
+        (next_at - expected).abs() < 120_000,
+        "next attempt at {next_at}, expected about {expected}"
+    );
+    assert_eq!(mailing_state(&db, m.id).await, MailingState::Running);
 }

@@ -233,6 +233,10 @@ pub struct MailingCreateArgs {
     pub end: Option<String>,
     #[arg(long, default_value = "medium", value_parser = ["high", "medium", "low"])]
     pub priority: String,
+    /// Send only within these hours of each recipient's own day (its time zone), e.g.
+    /// 09:00-21:00; messages outside wait for the next opening.
+    #[arg(long, value_name = "HH:MM-HH:MM")]
+    pub local_hours: Option<String>,
     #[arg(long, default_value = "sms", value_parser = ["sms", "log"])]
     pub channel: String,
     #[arg(long)]

@@ -173,6 +173,7 @@ fn mailing_json(m: &NewMailing) -> Value {
         "priority": m.priority.as_str(),
         "start_at": time(m.start_at),
         "end_at": time(m.end_at),
+        "local_hours": m.local_hours.map(|h| h.to_string()),
     })
 }
 

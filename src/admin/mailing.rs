@@ -62,6 +62,7 @@ pub fn new_mailing(
         priority: args.priority.parse::<Priority>().map_err(InvalidInput)?,
         start_at,
         end_at,
+        local_hours: args.local_hours.as_deref().map(str::parse).transpose()?,
     })
 }
 
@@ -173,6 +174,9 @@ pub async fn show(ctx: &Context, id: i64, json: bool) -> Result<()> {
         format_time_ms(mailing.start_at),
         format_time_ms(mailing.end_at)
     );
+    if let Some(hours) = mailing.local_hours {
+        println!("  hours     {hours} in each recipient's time zone");
+    }
     if let Some(started) = mailing.started_at {
         let until = mailing.finished_at.unwrap_or_else(now_ms);
         println!(

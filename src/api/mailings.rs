@@ -42,6 +42,8 @@ pub struct MailingInput {
     pub start_at: Option<DateTime<Utc>>,
     /// RFC 3339; default start + mailing.default_window_hours.
     pub end_at: Option<DateTime<Utc>>,
+    /// "HH:MM-HH:MM": send only within these hours of each recipient's own day.
+    pub local_hours: Option<String>,
 }
 
 fn default_channel() -> String {
@@ -81,6 +83,7 @@ impl MailingInput {
                 .map_err(ApiError::invalid)?,
             start_at,
             end_at,
+            local_hours: self.local_hours.as_deref().map(str::parse).transpose()?,
         })
     }
 }

@@ -2,7 +2,9 @@
 //! transitions (materializing the message rows at start, finishing at the end).
 
 use super::{Result, Store, StoreError};
-use crate::domain::{AudienceFilter, ChannelKind, MailingState, MessageState, Priority, invalid};
+use crate::domain::{
+    AudienceFilter, ChannelKind, LocalHours, MailingState, MessageState, Priority, invalid,
+};
 use crate::now_ms;
 use crate::template::MessageTemplate;
 use serde::Serialize;
@@ -18,6 +20,8 @@ pub struct NewMailing {
     pub priority: Priority,
     pub start_at: i64,
     pub end_at: i64,
+    /// Hours of each recipient's own day when its message may go out.
+    pub local_hours: Option<LocalHours>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -32,6 +36,9 @@ pub struct Mailing {
     pub priority: Priority,
     pub start_at: i64,
     pub end_at: i64,
+    /// "09:00-21:00" in each recipient's time zone; absent: any time.
+    #[schema(value_type = Option<String>)]
+    pub local_hours: Option<LocalHours>,
     pub state: MailingState,
     pub recipients: i64,
     pub created_at: i64,
@@ -69,7 +76,7 @@ pub struct MailingStats {
     pub counts: StateCounts,
 }
 
-const MAILING_COLUMNS: &str = "id, tenant_id, channel, text, filter, priority, start_at, end_at, state, recipients, created_at, started_at, finished_at";
+const MAILING_COLUMNS: &str = "id, tenant_id, channel, text, filter, priority, start_at, end_at, state, recipients, created_at, started_at, finished_at, local_hours";
 
 fn mailing_from_row(r: &SqliteRow) -> Result<Mailing> {
     let filter: String = r.get(4);
@@ -90,6 +97,10 @@ fn mailing_from_row(r: &SqliteRow) -> Result<Mailing> {
         created_at: r.get(10),
         started_at: r.get(11),
         finished_at: r.get(12),
+        local_hours: r
+            .get::<Option<String>, _>(13)
+            .map(|h| h.parse())
+            .transpose()?,
     })
 }
 
@@ -120,8 +131,8 @@ impl Store {
         self.validate_mailing(tenant_id, &new, max_text_chars)
             .await?;
         let id: i64 = sqlx::query(
-            "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, state, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'scheduled', ?) RETURNING id",
+            "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, local_hours, state, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'scheduled', ?) RETURNING id",
         )
         .bind(tenant_id)
         .bind(new.channel.as_str())
@@ -130,6 +141,7 @@ impl Store {
         .bind(new.priority.as_str())
         .bind(new.start_at)
         .bind(new.end_at)
+        .bind(new.local_hours.map(|h| h.to_string()))
         .bind(now_ms())
         .fetch_one(&self.pool)
         .await?
@@ -494,7 +506,8 @@ impl Store {
         self.validate_mailing(tenant_id, &new, max_text_chars)
             .await?;
         let done = sqlx::query(
-            "UPDATE mailings SET channel = ?, text = ?, filter = ?, priority = ?, start_at = ?, end_at = ?
+            "UPDATE mailings SET channel = ?, text = ?, filter = ?, priority = ?, start_at = ?, end_at = ?,
+                                 local_hours = ?
              WHERE tenant_id = ? AND id = ? AND state = 'scheduled'",
         )
         .bind(new.channel.as_str())
@@ -503,6 +516,7 @@ impl Store {
         .bind(new.priority.as_str())
         .bind(new.start_at)
         .bind(new.end_at)
+        .bind(new.local_hours.map(|h| h.to_string()))
         .bind(tenant_id)
         .bind(id)
         .execute(&self.pool)

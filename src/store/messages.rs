@@ -29,6 +29,10 @@ pub enum Outcome {
     Skipped {
         reason: String,
     },
+    /// Outside the recipient's local hours: back to `pending` until `at`, no attempt counted.
+    Defer {
+        at: i64,
+    },
     /// Cut off mid-send on a channel that cannot resend safely.
     Unknown {
         error: String,
@@ -46,6 +50,7 @@ impl Outcome {
             Outcome::Cancelled => "cancelled",
             Outcome::Release => "released",
             Outcome::Skipped { .. } => "skipped",
+            Outcome::Defer { .. } => "deferred",
             Outcome::Unknown { .. } => "unknown",
         }
     }
@@ -268,6 +273,7 @@ impl Store {
                 Outcome::Cancelled => (MessageState::Cancelled, 0, now, None),
                 Outcome::Release => (MessageState::Pending, 0, now, None),
                 Outcome::Skipped { reason } => (MessageState::Skipped, 0, now, Some(reason)),
+                Outcome::Defer { at } => (MessageState::Pending, 0, *at, None),
             };
             sqlx::query(
                 "UPDATE messages SET

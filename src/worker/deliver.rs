@@ -185,6 +185,16 @@ impl Deliverer {
             Ok(Err(e)) => return Some(Outcome::Failed { error: e.0 }),
             Err(e) => return Some(Outcome::Failed { error: e.0.clone() }),
         };
+        // Outside the recipient's own hours it waits, taking neither a slot nor a rate token.
+        if let Some(hours) = mailing.local_hours
+            && let Some(opening) = hours.next_opening(&row.client.timezone, now_ms())
+        {
+            return Some(if opening >= mailing.end_at {
+                Outcome::Expired { last_error: None }
+            } else {
+                Outcome::Defer { at: opening }
+            });
+        }
         let Ok((_slot, channel)) = self.channels.acquire(mailing.channel).await else {
             return Some(Outcome::Release);
         };

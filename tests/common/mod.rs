@@ -99,6 +99,7 @@ impl TestDb {
                     priority: Priority::Medium,
                     start_at,
                     end_at,
+                    local_hours: None,
                 },
                 1000,
             )
