@@ -419,26 +419,47 @@ impl LocalHours {
     }
 
     /// `None` when `now_ms` falls inside the window in `timezone` (an IANA name; unknown names
-    /// count as UTC); otherwise the unix ms of the next opening.
+    /// count as UTC); otherwise the unix ms of the next opening, always later than `now_ms`.
     pub fn next_opening(&self, timezone: &str, now_ms: i64) -> Option<i64> {
-        use chrono::{Duration, TimeZone};
+        use chrono::{Duration, LocalResult, TimeZone};
         let tz: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::UTC);
-        let now = chrono::DateTime::from_timestamp_millis(now_ms)?.with_timezone(&tz);
+        let Some(now) = chrono::DateTime::from_timestamp_millis(now_ms) else {
+            return Some(now_ms + 3_600_000);
+        };
+        let now = now.with_timezone(&tz);
         if self.contains(now.time()) {
             return None;
         }
-        // Today's opening if it is still ahead, else tomorrow's. A local time that a DST jump
-        // skips resolves to the first valid instant after it.
-        let mut day = now.date_naive();
-        if now.time() >= self.from {
-            day = day.succ_opt()?;
-        }
-        let naive = day.and_time(self.from);
-        let opening = tz.from_local_datetime(&naive).earliest().or_else(|| {
-            tz.from_local_datetime(&(naive + Duration::hours(1)))
-                .earliest()
-        })?;
-        Some(opening.timestamp_millis())
+        // The opening on the local day of `naive`: an ambiguous time (clocks going back) may
+        // resolve to either instant, a skipped one (clocks going forward) to the first valid
+        // minute after the gap.
+        let resolve = |naive: chrono::NaiveDateTime| -> Vec<i64> {
+            (0..=180)
+                .map(|m| tz.from_local_datetime(&(naive + Duration::minutes(m))))
+                .find(|r| !matches!(r, LocalResult::None))
+                .map(|r| match r {
+                    LocalResult::Single(t) => vec![t.timestamp_millis()],
+                    LocalResult::Ambiguous(a, b) => {
+                        vec![a.timestamp_millis(), b.timestamp_millis()]
+                    }
+                    LocalResult::None => Vec::new(),
+                })
+                .unwrap_or_default()
+        };
+        let today = now.date_naive();
+        let opening = [
+            today.pred_opt(),
+            Some(today),
+            today.succ_opt(),
+            today.succ_opt().and_then(|d| d.succ_opt()),
+        ]
+        .into_iter()
+        .flatten()
+        .flat_map(|day| resolve(day.and_time(self.from)))
+        .filter(|t| *t > now_ms)
+        .min();
+        // Cannot tell when it opens: defer an hour rather than send outside the hours.
+        Some(opening.unwrap_or(now_ms + 3_600_000))
     }
 }
 
@@ -477,6 +498,23 @@ mod local_hours_tests {
         assert_eq!(
             h.next_opening("Europe/Moscow", ms("2026-12-01T19:00:00Z")),
             Some(ms("2026-12-02T06:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn clock_changes_never_give_a_past_or_a_late_opening() {
+        let h: LocalHours = "02:30-21:00".parse().expect("valid");
+        // Berlin falls back on 2026-10-25 (03:00 CEST -> 02:00 CET). At 02:10 CET (01:10Z) the
+        // day's 02:30 CEST (00:30Z) is past; the opening is 02:30 CET (01:30Z).
+        assert_eq!(
+            h.next_opening("Europe/Berlin", ms("2026-10-25T01:10:00Z")),
+            Some(ms("2026-10-25T01:30:00Z"))
+        );
+        // Berlin springs forward on 2026-03-29 (02:00 CET -> 03:00 CEST): 02:30 does not exist
+        // that day; the opening is 03:00 CEST (01:00Z).
+        assert_eq!(
+            h.next_opening("Europe/Berlin", ms("2026-03-29T00:30:00Z")),
+            Some(ms("2026-03-29T01:00:00Z"))
         );
     }
 

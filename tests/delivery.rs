@@ -635,13 +635,12 @@ async fn a_large_mailing_on_the_log_channel_writes_every_line_once() {
 async fn the_same_text_to_the_same_recipient_goes_once_within_the_dedup_window() {
     let db = TestDb::new().await;
     db.seed_clients(5, "all").await;
-    // The first message fails once: its own retry must not count as a duplicate.
-    let stub = SmsStub::with_faults(TOKEN, Duration::ZERO, |id, nth| {
-        if id == 1 && nth == 1 {
-            Fault::Status(503)
-        } else {
-            Fault::None
-        }
+    // The first message fails once: its own retry must not count as a duplicate. The second is
+    // refused for good: its key must not keep the next mailing's copy from going out.
+    let stub = SmsStub::with_faults(TOKEN, Duration::ZERO, |id, nth| match (id, nth) {
+        (1, 1) => Fault::Status(503),
+        (2, _) => Fault::Status(400),
+        _ => Fault::None,
     })
     .await
     .expect("stub");
@@ -664,9 +663,13 @@ async fn the_same_text_to_the_same_recipient_goes_once_within_the_dedup_window()
 
     let store = &db.store;
     let counts = |id| async move { store.mailing_counts(id).await.expect("counts") };
+    let first_counts = counts(first.id).await;
     assert_eq!(
-        counts(first.id).await.get(MessageState::Sent),
-        5,
+        (
+            first_counts.get(MessageState::Sent),
+            first_counts.get(MessageState::FailedPermanent)
+        ),
+        (4, 1),
         "a retry is not its own duplicate"
     );
     let repeated = counts(again.id).await;
@@ -675,7 +678,8 @@ async fn the_same_text_to_the_same_recipient_goes_once_within_the_dedup_window()
             repeated.get(MessageState::Skipped),
             repeated.get(MessageState::Sent)
         ),
-        (5, 0)
+        (4, 1),
+        "the copy whose first never went out is sent"
     );
     assert_eq!(
         counts(other.id).await.get(MessageState::Sent),
@@ -694,7 +698,7 @@ async fn the_same_text_to_the_same_recipient_goes_once_within_the_dedup_window()
             .iter()
             .find(|s| s.mailing_id == again.id)
             .map(|s| s.counts.get(MessageState::Skipped)),
-        Some(5)
+        Some(4)
     );
 }
 

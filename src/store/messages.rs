@@ -81,7 +81,9 @@ fn ids_json(ids: &[i64]) -> String {
 
 impl Store {
     /// Reserve `key` for message `message_id` until `expires_at`. False when another message
-    /// holds it unexpired: this one is a duplicate. The same message may take it again (a retry).
+    /// holds it unexpired and may still be sent: this one is a duplicate. The same message may
+    /// take it again (a retry), and a holder that will never be sent (failed for good,
+    /// expired, cancelled, or deleted) gives it up.
     pub async fn reserve_dedup_key(
         &self,
         key: &str,
@@ -92,7 +94,10 @@ impl Store {
         let holder: Option<i64> = sqlx::query(
             "INSERT INTO dedup_keys (key, message_id, expires_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (key) DO UPDATE SET message_id = excluded.message_id, expires_at = excluded.expires_at
-               WHERE dedup_keys.expires_at <= ?4 OR dedup_keys.message_id = excluded.message_id
+               WHERE dedup_keys.expires_at <= ?4
+                  OR dedup_keys.message_id = excluded.message_id
+                  OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = dedup_keys.message_id
+                                 AND m.state NOT IN ('failed_permanent', 'expired', 'cancelled'))
              RETURNING message_id",
         )
         .bind(key)

@@ -185,29 +185,9 @@ impl Deliverer {
             Ok(Err(e)) => return Some(Outcome::Failed { error: e.0 }),
             Err(e) => return Some(Outcome::Failed { error: e.0.clone() }),
         };
-        // Outside the recipient's own hours it waits, taking neither a slot nor a rate token.
-        if let Some(hours) = mailing.local_hours
-            && let Some(opening) = hours.next_opening(&row.client.timezone, now_ms())
-        {
-            return Some(if opening >= mailing.end_at {
-                Outcome::Expired { last_error: None }
-            } else {
-                Outcome::Defer { at: opening }
-            });
-        }
-        let Ok((_slot, channel)) = self.channels.acquire(mailing.channel).await else {
-            return Some(Outcome::Release);
-        };
-        // Checked before the provider's rate limit (a row that will not be sent must not take
-        // another's turn) and again after it (the wait may be long).
-        if let Some(outcome) = self.unwanted(mailing) {
-            return Some(outcome);
-        }
-        tokio::select! {
-            _ = self.channels.rate_wait(mailing.channel) => {}
-            _ = self.shutdown.cancelled() => return Some(Outcome::Release),
-        }
-        if let Some(outcome) = self.unwanted(mailing) {
+        // Every check runs before each wait and again after it: a row that will not be sent
+        // takes neither a slot nor a rate token, and one that waited long is judged afresh.
+        if let Some(outcome) = self.unwanted(mailing, row) {
             return Some(outcome);
         }
         if self.dedup_window_ms > 0 {
@@ -227,6 +207,19 @@ impl Deliverer {
                 // Cannot tell whether it is a duplicate: not now; the row goes back to pending.
                 Err(_) => return Some(Outcome::Release),
             }
+        }
+        let Ok((_slot, channel)) = self.channels.acquire(mailing.channel).await else {
+            return Some(Outcome::Release);
+        };
+        if let Some(outcome) = self.unwanted(mailing, row) {
+            return Some(outcome);
+        }
+        tokio::select! {
+            _ = self.channels.rate_wait(mailing.channel) => {}
+            _ = self.shutdown.cancelled() => return Some(Outcome::Release),
+        }
+        if let Some(outcome) = self.unwanted(mailing, row) {
+            return Some(outcome);
         }
         if !resend_is_safe {
             match self.store.mark_sending(row.message_id, claim).await {
@@ -254,8 +247,9 @@ impl Deliverer {
     }
 
     /// Why a send must not happen now, if it must not: its mailing was cancelled or paused,
-    /// the process is shutting down, or the window closed.
-    fn unwanted(&self, mailing: &Mailing) -> Option<Outcome> {
+    /// the process is shutting down, the window closed, or it is outside the recipient's local
+    /// hours (then it waits for the next opening, or expires if that is past the end).
+    fn unwanted(&self, mailing: &Mailing, row: &DeliveryRow) -> Option<Outcome> {
         let halted = self.halted.borrow().get(&mailing.id).copied();
         match halted.unwrap_or(mailing.state) {
             MailingState::Cancelled => return Some(Outcome::Cancelled),
@@ -266,10 +260,18 @@ impl Deliverer {
         if self.shutdown.is_cancelled() {
             return Some(Outcome::Release);
         }
-        if now_ms() >= mailing.end_at {
+        let now = now_ms();
+        if now >= mailing.end_at {
             return Some(Outcome::Expired { last_error: None });
         }
-        None
+        let opening = mailing
+            .local_hours
+            .and_then(|hours| hours.next_opening(&row.client.timezone, now))?;
+        Some(if opening >= mailing.end_at {
+            Outcome::Expired { last_error: None }
+        } else {
+            Outcome::Defer { at: opening }
+        })
     }
 
     fn outcome_of(
