@@ -113,6 +113,27 @@ fn counts_from_rows(rows: &[SqliteRow]) -> Result<StateCounts> {
     Ok(counts)
 }
 
+/// The clients of a tenant that an audience filter selects, as a WHERE clause over
+/// `clients c`. Parameters: ?1 tenant id, ?2 operator codes and ?3 tags, both JSON arrays (see
+/// [`audience_params`]); an empty array does not filter. Shared by materialization and preview,
+/// so a preview counts exactly whom a start reaches.
+macro_rules! audience_where {
+    () => {
+        "c.tenant_id = ?1
+         AND (json_array_length(?2) = 0 OR c.operator_code IN (SELECT value FROM json_each(?2)))
+         AND (json_array_length(?3) = 0
+              OR EXISTS (SELECT 1 FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
+                         WHERE ct.client_id = c.id AND t.tenant_id = ?1
+                           AND t.name IN (SELECT value FROM json_each(?3))))"
+    };
+}
+
+/// The ?2 and ?3 parameters of [`audience_where`].
+fn audience_params(filter: &AudienceFilter) -> (String, String) {
+    let json = |list: &[String]| serde_json::to_string(list).unwrap_or_else(|_| "[]".into());
+    (json(&filter.operator_codes), json(&filter.tags))
+}
+
 /// A mailing the scheduler has just started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Started {
@@ -361,23 +382,18 @@ impl Store {
             if claimed.is_none() {
                 continue;
             }
-            sqlx::query(
+            let (operator_codes, tags) = audience_params(&filter);
+            sqlx::query(concat!(
                 "INSERT INTO messages (mailing_id, client_id, state, next_attempt_at, updated_at)
-                 SELECT ?1, c.id, 'pending', ?2, ?2 FROM clients c
-                 WHERE c.tenant_id = ?3
-                   AND (json_array_length(?4) = 0
-                        OR c.operator_code IN (SELECT value FROM json_each(?4)))
-                   AND (json_array_length(?5) = 0
-                        OR EXISTS (SELECT 1 FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
-                                   WHERE ct.client_id = c.id AND t.tenant_id = ?3
-                                     AND t.name IN (SELECT value FROM json_each(?5))))
-                 ON CONFLICT (mailing_id, client_id) DO NOTHING",
-            )
+                 SELECT ?4, c.id, 'pending', ?5, ?5 FROM clients c WHERE ",
+                audience_where!(),
+                " ON CONFLICT (mailing_id, client_id) DO NOTHING"
+            ))
+            .bind(tenant_id)
+            .bind(operator_codes)
+            .bind(tags)
             .bind(mailing_id)
             .bind(now)
-            .bind(tenant_id)
-            .bind(serde_json::to_string(&filter.operator_codes).unwrap_or_else(|_| "[]".into()))
-            .bind(serde_json::to_string(&filter.tags).unwrap_or_else(|_| "[]".into()))
             .execute(&mut *tx)
             .await?;
             let recipients: i64 = sqlx::query(
@@ -633,18 +649,14 @@ impl Store {
 
     /// How many clients a filter selects now.
     pub async fn count_audience(&self, tenant_id: i64, filter: &AudienceFilter) -> Result<i64> {
-        Ok(sqlx::query(
-            "SELECT COUNT(*) FROM clients c
-             WHERE c.tenant_id = ?1
-               AND (json_array_length(?2) = 0 OR c.operator_code IN (SELECT value FROM json_each(?2)))
-               AND (json_array_length(?3) = 0
-                    OR EXISTS (SELECT 1 FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
-                               WHERE ct.client_id = c.id AND t.tenant_id = ?1
-                                 AND t.name IN (SELECT value FROM json_each(?3))))",
-        )
+        let (operator_codes, tags) = audience_params(filter);
+        Ok(sqlx::query(concat!(
+            "SELECT COUNT(*) FROM clients c WHERE ",
+            audience_where!()
+        ))
         .bind(tenant_id)
-        .bind(serde_json::to_string(&filter.operator_codes).unwrap_or_else(|_| "[]".into()))
-        .bind(serde_json::to_string(&filter.tags).unwrap_or_else(|_| "[]".into()))
+        .bind(operator_codes)
+        .bind(tags)
         .fetch_one(&self.pool)
         .await?
         .get(0))
