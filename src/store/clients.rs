@@ -138,11 +138,14 @@ async fn link_tags(
     Ok(())
 }
 
-async fn count_clients(tx: &mut Transaction<'static, Sqlite>, tenant_id: i64) -> Result<i64> {
+async fn count_clients<'e>(
+    executor: impl sqlx::Executor<'e, Database = Sqlite>,
+    tenant_id: i64,
+) -> Result<i64> {
     Ok(
         sqlx::query("SELECT COUNT(*) FROM clients WHERE tenant_id = ?")
             .bind(tenant_id)
-            .fetch_one(&mut **tx)
+            .fetch_one(executor)
             .await?
             .get(0),
     )
@@ -221,7 +224,7 @@ impl Store {
     }
 
     pub async fn count_clients(&self, tenant_id: i64) -> Result<i64> {
-        count_clients(&mut self.pool.begin().await?, tenant_id).await
+        count_clients(&self.pool, tenant_id).await
     }
 
     pub async fn update_client(
@@ -313,7 +316,7 @@ impl Store {
         const CHUNK: usize = 500;
         let mut tx = self.write_tx().await?;
         let mut tag_ids = TagIds::default();
-        let before = count_clients(&mut tx, tenant_id).await?;
+        let before = count_clients(&mut *tx, tenant_id).await?;
         let now = now_ms();
         let mut done = 0u64;
         for chunk in clients.chunks(CHUNK) {
@@ -377,24 +380,12 @@ impl Store {
             done += chunk.len() as u64;
             progress(done);
         }
-        let inserted = (count_clients(&mut tx, tenant_id).await? - before) as u64;
+        let inserted = (count_clients(&mut *tx, tenant_id).await? - before) as u64;
         tx.commit().await?;
         progress(clients.len() as u64);
         Ok(ImportReport {
             inserted,
             updated: clients.len() as u64 - inserted,
         })
-    }
-
-    /// The tags of a tenant with how many clients have each.
-    pub async fn tag_counts(&self, tenant_id: i64) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT t.name, COUNT(ct.client_id) FROM tags t LEFT JOIN client_tags ct ON ct.tag_id = t.id
-             WHERE t.tenant_id = ? GROUP BY t.id ORDER BY t.name",
-        )
-        .bind(tenant_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }
