@@ -7,7 +7,9 @@
 pub mod admin;
 pub mod api;
 pub mod channels;
+pub mod dedup;
 pub mod domain;
+pub mod limits;
 pub mod metrics;
 pub mod queue;
 pub mod settings;

@@ -1,71 +1,200 @@
 //! The job queues (apalis): one per priority lane, carrying [`blast_jobs::Job`] work tokens.
 //!
-//! In the embedded profile the queue tables live in the same SQLite file as the store, so the
-//! pump claims rows and enqueues their job in one transaction.
+//! Embedded, the lanes are apalis-sqlite tables in the store's own file; in production they
+//! are apalis-redis lists. Either way a job only names rows the pump has already claimed in the
+//! database, so a lost job loses nothing: the reconciler takes its rows back after their lease.
 
 use crate::jobs::{Job, Lane};
-use crate::store::{Result, StoreError};
-use apalis::prelude::TaskBuilder;
+use crate::settings::RedisSettings;
+use crate::store::{Result, Store, StoreError};
+use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis_redis::RedisStorage;
 use apalis_sqlite::{Config, SqliteStorage};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sqlx::{Row, SqlitePool};
 use std::time::Duration;
 
-/// Push `job` onto `lane` inside an open store transaction.
-pub async fn push_in_tx(
-    tx: &mut Transaction<'static, Sqlite>,
-    lane: Lane,
-    job: &Job,
-) -> Result<()> {
-    // One attempt: apalis must not retry a token on its own (its retries ignore our backoff);
-    // a failed job's rows are recovered by the reconciler instead.
-    let task = TaskBuilder::new(job.encode()).max_attempts(1).build();
-    apalis_sqlite::queries::push_tasks(&mut **tx, lane.queue_name(), &[task])
+/// Where the lanes live.
+#[derive(Clone)]
+pub enum Queue {
+    Sqlite(SqlitePool),
+    Redis(RedisQueue),
+}
+
+/// The Redis lanes: one connection (multiplexed, reconnecting) and the key prefix that keeps
+/// several deployments, or tests, apart on one server.
+#[derive(Clone)]
+pub struct RedisQueue {
+    pub conn: ConnectionManager,
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Queue::Sqlite(_) => f.write_str("Queue::Sqlite"),
+            Queue::Redis(r) => write!(f, "Queue::Redis({})", r.prefix),
+        }
+    }
+}
+
+fn queue_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Queue(e.to_string())
+}
+
+/// Open a Redis connection as blast needs it everywhere: a response timeout well above the
+/// client's 500 ms default, which fails pushes under load.
+pub async fn connect_redis(redis: &RedisSettings) -> Result<ConnectionManager> {
+    let client = redis::Client::open(redis.url.expose()).map_err(queue_error)?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_millis(redis.response_timeout_ms.max(1))))
+        .set_connection_timeout(Some(Duration::from_secs(5)));
+    client
+        .get_connection_manager_with_config(config)
         .await
-        .map_err(|e| match e {
-            apalis_sqlite::Error::Database(db) => db.into(),
-            other => StoreError::Queue(other.to_string()),
-        })
+        .map_err(queue_error)
 }
 
-/// Jobs of `lane` not finished yet (waiting or running).
-pub async fn depth(pool: &SqlitePool, lane: Lane) -> Result<u32> {
-    let n: i64 = sqlx::query(
-        "SELECT COUNT(*) FROM Jobs WHERE job_type = ? AND status IN ('Pending', 'Queued', 'Running')",
-    )
-    .bind(lane.queue_name())
-    .fetch_one(pool)
-    .await?
-    .get(0);
-    Ok(u32::try_from(n).unwrap_or(u32::MAX))
-}
+impl Queue {
+    /// The lanes for this configuration: Redis when `redis.url` is set, else the embedded
+    /// SQLite tables (which need the SQLite store).
+    pub async fn open(store: &Store, redis: &RedisSettings) -> Result<Queue> {
+        if !redis.url.is_empty() {
+            return Ok(Queue::Redis(RedisQueue {
+                conn: connect_redis(redis).await?,
+                prefix: redis.key_prefix.clone(),
+            }));
+        }
+        match store.sqlite_pool() {
+            Some(pool) => Ok(Queue::Sqlite(pool.clone())),
+            None => Err(StoreError::Queue(
+                "a PostgreSQL store needs Redis for its queues: set redis.url (BLAST_REDIS__URL)"
+                    .into(),
+            )),
+        }
+    }
 
-/// Delete finished jobs older than `retention`: the rows keep the history, the queue need not.
-pub async fn purge_finished(pool: &SqlitePool, retention: Duration) -> Result<u64> {
-    let cutoff = chrono::Utc::now().timestamp() - retention.as_secs() as i64;
-    Ok(sqlx::query(
-        "DELETE FROM Jobs WHERE status IN ('Done', 'Failed', 'Killed') AND COALESCE(done_at, run_at) < ?",
-    )
-    .bind(cutoff)
-    .execute(pool)
-    .await?
-    .rows_affected())
-}
+    /// The name of `lane`'s queue; Redis keys of the lane all start with it.
+    pub fn lane_name(&self, lane: Lane) -> String {
+        match self {
+            Queue::Sqlite(_) => lane.queue_name().to_owned(),
+            Queue::Redis(r) => format!("{}:{}", r.prefix, lane.queue_name()),
+        }
+    }
 
-/// Mark every unfinished job as killed. Only for a process that owns the database alone and
-/// has just put all claimed rows back to pending: those jobs' claims are void, and left alone
-/// they would fill the lanes' watermarks until apalis noticed their workers were gone.
-pub async fn void_unfinished(pool: &SqlitePool) -> Result<u64> {
-    Ok(sqlx::query(
-        "UPDATE Jobs SET status = 'Killed', done_at = strftime('%s', 'now'), lock_by = NULL
-         WHERE status IN ('Pending', 'Queued', 'Running')",
-    )
-    .execute(pool)
-    .await?
-    .rows_affected())
-}
+    /// Push `job` onto `lane`.
+    pub async fn push(&self, lane: Lane, job: &Job) -> Result<()> {
+        let value: serde_json::Value =
+            serde_json::from_slice(&job.encode()).map_err(queue_error)?;
+        // One attempt: apalis must not retry a token on its own (its retries ignore our
+        // backoff, and apalis-redis ignores max_attempts altogether); a failed job's rows are
+        // recovered by the reconciler instead.
+        let task = TaskBuilder::new(value).max_attempts(1).build();
+        match self {
+            Queue::Sqlite(pool) => {
+                let mut storage = SqliteStorage::<serde_json::Value>::new(pool)
+                    .with_config(Config::default().queue(lane.queue_name()));
+                storage.push_task(task).await.map_err(queue_error)
+            }
+            Queue::Redis(_) => {
+                let mut storage = self.redis_storage(lane).ok_or_else(|| queue_error("no redis"))?;
+                storage.push_task(task).await.map_err(queue_error)
+            }
+        }
+    }
 
-/// The apalis storage a worker of `lane` consumes. Payloads arrive as raw JSON and are decoded
-/// by the handler, so an unknown payload is dropped instead of stopping the worker.
-pub fn storage(pool: &SqlitePool, lane: Lane) -> SqliteStorage<serde_json::Value> {
-    SqliteStorage::new(pool).with_config(Config::default().queue(lane.queue_name()))
+    /// Jobs of `lane` waiting to be picked up (embedded: not finished yet).
+    pub async fn depth(&self, lane: Lane) -> Result<u32> {
+        let n: i64 = match self {
+            Queue::Sqlite(pool) => sqlx::query(
+                "SELECT COUNT(*) FROM Jobs WHERE job_type = ? AND status IN ('Pending', 'Queued', 'Running')",
+            )
+            .bind(lane.queue_name())
+            .fetch_one(pool)
+            .await?
+            .get(0),
+            Queue::Redis(r) => {
+                let key = apalis_redis::Config::default()
+                    .queue(self.lane_name(lane))
+                    .active_jobs_list();
+                redis::cmd("LLEN")
+                    .arg(key)
+                    .query_async(&mut r.conn.clone())
+                    .await
+                    .map_err(queue_error)?
+            }
+        };
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// Check the queue answers (for readiness).
+    pub async fn ping(&self) -> Result<()> {
+        self.depth(Lane::High).await.map(drop)
+    }
+
+    /// Delete finished jobs older than `retention`: the rows keep the history, the queue need
+    /// not. (Redis lanes keep no finished jobs: results are not persisted.)
+    pub async fn purge_finished(&self, retention: Duration) -> Result<u64> {
+        let Queue::Sqlite(pool) = self else {
+            return Ok(0);
+        };
+        let cutoff = chrono::Utc::now().timestamp() - retention.as_secs() as i64;
+        Ok(sqlx::query(
+            "DELETE FROM Jobs WHERE status IN ('Done', 'Failed', 'Killed') AND COALESCE(done_at, run_at) < ?",
+        )
+        .bind(cutoff)
+        .execute(pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// Mark every unfinished job as killed. Only for a process that owns the database alone and
+    /// has just put all claimed rows back to pending: those jobs' claims are void, and left
+    /// alone they would fill the lanes' watermarks until apalis noticed their workers were gone.
+    pub async fn void_unfinished(&self) -> Result<u64> {
+        let Queue::Sqlite(pool) = self else {
+            return Ok(0);
+        };
+        Ok(sqlx::query(
+            "UPDATE Jobs SET status = 'Killed', done_at = strftime('%s', 'now'), lock_by = NULL
+             WHERE status IN ('Pending', 'Queued', 'Running')",
+        )
+        .execute(pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// The apalis-sqlite storage a worker of `lane` consumes (embedded only). Payloads arrive as
+    /// raw JSON and are decoded by the handler, so an unknown payload is dropped instead of
+    /// stopping the worker.
+    pub fn sqlite_storage(&self, lane: Lane) -> Option<SqliteStorage<serde_json::Value>> {
+        match self {
+            Queue::Sqlite(pool) => Some(
+                SqliteStorage::new(pool).with_config(Config::default().queue(lane.queue_name())),
+            ),
+            Queue::Redis(_) => None,
+        }
+    }
+
+    /// The apalis-redis storage of `lane` (production only), set up around the defects measured
+    /// in apalis-redis 1.0 (see ARCHITECTURE.md): no per-job LREM locking, no results kept,
+    /// no events, and a short heartbeat so that a dead worker's jobs come back soon (the rows
+    /// are protected by their claim either way).
+    pub fn redis_storage(&self, lane: Lane) -> Option<RedisStorage<serde_json::Value>> {
+        match self {
+            Queue::Redis(r) => Some(
+                RedisStorage::new(r.conn.clone()).with_config(
+                    apalis_redis::Config::default()
+                        .queue(self.lane_name(lane))
+                        .lock_tasks(false)
+                        .persist_results(false)
+                        .emit_events(false)
+                        .batch_size(4)
+                        .heartbeat_interval(Duration::from_secs(5))
+                        .missed_heartbeats(6),
+                ),
+            ),
+            Queue::Sqlite(_) => None,
+        }
+    }
 }

@@ -38,7 +38,7 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    /// `sqlite://FILE` for the embedded profile.
+    /// `sqlite://FILE` for the embedded profile, `postgres://USER@HOST/DB` for production.
     pub database_url: String,
     /// `text` for people, `json` for log collectors.
     pub log_format: LogFormat,
@@ -48,6 +48,56 @@ pub struct Settings {
     pub mailing: MailingSettings,
     pub sms: SmsSettings,
     pub log_channel: LogChannelSettings,
+    pub redis: RedisSettings,
+    pub rate_limits: RateLimitSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://HOST:PORT/DB` for the production profile: queues, deduplication keys and rate
+    /// limits shared by every process. Empty: embedded (queues in the SQLite file, limits per
+    /// process).
+    pub url: Secret,
+    /// Every key blast writes starts with this, so deployments can share a server.
+    pub key_prefix: String,
+    /// Give up on one Redis reply after this many milliseconds (the client's 500 ms default
+    /// fails pushes under load).
+    pub response_timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            url: Secret::default(),
+            key_prefix: "blast".into(),
+            response_timeout_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    /// Messages per second one tenant may send over all channels together; 0 for none.
+    pub tenant_per_second: u32,
+    /// How many messages above the steady rate may go at once, as milliseconds of that rate
+    /// (100 = a tenth of a second's worth).
+    pub burst_ms: u64,
+    /// How much further ahead of a limit's steady rate the high lane may run than the low lane
+    /// (medium: half), in milliseconds: while high-priority sends wait, low-priority ones find
+    /// the limit full, so a high-priority mailing goes through a low backlog at the full rate.
+    pub priority_headroom_ms: u64,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings {
+            tenant_per_second: 0,
+            burst_ms: 100,
+            priority_headroom_ms: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,6 +196,9 @@ pub struct WorkerSettings {
     pub heartbeat_interval_ms: u64,
     /// A process silent this long is taken for dead, in seconds.
     pub instance_timeout_secs: u64,
+    /// Where `blast worker` serves /metrics (Prometheus), e.g. `0.0.0.0:9091`; empty: nowhere.
+    /// (`blast up` and `blast serve` serve it with the API.)
+    pub metrics_listen: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,8 +225,8 @@ pub struct SmsSettings {
     pub max_in_flight: u32,
     /// Longest text accepted, in characters, after templating.
     pub max_text_chars: u32,
-    /// The provider's limit in messages per second for this process; 0 for none. (A limit
-    /// shared by many worker processes comes with the production profile.)
+    /// The provider's limit in messages per second; 0 for none. With Redis it holds across
+    /// all worker processes together; embedded, per process.
     pub rate_limit_per_second: u32,
 }
 
@@ -195,6 +248,8 @@ impl Default for Settings {
             mailing: MailingSettings::default(),
             sms: SmsSettings::default(),
             log_channel: LogChannelSettings::default(),
+            redis: RedisSettings::default(),
+            rate_limits: RateLimitSettings::default(),
         }
     }
 }
@@ -214,6 +269,7 @@ impl Default for WorkerSettings {
             job_retention_secs: 3600,
             heartbeat_interval_ms: 1000,
             instance_timeout_secs: 10,
+            metrics_listen: String::new(),
         }
     }
 }

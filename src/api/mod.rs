@@ -40,6 +40,8 @@ pub struct Inner {
     pub address_limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// Fires when the server shuts down: long-lived streams end.
     pub shutdown: CancellationToken,
+    /// The job queues, opened on first use (readiness checks them).
+    pub queue: tokio::sync::OnceCell<crate::queue::Queue>,
 }
 
 impl std::ops::Deref for AppState {
@@ -60,6 +62,7 @@ impl AppState {
             store,
             settings,
             shutdown,
+            queue: tokio::sync::OnceCell::new(),
         }))
     }
 }

@@ -33,9 +33,14 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
         .execute(state.store.pool())
         .await
         .is_ok();
-    let queue_ok = crate::queue::depth(state.store.pool(), crate::jobs::Lane::High)
-        .await
-        .is_ok();
+    let queue = state
+        .queue
+        .get_or_try_init(|| crate::queue::Queue::open(&state.store, &state.settings.redis))
+        .await;
+    let queue_ok = match queue {
+        Ok(queue) => queue.ping().await.is_ok(),
+        Err(_) => false,
+    };
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
     let status = if store_ok && queue_ok {
         StatusCode::OK

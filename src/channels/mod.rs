@@ -11,9 +11,9 @@ pub use log::LogChannel;
 pub use sms::SmsChannel;
 
 use crate::domain::ChannelKind;
+use crate::jobs::Lane;
+use crate::limits::{Limit, Limiter};
 use crate::settings::Settings;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -75,12 +75,19 @@ pub struct Channels {
     sms: Arc<(Channel, Semaphore)>,
     log: Arc<(Channel, Semaphore)>,
     max_in_flight: usize,
+    /// Where rate limits are counted: this process, or Redis for all of them.
+    limiter: Limiter,
     /// The SMS provider's rate limit, when one is configured.
-    sms_rate: Option<Arc<DefaultDirectRateLimiter>>,
+    sms_limit: Option<Limit>,
+    /// Sends per second per tenant, all channels together; 0: none.
+    tenant_per_second: u32,
+    burst: Duration,
 }
 
 impl Channels {
-    pub fn from_settings(settings: &Settings) -> Result<Channels, DeliveryError> {
+    /// The channels of `settings`, rate-limited through `limiter`.
+    pub fn from_settings(settings: &Settings, limiter: Limiter) -> Result<Channels, DeliveryError> {
+        let burst = Duration::from_millis(settings.rate_limits.burst_ms);
         Ok(Channels {
             sms: Arc::new((
                 Channel::Sms(SmsChannel::new(&settings.sms)?),
@@ -91,8 +98,11 @@ impl Channels {
                 Semaphore::new(settings.sms.max_in_flight as usize),
             )),
             max_in_flight: settings.sms.max_in_flight as usize,
-            sms_rate: NonZeroU32::new(settings.sms.rate_limit_per_second)
-                .map(|rate| Arc::new(RateLimiter::direct(Quota::per_second(rate)))),
+            limiter,
+            sms_limit: (settings.sms.rate_limit_per_second > 0)
+                .then(|| Limit::per_second("sms", settings.sms.rate_limit_per_second, burst)),
+            tenant_per_second: settings.rate_limits.tenant_per_second,
+            burst,
         })
     }
 
@@ -125,17 +135,31 @@ impl Channels {
         Ok((permit, channel))
     }
 
-    /// Wait for the provider's rate limit on `kind`, if it has one.
-    pub async fn rate_wait(&self, kind: ChannelKind) {
-        if let (ChannelKind::Sms, Some(rate)) = (kind, &self.sms_rate)
-            && rate.check().is_err()
-        {
-            let waited = std::time::Instant::now();
-            rate.until_ready().await;
+    /// The rate limits one send on `kind` for `tenant_id` passes through, outermost first.
+    pub fn limits_for(&self, kind: ChannelKind, tenant_id: i64) -> Vec<Limit> {
+        let mut limits = Vec::with_capacity(2);
+        if let (ChannelKind::Sms, Some(sms)) = (kind, &self.sms_limit) {
+            limits.push(sms.clone());
+        }
+        if self.tenant_per_second > 0 {
+            limits.push(Limit::per_second(
+                format!("tenant:{tenant_id}"),
+                self.tenant_per_second,
+                self.burst,
+            ));
+        }
+        limits
+    }
+
+    /// Wait for every rate limit a send on `kind` for `tenant_id` in `lane` passes through.
+    pub async fn rate_wait(&self, kind: ChannelKind, tenant_id: i64, lane: Lane) {
+        let limits = self.limits_for(kind, tenant_id);
+        let waited = self.limiter.until_ready(&limits, lane).await;
+        if waited > Duration::from_millis(1) {
             metrics::counter!("blast_rate_limit_waits_total", "channel" => kind.as_str())
                 .increment(1);
             metrics::histogram!("blast_rate_limit_wait_duration_seconds", "channel" => kind.as_str())
-                .record(waited.elapsed().as_secs_f64());
+                .record(waited.as_secs_f64());
         }
     }
 

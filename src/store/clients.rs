@@ -4,8 +4,8 @@ use super::{Result, Store, StoreError, is_unique_violation};
 use crate::domain::{Phone, invalid};
 use crate::now_ms;
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -66,9 +66,9 @@ pub struct ImportReport {
 }
 
 const CLIENT_COLUMNS: &str = "c.id, c.phone, c.operator_code, c.name, c.email, c.telegram_chat_id, c.timezone, c.attributes,
-     (SELECT group_concat(t.name, ',') FROM client_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.client_id = c.id)";
+     (SELECT string_agg(t.name, ',') FROM client_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.client_id = c.id)";
 
-fn client_from_row(r: &SqliteRow) -> Client {
+fn client_from_row(r: &AnyRow) -> Client {
     let tags: Option<String> = r.get(8);
     let mut tags: Vec<String> = tags
         .map(|t| t.split(',').map(str::to_owned).collect())
@@ -88,6 +88,17 @@ fn client_from_row(r: &SqliteRow) -> Client {
     }
 }
 
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values each.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=columns).map(|c| format!("${}", r * columns + c)).collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn attributes_json(attributes: &BTreeMap<String, String>) -> String {
     serde_json::to_string(attributes).unwrap_or_else(|_| "{}".into())
 }
@@ -99,7 +110,7 @@ pub(crate) struct TagIds(HashMap<String, i64>);
 impl TagIds {
     pub(crate) async fn get(
         &mut self,
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Transaction<'static, Any>,
         tenant_id: i64,
         name: &str,
     ) -> Result<i64> {
@@ -107,7 +118,7 @@ impl TagIds {
             return Ok(*id);
         }
         let id: i64 = sqlx::query(
-            "INSERT INTO tags (tenant_id, name) VALUES (?, ?)
+            "INSERT INTO tags (tenant_id, name) VALUES ($1, $2)
              ON CONFLICT (tenant_id, name) DO UPDATE SET name = excluded.name RETURNING id",
         )
         .bind(tenant_id)
@@ -121,7 +132,7 @@ impl TagIds {
 }
 
 async fn link_tags(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     tag_ids: &mut TagIds,
     tenant_id: i64,
     client_id: i64,
@@ -129,7 +140,7 @@ async fn link_tags(
 ) -> Result<()> {
     for tag in tags {
         let tag_id = tag_ids.get(tx, tenant_id, tag).await?;
-        sqlx::query("INSERT OR IGNORE INTO client_tags (client_id, tag_id) VALUES (?, ?)")
+        sqlx::query("INSERT INTO client_tags (client_id, tag_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(client_id)
             .bind(tag_id)
             .execute(&mut **tx)
@@ -139,11 +150,11 @@ async fn link_tags(
 }
 
 async fn count_clients<'e>(
-    executor: impl sqlx::Executor<'e, Database = Sqlite>,
+    executor: impl sqlx::Executor<'e, Database = Any>,
     tenant_id: i64,
 ) -> Result<i64> {
     Ok(
-        sqlx::query("SELECT COUNT(*) FROM clients WHERE tenant_id = ?")
+        sqlx::query("SELECT COUNT(*) FROM clients WHERE tenant_id = $1")
             .bind(tenant_id)
             .fetch_one(executor)
             .await?
@@ -166,7 +177,7 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO clients (tenant_id, phone, operator_code, name, email, telegram_chat_id,
                                   timezone, attributes, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(tenant_id)
         .bind(phone.as_str())
@@ -192,7 +203,7 @@ impl Store {
 
     pub async fn client(&self, tenant_id: i64, id: i64) -> Result<Client> {
         let sql =
-            format!("SELECT {CLIENT_COLUMNS} FROM clients c WHERE c.tenant_id = ? AND c.id = ?");
+            format!("SELECT {CLIENT_COLUMNS} FROM clients c WHERE c.tenant_id = $1 AND c.id = $2");
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)
             .bind(id)
@@ -205,12 +216,12 @@ impl Store {
     pub async fn list_clients(&self, tenant_id: i64, query: &ClientQuery) -> Result<Vec<Client>> {
         let sql = format!(
             "SELECT {CLIENT_COLUMNS} FROM clients c
-             WHERE c.tenant_id = ?1
-               AND c.id > ?2
-               AND (?3 IS NULL OR c.operator_code = ?3)
-               AND (?4 IS NULL OR EXISTS (SELECT 1 FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
-                                          WHERE ct.client_id = c.id AND t.name = ?4))
-             ORDER BY c.id LIMIT ?5"
+             WHERE c.tenant_id = $1
+               AND c.id > $2
+               AND ($3 IS NULL OR c.operator_code = $3)
+               AND ($4 IS NULL OR EXISTS (SELECT 1 FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
+                                          WHERE ct.client_id = c.id AND t.name = $4))
+             ORDER BY c.id LIMIT $5"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)
@@ -247,9 +258,9 @@ impl Store {
         };
         let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
-            "UPDATE clients SET phone = ?, operator_code = ?, name = ?, email = ?, telegram_chat_id = ?,
-                                timezone = ?, attributes = ?, updated_at = ?
-             WHERE tenant_id = ? AND id = ?",
+            "UPDATE clients SET phone = $1, operator_code = $2, name = $3, email = $4, telegram_chat_id = $5,
+                                timezone = $6, attributes = $7, updated_at = $8
+             WHERE tenant_id = $9 AND id = $10",
         )
         .bind(phone.as_str())
         .bind(phone.operator_code())
@@ -272,7 +283,7 @@ impl Store {
         if patch.tags.is_some() || !patch.remove_tags.is_empty() {
             let mut keep: Vec<String> = patch.tags.unwrap_or(current.tags);
             keep.retain(|t| !patch.remove_tags.contains(t));
-            sqlx::query("DELETE FROM client_tags WHERE client_id = ?")
+            sqlx::query("DELETE FROM client_tags WHERE client_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -293,7 +304,7 @@ impl Store {
     }
 
     pub async fn delete_client(&self, tenant_id: i64, id: i64) -> Result<()> {
-        let done = sqlx::query("DELETE FROM clients WHERE tenant_id = ? AND id = ?")
+        let done = sqlx::query("DELETE FROM clients WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id)
             .bind(id)
             .execute(&self.pool)
@@ -328,31 +339,43 @@ impl Store {
                 };
                 rows.push((phone, client));
             }
-            let mut insert = QueryBuilder::<Sqlite>::new(
+            // PostgreSQL refuses to upsert one row twice in a statement: the last copy of a
+            // phone within the chunk wins, as it would row by row.
+            let mut last_of_phone: HashMap<&str, usize> = HashMap::new();
+            for (i, (phone, _)) in rows.iter().enumerate() {
+                last_of_phone.insert(phone.as_str(), i);
+            }
+            let unique: Vec<&(&Phone, &NewClient)> = rows
+                .iter()
+                .enumerate()
+                .filter(|(i, (phone, _))| last_of_phone.get(phone.as_str()) == Some(i))
+                .map(|(_, row)| row)
+                .collect();
+            let sql = format!(
                 "INSERT INTO clients (tenant_id, phone, operator_code, name, email, telegram_chat_id,
-                                      timezone, attributes, created_at, updated_at) ",
-            );
-            insert.push_values(&rows, |mut b, (phone, client)| {
-                b.push_bind(tenant_id)
-                    .push_bind(phone.as_str())
-                    .push_bind(phone.operator_code())
-                    .push_bind(client.name.as_str())
-                    .push_bind(client.email.as_deref())
-                    .push_bind(client.telegram_chat_id)
-                    .push_bind(client.timezone.as_str())
-                    .push_bind(attributes_json(&client.attributes))
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            insert.push(
-                " ON CONFLICT (tenant_id, phone) DO UPDATE SET
+                                      timezone, attributes, created_at, updated_at) VALUES {}
+                 ON CONFLICT (tenant_id, phone) DO UPDATE SET
                      name = excluded.name, email = excluded.email,
                      telegram_chat_id = excluded.telegram_chat_id, timezone = excluded.timezone,
                      attributes = excluded.attributes, updated_at = excluded.updated_at
                  RETURNING id, phone",
+                placeholders(unique.len(), 10)
             );
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (phone, client) in &unique {
+                insert = insert
+                    .bind(tenant_id)
+                    .bind(phone.as_str())
+                    .bind(phone.operator_code())
+                    .bind(client.name.as_str())
+                    .bind(client.email.as_deref())
+                    .bind(client.telegram_chat_id)
+                    .bind(client.timezone.as_str())
+                    .bind(attributes_json(&client.attributes))
+                    .bind(now)
+                    .bind(now);
+            }
             let ids: HashMap<String, i64> = insert
-                .build()
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
@@ -367,15 +390,17 @@ impl Store {
                     links.push((client_id, tag_ids.get(&mut tx, tenant_id, tag).await?));
                 }
             }
-            // 2 parameters a link: stay far below SQLite's limit of 32766 per statement.
+            // 2 parameters a link: far below SQLite's 32766 and PostgreSQL's 65535 a statement.
             for links in links.chunks(5000) {
-                let mut link = QueryBuilder::<Sqlite>::new(
-                    "INSERT OR IGNORE INTO client_tags (client_id, tag_id) ",
+                let sql = format!(
+                    "INSERT INTO client_tags (client_id, tag_id) VALUES {} ON CONFLICT DO NOTHING",
+                    placeholders(links.len(), 2)
                 );
-                link.push_values(links, |mut b, (client_id, tag_id)| {
-                    b.push_bind(*client_id).push_bind(*tag_id);
-                });
-                link.build().execute(&mut *tx).await?;
+                let mut link = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (client_id, tag_id) in links {
+                    link = link.bind(*client_id).bind(*tag_id);
+                }
+                link.execute(&mut *tx).await?;
             }
             done += chunk.len() as u64;
             progress(done);

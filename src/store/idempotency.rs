@@ -30,7 +30,7 @@ impl Store {
     ) -> Result<IdempotencyClaim> {
         let now = now_ms();
         let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (tenant_id, key, request_hash, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO idempotency_keys (tenant_id, key, request_hash, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(tenant_id)
         .bind(key)
@@ -44,8 +44,8 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         let taken_over = sqlx::query(
-            "UPDATE idempotency_keys SET request_hash = ?1, created_at = ?2
-             WHERE tenant_id = ?3 AND key = ?4 AND status IS NULL AND created_at < ?2 - ?5",
+            "UPDATE idempotency_keys SET request_hash = $1, created_at = $2
+             WHERE tenant_id = $3 AND key = $4 AND status IS NULL AND created_at < $2 - $5",
         )
         .bind(request_hash)
         .bind(now)
@@ -58,7 +58,7 @@ impl Store {
             return Ok(IdempotencyClaim::Fresh);
         }
         let row = sqlx::query(
-            "SELECT request_hash, status, body FROM idempotency_keys WHERE tenant_id = ? AND key = ?",
+            "SELECT request_hash, status, body FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
         )
         .bind(tenant_id)
         .bind(key)
@@ -89,7 +89,7 @@ impl Store {
         body: &[u8],
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE idempotency_keys SET status = ?, body = ? WHERE tenant_id = ? AND key = ?",
+            "UPDATE idempotency_keys SET status = $1, body = $2 WHERE tenant_id = $3 AND key = $4",
         )
         .bind(i64::from(status))
         .bind(body)
@@ -102,7 +102,7 @@ impl Store {
 
     /// Forget a key whose request failed on our side, so that a retry is handled afresh.
     pub async fn release_idempotency_key(&self, tenant_id: i64, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE tenant_id = ? AND key = ?")
+        sqlx::query("DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2")
             .bind(tenant_id)
             .bind(key)
             .execute(&self.pool)
@@ -113,7 +113,7 @@ impl Store {
     /// Drop keys older than `max_age_ms`.
     pub async fn purge_idempotency_keys(&self, max_age_ms: i64) -> Result<u64> {
         Ok(
-            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
                 .bind(now_ms() - max_age_ms)
                 .execute(&self.pool)
                 .await?

@@ -44,7 +44,7 @@ impl Store {
                 heartbeat_at < now - timeout_ms
             };
             if dead {
-                sqlx::query("DELETE FROM instances WHERE name = ?")
+                sqlx::query("DELETE FROM instances WHERE name = $1")
                     .bind(&name)
                     .execute(&mut *tx)
                     .await?;
@@ -61,7 +61,7 @@ impl Store {
             )));
         }
         sqlx::query(
-            "INSERT INTO instances (name, kind, pid, host, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            "INSERT INTO instances (name, kind, pid, host, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $5)",
         )
         .bind(name)
         .bind(match kind {
@@ -80,7 +80,7 @@ impl Store {
     /// Refresh this process's heartbeat. False when its registration is gone (another
     /// process took it for dead).
     pub async fn heartbeat_instance(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE instances SET heartbeat_at = ? WHERE name = ?")
+        let done = sqlx::query("UPDATE instances SET heartbeat_at = $1 WHERE name = $2")
             .bind(now_ms())
             .bind(name)
             .execute(&self.pool)
@@ -89,7 +89,7 @@ impl Store {
     }
 
     pub async fn unregister_instance(&self, name: &str) -> Result<()> {
-        sqlx::query("DELETE FROM instances WHERE name = ?")
+        sqlx::query("DELETE FROM instances WHERE name = $1")
             .bind(name)
             .execute(&self.pool)
             .await?;

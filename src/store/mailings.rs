@@ -1,7 +1,7 @@
 //! Mailings: creation with validation, listing, cancellation, statistics, and the scheduler's
 //! transitions (materializing the message rows at start, finishing at the end).
 
-use super::{Result, Store, StoreError};
+use super::{Backend, Result, Store, StoreError};
 use crate::domain::{
     AudienceFilter, ChannelKind, LocalHours, MailingState, MessageState, Priority, invalid,
 };
@@ -9,7 +9,7 @@ use crate::now_ms;
 use crate::template::MessageTemplate;
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,7 +78,7 @@ pub struct MailingStats {
 
 const MAILING_COLUMNS: &str = "id, tenant_id, channel, text, filter, priority, start_at, end_at, state, recipients, created_at, started_at, finished_at, local_hours";
 
-fn mailing_from_row(r: &SqliteRow) -> Result<Mailing> {
+fn mailing_from_row(r: &AnyRow) -> Result<Mailing> {
     let filter: String = r.get(4);
     Ok(Mailing {
         id: r.get(0),
@@ -104,7 +104,7 @@ fn mailing_from_row(r: &SqliteRow) -> Result<Mailing> {
     })
 }
 
-fn counts_from_rows(rows: &[SqliteRow]) -> Result<StateCounts> {
+fn counts_from_rows(rows: &[AnyRow]) -> Result<StateCounts> {
     let mut counts = StateCounts::default();
     for r in rows {
         let state: MessageState = r.get::<String, _>(0).parse()?;
@@ -114,21 +114,25 @@ fn counts_from_rows(rows: &[SqliteRow]) -> Result<StateCounts> {
 }
 
 /// The clients of a tenant that an audience filter selects, as a WHERE clause over
-/// `clients c`. Parameters: ?1 tenant id, ?2 operator codes and ?3 tags, both JSON arrays (see
+/// `clients c`. Parameters: $1 tenant id, $2 operator codes and $3 tags, both JSON arrays (see
 /// [`audience_params`]); an empty array does not filter. Shared by materialization and preview,
 /// so a preview counts exactly whom a start reaches.
-macro_rules! audience_where {
-    () => {
-        "c.tenant_id = ?1
-         AND (json_array_length(?2) = 0 OR c.operator_code IN (SELECT value FROM json_each(?2)))
-         AND (json_array_length(?3) = 0
+fn audience_where(backend: Backend) -> String {
+    format!(
+        "c.tenant_id = $1
+         AND ({codes_len} = 0 OR c.operator_code IN ({codes}))
+         AND ({tags_len} = 0
               OR EXISTS (SELECT 1 FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
-                         WHERE ct.client_id = c.id AND t.tenant_id = ?1
-                           AND t.name IN (SELECT value FROM json_each(?3))))"
-    };
+                         WHERE ct.client_id = c.id AND t.tenant_id = $1
+                           AND t.name IN ({tags})))",
+        codes_len = backend.json_len("$2"),
+        codes = backend.json_texts("$2"),
+        tags_len = backend.json_len("$3"),
+        tags = backend.json_texts("$3"),
+    )
 }
 
-/// The ?2 and ?3 parameters of [`audience_where`].
+/// The $2 and $3 parameters of [`audience_where`].
 fn audience_params(filter: &AudienceFilter) -> (String, String) {
     let json = |list: &[String]| serde_json::to_string(list).unwrap_or_else(|_| "[]".into());
     (json(&filter.operator_codes), json(&filter.tags))
@@ -153,7 +157,7 @@ impl Store {
             .await?;
         let id: i64 = sqlx::query(
             "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, local_hours, state, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'scheduled', ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'scheduled', $9) RETURNING id",
         )
         .bind(tenant_id)
         .bind(new.channel.as_str())
@@ -194,7 +198,7 @@ impl Store {
             .into());
         }
         MessageTemplate::compile(&new.text)?;
-        let known: Vec<String> = sqlx::query("SELECT name FROM tags WHERE tenant_id = ?")
+        let known: Vec<String> = sqlx::query("SELECT name FROM tags WHERE tenant_id = $1")
             .bind(tenant_id)
             .fetch_all(&self.pool)
             .await?
@@ -222,7 +226,7 @@ impl Store {
     }
 
     pub async fn mailing(&self, tenant_id: i64, id: i64) -> Result<Mailing> {
-        let sql = format!("SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = ? AND id = ?");
+        let sql = format!("SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = $1 AND id = $2");
         match sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)
             .bind(id)
@@ -236,7 +240,7 @@ impl Store {
 
     /// A mailing by id whoever owns it: for the worker, never for a tenant's request.
     pub async fn mailing_any_tenant(&self, id: i64) -> Result<Mailing> {
-        let sql = format!("SELECT {MAILING_COLUMNS} FROM mailings WHERE id = ?");
+        let sql = format!("SELECT {MAILING_COLUMNS} FROM mailings WHERE id = $1");
         match sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -255,7 +259,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Mailing>> {
         let sql = format!(
-            "SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = ? AND id < ? ORDER BY id DESC LIMIT ?"
+            "SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)
@@ -270,7 +274,7 @@ impl Store {
 
     pub async fn mailing_counts(&self, mailing_id: i64) -> Result<StateCounts> {
         let rows =
-            sqlx::query("SELECT state, COUNT(*) FROM messages WHERE mailing_id = ? GROUP BY state")
+            sqlx::query("SELECT state, COUNT(*) FROM messages WHERE mailing_id = $1 GROUP BY state")
                 .bind(mailing_id)
                 .fetch_all(&self.pool)
                 .await?;
@@ -289,7 +293,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         let cancelled = sqlx::query(
-            "UPDATE mailings SET state = 'cancelled', finished_at = ? WHERE id = ? AND state IN ('scheduled', 'running', 'paused')",
+            "UPDATE mailings SET state = 'cancelled', finished_at = $1 WHERE id = $2 AND state IN ('scheduled', 'running', 'paused')",
         )
         .bind(now)
         .bind(id)
@@ -304,8 +308,8 @@ impl Store {
         // Rows a worker holds in `sending` are settled by that worker: it checks for
         // cancellation before every send and writes `cancelled` for what it did not send.
         sqlx::query(
-            "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = ?
-             WHERE mailing_id = ? AND state IN ('pending', 'queued', 'failed_temporary')",
+            "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = $1
+             WHERE mailing_id = $2 AND state IN ('pending', 'queued', 'failed_temporary')",
         )
         .bind(now)
         .bind(id)
@@ -326,7 +330,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT m.id, m.channel, m.state, s.state, COUNT(*)
              FROM messages s JOIN mailings m ON m.id = s.mailing_id
-             WHERE m.tenant_id = ? AND s.updated_at >= ? AND s.updated_at < ?
+             WHERE m.tenant_id = $1 AND s.updated_at >= $2 AND s.updated_at < $3
              GROUP BY m.id, s.state ORDER BY m.id",
         )
         .bind(tenant_id)
@@ -357,7 +361,7 @@ impl Store {
     /// matching client in one statement, and mark the mailing running.
     pub async fn start_due_mailings(&self, now: i64) -> Result<Vec<Started>> {
         let due: Vec<(i64, i64, String)> = sqlx::query(
-            "SELECT id, tenant_id, filter FROM mailings WHERE state = 'scheduled' AND start_at <= ? ORDER BY id",
+            "SELECT id, tenant_id, filter FROM mailings WHERE state = 'scheduled' AND start_at <= $1 ORDER BY id",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -372,8 +376,8 @@ impl Store {
             // Claim the start first: a cancel that committed since the SELECT above wins, and
             // then no rows are made for the cancelled mailing.
             let claimed = sqlx::query(
-                "UPDATE mailings SET state = 'running', started_at = ?1
-                 WHERE id = ?2 AND state = 'scheduled' RETURNING id",
+                "UPDATE mailings SET state = 'running', started_at = $1
+                 WHERE id = $2 AND state = 'scheduled' RETURNING id",
             )
             .bind(now)
             .bind(mailing_id)
@@ -383,12 +387,13 @@ impl Store {
                 continue;
             }
             let (operator_codes, tags) = audience_params(&filter);
-            sqlx::query(concat!(
+            let sql = format!(
                 "INSERT INTO messages (mailing_id, client_id, state, next_attempt_at, updated_at)
-                 SELECT ?4, c.id, 'pending', ?5, ?5 FROM clients c WHERE ",
-                audience_where!(),
-                " ON CONFLICT (mailing_id, client_id) DO NOTHING"
-            ))
+                 SELECT $4, c.id, 'pending', $5, $5 FROM clients c WHERE {}
+                 ON CONFLICT (mailing_id, client_id) DO NOTHING",
+                audience_where(self.backend)
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)
             .bind(operator_codes)
             .bind(tags)
@@ -397,8 +402,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             let recipients: i64 = sqlx::query(
-                "UPDATE mailings SET recipients = (SELECT COUNT(*) FROM messages WHERE mailing_id = ?1)
-                 WHERE id = ?1 RETURNING recipients",
+                "UPDATE mailings SET recipients = (SELECT COUNT(*) FROM messages WHERE mailing_id = $1)
+                 WHERE id = $1 RETURNING recipients",
             )
             .bind(mailing_id)
             .fetch_one(&mut *tx)
@@ -417,7 +422,7 @@ impl Store {
     /// running mailing with no message left to send. Returns the ids of mailings finished now.
     pub async fn finish_mailings(&self, now: i64) -> Result<Vec<i64>> {
         let closed: Vec<i64> = sqlx::query(
-            "SELECT id FROM mailings WHERE state IN ('running', 'paused') AND end_at <= ?",
+            "SELECT id FROM mailings WHERE state IN ('running', 'paused') AND end_at <= $1",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -428,8 +433,8 @@ impl Store {
         let mut tx = self.write_tx().await?;
         for mailing_id in closed {
             sqlx::query(
-                "UPDATE messages SET state = 'expired', claim = NULL, updated_at = ?1
-                 WHERE mailing_id = ?2 AND state IN ('pending', 'queued', 'failed_temporary')",
+                "UPDATE messages SET state = 'expired', claim = NULL, updated_at = $1
+                 WHERE mailing_id = $2 AND state IN ('pending', 'queued', 'failed_temporary')",
             )
             .bind(now)
             .bind(mailing_id)
@@ -437,8 +442,8 @@ impl Store {
             .await?;
         }
         let finished: Vec<i64> = sqlx::query(
-            "UPDATE mailings SET state = 'done', finished_at = ?1
-             WHERE (state = 'running' OR (state = 'paused' AND end_at <= ?1))
+            "UPDATE mailings SET state = 'done', finished_at = $1
+             WHERE (state = 'running' OR (state = 'paused' AND end_at <= $1))
                AND NOT EXISTS (SELECT 1 FROM messages WHERE mailing_id = mailings.id
                                AND state IN ('pending', 'queued', 'sending', 'failed_temporary'))
              RETURNING id",
@@ -478,7 +483,7 @@ impl Store {
     pub async fn halted_since(&self, since: i64) -> Result<Vec<(i64, MailingState)>> {
         sqlx::query(
             "SELECT id, state FROM mailings
-             WHERE state = 'paused' OR (state = 'cancelled' AND finished_at >= ?)",
+             WHERE state = 'paused' OR (state = 'cancelled' AND finished_at >= $1)",
         )
         .bind(since)
         .fetch_all(&self.pool)
@@ -522,9 +527,9 @@ impl Store {
         self.validate_mailing(tenant_id, &new, max_text_chars)
             .await?;
         let done = sqlx::query(
-            "UPDATE mailings SET channel = ?, text = ?, filter = ?, priority = ?, start_at = ?, end_at = ?,
-                                 local_hours = ?
-             WHERE tenant_id = ? AND id = ? AND state = 'scheduled'",
+            "UPDATE mailings SET channel = $1, text = $2, filter = $3, priority = $4, start_at = $5, end_at = $6,
+                                 local_hours = $7
+             WHERE tenant_id = $8 AND id = $9 AND state = 'scheduled'",
         )
         .bind(new.channel.as_str())
         .bind(&new.text)
@@ -556,7 +561,7 @@ impl Store {
             )));
         }
         let done = sqlx::query(
-            "DELETE FROM mailings WHERE tenant_id = ? AND id = ? AND state NOT IN ('running', 'paused')",
+            "DELETE FROM mailings WHERE tenant_id = $1 AND id = $2 AND state NOT IN ('running', 'paused')",
         )
         .bind(tenant_id)
         .bind(id)
@@ -590,7 +595,7 @@ impl Store {
         to: MailingState,
     ) -> Result<Mailing> {
         let done = sqlx::query(
-            "UPDATE mailings SET state = ? WHERE tenant_id = ? AND id = ? AND state = ?",
+            "UPDATE mailings SET state = $1 WHERE tenant_id = $2 AND id = $3 AND state = $4",
         )
         .bind(to.as_str())
         .bind(tenant_id)
@@ -629,8 +634,8 @@ impl Store {
         }
         let mut tx = self.write_tx().await?;
         let retried = sqlx::query(
-            "UPDATE messages SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1
-             WHERE mailing_id = ?2 AND state = 'failed_permanent'",
+            "UPDATE messages SET state = 'pending', attempts = 0, next_attempt_at = $1, updated_at = $1
+             WHERE mailing_id = $2 AND state = 'failed_permanent'",
         )
         .bind(now)
         .bind(id)
@@ -638,7 +643,7 @@ impl Store {
         .await?
         .rows_affected();
         if retried > 0 {
-            sqlx::query("UPDATE mailings SET state = 'running', finished_at = NULL WHERE id = ? AND state = 'done'")
+            sqlx::query("UPDATE mailings SET state = 'running', finished_at = NULL WHERE id = $1 AND state = 'done'")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -650,10 +655,11 @@ impl Store {
     /// How many clients a filter selects now.
     pub async fn count_audience(&self, tenant_id: i64, filter: &AudienceFilter) -> Result<i64> {
         let (operator_codes, tags) = audience_params(filter);
-        Ok(sqlx::query(concat!(
-            "SELECT COUNT(*) FROM clients c WHERE ",
-            audience_where!()
-        ))
+        let sql = format!(
+            "SELECT COUNT(*) FROM clients c WHERE {}",
+            audience_where(self.backend)
+        );
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(tenant_id)
         .bind(operator_codes)
         .bind(tags)
@@ -676,8 +682,8 @@ impl Store {
             "SELECT s.id, s.client_id, c.phone, s.state, s.attempts, s.last_error, s.next_attempt_at,
                     s.sent_at, s.updated_at
              FROM messages s JOIN clients c ON c.id = s.client_id
-             WHERE s.mailing_id = ?1 AND (?2 IS NULL OR s.state = ?2) AND s.id > ?3
-             ORDER BY s.id LIMIT ?4",
+             WHERE s.mailing_id = $1 AND ($2 IS NULL OR s.state = $2) AND s.id > $3
+             ORDER BY s.id LIMIT $4",
         )
         .bind(mailing_id)
         .bind(state.map(|s| s.as_str()))

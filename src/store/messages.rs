@@ -4,7 +4,7 @@
 use super::{Client, Result, Store};
 use crate::domain::MessageState;
 use crate::now_ms;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 /// What became of one send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,9 +92,9 @@ impl Store {
     ) -> Result<bool> {
         let now = now_ms();
         let holder: Option<i64> = sqlx::query(
-            "INSERT INTO dedup_keys (key, message_id, expires_at) VALUES (?1, ?2, ?3)
+            "INSERT INTO dedup_keys (key, message_id, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (key) DO UPDATE SET message_id = excluded.message_id, expires_at = excluded.expires_at
-               WHERE dedup_keys.expires_at <= ?4
+               WHERE dedup_keys.expires_at <= $4
                   OR dedup_keys.message_id = excluded.message_id
                   OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = dedup_keys.message_id
                                  AND m.state NOT IN ('failed_permanent', 'expired', 'cancelled'))
@@ -110,50 +110,69 @@ impl Store {
         Ok(holder == Some(message_id))
     }
 
+    /// Whether message `id` exists and may still be sent (or was): a deduplication key it
+    /// holds is still its own.
+    pub async fn message_may_still_send(&self, id: i64) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM messages WHERE id = $1
+               AND state NOT IN ('failed_permanent', 'expired', 'cancelled')",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
     /// Forget expired deduplication keys.
     pub async fn purge_dedup_keys(&self) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM dedup_keys WHERE expires_at <= ?")
+        Ok(sqlx::query("DELETE FROM dedup_keys WHERE expires_at <= $1")
             .bind(now_ms())
             .execute(&self.pool)
             .await?
             .rows_affected())
     }
 
-    /// Claim up to `limit` due rows of a mailing inside `tx`: they become `queued` under a new
-    /// claim. The caller enqueues their job in the same transaction.
+    /// Claim up to `limit` due rows of a mailing: they become `queued` under a new claim. The
+    /// caller then enqueues their job; if that fails it calls [`Store::release_claim`], and if
+    /// it dies first the reconciler takes the rows back after their lease.
     pub async fn claim_due(
-        tx: &mut Transaction<'static, Sqlite>,
+        &self,
         mailing_id: i64,
         limit: u32,
         now: i64,
     ) -> Result<Option<ClaimedBatch>> {
+        let mut tx = self.write_tx().await?;
         let claim: i64 = rand::random::<i64>().abs();
         let mut ids: Vec<i64> = sqlx::query(
-            "UPDATE messages SET state = 'queued', claim = ?1, updated_at = ?2
+            "UPDATE messages SET state = 'queued', claim = $1, updated_at = $2
              WHERE id IN (
                  -- One ordered index range per state: with `state IN (..)` SQLite would sort
                  -- every due row of the mailing on each claim.
                  SELECT id FROM (SELECT id FROM messages
-                                 WHERE mailing_id = ?3 AND state = 'failed_temporary'
-                                   AND next_attempt_at <= ?2
-                                 ORDER BY next_attempt_at LIMIT ?4)
+                                 WHERE mailing_id = $3 AND state = 'failed_temporary'
+                                   AND next_attempt_at <= $2
+                                 ORDER BY next_attempt_at LIMIT $4) AS retries
                  UNION ALL
                  SELECT id FROM (SELECT id FROM messages
-                                 WHERE mailing_id = ?3 AND state = 'pending'
-                                   AND next_attempt_at <= ?2
-                                 ORDER BY next_attempt_at LIMIT ?4)
-                 LIMIT ?4)
+                                 WHERE mailing_id = $3 AND state = 'pending'
+                                   AND next_attempt_at <= $2
+                                 ORDER BY next_attempt_at LIMIT $4) AS fresh
+                 LIMIT $4)
+               -- Checked again on the row itself: on PostgreSQL two pumps may pick the same
+               -- rows, and the second then skips what the first claimed.
+               AND state IN ('pending', 'failed_temporary')
              RETURNING id",
         )
         .bind(claim)
         .bind(now)
         .bind(mailing_id)
         .bind(i64::from(limit))
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(|r| r.get(0))
         .collect();
+        tx.commit().await?;
         if ids.is_empty() {
             return Ok(None);
         }
@@ -162,6 +181,19 @@ impl Store {
             claim,
             message_ids: ids,
         }))
+    }
+
+    /// Put the rows of a claim whose job could not be enqueued back to `pending`.
+    pub async fn release_claim(&self, claim: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE messages SET state = 'pending', claim = NULL, updated_at = $1
+             WHERE claim = $2 AND state = 'queued'",
+        )
+        .bind(now_ms())
+        .bind(claim)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     /// Load the rows of a job that still carry its claim. With `mark_all_sending` they move
@@ -177,26 +209,30 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
         if mark_all_sending {
-            sqlx::query(
-                "UPDATE messages SET state = 'sending', updated_at = ?1
-                 WHERE claim = ?2 AND state = 'queued' AND id IN (SELECT value FROM json_each(?3))",
-            )
+            let sql = format!(
+                "UPDATE messages SET state = 'sending', updated_at = $1
+                 WHERE claim = $2 AND state = 'queued' AND id IN ({})",
+                self.backend.json_ints("$3")
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(claim)
             .bind(ids_json(ids))
             .execute(&mut *tx)
             .await?;
         }
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT s.id, s.attempts, c.id, c.phone, c.operator_code, c.name, c.email,
                     c.telegram_chat_id, c.timezone, c.attributes,
-                    (SELECT group_concat(t.name, ',') FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
+                    (SELECT string_agg(t.name, ',') FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
                      WHERE ct.client_id = c.id)
              FROM messages s JOIN clients c ON c.id = s.client_id
-             WHERE s.claim = ?1 AND s.state IN ('queued', 'sending')
-               AND s.id IN (SELECT value FROM json_each(?2))
+             WHERE s.claim = $1 AND s.state IN ('queued', 'sending')
+               AND s.id IN ({})
              ORDER BY s.id",
-        )
+            self.backend.json_ints("$2")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(claim)
         .bind(ids_json(ids))
         .fetch_all(&mut *tx)
@@ -232,8 +268,8 @@ impl Store {
     /// `claim` (the reconciler took it back): then it must not be sent.
     pub async fn mark_sending(&self, id: i64, claim: i64) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE messages SET state = 'sending', updated_at = ?1
-             WHERE id = ?2 AND claim = ?3 AND state = 'queued'",
+            "UPDATE messages SET state = 'sending', updated_at = $1
+             WHERE id = $2 AND claim = $3 AND state = 'queued'",
         )
         .bind(now_ms())
         .bind(id)
@@ -254,9 +290,9 @@ impl Store {
             let (state, tried, next_at, error) = match outcome {
                 Outcome::Sent => {
                     sqlx::query(
-                        "UPDATE messages SET state = 'sent', attempts = attempts + 1, sent_at = ?1,
-                                last_error = NULL, claim = NULL, updated_at = ?1
-                         WHERE id = ?2 AND state != 'sent'",
+                        "UPDATE messages SET state = 'sent', attempts = attempts + 1, sent_at = $1,
+                                last_error = NULL, claim = NULL, updated_at = $1
+                         WHERE id = $2 AND state != 'sent'",
                     )
                     .bind(now)
                     .bind(id)
@@ -282,12 +318,12 @@ impl Store {
             };
             sqlx::query(
                 "UPDATE messages SET
-                        state = CASE WHEN ?1 IN ('failed_temporary', 'pending')
+                        state = CASE WHEN $1 IN ('failed_temporary', 'pending')
                                        AND (SELECT state FROM mailings WHERE id = messages.mailing_id) = 'cancelled'
-                                     THEN 'cancelled' ELSE ?1 END,
-                        attempts = attempts + ?2, next_attempt_at = ?3,
-                        last_error = COALESCE(?4, last_error), claim = NULL, updated_at = ?5
-                 WHERE id = ?6 AND claim = ?7 AND state IN ('queued', 'sending')",
+                                     THEN 'cancelled' ELSE $1 END,
+                        attempts = attempts + $2, next_attempt_at = $3,
+                        last_error = COALESCE($4, last_error), claim = NULL, updated_at = $5
+                 WHERE id = $6 AND claim = $7 AND state IN ('queued', 'sending')",
             )
             .bind(state.as_str())
             .bind(tried)
@@ -300,7 +336,7 @@ impl Store {
             .await?;
         }
         sqlx::query(
-            "UPDATE messages SET updated_at = ?1 WHERE claim = ?2 AND state IN ('queued', 'sending')",
+            "UPDATE messages SET updated_at = $1 WHERE claim = $2 AND state IN ('queued', 'sending')",
         )
         .bind(now)
         .bind(claim)
@@ -325,11 +361,11 @@ impl Store {
         // Rows of a cancelled mailing that nobody holds, or whose holder is gone, are settled
         // as cancelled (a transient failure or a shutdown can leave them open after the cancel).
         let cancelled = sqlx::query(
-            "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = ?1
-             WHERE mailing_id IN (SELECT id FROM mailings WHERE state = 'cancelled' AND finished_at >= ?1 - ?4)
+            "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = $1
+             WHERE mailing_id IN (SELECT id FROM mailings WHERE state = 'cancelled' AND finished_at >= $1 - $4)
                AND (state IN ('pending', 'failed_temporary')
-                    OR (state = 'queued' AND updated_at <= ?1 - ?2)
-                    OR (state = 'sending' AND updated_at <= ?1 - ?3))",
+                    OR (state = 'queued' AND updated_at <= $1 - $2)
+                    OR (state = 'sending' AND updated_at <= $1 - $3))",
         )
         .bind(now)
         .bind(queued_lease)
@@ -339,12 +375,14 @@ impl Store {
         .await?
         .rows_affected();
         let unsafe_json = serde_json::to_string(unsafe_to_resend).unwrap_or_else(|_| "[]".into());
-        let unknown = sqlx::query(
-            "UPDATE messages SET state = 'unknown', claim = NULL, updated_at = ?1,
+        let sql = format!(
+            "UPDATE messages SET state = 'unknown', claim = NULL, updated_at = $1,
                     last_error = 'worker lost mid-send; not resent because the channel cannot deduplicate'
-             WHERE state = 'sending' AND updated_at <= ?1 - ?2
-               AND mailing_id IN (SELECT id FROM mailings WHERE channel IN (SELECT value FROM json_each(?3)))",
-        )
+             WHERE state = 'sending' AND updated_at <= $1 - $2
+               AND mailing_id IN (SELECT id FROM mailings WHERE channel IN ({}))",
+            self.backend.json_texts("$3")
+        );
+        let unknown = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now)
         .bind(sending_lease)
         .bind(&unsafe_json)
@@ -352,9 +390,9 @@ impl Store {
         .await?
         .rows_affected();
         let requeued = sqlx::query(
-            "UPDATE messages SET state = 'pending', claim = NULL, updated_at = ?1
-             WHERE (state = 'queued' AND updated_at <= ?1 - ?2)
-                OR (state = 'sending' AND updated_at <= ?1 - ?3)",
+            "UPDATE messages SET state = 'pending', claim = NULL, updated_at = $1
+             WHERE (state = 'queued' AND updated_at <= $1 - $2)
+                OR (state = 'sending' AND updated_at <= $1 - $3)",
         )
         .bind(now)
         .bind(queued_lease)

@@ -1,7 +1,9 @@
 //! The store: the database that holds the truth (users, clients, mailings, one row per message).
 //!
-//! The embedded profile speaks SQLite; the URL scheme picks the backend. Queue jobs live in the
-//! same file (apalis-sqlite), so claiming rows and enqueuing their job is one transaction.
+//! One code path for both profiles: queries go through sqlx's `Any` driver with `$N`
+//! parameters, which SQLite and PostgreSQL both accept, and the URL scheme picks the backend
+//! (`sqlite://FILE` embedded, `postgres://…` production). The few places where the dialects
+//! differ ask [`Backend`] for their fragment.
 
 mod clients;
 mod idempotency;
@@ -18,10 +20,12 @@ pub use messages::{ClaimedBatch, DeliveryRow, Outcome};
 pub use users::{User, UserSummary, is_plausible_user_name};
 
 use crate::domain::InvalidInput;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Executor, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -34,7 +38,7 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("unsupported database URL {0:?}: this build speaks sqlite://FILE")]
+    #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
@@ -59,10 +63,61 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Which database a store speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Backend> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    /// A subquery yielding the integers of the JSON array in parameter `param` (e.g. `$3`).
+    /// (sqlx's `Any` driver binds no arrays, so lists travel as JSON text.)
+    pub(crate) fn json_ints(self, param: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("SELECT value FROM json_each({param})"),
+            Backend::Postgres => format!(
+                "SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST({param} AS jsonb))"
+            ),
+        }
+    }
+
+    /// A subquery yielding the strings of the JSON array in parameter `param`.
+    pub(crate) fn json_texts(self, param: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("SELECT value FROM json_each({param})"),
+            Backend::Postgres => {
+                format!("SELECT value FROM jsonb_array_elements_text(CAST({param} AS jsonb))")
+            }
+        }
+    }
+
+    /// The length of the JSON array in parameter `param`.
+    pub(crate) fn json_len(self, param: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("json_array_length({param})"),
+            Backend::Postgres => format!("jsonb_array_length(CAST({param} AS jsonb))"),
+        }
+    }
+}
+
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
+    /// The embedded profile's own handle on the same file, for the apalis-sqlite queue.
+    sqlite: Option<SqlitePool>,
 }
 
 impl Store {
@@ -75,9 +130,27 @@ impl Store {
 
     /// Open without migrating.
     pub async fn connect(url: &str) -> Result<Store> {
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        sqlx::any::install_default_drivers();
+        match Backend::from_url(url)? {
+            Backend::Sqlite => Store::connect_sqlite(url).await,
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await?;
+                Ok(Store {
+                    pool,
+                    backend: Backend::Postgres,
+                    sqlite: None,
+                })
+            }
         }
+    }
+
+    async fn connect_sqlite(url: &str) -> Result<Store> {
+        // Creating the file and switching it to WAL (which sticks to the file) happens here,
+        // through the native driver, which knows those options.
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -86,37 +159,75 @@ impl Store {
             .foreign_keys(true)
             // The CLI, the pump, the workers and apalis all write to one file: wait, don't fail.
             .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+        let sqlite = SqlitePoolOptions::new()
+            .max_connections(4)
             .connect_with(options)
             .await?;
-        Ok(Store { pool })
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(Store {
+            pool,
+            backend: Backend::Sqlite,
+            sqlite: Some(sqlite),
+        })
     }
 
-    /// Run blast's migrations and those of the apalis queue tables.
+    /// Run blast's migrations (and, embedded, those of the apalis queue tables).
     pub async fn migrate(&self) -> Result<()> {
-        let mut ours = sqlx::migrate!("./migrations/sqlite");
+        let mut ours = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
         // apalis keeps its own migration history; ours must not collide with it.
         ours.dangerous_set_table_name("_blast_migrations");
         ours.run(&self.pool).await?;
-        apalis_sqlite::SqliteStorage::migrations()
-            .run(&self.pool)
-            .await?;
+        if let Some(sqlite) = &self.sqlite {
+            apalis_sqlite::SqliteStorage::migrations()
+                .run(sqlite)
+                .await?;
+        }
         Ok(())
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// A transaction that takes the write lock up front, so it can never fail half-way with
-    /// SQLITE_BUSY when it upgrades from reading to writing.
-    pub(crate) async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The native SQLite pool of the embedded profile (for its apalis queue); None on PostgreSQL.
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        self.sqlite.as_ref()
+    }
+
+    /// A writing transaction. On SQLite it takes the write lock up front, so it can never fail
+    /// half-way with SQLITE_BUSY when it upgrades from reading to writing; PostgreSQL locks
+    /// rows as it goes.
+    pub(crate) async fn write_tx(&self) -> Result<Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(sqlite) = &self.sqlite {
+            sqlite.close().await;
+        }
     }
 }
 

@@ -94,7 +94,7 @@ impl Store {
         validate_user_name(name)?;
         let hash = hash_password(password).await?;
         let res = sqlx::query(
-            "INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
+            "INSERT INTO users (name, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
         )
         .bind(name)
         .bind(hash)
@@ -115,14 +115,14 @@ impl Store {
     }
 
     pub async fn user_by_name(&self, name: &str) -> Result<User> {
-        sqlx::query("SELECT id, name, disabled FROM users WHERE name = ?")
+        sqlx::query("SELECT id, name, disabled FROM users WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
             .await?
             .map(|r| User {
                 id: r.get(0),
                 name: r.get(1),
-                disabled: r.get(2),
+                disabled: r.get::<i64, _>(2) != 0,
             })
             .ok_or_else(|| StoreError::NotFound(format!("user {name:?}")))
     }
@@ -143,7 +143,7 @@ impl Store {
                 user: User {
                     id: r.get(0),
                     name: r.get(1),
-                    disabled: r.get(2),
+                    disabled: r.get::<i64, _>(2) != 0,
                 },
                 created_at: r.get(3),
                 tokens: r.get(4),
@@ -154,8 +154,8 @@ impl Store {
     }
 
     pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<()> {
-        let done = sqlx::query("UPDATE users SET disabled = ? WHERE name = ?")
-            .bind(disabled)
+        let done = sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
+            .bind(i64::from(disabled))
             .bind(name)
             .execute(&self.pool)
             .await?;
@@ -182,7 +182,7 @@ impl Store {
         let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO api_tokens (user_id, token_hash, label, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO api_tokens (user_id, token_hash, label, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(user.id)
         .bind(hash_token(&token))
@@ -201,7 +201,7 @@ impl Store {
         let hash = hash_token(token);
         let row = sqlx::query(
             "SELECT u.id, u.name, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id
-             WHERE t.token_hash = ?1 AND u.disabled = 0 AND (t.expires_at IS NULL OR t.expires_at > ?2)",
+             WHERE t.token_hash = $1 AND u.disabled = 0 AND (t.expires_at IS NULL OR t.expires_at > $2)",
         )
         .bind(&hash)
         .bind(now)
@@ -210,7 +210,7 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let last_used: Option<i64> = row.get(2);
         if last_used.is_none_or(|t| t < now - 60_000) {
-            sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE token_hash = ?")
+            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2")
                 .bind(now)
                 .bind(&hash)
                 .execute(&self.pool)
@@ -228,7 +228,7 @@ impl Store {
     /// the answer does not tell which user names exist.
     pub async fn verify_password(&self, name: &str, password: &str) -> Result<Option<User>> {
         let row =
-            sqlx::query("SELECT id, password_hash FROM users WHERE name = ? AND disabled = 0")
+            sqlx::query("SELECT id, password_hash FROM users WHERE name = $1 AND disabled = 0")
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await?;

@@ -12,6 +12,7 @@
 use super::backoff::RetrySchedule;
 use super::maintenance::Halted;
 use crate::channels::{Channels, DeliveryError, Outgoing};
+use crate::dedup::DedupKeys;
 use crate::domain::MailingState;
 use crate::jobs::{DeliverBatch, Job};
 use crate::now_ms;
@@ -43,6 +44,8 @@ pub struct Deliverer {
     pub shutdown: CancellationToken,
     /// `mailing.dedup_window_secs` in milliseconds; 0: no deduplication.
     pub dedup_window_ms: i64,
+    /// Where deduplication keys are kept.
+    pub dedup: DedupKeys,
 }
 
 /// The deduplication key of one text to one recipient: tenant, channel, address and text.
@@ -192,14 +195,15 @@ impl Deliverer {
         }
         if self.dedup_window_ms > 0 {
             let key = dedup_key(mailing, &row.client.phone, &text);
-            let until = now_ms().saturating_add(self.dedup_window_ms);
             match self
-                .store
-                .reserve_dedup_key(&key, row.message_id, until)
+                .dedup
+                .reserve(&self.store, &key, row.message_id, self.dedup_window_ms)
                 .await
             {
                 Ok(true) => {}
                 Ok(false) => {
+                    metrics::counter!("blast_dedup_skipped_total", "channel" => mailing.channel.as_str())
+                        .increment(1);
                     return Some(Outcome::Skipped {
                         reason: "duplicate: the same text went to this recipient within the dedup window".into(),
                     });
@@ -215,7 +219,7 @@ impl Deliverer {
             return Some(outcome);
         }
         tokio::select! {
-            _ = self.channels.rate_wait(mailing.channel) => {}
+            _ = self.channels.rate_wait(mailing.channel, mailing.tenant_id, mailing.priority) => {}
             _ = self.shutdown.cancelled() => return Some(Outcome::Release),
         }
         if let Some(outcome) = self.unwanted(mailing, row) {
@@ -243,6 +247,12 @@ impl Deliverer {
         let outcome = self.outcome_of(result, row, mailing.end_at);
         metrics::counter!("blast_send_attempts_total", "channel" => channel_name, "outcome" => outcome.label())
             .increment(1);
+        metrics::counter!("blast_messages_total", "channel" => channel_name, "state" => outcome.label(),
+                          "tenant" => mailing.tenant_id.to_string())
+            .increment(1);
+        if matches!(outcome, Outcome::Retry { .. }) {
+            metrics::counter!("blast_retries_total", "channel" => channel_name).increment(1);
+        }
         Some(outcome)
     }
 

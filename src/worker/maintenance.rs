@@ -4,7 +4,7 @@
 use crate::channels::Channels;
 use crate::domain::MailingState;
 use crate::now_ms;
-use crate::queue;
+use crate::queue::Queue;
 use crate::settings::WorkerSettings;
 use crate::store::{Result, Store};
 use std::collections::HashMap;
@@ -28,7 +28,7 @@ pub async fn schedule_once(store: &Store) -> Result<()> {
 }
 
 /// Give back rows whose job or worker was lost, and drop old finished jobs from the queue.
-pub async fn reconcile_once(store: &Store, settings: &WorkerSettings) -> Result<()> {
+pub async fn reconcile_once(store: &Store, queue: &Queue, settings: &WorkerSettings) -> Result<()> {
     let recovered = store
         .recover_lost_rows(
             now_ms(),
@@ -44,11 +44,9 @@ pub async fn reconcile_once(store: &Store, settings: &WorkerSettings) -> Result<
         );
     }
     store.purge_dedup_keys().await?;
-    queue::purge_finished(
-        store.pool(),
-        Duration::from_secs(settings.job_retention_secs),
-    )
-    .await?;
+    queue
+        .purge_finished(Duration::from_secs(settings.job_retention_secs))
+        .await?;
     Ok(())
 }
 

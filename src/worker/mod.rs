@@ -12,8 +12,10 @@ pub use maintenance::{reconcile_once, schedule_once};
 pub use pump::pump_once;
 
 use crate::channels::{Channels, DeliveryError};
+use crate::dedup::DedupKeys;
 use crate::jobs::Lane;
-use crate::queue;
+use crate::limits::Limiter;
+use crate::queue::Queue;
 use crate::settings::Settings;
 use crate::store::{InstanceKind, Store, StoreError};
 use apalis::prelude::{BackendExt, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt};
@@ -87,6 +89,15 @@ async fn run_registered(
 ) -> Result<(), WorkerError> {
     let w = settings.worker.clone();
     let every = |ms: u64| Duration::from_millis(ms.max(1));
+    let queue = Queue::open(&store, &settings.redis).await?;
+    let headroom = Duration::from_millis(settings.rate_limits.priority_headroom_ms);
+    let (limiter, dedup) = match &queue {
+        Queue::Redis(redis) => (
+            Limiter::redis(redis.conn.clone(), &redis.prefix, headroom),
+            DedupKeys::redis(redis.conn.clone(), &redis.prefix),
+        ),
+        Queue::Sqlite(_) => (Limiter::local(headroom), DedupKeys::Database),
+    };
     let mut tasks: JoinSet<Result<(), WorkerError>> = JoinSet::new();
     // The heartbeat starts first: a long start-up recovery must not look like a dead process.
     tasks.spawn(periodic("heartbeat", every(w.heartbeat_interval_ms), token.clone(), {
@@ -109,7 +120,7 @@ async fn run_registered(
         let recovered = store
             .recover_lost_rows(crate::now_ms(), 0, 0, Channels::unsafe_to_resend())
             .await?;
-        let voided = queue::void_unfinished(store.pool()).await?;
+        let voided = queue.void_unfinished().await?;
         if recovered > 0 || voided > 0 {
             tracing::warn!(
                 rows = recovered,
@@ -123,12 +134,13 @@ async fn run_registered(
         tokio::sync::watch::channel(maintenance::halted_mailings(&store).await?);
     let deliverer = Arc::new(Deliverer {
         store: store.clone(),
-        channels: Channels::from_settings(&settings)?,
+        channels: Channels::from_settings(&settings, limiter)?,
         retry: RetrySchedule::new(&settings.retry),
         halted: cancelled_rx,
         shutdown: token.clone(),
         dedup_window_ms: i64::try_from(settings.mailing.dedup_window_secs.saturating_mul(1000))
             .unwrap_or(i64::MAX),
+        dedup,
     });
 
     tasks.spawn(periodic(
@@ -148,11 +160,11 @@ async fn run_registered(
         every(w.pump_interval_ms),
         token.clone(),
         {
-            let store = store.clone();
+            let (store, queue) = (store.clone(), queue.clone());
             let (batch, watermark) = (w.batch_size, w.queue_watermark);
             move || {
-                let store = store.clone();
-                async move { pump_once(&store, batch, watermark).await.map(drop) }
+                let (store, queue) = (store.clone(), queue.clone());
+                async move { pump_once(&store, &queue, batch, watermark).await.map(drop) }
             }
         },
     ));
@@ -161,11 +173,11 @@ async fn run_registered(
         every(w.reconcile_interval_ms),
         token.clone(),
         {
-            let store = store.clone();
+            let (store, queue) = (store.clone(), queue.clone());
             let w = w.clone();
             move || {
-                let (store, w) = (store.clone(), w.clone());
-                async move { reconcile_once(&store, &w).await }
+                let (store, queue, w) = (store.clone(), queue.clone(), w.clone());
+                async move { reconcile_once(&store, &queue, &w).await }
             }
         },
     ));
@@ -191,7 +203,7 @@ async fn run_registered(
     ));
 
     for lane in Lane::ALL {
-        let (store, deliverer, token) = (store.clone(), deliverer.clone(), token.clone());
+        let (queue, deliverer, token) = (queue.clone(), deliverer.clone(), token.clone());
         let (name, concurrency, poll) = (
             format!("{instance}-{}", lane.as_str()),
             w.jobs_in_flight as usize,
@@ -202,15 +214,30 @@ async fn run_registered(
         tasks.spawn(async move {
             let mut restarts = 0u32;
             for generation in 0u64.. {
-                // A new name each time: apalis refuses a name whose last heartbeat is recent.
-                let worker = WorkerBuilder::new(format!("{name}-{generation}"))
-                    .backend(queue::storage(store.pool(), lane).poll_with_stream(poll_ticks(poll)))
-                    .concurrency(concurrency)
-                    .data(deliverer.clone())
-                    .build(deliver_job);
+                // A new name each time: apalis refuses a name whose last heartbeat is recent,
+                // and apalis-redis re-runs the jobs of a name it takes for dead.
+                let name = format!("{name}-{generation}");
                 let stop = token.clone().cancelled_owned().map(Ok::<(), std::io::Error>);
                 let started = std::time::Instant::now();
-                let result = worker.run_until(stop).await;
+                // The same worker over either backend. Both poll on our own tick stream: the
+                // apalis-redis default fetches only at its heartbeat, and apalis's interval
+                // strategy loses wake-ups (see `poll_ticks`).
+                macro_rules! run_lane {
+                    ($backend:expr) => {
+                        WorkerBuilder::new(name)
+                            .backend($backend.poll_with_stream(poll_ticks(poll)))
+                            .concurrency(concurrency)
+                            .data(deliverer.clone())
+                            .build(deliver_job)
+                            .run_until(stop)
+                            .await
+                    };
+                }
+                let result = match (queue.sqlite_storage(lane), queue.redis_storage(lane)) {
+                    (Some(sqlite), _) => run_lane!(sqlite),
+                    (None, Some(redis)) => run_lane!(redis),
+                    (None, None) => return Err(WorkerError::Queue("no queue backend".into())),
+                };
                 if token.is_cancelled() {
                     return Ok(());
                 }

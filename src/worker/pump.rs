@@ -5,12 +5,12 @@
 
 use crate::jobs::{DeliverBatch, Job, Lane};
 use crate::now_ms;
-use crate::queue;
+use crate::queue::Queue;
 use crate::store::{Result, Store};
 
 /// One pass: for every lane, enqueue batches round-robin across that lane's running mailings
 /// until the lane is at its watermark or nothing is due. Returns the number of jobs pushed.
-pub async fn pump_once(store: &Store, batch_size: u32, watermark: u32) -> Result<u32> {
+pub async fn pump_once(store: &Store, queue: &Queue, batch_size: u32, watermark: u32) -> Result<u32> {
     let now = now_ms();
     let running = store.running_mailings().await?;
     let mut pushed = 0;
@@ -20,7 +20,7 @@ pub async fn pump_once(store: &Store, batch_size: u32, watermark: u32) -> Result
             .filter(|(_, l, end_at)| *l == lane && *end_at > now)
             .map(|(id, _, _)| *id)
             .collect();
-        let depth = queue::depth(store.pool(), lane).await?;
+        let depth = queue.depth(lane).await?;
         metrics::gauge!("blast_queue_depth", "lane" => lane.as_str()).set(f64::from(depth));
         let mut room = watermark.saturating_sub(depth);
         while room > 0 && !mailings.is_empty() {
@@ -29,7 +29,7 @@ pub async fn pump_once(store: &Store, batch_size: u32, watermark: u32) -> Result
                 if room == 0 {
                     break;
                 }
-                if enqueue_batch(store, lane, mailing_id, batch_size, now).await? {
+                if enqueue_batch(store, queue, lane, mailing_id, batch_size, now).await? {
                     room -= 1;
                     pushed += 1;
                 } else {
@@ -42,25 +42,31 @@ pub async fn pump_once(store: &Store, batch_size: u32, watermark: u32) -> Result
     Ok(pushed)
 }
 
-/// Claim one batch of due rows and enqueue its job, atomically. False when nothing was due.
+/// Claim one batch of due rows, then enqueue its job. False when nothing was due. The claim
+/// commits first: a job never names rows that are not claimed for it. If the push fails the
+/// rows are released at once; if this process dies in between, the reconciler takes them back
+/// after their lease.
 async fn enqueue_batch(
     store: &Store,
+    queue: &Queue,
     lane: Lane,
     mailing_id: i64,
     batch_size: u32,
     now: i64,
 ) -> Result<bool> {
-    let mut tx = store.write_tx().await?;
-    let Some(claimed) = Store::claim_due(&mut tx, mailing_id, batch_size, now).await? else {
+    let Some(claimed) = store.claim_due(mailing_id, batch_size, now).await? else {
         return Ok(false);
     };
+    let claim = claimed.claim;
     let job = Job::DeliverBatchV1(DeliverBatch {
         mailing_id,
         lane,
         claim: claimed.claim,
         message_ids: claimed.message_ids,
     });
-    queue::push_in_tx(&mut tx, lane, &job).await?;
-    tx.commit().await?;
+    if let Err(e) = queue.push(lane, &job).await {
+        store.release_claim(claim).await?;
+        return Err(e);
+    }
     Ok(true)
 }
