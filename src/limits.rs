@@ -113,7 +113,11 @@ impl Limiter {
     }
 
     /// Take one send from every layer of `limits` for `lane`, or say how long to wait first.
-    pub async fn try_take(&self, limits: &[Limit], lane: Lane) -> Result<Option<Duration>, LimitError> {
+    pub async fn try_take(
+        &self,
+        limits: &[Limit],
+        lane: Lane,
+    ) -> Result<Option<Duration>, LimitError> {
         if limits.is_empty() {
             return Ok(None);
         }
@@ -121,7 +125,9 @@ impl Limiter {
             Limiter::Local(tats, headroom) => {
                 let extra = lane_headroom(lane, *headroom);
                 let now = Instant::now();
-                let mut tats = tats.lock().map_err(|_| LimitError("lock poisoned".into()))?;
+                let mut tats = tats
+                    .lock()
+                    .map_err(|_| LimitError("lock poisoned".into()))?;
                 let mut wait = Duration::ZERO;
                 for limit in limits {
                     let tat = tats.get(&limit.key).copied().unwrap_or(now).max(now);

@@ -165,6 +165,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Worker => {
+            if !settings.worker.metrics_listen.is_empty() {
+                let listener = bind(&settings.worker.metrics_listen).await?;
+                tracing::info!(addr = %settings.worker.metrics_listen, "metrics listening");
+                tokio::spawn(async move {
+                    if let Err(e) = blast::metrics::serve_alone(listener).await {
+                        tracing::error!(error = %e, "metrics endpoint stopped");
+                    }
+                });
+            }
             run_roles(store, settings, None, Some(Tenancy::Shared)).await?;
             return Ok(());
         }

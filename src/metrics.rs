@@ -25,3 +25,21 @@ pub fn handle() -> &'static PrometheusHandle {
         handle
     })
 }
+
+/// Serve `/metrics` alone on `listener`: for `blast worker`, which has no API to carry it.
+/// Runs until the process ends.
+pub async fn serve_alone(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    handle();
+    let upkeep = tokio::spawn(async {
+        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            ticker.tick().await;
+            handle().run_upkeep();
+        }
+    });
+    let router =
+        axum::Router::new().route("/metrics", axum::routing::get(crate::api::ops::metrics));
+    let result = axum::serve(listener, router).await;
+    upkeep.abort();
+    result
+}

@@ -47,7 +47,9 @@ fn queue_error(e: impl std::fmt::Display) -> StoreError {
 pub async fn connect_redis(redis: &RedisSettings) -> Result<ConnectionManager> {
     let client = redis::Client::open(redis.url.expose()).map_err(queue_error)?;
     let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(Duration::from_millis(redis.response_timeout_ms.max(1))))
+        .set_response_timeout(Some(Duration::from_millis(
+            redis.response_timeout_ms.max(1),
+        )))
         .set_connection_timeout(Some(Duration::from_secs(5)));
     client
         .get_connection_manager_with_config(config)
@@ -97,7 +99,9 @@ impl Queue {
                 storage.push_task(task).await.map_err(queue_error)
             }
             Queue::Redis(_) => {
-                let mut storage = self.redis_storage(lane).ok_or_else(|| queue_error("no redis"))?;
+                let mut storage = self
+                    .redis_storage(lane)
+                    .ok_or_else(|| queue_error("no redis"))?;
                 storage.push_task(task).await.map_err(queue_error)
             }
         }

@@ -32,7 +32,7 @@ fn spawn_blast_up(db: &TestDb, stub: &SmsStub, log_name: &str) -> Child {
 }
 
 async fn ids_in_state(db: &TestDb, state: &str) -> HashSet<i64> {
-    sqlx::query("SELECT id FROM messages WHERE state = ?")
+    sqlx::query("SELECT id FROM messages WHERE state = $1")
         .bind(state)
         .fetch_all(db.store.pool())
         .await

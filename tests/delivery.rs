@@ -17,7 +17,7 @@ async fn rows(
 ) -> HashMap<i64, (String, String, String, i64, Option<String>)> {
     sqlx::query(
         "SELECT s.id, c.phone, c.name, s.state, s.attempts, s.last_error
-         FROM messages s JOIN clients c ON c.id = s.client_id WHERE s.mailing_id = ?",
+         FROM messages s JOIN clients c ON c.id = s.client_id WHERE s.mailing_id = $1",
     )
     .bind(mailing)
     .fetch_all(db.store.pool())

@@ -7,7 +7,7 @@ mod clients;
 pub mod error;
 mod idempotency;
 mod mailings;
-mod ops;
+pub(crate) mod ops;
 
 use crate::settings::Settings;
 use crate::store::Store;

@@ -92,7 +92,9 @@ fn client_from_row(r: &AnyRow) -> Client {
 fn placeholders(rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|r| {
-            let row: Vec<String> = (1..=columns).map(|c| format!("${}", r * columns + c)).collect();
+            let row: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
             format!("({})", row.join(", "))
         })
         .collect::<Vec<_>>()
@@ -140,11 +142,13 @@ async fn link_tags(
 ) -> Result<()> {
     for tag in tags {
         let tag_id = tag_ids.get(tx, tenant_id, tag).await?;
-        sqlx::query("INSERT INTO client_tags (client_id, tag_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(client_id)
-            .bind(tag_id)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO client_tags (client_id, tag_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(client_id)
+        .bind(tag_id)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }

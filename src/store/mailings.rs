@@ -226,7 +226,8 @@ impl Store {
     }
 
     pub async fn mailing(&self, tenant_id: i64, id: i64) -> Result<Mailing> {
-        let sql = format!("SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = $1 AND id = $2");
+        let sql =
+            format!("SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = $1 AND id = $2");
         match sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)
             .bind(id)
@@ -273,11 +274,12 @@ impl Store {
     }
 
     pub async fn mailing_counts(&self, mailing_id: i64) -> Result<StateCounts> {
-        let rows =
-            sqlx::query("SELECT state, COUNT(*) FROM messages WHERE mailing_id = $1 GROUP BY state")
-                .bind(mailing_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) FROM messages WHERE mailing_id = $1 GROUP BY state",
+        )
+        .bind(mailing_id)
+        .fetch_all(&self.pool)
+        .await?;
         counts_from_rows(&rows)
     }
 
@@ -394,13 +396,13 @@ impl Store {
                 audience_where(self.backend)
             );
             sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant_id)
-            .bind(operator_codes)
-            .bind(tags)
-            .bind(mailing_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+                .bind(tenant_id)
+                .bind(operator_codes)
+                .bind(tags)
+                .bind(mailing_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             let recipients: i64 = sqlx::query(
                 "UPDATE mailings SET recipients = (SELECT COUNT(*) FROM messages WHERE mailing_id = $1)
                  WHERE id = $1 RETURNING recipients",
@@ -660,12 +662,12 @@ impl Store {
             audience_where(self.backend)
         );
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(tenant_id)
-        .bind(operator_codes)
-        .bind(tags)
-        .fetch_one(&self.pool)
-        .await?
-        .get(0))
+            .bind(tenant_id)
+            .bind(operator_codes)
+            .bind(tags)
+            .fetch_one(&self.pool)
+            .await?
+            .get(0))
     }
 
     /// The messages of a mailing, by id, optionally in one state; a keyset page.

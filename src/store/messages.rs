@@ -215,11 +215,11 @@ impl Store {
                 self.backend.json_ints("$3")
             );
             sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(claim)
-            .bind(ids_json(ids))
-            .execute(&mut *tx)
-            .await?;
+                .bind(now)
+                .bind(claim)
+                .bind(ids_json(ids))
+                .execute(&mut *tx)
+                .await?;
         }
         let sql = format!(
             "SELECT s.id, s.attempts, c.id, c.phone, c.operator_code, c.name, c.email,
@@ -233,10 +233,10 @@ impl Store {
             self.backend.json_ints("$2")
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(claim)
-        .bind(ids_json(ids))
-        .fetch_all(&mut *tx)
-        .await?;
+            .bind(claim)
+            .bind(ids_json(ids))
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(rows
             .iter()
@@ -286,20 +286,28 @@ impl Store {
     pub async fn flush_batch(&self, claim: i64, outcomes: &[(i64, Outcome)]) -> Result<()> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
+        // The common outcome, every row of it in one statement.
+        let sent: Vec<i64> = outcomes
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Sent)
+            .map(|(id, _)| *id)
+            .collect();
+        if !sent.is_empty() {
+            let sql = format!(
+                "UPDATE messages SET state = 'sent', attempts = attempts + 1, sent_at = $1,
+                        last_error = NULL, claim = NULL, updated_at = $1
+                 WHERE id IN ({}) AND state != 'sent'",
+                self.backend.json_ints("$2")
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(ids_json(&sent))
+                .execute(&mut *tx)
+                .await?;
+        }
         for (id, outcome) in outcomes {
             let (state, tried, next_at, error) = match outcome {
-                Outcome::Sent => {
-                    sqlx::query(
-                        "UPDATE messages SET state = 'sent', attempts = attempts + 1, sent_at = $1,
-                                last_error = NULL, claim = NULL, updated_at = $1
-                         WHERE id = $2 AND state != 'sent'",
-                    )
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                    continue;
-                }
+                Outcome::Sent => continue,
                 Outcome::Retry { at, error } => {
                     (MessageState::FailedTemporary, 1, *at, Some(error))
                 }
@@ -383,12 +391,12 @@ impl Store {
             self.backend.json_texts("$3")
         );
         let unknown = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(now)
-        .bind(sending_lease)
-        .bind(&unsafe_json)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+            .bind(now)
+            .bind(sending_lease)
+            .bind(&unsafe_json)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         let requeued = sqlx::query(
             "UPDATE messages SET state = 'pending', claim = NULL, updated_at = $1
              WHERE (state = 'queued' AND updated_at <= $1 - $2)

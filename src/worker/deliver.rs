@@ -46,6 +46,10 @@ pub struct Deliverer {
     pub dedup_window_ms: i64,
     /// Where deduplication keys are kept.
     pub dedup: DedupKeys,
+    /// Running batches. They run apart from the apalis worker that fetched them: when a
+    /// backend error ends that worker (seen after a Redis flush), its batches still finish and
+    /// record what they sent, instead of being dropped mid-send and sent again later.
+    pub batches: tokio_util::task::TaskTracker,
 }
 
 /// The deduplication key of one text to one recipient: tenant, channel, address and text.

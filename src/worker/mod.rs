@@ -141,6 +141,7 @@ async fn run_registered(
         dedup_window_ms: i64::try_from(settings.mailing.dedup_window_secs.saturating_mul(1000))
             .unwrap_or(i64::MAX),
         dedup,
+        batches: tokio_util::task::TaskTracker::new(),
     });
 
     tasks.spawn(periodic(
@@ -268,6 +269,14 @@ async fn run_registered(
             first_error.get_or_insert(e);
         }
     }
+    // Batches finish their sends in flight and give back the rest (they watch the token).
+    deliverer.batches.close();
+    if tokio::time::timeout(Duration::from_secs(60), deliverer.batches.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("batches still running at exit; their rows are recovered after their lease");
+    }
     tracing::info!(%instance, "worker stopped");
     first_error.map_or(Ok(()), Err)
 }
@@ -292,7 +301,15 @@ async fn deliver_job(
     job: serde_json::Value,
     deliverer: Data<Arc<Deliverer>>,
 ) -> Result<(), BoxDynError> {
-    Arc::clone(&deliverer).handle(&job).await.map_err(|e| {
+    let deliverer = Arc::clone(&deliverer);
+    let batch = deliverer
+        .batches
+        .clone()
+        .spawn(async move { deliverer.handle(&job).await });
+    let result = batch
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Queue(format!("batch task failed: {e}"))));
+    result.map_err(|e| {
         tracing::error!(error = %e, "delivery batch failed; its rows are recovered after their lease");
         e.into()
     })

@@ -10,7 +10,12 @@ use crate::store::{Result, Store};
 
 /// One pass: for every lane, enqueue batches round-robin across that lane's running mailings
 /// until the lane is at its watermark or nothing is due. Returns the number of jobs pushed.
-pub async fn pump_once(store: &Store, queue: &Queue, batch_size: u32, watermark: u32) -> Result<u32> {
+pub async fn pump_once(
+    store: &Store,
+    queue: &Queue,
+    batch_size: u32,
+    watermark: u32,
+) -> Result<u32> {
     let now = now_ms();
     let running = store.running_mailings().await?;
     let mut pushed = 0;

@@ -1,5 +1,10 @@
-//! Test harness: a temporary SQLite database, fast settings, a worker started in-process with
+//! Test harness: a fresh database per test, fast settings, a worker started in-process with
 //! an injected shutdown, and helpers to seed clients and wait for conditions.
+//!
+//! `BLAST_TEST_PROFILE=production` runs the same tests on the production profile: a new
+//! PostgreSQL database per test (on `BLAST_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432`) and a new Redis key prefix per test (on
+//! `BLAST_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`). Otherwise: a temporary SQLite file.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 use blast::domain::{AudienceFilter, ChannelKind, Phone, Priority};
@@ -17,16 +22,62 @@ pub const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.test.jwt";
 pub struct TestDb {
     pub dir: TempDir,
     pub url: String,
+    /// Set on the production profile.
+    pub redis_url: Option<String>,
+    /// This test's own Redis key prefix.
+    pub redis_prefix: String,
     pub store: Store,
     pub tenant: i64,
 }
 
+/// Whether this run tests the production profile (PostgreSQL + Redis).
+pub fn production_profile() -> bool {
+    std::env::var("BLAST_TEST_PROFILE").is_ok_and(|p| p == "production")
+}
+
+pub fn test_redis_url() -> String {
+    std::env::var("BLAST_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Create an empty PostgreSQL database for one test and return its URL. Test databases are
+/// named `blast_test_*`; scripts/test drops those left by earlier runs.
+pub async fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    let server = std::env::var("BLAST_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!(
+        "blast_test_{}_{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("connect to PostgreSQL (is it running? scripts/services starts it)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    format!("{server}/{name}")
+}
+
 impl TestDb {
     pub async fn new() -> TestDb {
+        TestDb::with_profile(production_profile()).await
+    }
+
+    pub async fn with_profile(production: bool) -> TestDb {
         // Logs go to the test's captured output; RUST_LOG=debug shows more.
         blast::telemetry::init(blast::settings::LogFormat::Text, "warn");
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("blast.db").display());
+        let (url, redis_url) = if production {
+            (fresh_postgres_database().await, Some(test_redis_url()))
+        } else {
+            (
+                format!("sqlite://{}", dir.path().join("blast.db").display()),
+                None,
+            )
+        };
+        let redis_prefix = format!("blast-test-{:016x}", rand::random::<u64>());
         let store = Store::open(&url).await.expect("open store");
         let tenant = store
             .add_user("tester", "correct horse battery")
@@ -36,6 +87,8 @@ impl TestDb {
         TestDb {
             dir,
             url,
+            redis_url,
+            redis_prefix,
             store,
             tenant,
         }
@@ -61,6 +114,10 @@ impl TestDb {
         s.sms.timeout_ms = 300;
         s.sms.max_in_flight = 16;
         s.log_channel.path = self.dir.path().join("deliveries.jsonl");
+        if let Some(redis) = &self.redis_url {
+            s.redis.url = Secret::new(redis.clone());
+            s.redis.key_prefix = self.redis_prefix.clone();
+        }
         s
     }
 

@@ -1,0 +1,429 @@
+//! The production profile's own promises, on real PostgreSQL + Redis with several real
+//! `blast worker` processes: one rate limit shared by all of them, priorities under a shared
+//! limit, deduplication across processes, and recovery from a Redis flush and from killing
+//! every worker.
+
+mod common;
+
+use blast::domain::{AudienceFilter, ChannelKind, MessageState, Priority};
+use blast::store::NewMailing;
+use blast_testkit::SmsStub;
+use common::{TOKEN, TestDb, fresh_postgres_database, now_ms, wait_until};
+use sqlx::Row;
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A production-profile database whose Redis lives in DB `redis_db` (for the flush test, which
+/// must not wipe the keys of tests running beside it) or in DB 0 under the test's own prefix.
+async fn production_db(redis_db: u8) -> TestDb {
+    let mut db = TestDb::with_profile(true).await;
+    db.redis_url = Some(format!("{}/{redis_db}", common::test_redis_url()));
+    db
+}
+
+/// Start a real `blast worker` process against `db` and `stub`, with `extra` settings.
+fn spawn_worker(db: &TestDb, stub: &SmsStub, log_name: &str, extra: &[(&str, String)]) -> Worker {
+    let log = std::fs::File::create(db.dir.path().join(log_name)).expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_blast"));
+    cmd.arg("worker")
+        .current_dir(db.dir.path())
+        .env("BLAST_DATABASE_URL", &db.url)
+        .env("BLAST_REDIS__URL", db.redis_url.as_deref().expect("redis"))
+        .env("BLAST_REDIS__KEY_PREFIX", &db.redis_prefix)
+        .env("BLAST_SMS__BASE_URL", stub.base_url())
+        .env("BLAST_SMS__TOKEN", TOKEN)
+        .env("BLAST_WORKER__BATCH_SIZE", "50")
+        .env("BLAST_WORKER__PUMP_INTERVAL_MS", "20")
+        .env("BLAST_WORKER__SCHEDULE_INTERVAL_MS", "50")
+        .env("BLAST_WORKER__RECONCILE_INTERVAL_MS", "200")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(log);
+    for (key, value) in extra {
+        cmd.env(key, value);
+    }
+    Worker(cmd.spawn().expect("spawn blast worker"))
+}
+
+/// A worker process that is killed if the test fails before stopping it.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn stop(mut worker: Worker) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(worker.0.id().to_string())
+        .status();
+    let status = worker.0.wait().expect("worker exits");
+    assert!(status.success(), "blast worker stops cleanly on SIGTERM");
+}
+
+async fn create(db: &TestDb, text: &str, tag: &str, priority: Priority) -> i64 {
+    db.store
+        .create_mailing(
+            db.tenant,
+            NewMailing {
+                channel: ChannelKind::Sms,
+                text: text.into(),
+                filter: AudienceFilter {
+                    tags: vec![tag.into()],
+                    operator_codes: vec![],
+                },
+                priority,
+                start_at: now_ms(),
+                end_at: now_ms() + 600_000,
+                local_hours: None,
+            },
+            1000,
+        )
+        .await
+        .expect("create mailing")
+        .id
+}
+
+async fn sent(db: &TestDb, mailing_id: i64) -> i64 {
+    db.store
+        .mailing_counts(mailing_id)
+        .await
+        .expect("counts")
+        .get(MessageState::Sent)
+}
+
+/// The most requests the stub saw within any `window_ms` of each other.
+fn busiest_window(received_at: &mut [i64], window_ms: i64) -> usize {
+    received_at.sort_unstable();
+    let mut best = 0;
+    let mut start = 0;
+    for end in 0..received_at.len() {
+        while received_at[end] - received_at[start] >= window_ms {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_worker_processes_hold_one_shared_rate_limit() {
+    let db = production_db(0).await;
+    db.seed_clients(500, "all").await;
+    let stub = SmsStub::start(TOKEN, Duration::from_millis(2))
+        .await
+        .expect("stub");
+    let metrics_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    let limit = [
+        ("BLAST_SMS__RATE_LIMIT_PER_SECOND", "100".to_string()),
+        ("BLAST_RATE_LIMITS__BURST_MS", "100".to_string()),
+        ("BLAST_RATE_LIMITS__PRIORITY_HEADROOM_MS", "0".to_string()),
+    ];
+    let mut workers: Vec<Worker> = (0..4)
+        .map(|i| {
+            let mut extra = limit.to_vec();
+            if i == 0 {
+                extra.push((
+                    "BLAST_WORKER__METRICS_LISTEN",
+                    format!("127.0.0.1:{metrics_port}"),
+                ));
+            }
+            spawn_worker(&db, &stub, &format!("worker{i}.log"), &extra)
+        })
+        .collect();
+    let m = create(&db, "Hi {{ name }}", "all", Priority::Medium).await;
+    wait_until(Duration::from_secs(60), "500 messages sent", || async {
+        sent(&db, m).await == 500
+    })
+    .await;
+
+    let mut at: Vec<i64> = stub.requests().iter().map(|r| r.received_at).collect();
+    let busiest = busiest_window(&mut at, 1000);
+    eprintln!("busiest second at the stub: {busiest} requests");
+    // GCRA lets through at most 100/s plus the burst (100 ms: 10 messages) in any second; on
+    // top, up to 10 for the jitter between admission (on Redis's clock) and arrival.
+    assert!(
+        busiest <= 120,
+        "the stub saw {busiest} requests in one second"
+    );
+    assert!(busiest >= 80, "the limit was the bottleneck ({busiest}/s)");
+    let deliveries = stub.deliveries();
+    assert_eq!(deliveries.len(), 500);
+    assert!(deliveries.values().all(|&n| n == 1), "each message once");
+    let first = at.first().copied().unwrap_or_default();
+    let last = at.last().copied().unwrap_or_default();
+    assert!(
+        last - first >= 3800,
+        "500 messages at 100/s take ~4.9 s, took {} ms",
+        last - first
+    );
+
+    // Every worker process serves its own metrics.
+    let body = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics body");
+    for series in [
+        "blast_send_attempts_total",
+        "blast_messages_total",
+        "blast_send_duration_seconds",
+        "blast_queue_depth",
+        "blast_rate_limit_waits_total",
+    ] {
+        assert!(
+            body.contains(series),
+            "worker metrics lack {series}:\n{body}"
+        );
+    }
+    for w in workers.drain(..) {
+        stop(w);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_priority_mailing_overtakes_a_low_backlog_under_a_shared_limit() {
+    let db = production_db(0).await;
+    db.seed_clients(3000, "backlog").await;
+    let vip: Vec<blast::store::NewClient> = (0..100)
+        .map(|i| blast::store::NewClient {
+            phone: Some(format!("78{:09}", 100_000_000 + i).parse().expect("phone")),
+            name: format!("v{i}"),
+            timezone: "UTC".into(),
+            tags: vec!["vip".into()],
+            ..Default::default()
+        })
+        .collect();
+    db.store
+        .import_clients(db.tenant, &vip, |_| {})
+        .await
+        .expect("vip clients");
+    let stub = SmsStub::start(TOKEN, Duration::from_millis(2))
+        .await
+        .expect("stub");
+    let limit = [("BLAST_SMS__RATE_LIMIT_PER_SECOND", "200".to_string())];
+    let workers: Vec<Worker> = (0..2)
+        .map(|i| spawn_worker(&db, &stub, &format!("worker{i}.log"), &limit))
+        .collect();
+    let low = create(&db, "Sale {{ name }}", "backlog", Priority::Low).await;
+    wait_until(
+        Duration::from_secs(30),
+        "the backlog to be flowing",
+        || async { sent(&db, low).await >= 300 },
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let high = create(&db, "Urgent {{ name }}", "vip", Priority::High).await;
+    wait_until(
+        Duration::from_secs(30),
+        "the high mailing to finish",
+        || async { sent(&db, high).await == 100 },
+    )
+    .await;
+    let took = started.elapsed();
+    let low_sent = sent(&db, low).await;
+    eprintln!("high-priority mailing of 100 took {took:?}; the low backlog had {low_sent} of 3000");
+    // At 200/s its own 100 messages need 0.5 s; the backlog ahead of it would need ~13 s.
+    assert!(
+        took < Duration::from_secs(4),
+        "the high mailing waited behind the backlog: {took:?}"
+    );
+    assert!(
+        low_sent < 2500,
+        "the backlog was still there when the high mailing finished"
+    );
+    for w in workers {
+        stop(w);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_text_to_the_same_recipient_goes_once_across_processes() {
+    let db = production_db(0).await;
+    db.seed_clients(300, "all").await;
+    let stub = SmsStub::start(TOKEN, Duration::from_millis(2))
+        .await
+        .expect("stub");
+    let window = [("BLAST_MAILING__DEDUP_WINDOW_SECS", "3600".to_string())];
+    let workers: Vec<Worker> = (0..3)
+        .map(|i| spawn_worker(&db, &stub, &format!("worker{i}.log"), &window))
+        .collect();
+    // Two mailings of the same text to the same people, started together: three processes
+    // race on every recipient.
+    let a = create(&db, "Same text for {{ name }}", "all", Priority::Medium).await;
+    let b = create(&db, "Same text for {{ name }}", "all", Priority::Medium).await;
+    let settled = |id| {
+        let db = &db;
+        async move {
+            let c = db.store.mailing_counts(id).await.expect("counts");
+            c.finished() == 300
+        }
+    };
+    wait_until(Duration::from_secs(60), "both mailings settled", || async {
+        settled(a).await && settled(b).await
+    })
+    .await;
+    let (ca, cb) = (
+        db.store.mailing_counts(a).await.expect("a"),
+        db.store.mailing_counts(b).await.expect("b"),
+    );
+    assert_eq!(
+        ca.get(MessageState::Sent) + cb.get(MessageState::Sent),
+        300,
+        "each recipient got the text once"
+    );
+    assert_eq!(
+        ca.get(MessageState::Skipped) + cb.get(MessageState::Skipped),
+        300,
+        "every duplicate is counted as skipped"
+    );
+    let phones: Vec<i64> = stub.requests().iter().map(|r| r.phone).collect();
+    let distinct: HashSet<i64> = phones.iter().copied().collect();
+    assert_eq!(phones.len(), 300, "the provider saw 300 requests");
+    assert_eq!(distinct.len(), 300, "to 300 different phones");
+
+    // A re-run later (a third mailing, same text) is skipped entirely.
+    let c = create(&db, "Same text for {{ name }}", "all", Priority::Medium).await;
+    wait_until(Duration::from_secs(60), "the re-run settled", || settled(c)).await;
+    let cc = db.store.mailing_counts(c).await.expect("c");
+    assert_eq!(cc.get(MessageState::Skipped), 300);
+    assert_eq!(stub.requests().len(), 300);
+    for w in workers {
+        stop(w);
+    }
+}
+
+async fn ids_in_state(db: &TestDb, state: &str) -> HashSet<i64> {
+    sqlx::query("SELECT id FROM messages WHERE state = $1")
+        .bind(state)
+        .fetch_all(db.store.pool())
+        .await
+        .expect("ids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn redis_flushdb(url: &str) {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    redis::cmd("FLUSHDB")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("FLUSHDB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_flush_and_killing_every_worker_lose_nothing_and_resend_nothing_recorded() {
+    // Its own Redis DB, so that flushing it wipes only this test's queues.
+    let db = production_db(9).await;
+    const N: usize = 4000;
+    db.seed_clients(N, "all").await;
+    let stub = SmsStub::start(TOKEN, Duration::from_millis(3))
+        .await
+        .expect("stub");
+    let leases = [
+        ("BLAST_WORKER__QUEUED_LEASE_SECS", "2".to_string()),
+        ("BLAST_WORKER__SENDING_LEASE_SECS", "2".to_string()),
+        ("BLAST_SMS__MAX_IN_FLIGHT", "8".to_string()),
+    ];
+    let spawn_two = |round: &str| -> Vec<Worker> {
+        (0..2)
+            .map(|i| spawn_worker(&db, &stub, &format!("{round}{i}.log"), &leases))
+            .collect()
+    };
+    let m = create(&db, "Hi {{ name }}", "all", Priority::Medium).await;
+    let mut workers = spawn_two("first");
+
+    wait_until(Duration::from_secs(120), "800 deliveries", || async {
+        stub.delivered_count() >= 800
+    })
+    .await;
+    redis_flushdb(db.redis_url.as_deref().expect("redis")).await;
+    eprintln!("flushed Redis after {} deliveries", stub.delivered_count());
+
+    wait_until(Duration::from_secs(120), "2000 deliveries", || async {
+        stub.delivered_count() >= 2000
+    })
+    .await;
+    for w in &mut workers {
+        w.0.kill().expect("SIGKILL");
+    }
+    for w in &mut workers {
+        w.0.wait().expect("reaped");
+    }
+    let sent_before = ids_in_state(&db, "sent").await;
+    let in_flight_at_kill = ids_in_state(&db, "sending").await;
+    eprintln!(
+        "killed every worker: {} sent, {} in flight",
+        sent_before.len(),
+        in_flight_at_kill.len()
+    );
+    assert!(sent_before.len() < N, "the kill came mid-mailing");
+
+    let restarted_at = now_ms();
+    let workers = spawn_two("second");
+    wait_until(
+        Duration::from_secs(180),
+        "the mailing to finish",
+        || async { ids_in_state(&db, "sent").await.len() == N },
+    )
+    .await;
+    for w in workers {
+        stop(w);
+    }
+
+    let deliveries = stub.deliveries();
+    assert_eq!(deliveries.len(), N, "every message reached the provider");
+    let requests = stub.requests();
+    let resent: Vec<i64> = requests
+        .iter()
+        .filter(|r| r.received_at >= restarted_at && sent_before.contains(&r.id))
+        .map(|r| r.id)
+        .collect();
+    assert!(
+        resent.is_empty(),
+        "recorded as sent, then sent again: {resent:?}"
+    );
+    let twice: Vec<i64> = deliveries
+        .iter()
+        .filter(|(id, n)| **n > 1 && !in_flight_at_kill.contains(id))
+        .map(|(id, _)| *id)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "sent twice though never cut off mid-send: {twice:?}"
+    );
+    let counts = db.store.mailing_counts(m).await.expect("counts");
+    assert_eq!(counts.total(), N as i64);
+    assert_eq!(
+        counts.get(MessageState::Sent),
+        N as i64,
+        "statistics are exact"
+    );
+}
+
+#[tokio::test]
+async fn a_postgres_store_without_redis_is_refused_with_a_clear_error() {
+    let url = fresh_postgres_database().await;
+    let store = blast::store::Store::open(&url).await.expect("store");
+    let settings = blast::settings::Settings {
+        database_url: url,
+        ..Default::default()
+    };
+    let err = blast::queue::Queue::open(&store, &settings.redis)
+        .await
+        .expect_err("no queue without redis");
+    assert!(err.to_string().contains("redis.url"), "{err}");
+}
