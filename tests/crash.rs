@@ -4,9 +4,7 @@
 mod common;
 
 use blast_testkit::SmsStub;
-use common::{TOKEN, TestDb, now_ms, wait_until};
-use sqlx::Row;
-use std::collections::HashSet;
+use common::{TOKEN, TestDb, ids_in_state, now_ms, wait_until};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -29,17 +27,6 @@ fn spawn_blast_up(db: &TestDb, stub: &SmsStub, log_name: &str) -> Child {
         .stderr(log)
         .spawn()
         .expect("spawn blast up")
-}
-
-async fn ids_in_state(db: &TestDb, state: &str) -> HashSet<i64> {
-    sqlx::query("SELECT id FROM messages WHERE state = $1")
-        .bind(state)
-        .fetch_all(db.store.pool())
-        .await
-        .expect("ids")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

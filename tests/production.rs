@@ -8,8 +8,7 @@ mod common;
 use blast::domain::{AudienceFilter, ChannelKind, MessageState, Priority};
 use blast::store::NewMailing;
 use blast_testkit::SmsStub;
-use common::{TOKEN, TestDb, fresh_postgres_database, now_ms, wait_until};
-use sqlx::Row;
+use common::{TOKEN, TestDb, fresh_postgres_database, ids_in_state, now_ms, wait_until};
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -299,17 +298,6 @@ async fn the_same_text_to_the_same_recipient_goes_once_across_processes() {
     for w in workers {
         stop(w);
     }
-}
-
-async fn ids_in_state(db: &TestDb, state: &str) -> HashSet<i64> {
-    sqlx::query("SELECT id FROM messages WHERE state = $1")
-        .bind(state)
-        .fetch_all(db.store.pool())
-        .await
-        .expect("ids")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
 }
 
 async fn redis_flushdb(url: &str) {

@@ -213,6 +213,19 @@ where
     }
 }
 
+/// Ids of every message row in `state`.
+pub async fn ids_in_state(db: &TestDb, state: &str) -> std::collections::HashSet<i64> {
+    use sqlx::Row;
+    sqlx::query("SELECT id FROM messages WHERE state = $1")
+        .bind(state)
+        .fetch_all(db.store.pool())
+        .await
+        .expect("ids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 pub fn now_ms() -> i64 {
     blast::now_ms()
 }
