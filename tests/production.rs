@@ -192,19 +192,7 @@ async fn four_worker_processes_hold_one_shared_rate_limit() {
 async fn a_high_priority_mailing_overtakes_a_low_backlog_under_a_shared_limit() {
     let db = production_db(0).await;
     db.seed_clients(3000, "backlog").await;
-    let vip: Vec<blast::store::NewClient> = (0..100)
-        .map(|i| blast::store::NewClient {
-            phone: Some(format!("78{:09}", 100_000_000 + i).parse().expect("phone")),
-            name: format!("v{i}"),
-            timezone: "UTC".into(),
-            tags: vec!["vip".into()],
-            ..Default::default()
-        })
-        .collect();
-    db.store
-        .import_clients(db.tenant, &vip, |_| {})
-        .await
-        .expect("vip clients");
+    db.seed_clients_from("78", "v", 100, "vip").await;
     let stub = SmsStub::start(TOKEN, Duration::from_millis(2))
         .await
         .expect("stub");

@@ -123,14 +123,26 @@ impl TestDb {
 
     /// `n` clients with phones 7900000000x.., named "c{i}", tagged `tag`.
     pub async fn seed_clients(&self, n: usize, tag: &str) {
+        self.seed_clients_from("79", "c", n, tag).await;
+    }
+
+    /// `n` clients with phones `{phone_prefix}100000000`.. (11 digits in all), named
+    /// "{name_prefix}{i}", tagged `tag`.
+    pub async fn seed_clients_from(
+        &self,
+        phone_prefix: &str,
+        name_prefix: &str,
+        n: usize,
+        tag: &str,
+    ) {
         let clients: Vec<NewClient> = (0..n)
             .map(|i| NewClient {
                 phone: Some(
-                    format!("79{:09}", 100_000_000 + i)
+                    format!("{phone_prefix}{:09}", 100_000_000 + i)
                         .parse::<Phone>()
                         .expect("phone"),
                 ),
-                name: format!("c{i}"),
+                name: format!("{name_prefix}{i}"),
                 timezone: "UTC".into(),
                 tags: vec![tag.to_owned()],
                 ..NewClient::default()
