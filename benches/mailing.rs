@@ -9,23 +9,11 @@ use blast::settings::{Secret, Settings};
 use blast::store::{NewClient, NewMailing, Store};
 use blast::worker::{self, Tenancy};
 use blast_testkit::SmsStub;
-use blast_testkit::percentile;
+use blast_testkit::{peak_rss_mb, percentile};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "bench.jwt";
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `cargo bench` passes --bench; any other argument is a request to list or filter: ignore.
@@ -150,7 +138,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             println!(
                 "  peak RSS          {:.0} MB (worker, store and stub in one process)",
-                peak_rss_mb()
+                peak_rss_mb("self")
             );
             println!(
                 "  provider saw      {} unique messages, {} requests",

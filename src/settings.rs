@@ -221,7 +221,8 @@ pub struct SmsSettings {
     pub token: Secret,
     /// Give up on one request after this many milliseconds.
     pub timeout_ms: u64,
-    /// Requests in flight at once, per worker process.
+    /// Requests in flight at once, per worker process and priority lane (each lane has its own
+    /// slots, so a high-priority send never waits for low-priority ones to free a slot).
     pub max_in_flight: u32,
     /// Longest text accepted, in characters, after templating.
     pub max_text_chars: u32,

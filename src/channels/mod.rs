@@ -69,11 +69,30 @@ impl Channel {
     }
 }
 
-/// Every channel this process can send on, each with its own in-flight limit.
+/// In-flight slots of one channel, one pool per priority lane: a high-priority send never
+/// queues behind low-priority sends that hold every slot while they wait for the rate limit.
+#[derive(Debug)]
+struct LaneSlots([Semaphore; 3]);
+
+impl LaneSlots {
+    fn new(per_lane: usize) -> LaneSlots {
+        LaneSlots(Lane::ALL.map(|_| Semaphore::new(per_lane)))
+    }
+
+    fn of(&self, lane: Lane) -> &Semaphore {
+        match lane {
+            Lane::High => &self.0[0],
+            Lane::Medium => &self.0[1],
+            Lane::Low => &self.0[2],
+        }
+    }
+}
+
+/// Every channel this process can send on, each with its own in-flight limit per lane.
 #[derive(Debug, Clone)]
 pub struct Channels {
-    sms: Arc<(Channel, Semaphore)>,
-    log: Arc<(Channel, Semaphore)>,
+    sms: Arc<(Channel, LaneSlots)>,
+    log: Arc<(Channel, LaneSlots)>,
     max_in_flight: usize,
     /// Where rate limits are counted: this process, or Redis for all of them.
     limiter: Limiter,
@@ -91,11 +110,11 @@ impl Channels {
         Ok(Channels {
             sms: Arc::new((
                 Channel::Sms(SmsChannel::new(&settings.sms)?),
-                Semaphore::new(settings.sms.max_in_flight as usize),
+                LaneSlots::new(settings.sms.max_in_flight as usize),
             )),
             log: Arc::new((
                 Channel::Log(LogChannel::new(&settings.log_channel.path)),
-                Semaphore::new(settings.sms.max_in_flight as usize),
+                LaneSlots::new(settings.sms.max_in_flight as usize),
             )),
             max_in_flight: settings.sms.max_in_flight as usize,
             limiter,
@@ -118,17 +137,20 @@ impl Channels {
         !Channels::unsafe_to_resend().contains(&kind.as_str())
     }
 
-    /// Wait for an in-flight slot on `kind`. The caller checks whether the send is still
-    /// wanted (cancelled? window closed?) after the wait, then waits for [`Channels::rate_wait`].
+    /// Wait for an in-flight slot of `lane` on `kind`. The caller checks whether the send is
+    /// still wanted (cancelled? window closed?) after the wait, then waits for
+    /// [`Channels::rate_wait`].
     pub async fn acquire(
         &self,
         kind: ChannelKind,
+        lane: Lane,
     ) -> Result<(SemaphorePermit<'_>, &Channel), DeliveryError> {
         let (channel, slots) = match kind {
             ChannelKind::Sms => &*self.sms,
             ChannelKind::Log => &*self.log,
         };
         let permit = slots
+            .of(lane)
             .acquire()
             .await
             .map_err(|_| DeliveryError::transient("channel is shutting down"))?;
@@ -163,7 +185,7 @@ impl Channels {
         }
     }
 
-    /// How many sends `kind` allows in flight at once.
+    /// How many sends `kind` allows in flight at once in one lane.
     pub fn max_in_flight(&self, kind: ChannelKind) -> usize {
         match kind {
             ChannelKind::Sms | ChannelKind::Log => self.max_in_flight,

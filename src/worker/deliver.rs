@@ -216,7 +216,7 @@ impl Deliverer {
                 Err(_) => return Some(Outcome::Release),
             }
         }
-        let Ok((_slot, channel)) = self.channels.acquire(mailing.channel).await else {
+        let Ok((_slot, channel)) = self.channels.acquire(mailing.channel, mailing.priority).await else {
             return Some(Outcome::Release);
         };
         if let Some(outcome) = self.unwanted(mailing, row) {
@@ -250,9 +250,6 @@ impl Deliverer {
             .record(started.elapsed().as_secs_f64());
         let outcome = self.outcome_of(result, row, mailing.end_at);
         metrics::counter!("blast_send_attempts_total", "channel" => channel_name, "outcome" => outcome.label())
-            .increment(1);
-        metrics::counter!("blast_messages_total", "channel" => channel_name, "state" => outcome.label(),
-                          "tenant" => mailing.tenant_id.to_string())
             .increment(1);
         if matches!(outcome, Outcome::Retry { .. }) {
             metrics::counter!("blast_retries_total", "channel" => channel_name).increment(1);

@@ -120,6 +120,11 @@ impl SmsStub {
             .unwrap_or_default()
     }
 
+    /// How many requests were recorded, without copying them.
+    pub fn requests_count(&self) -> usize {
+        self.state.requests.lock().map(|r| r.len()).unwrap_or_default()
+    }
+
     /// Requests refused for a wrong token or a malformed body.
     pub fn rejected(&self) -> u64 {
         self.state.rejected.lock().map(|r| *r).unwrap_or_default()
