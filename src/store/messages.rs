@@ -196,9 +196,10 @@ impl Store {
         .rows_affected())
     }
 
-    /// Load the rows of a job that still carry its claim. With `mark_all_sending` they move
-    /// from `queued` to `sending` together (channels that can resend safely); otherwise they
-    /// stay `queued` and each is marked by [`Store::mark_sending`] right before its send.
+    /// Load the rows of a job that still carry its claim and start their lease. With
+    /// `mark_all_sending` they move from `queued` to `sending` together (channels that can
+    /// resend safely); otherwise they stay `queued` and each is marked by
+    /// [`Store::mark_sending`] right before its send.
     /// Rows whose claim changed (re-queued since) or that were settled are left out.
     pub async fn begin_sending(
         &self,
@@ -208,9 +209,15 @@ impl Store {
     ) -> Result<Vec<DeliveryRow>> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
-        if mark_all_sending {
+        {
+            // Either way the lease starts now: the job may have waited in the queue for a while.
+            let set_state = if mark_all_sending {
+                "state = 'sending', "
+            } else {
+                ""
+            };
             let sql = format!(
-                "UPDATE messages SET state = 'sending', updated_at = $1
+                "UPDATE messages SET {set_state}updated_at = $1
                  WHERE claim = $2 AND state = 'queued' AND id IN ({})",
                 self.backend.json_ints("$3")
             );
@@ -279,11 +286,16 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Write the outcomes collected so far for one batch, and renew the lease of the rows of the
-    /// batch still in flight, in one transaction. A row is only touched while it still carries
-    /// `claim`, except `Sent`, which is the truth whatever else happened meanwhile. A retry or a
-    /// release in a mailing cancelled meanwhile becomes `cancelled`.
-    pub async fn flush_batch(&self, claim: i64, outcomes: &[(i64, Outcome)]) -> Result<()> {
+    /// Write the outcomes collected so far for one batch and, with `renew_lease`, renew the
+    /// lease of the rows of the batch still in flight, in one transaction. A row is only touched
+    /// while it still carries `claim`, except `Sent`, which is the truth whatever else happened
+    /// meanwhile. A retry or a release in a mailing cancelled meanwhile becomes `cancelled`.
+    pub async fn flush_batch(
+        &self,
+        claim: i64,
+        outcomes: &[(i64, Outcome)],
+        renew_lease: bool,
+    ) -> Result<()> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         // The common outcome, every row of it in one statement.
@@ -343,13 +355,15 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "UPDATE messages SET updated_at = $1 WHERE claim = $2 AND state IN ('queued', 'sending')",
-        )
-        .bind(now)
-        .bind(claim)
-        .execute(&mut *tx)
-        .await?;
+        if renew_lease {
+            sqlx::query(
+                "UPDATE messages SET updated_at = $1 WHERE claim = $2 AND state IN ('queued', 'sending')",
+            )
+            .bind(now)
+            .bind(claim)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -1,9 +1,10 @@
 //! The job handler: deliver one claimed batch of a mailing and write what became of each row.
 //!
 //! Sends run concurrently (bounded by the channel's in-flight limit). Outcomes are flushed in
-//! batches every few hundred milliseconds; each flush also renews the lease of the rows still
-//! held, so the reconciler never takes back a row that is merely waiting for a slow provider.
-//! A flush that fails is retried (the outcomes stay in memory) rather than abandoning the batch.
+//! batches every few hundred milliseconds; a batch that runs long also renews the lease of the
+//! rows it still holds (every quarter of the shorter lease), so the reconciler never takes back
+//! a row that is merely waiting for a slow provider. A flush that fails is retried (the
+//! outcomes stay in memory) rather than abandoning the batch.
 //!
 //! On channels that can resend safely the whole batch is marked `sending` at once; on the
 //! others each row is marked right before its own send, so that after a crash only the rows
@@ -50,6 +51,10 @@ pub struct Deliverer {
     /// backend error ends that worker (seen after a Redis flush), its batches still finish and
     /// record what they sent, instead of being dropped mid-send and sent again later.
     pub batches: tokio_util::task::TaskTracker,
+    /// Renew the lease of a batch's unsettled rows when this long has passed since the last
+    /// renewal (a fraction of the shorter lease). Renewing on every flush rewrote every held
+    /// row a few times per batch, the largest share of the database's work at full speed.
+    pub renew_lease_every: Duration,
 }
 
 /// The deduplication key of one text to one recipient: tenant, channel, address and text.
@@ -66,6 +71,29 @@ fn dedup_key(mailing: &Mailing, address: &str, text: &str) -> String {
         hasher.update(part.as_bytes());
     }
     hex::encode(hasher.finalize())
+}
+
+/// When a running batch last renewed the lease of its rows (`begin_sending` set it).
+struct LeaseClock {
+    renewed_at: Instant,
+    every: Duration,
+}
+
+impl LeaseClock {
+    fn new(every: Duration) -> LeaseClock {
+        LeaseClock {
+            renewed_at: Instant::now(),
+            every,
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.renewed_at.elapsed() >= self.every
+    }
+
+    fn renewed(&mut self) {
+        self.renewed_at = Instant::now();
+    }
 }
 
 impl Deliverer {
@@ -119,6 +147,7 @@ impl Deliverer {
         }
 
         let mut pending: Vec<(i64, Outcome)> = Vec::with_capacity(FLUSH_AT);
+        let mut lease = LeaseClock::new(self.renew_lease_every);
         let mut flush_timer = tokio::time::interval(FLUSH_EVERY);
         flush_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         flush_timer.tick().await;
@@ -145,19 +174,28 @@ impl Deliverer {
                         spawn(&mut running, row);
                     }
                     if pending.len() >= FLUSH_AT {
-                        self.flush(batch.claim, &mut pending).await?;
+                        self.flush(batch.claim, &mut pending, &mut lease).await?;
                     }
                 },
-                _ = flush_timer.tick() => self.flush(batch.claim, &mut pending).await?,
+                _ = flush_timer.tick() => self.flush(batch.claim, &mut pending, &mut lease).await?,
             }
         }
-        self.flush(batch.claim, &mut pending).await
+        self.flush(batch.claim, &mut pending, &mut lease).await
     }
 
     /// Write the outcomes so far (and renew the batch's lease), retrying while the store is
     /// busy or briefly down: dropping them would lose sends that really happened.
-    async fn flush(&self, claim: i64, pending: &mut Vec<(i64, Outcome)>) -> Result<(), StoreError> {
-        let write = || self.store.flush_batch(claim, pending);
+    async fn flush(
+        &self,
+        claim: i64,
+        pending: &mut Vec<(i64, Outcome)>,
+        lease: &mut LeaseClock,
+    ) -> Result<(), StoreError> {
+        let renew = lease.due();
+        if pending.is_empty() && !renew {
+            return Ok(());
+        }
+        let write = || self.store.flush_batch(claim, pending, renew);
         write
             .retry(
                 ExponentialBuilder::default()
@@ -171,6 +209,9 @@ impl Deliverer {
             })
             .await?;
         pending.clear();
+        if renew {
+            lease.renewed();
+        }
         Ok(())
     }
 

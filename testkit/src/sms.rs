@@ -7,7 +7,7 @@
 //! a second successful request for an id is recorded but delivers nothing new.
 
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -51,6 +51,8 @@ struct State {
     plan: Box<FaultPlan>,
     requests: Mutex<Vec<StubRequest>>,
     attempts: Mutex<HashMap<i64, u32>>,
+    /// Ids acknowledged as delivered, to mark repeats without scanning every request.
+    acknowledged: Mutex<HashSet<i64>>,
     rejected: Mutex<u64>,
 }
 
@@ -96,6 +98,7 @@ impl SmsStub {
             plan: Box::new(plan),
             requests: Mutex::new(Vec::new()),
             attempts: Mutex::new(HashMap::new()),
+            acknowledged: Mutex::new(HashSet::new()),
             rejected: Mutex::new(0),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -303,11 +306,12 @@ async fn handle(state: &State, req: &Http) -> Answer {
     };
     let fault = (state.plan)(body.id, nth);
     let received_at = now_ms();
+    let repeat_ack = matches!(fault, Fault::None)
+        && state
+            .acknowledged
+            .lock()
+            .is_ok_and(|mut acked| !acked.insert(body.id));
     if let Ok(mut requests) = state.requests.lock() {
-        let repeat_ack = matches!(fault, Fault::None)
-            && requests
-                .iter()
-                .any(|r| r.id == body.id && r.answer == Fault::None);
         requests.push(StubRequest {
             id: body.id,
             phone: body.phone,
