@@ -135,32 +135,32 @@ impl Store {
     /// Claim up to `limit` due rows of a mailing: they become `queued` under a new claim. The
     /// caller then enqueues their job; if that fails it calls [`Store::release_claim`], and if
     /// it dies first the reconciler takes the rows back after their lease.
+    ///
+    /// Retries come first. Fresh rows are taken in (next_attempt_at, id) order from `cursor`,
+    /// the key of the last fresh row this caller claimed, which the call advances. Without it
+    /// every claim would walk from the start of the mailing's range over the index entries of
+    /// every row claimed before (they stay until vacuum): on PostgreSQL a claim in a
+    /// 1,000,000-row mailing grew to 12 ms and the mailing slowed as it went. When the scan
+    /// from the cursor comes up short, the rest is looked for from the start, so a row that
+    /// went back to `pending` behind the cursor (recovered by the reconciler) is found then.
     pub async fn claim_due(
         &self,
         mailing_id: i64,
         limit: u32,
         now: i64,
+        cursor: &mut Option<(i64, i64)>,
     ) -> Result<Option<ClaimedBatch>> {
         let mut tx = self.write_tx().await?;
         let claim: i64 = rand::random::<i64>().abs();
         let mut ids: Vec<i64> = sqlx::query(
             "UPDATE messages SET state = 'queued', claim = $1, updated_at = $2
-             WHERE id IN (
-                 -- One ordered index range per state: with `state IN (..)` SQLite would sort
-                 -- every due row of the mailing on each claim.
-                 SELECT id FROM (SELECT id FROM messages
-                                 WHERE mailing_id = $3 AND state = 'failed_temporary'
-                                   AND next_attempt_at <= $2
-                                 ORDER BY next_attempt_at LIMIT $4) AS retries
-                 UNION ALL
-                 SELECT id FROM (SELECT id FROM messages
-                                 WHERE mailing_id = $3 AND state = 'pending'
-                                   AND next_attempt_at <= $2
-                                 ORDER BY next_attempt_at LIMIT $4) AS fresh
-                 LIMIT $4)
+             WHERE id IN (SELECT id FROM messages
+                          WHERE mailing_id = $3 AND state = 'failed_temporary'
+                            AND next_attempt_at <= $2
+                          ORDER BY next_attempt_at LIMIT $4)
                -- Checked again on the row itself: on PostgreSQL two pumps may pick the same
                -- rows, and the second then skips what the first claimed.
-               AND state IN ('pending', 'failed_temporary')
+               AND state = 'failed_temporary'
              RETURNING id",
         )
         .bind(claim)
@@ -172,6 +172,37 @@ impl Store {
         .iter()
         .map(|r| r.get(0))
         .collect();
+        let mut passes = if cursor.is_some() { 2 } else { 1 };
+        while passes > 0 && ids.len() < limit as usize {
+            passes -= 1;
+            let (after_at, after_id) = cursor.unwrap_or((i64::MIN, i64::MIN));
+            let wanted = limit as usize - ids.len();
+            let fresh = sqlx::query(
+                "UPDATE messages SET state = 'queued', claim = $1, updated_at = $2
+                 WHERE id IN (SELECT id FROM messages
+                              WHERE mailing_id = $3 AND state = 'pending'
+                                AND next_attempt_at <= $2
+                                AND (next_attempt_at, id) > ($5, $6)
+                              ORDER BY next_attempt_at, id LIMIT $4)
+                   AND state = 'pending'
+                 RETURNING id, next_attempt_at",
+            )
+            .bind(claim)
+            .bind(now)
+            .bind(mailing_id)
+            .bind(wanted as i64)
+            .bind(after_at)
+            .bind(after_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let keys: Vec<(i64, i64)> = fresh.iter().map(|r| (r.get(1), r.get(0))).collect();
+            *cursor = if keys.len() < wanted {
+                None // short: the next pass (or claim) looks from the start
+            } else {
+                keys.iter().max().copied()
+            };
+            ids.extend(keys.iter().map(|(_, id)| *id));
+        }
         tx.commit().await?;
         if ids.is_empty() {
             return Ok(None);

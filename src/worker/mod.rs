@@ -9,7 +9,7 @@ mod pump;
 pub use backoff::RetrySchedule;
 pub use deliver::Deliverer;
 pub use maintenance::{reconcile_once, schedule_once};
-pub use pump::pump_once;
+pub use pump::{ClaimCursors, pump_once};
 
 use crate::channels::{Channels, DeliveryError};
 use crate::dedup::DedupKeys;
@@ -165,9 +165,14 @@ async fn run_registered(
         {
             let (store, queue) = (store.clone(), queue.clone());
             let (batch, watermark) = (w.batch_size, w.queue_watermark);
+            let cursors = ClaimCursors::default();
             move || {
-                let (store, queue) = (store.clone(), queue.clone());
-                async move { pump_once(&store, &queue, batch, watermark).await.map(drop) }
+                let (store, queue, cursors) = (store.clone(), queue.clone(), cursors.clone());
+                async move {
+                    pump_once(&store, &queue, &cursors, batch, watermark)
+                        .await
+                        .map(drop)
+                }
             }
         },
     ));

@@ -7,17 +7,48 @@ use crate::jobs::{DeliverBatch, Job, Lane};
 use crate::now_ms;
 use crate::queue::Queue;
 use crate::store::{Result, Store};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Where this process's claims of each mailing's fresh rows continue from (see
+/// [`Store::claim_due`]). Only a hint: losing it costs one scan from the start.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimCursors(Arc<Mutex<HashMap<i64, (i64, i64)>>>);
+
+impl ClaimCursors {
+    fn get(&self, mailing_id: i64) -> Option<(i64, i64)> {
+        self.0.lock().ok()?.get(&mailing_id).copied()
+    }
+
+    fn set(&self, mailing_id: i64, cursor: Option<(i64, i64)>) {
+        if let Ok(mut cursors) = self.0.lock() {
+            match cursor {
+                Some(key) => cursors.insert(mailing_id, key),
+                None => cursors.remove(&mailing_id),
+            };
+        }
+    }
+
+    /// Forget the mailings that are no longer running.
+    fn retain(&self, running: &[i64]) {
+        if let Ok(mut cursors) = self.0.lock() {
+            cursors.retain(|id, _| running.contains(id));
+        }
+    }
+}
 
 /// One pass: for every lane, enqueue batches round-robin across that lane's running mailings
 /// until the lane is at its watermark or nothing is due. Returns the number of jobs pushed.
 pub async fn pump_once(
     store: &Store,
     queue: &Queue,
+    cursors: &ClaimCursors,
     batch_size: u32,
     watermark: u32,
 ) -> Result<u32> {
     let now = now_ms();
     let running = store.running_mailings().await?;
+    cursors.retain(&running.iter().map(|(id, _, _)| *id).collect::<Vec<_>>());
     let mut pushed = 0;
     for lane in Lane::ALL {
         let mut mailings: Vec<i64> = running
@@ -34,7 +65,7 @@ pub async fn pump_once(
                 if room == 0 {
                     break;
                 }
-                if enqueue_batch(store, queue, lane, mailing_id, batch_size, now).await? {
+                if enqueue_batch(store, queue, cursors, lane, mailing_id, batch_size, now).await? {
                     room -= 1;
                     pushed += 1;
                 } else {
@@ -54,12 +85,18 @@ pub async fn pump_once(
 async fn enqueue_batch(
     store: &Store,
     queue: &Queue,
+    cursors: &ClaimCursors,
     lane: Lane,
     mailing_id: i64,
     batch_size: u32,
     now: i64,
 ) -> Result<bool> {
-    let Some(claimed) = store.claim_due(mailing_id, batch_size, now).await? else {
+    let mut cursor = cursors.get(mailing_id);
+    let claimed = store
+        .claim_due(mailing_id, batch_size, now, &mut cursor)
+        .await?;
+    cursors.set(mailing_id, cursor);
+    let Some(claimed) = claimed else {
         return Ok(false);
     };
     let claim = claimed.claim;
