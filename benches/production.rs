@@ -85,7 +85,14 @@ fn main() -> Result<(), BoxError> {
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
             .execute(&mut admin)
             .await?;
-        let result = run(n, workers, &format!("{pg_server}/{database}"), &redis_url, &prefix).await;
+        let result = run(
+            n,
+            workers,
+            &format!("{pg_server}/{database}"),
+            &redis_url,
+            &prefix,
+        )
+        .await;
         // Clean up whatever happened.
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
@@ -213,7 +220,10 @@ async fn run(
     let counts = store.mailing_counts(mailing.id).await?;
     let sent = counts.get(MessageState::Sent);
     let started_at = finished.started_at.unwrap_or(now);
-    let finished_at = finished.finished_at.unwrap_or(started_at).max(started_at + 1);
+    let finished_at = finished
+        .finished_at
+        .unwrap_or(started_at)
+        .max(started_at + 1);
     let materialized_at = materialized_at.unwrap_or(started_at);
     let materialize_ms = (materialized_at - started_at).max(0);
     let total_ms = finished_at - started_at;

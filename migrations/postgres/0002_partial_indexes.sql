@@ -1,4 +1,4 @@
--- Partial indexes for the two questions asked only about some states. A message row is
+-- Partial indexes for the questions asked only about some states. A message row is
 -- updated four times on its way to `sent` (claimed, sending, sent, perhaps renewed); on
 -- PostgreSQL each update writes an entry into every index whose predicate the new row meets,
 -- so a row in flight or sent no longer pays for the pump's index, and a due or sent row no
@@ -14,3 +14,9 @@ CREATE INDEX messages_due ON messages (mailing_id, state, next_attempt_at, id)
 DROP INDEX messages_held;
 CREATE INDEX messages_held ON messages (state, updated_at)
     WHERE state IN ('queued', 'sending');
+
+-- A job's rows are found by their claim and state. With the state in the same index the
+-- planner takes this one index; with the claim alone it combined it with `messages_held`,
+-- whose `queued` range grows with every claimed row version until vacuum.
+DROP INDEX messages_claim;
+CREATE INDEX messages_claim ON messages (claim, state) WHERE claim IS NOT NULL;

@@ -152,49 +152,53 @@ impl Store {
     ) -> Result<Option<ClaimedBatch>> {
         let mut tx = self.write_tx().await?;
         let claim: i64 = rand::random::<i64>().abs();
-        let mut ids: Vec<i64> = sqlx::query(
+        let retries = format!(
             "UPDATE messages SET state = 'queued', claim = $1, updated_at = $2
              WHERE id IN (SELECT id FROM messages
                           WHERE mailing_id = $3 AND state = 'failed_temporary'
                             AND next_attempt_at <= $2
-                          ORDER BY next_attempt_at LIMIT $4)
+                          ORDER BY next_attempt_at LIMIT $4 {skip_locked})
                -- Checked again on the row itself: on PostgreSQL two pumps may pick the same
                -- rows, and the second then skips what the first claimed.
                AND state = 'failed_temporary'
              RETURNING id",
-        )
-        .bind(claim)
-        .bind(now)
-        .bind(mailing_id)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+            skip_locked = self.backend.skip_locked()
+        );
+        let mut ids: Vec<i64> = sqlx::query(sqlx::AssertSqlSafe(retries))
+            .bind(claim)
+            .bind(now)
+            .bind(mailing_id)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         let mut passes = if cursor.is_some() { 2 } else { 1 };
         while passes > 0 && ids.len() < limit as usize {
             passes -= 1;
             let (after_at, after_id) = cursor.unwrap_or((i64::MIN, i64::MIN));
             let wanted = limit as usize - ids.len();
-            let fresh = sqlx::query(
+            let sql = format!(
                 "UPDATE messages SET state = 'queued', claim = $1, updated_at = $2
                  WHERE id IN (SELECT id FROM messages
                               WHERE mailing_id = $3 AND state = 'pending'
                                 AND next_attempt_at <= $2
                                 AND (next_attempt_at, id) > ($5, $6)
-                              ORDER BY next_attempt_at, id LIMIT $4)
+                              ORDER BY next_attempt_at, id LIMIT $4 {skip_locked})
                    AND state = 'pending'
                  RETURNING id, next_attempt_at",
-            )
-            .bind(claim)
-            .bind(now)
-            .bind(mailing_id)
-            .bind(wanted as i64)
-            .bind(after_at)
-            .bind(after_id)
-            .fetch_all(&mut *tx)
-            .await?;
+                skip_locked = self.backend.skip_locked()
+            );
+            let fresh = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(claim)
+                .bind(now)
+                .bind(mailing_id)
+                .bind(wanted as i64)
+                .bind(after_at)
+                .bind(after_id)
+                .fetch_all(&mut *tx)
+                .await?;
             let keys: Vec<(i64, i64)> = fresh.iter().map(|r| (r.get(1), r.get(0))).collect();
             *cursor = if keys.len() < wanted {
                 None // short: the next pass (or claim) looks from the start

@@ -257,7 +257,11 @@ impl Deliverer {
                 Err(_) => return Some(Outcome::Release),
             }
         }
-        let Ok((_slot, channel)) = self.channels.acquire(mailing.channel, mailing.priority).await else {
+        let Ok((_slot, channel)) = self
+            .channels
+            .acquire(mailing.channel, mailing.priority)
+            .await
+        else {
             return Some(Outcome::Release);
         };
         if let Some(outcome) = self.unwanted(mailing, row) {

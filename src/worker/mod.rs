@@ -142,8 +142,7 @@ async fn run_registered(
             .unwrap_or(i64::MAX),
         dedup,
         batches: tokio_util::task::TaskTracker::new(),
-        renew_lease_every: Duration::from_secs(w.queued_lease_secs.min(w.sending_lease_secs))
-            / 4,
+        renew_lease_every: Duration::from_secs(w.queued_lease_secs.min(w.sending_lease_secs)) / 4,
     });
 
     tasks.spawn(periodic(

@@ -125,7 +125,11 @@ impl SmsStub {
 
     /// How many requests were recorded, without copying them.
     pub fn requests_count(&self) -> usize {
-        self.state.requests.lock().map(|r| r.len()).unwrap_or_default()
+        self.state
+            .requests
+            .lock()
+            .map(|r| r.len())
+            .unwrap_or_default()
     }
 
     /// Requests refused for a wrong token or a malformed body.
