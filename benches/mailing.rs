@@ -4,9 +4,10 @@
 //! `cargo bench --bench mailing` (N = 100000), or `BENCH_RECIPIENTS=20000 cargo bench --bench mailing`.
 //! The stub runs in the same process, so RSS and CPU include it: the figures are conservative.
 
-use blast::domain::{AudienceFilter, ChannelKind, Phone, Priority};
+mod common;
+
 use blast::settings::{Secret, Settings};
-use blast::store::{NewClient, NewMailing, Store};
+use blast::store::Store;
 use blast::worker::{self, Tenancy};
 use blast_testkit::SmsStub;
 use blast_testkit::{peak_rss_mb, percentile};
@@ -33,19 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let store = Store::open(&url).await?;
             let tenant = store.add_user("bench", "bench password").await?.id;
 
-            let clients: Vec<NewClient> = (0..n)
-                .map(|i| NewClient {
-                    phone: format!("79{:09}", i).parse::<Phone>().ok(),
-                    name: format!("client {i}"),
-                    timezone: "UTC".into(),
-                    tags: vec!["bench".into()],
-                    ..NewClient::default()
-                })
-                .collect();
-            let t = Instant::now();
-            store.import_clients(tenant, &clients, |_| {}).await?;
-            let import_secs = t.elapsed().as_secs_f64();
-            drop(clients);
+            let import_secs = common::import_audience(&store, tenant, n).await?;
 
             let stub = SmsStub::start(TOKEN, Duration::ZERO).await?;
             let mut settings = Settings {
@@ -55,24 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             settings.sms.base_url = stub.base_url();
             settings.sms.token = Secret::new(TOKEN);
             let now = blast::now_ms();
-            let mailing = store
-                .create_mailing(
-                    tenant,
-                    NewMailing {
-                        channel: ChannelKind::Sms,
-                        text: "Hello {{ name }}, your code is {{ id }}".into(),
-                        filter: AudienceFilter {
-                            tags: vec!["bench".into()],
-                            operator_codes: vec![],
-                        },
-                        priority: Priority::Medium,
-                        start_at: now,
-                        end_at: now + 3_600_000,
-                        local_hours: None,
-                    },
-                    1000,
-                )
-                .await?;
+            let mailing = common::create_mailing(&store, tenant, now).await?;
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
             let started = Instant::now();
             let worker = tokio::spawn(worker::run(

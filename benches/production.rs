@@ -11,8 +11,10 @@
 //! prefix of their own and are deleted. `BLAST_*` variables set for the benchmark reach the
 //! workers, so any worker setting can be tried (`BLAST_WORKER__BATCH_SIZE=500 ...`).
 
-use blast::domain::{AudienceFilter, ChannelKind, MailingState, MessageState, Phone, Priority};
-use blast::store::{NewClient, NewMailing, Store};
+mod common;
+
+use blast::domain::{MailingState, MessageState};
+use blast::store::Store;
 use blast_testkit::{SmsStub, peak_rss_mb};
 use sqlx::Connection;
 use std::process::{Child, Command, Stdio};
@@ -113,19 +115,7 @@ async fn run(
 ) -> Result<(), BoxError> {
     let store = Store::open(url).await?;
     let tenant = store.add_user("bench", "bench password").await?.id;
-    let clients: Vec<NewClient> = (0..n)
-        .map(|i| NewClient {
-            phone: format!("79{:09}", i).parse::<Phone>().ok(),
-            name: format!("client {i}"),
-            timezone: "UTC".into(),
-            tags: vec!["bench".into()],
-            ..NewClient::default()
-        })
-        .collect();
-    let t = Instant::now();
-    store.import_clients(tenant, &clients, |_| {}).await?;
-    let import_secs = t.elapsed().as_secs_f64();
-    drop(clients);
+    let import_secs = common::import_audience(&store, tenant, n).await?;
 
     let stub = SmsStub::start(TOKEN, Duration::ZERO).await?;
     let dir = tempfile::tempdir()?;
@@ -150,24 +140,7 @@ async fn run(
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let now = blast::now_ms();
-    let mailing = store
-        .create_mailing(
-            tenant,
-            NewMailing {
-                channel: ChannelKind::Sms,
-                text: "Hello {{ name }}, your code is {{ id }}".into(),
-                filter: AudienceFilter {
-                    tags: vec!["bench".into()],
-                    operator_codes: vec![],
-                },
-                priority: Priority::Medium,
-                start_at: now,
-                end_at: now + 3_600_000,
-                local_hours: None,
-            },
-            1000,
-        )
-        .await?;
+    let mailing = common::create_mailing(&store, tenant, now).await?;
     // The scheduler of one worker materializes the rows in one transaction that also marks the
     // mailing running: the first time it is seen running, its rows exist.
     let started = Instant::now();

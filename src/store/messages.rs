@@ -244,25 +244,23 @@ impl Store {
     ) -> Result<Vec<DeliveryRow>> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
-        {
-            // Either way the lease starts now: the job may have waited in the queue for a while.
-            let set_state = if mark_all_sending {
-                "state = 'sending', "
-            } else {
-                ""
-            };
-            let sql = format!(
-                "UPDATE messages SET {set_state}updated_at = $1
-                 WHERE claim = $2 AND state = 'queued' AND id IN ({})",
-                self.backend.json_ints("$3")
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(now)
-                .bind(claim)
-                .bind(ids_json(ids))
-                .execute(&mut *tx)
-                .await?;
-        }
+        // Either way the lease starts now: the job may have waited in the queue for a while.
+        let set_state = if mark_all_sending {
+            "state = 'sending', "
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE messages SET {set_state}updated_at = $1
+             WHERE claim = $2 AND state = 'queued' AND id IN ({})",
+            self.backend.json_ints("$3")
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(claim)
+            .bind(ids_json(ids))
+            .execute(&mut *tx)
+            .await?;
         let sql = format!(
             "SELECT s.id, s.attempts, c.id, c.phone, c.operator_code, c.name, c.email,
                     c.telegram_chat_id, c.timezone, c.attributes,

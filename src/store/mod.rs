@@ -81,8 +81,6 @@ impl Backend {
         }
     }
 
-    /// A subquery yielding the integers of the JSON array in parameter `param` (e.g. `$3`).
-    /// (sqlx's `Any` driver binds no arrays, so lists travel as JSON text.)
     /// Appended to a claim's row selection: on PostgreSQL, rows another transaction has
     /// locked are passed over rather than waited for, so concurrent claims (several pumps, and
     /// a claim's own passes) never wait on each other in a cycle. SQLite has one writer.
@@ -93,6 +91,8 @@ impl Backend {
         }
     }
 
+    /// A subquery yielding the integers of the JSON array in parameter `param` (e.g. `$3`).
+    /// (sqlx's `Any` driver binds no arrays, so lists travel as JSON text.)
     pub(crate) fn json_ints(self, param: &str) -> String {
         match self {
             Backend::Sqlite => format!("SELECT value FROM json_each({param})"),
