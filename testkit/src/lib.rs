@@ -1,8 +1,10 @@
 //! Local test peers for blast's tests and benchmarks. They listen on 127.0.0.1 only.
 
 pub mod sms;
+pub mod smtp;
 
 pub use sms::{Fault, SmsStub, StubRequest};
+pub use smtp::{CapturedMail, SmtpPeer, SmtpPeerOptions};
 
 /// The `p` quantile (0..=1) of values sorted ascending, by nearest rank; 0 when empty.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
