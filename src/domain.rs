@@ -179,6 +179,8 @@ pub fn parse_email(s: &str) -> Result<String, InvalidInput> {
 pub enum ChannelKind {
     /// The external SMS HTTP API.
     Sms,
+    /// Email over SMTP, to clients that have an address and did not unsubscribe.
+    Email,
     /// A JSON-lines file: every delivery written as one line. For trials and demos.
     Log,
 }
@@ -187,6 +189,7 @@ impl ChannelKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelKind::Sms => "sms",
+            ChannelKind::Email => "email",
             ChannelKind::Log => "log",
         }
     }
@@ -197,9 +200,10 @@ impl FromStr for ChannelKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "sms" => Ok(ChannelKind::Sms),
+            "email" => Ok(ChannelKind::Email),
             "log" | "file" => Ok(ChannelKind::Log),
             other => Err(invalid(format!(
-                "unknown channel {other:?}: expected sms or log"
+                "unknown channel {other:?}: expected sms, email or log"
             ))),
         }
     }

@@ -12,11 +12,13 @@ pub mod domain;
 pub mod limits;
 pub mod metrics;
 pub mod queue;
+pub mod report;
 pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+pub mod unsubscribe;
 pub mod worker;
 
 pub use blast_jobs as jobs;

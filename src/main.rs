@@ -249,7 +249,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
         }
         Command::Mailing(MailingCommand::Cancel { id }) => admin::mailing::cancel(ctx, id).await,
         Command::Mailing(MailingCommand::Watch { id }) => admin::mailing::watch(ctx, id).await,
-        Command::Stats(args) => admin::stats::run(ctx, args.day.as_deref(), args.json).await,
+        Command::Stats(args) => admin::stats::run(ctx, &args).await,
         Command::Up { .. }
         | Command::Serve { .. }
         | Command::Worker

@@ -50,6 +50,87 @@ pub struct Settings {
     pub log_channel: LogChannelSettings,
     pub redis: RedisSettings,
     pub rate_limits: RateLimitSettings,
+    pub email: EmailSettings,
+    pub stats: StatsSettings,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailSecurity {
+    /// No TLS at all: only for a relay on localhost or a test server.
+    Plain,
+    /// Plain connection upgraded with STARTTLS (required), usually port 587.
+    Starttls,
+    /// TLS from the first byte (implicit TLS), usually port 465.
+    Tls,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailSettings {
+    /// The SMTP server that takes blast's email.
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// `starttls`, `tls` (implicit) or `plain` (local relays and tests only).
+    pub security: EmailSecurity,
+    /// SMTP AUTH user; empty: no authentication.
+    pub username: String,
+    pub password: Secret,
+    /// The sender, e.g. `News <news@example.com>`.
+    pub from: String,
+    /// Give up on one message (connect, greet, send) after this many milliseconds.
+    pub timeout_ms: u64,
+    /// Messages in flight at once, per worker process and priority lane.
+    pub max_in_flight: u32,
+    /// Idle SMTP connections kept open for reuse, per worker process.
+    pub max_connections: u32,
+    /// The SMTP server's limit in messages per second; 0 for none. With Redis it holds across
+    /// all worker processes together; embedded, per process.
+    pub rate_limit_per_second: u32,
+    /// Longest text or HTML body accepted, in characters, after templating.
+    pub max_body_chars: u32,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        EmailSettings {
+            smtp_host: "127.0.0.1".into(),
+            smtp_port: 587,
+            security: EmailSecurity::Starttls,
+            username: String::new(),
+            password: Secret::default(),
+            from: "blast <blast@localhost>".into(),
+            timeout_ms: 30_000,
+            max_in_flight: 8,
+            max_connections: 8,
+            rate_limit_per_second: 0,
+            max_body_chars: 200_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsSettings {
+    /// When worker processes send the previous day's statistics email: cron with seconds
+    /// first (6 fields: sec min hour day month weekday), in `timezone`. Sent once per day
+    /// across all workers.
+    pub schedule: String,
+    /// The IANA time zone of the schedule and of the report's day.
+    pub timezone: String,
+    /// Who gets the daily email; empty: no daily email.
+    pub recipients: Vec<String>,
+}
+
+impl Default for StatsSettings {
+    fn default() -> Self {
+        StatsSettings {
+            schedule: "0 0 7 * * *".into(),
+            timezone: "UTC".into(),
+            recipients: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,6 +224,9 @@ pub struct ApiSettings {
     pub auth_attempts_per_minute_per_ip: u32,
     /// The largest page a list endpoint returns.
     pub max_page_size: u32,
+    /// Where people reach this API from outside: the base of the links blast puts in
+    /// messages (unsubscribe), e.g. `https://blast.example.com`.
+    pub public_url: String,
 }
 
 impl Default for ApiSettings {
@@ -158,6 +242,7 @@ impl Default for ApiSettings {
             idempotency_lease_secs: 60,
             auth_attempts_per_minute_per_ip: 60,
             max_page_size: 1000,
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 }
@@ -251,6 +336,8 @@ impl Default for Settings {
             log_channel: LogChannelSettings::default(),
             redis: RedisSettings::default(),
             rate_limits: RateLimitSettings::default(),
+            email: EmailSettings::default(),
+            stats: StatsSettings::default(),
         }
     }
 }
@@ -378,10 +465,37 @@ impl Settings {
                 "api.login_attempts_per_minute and api.max_page_size must be at least 1".into(),
             ));
         }
-        if self.sms.max_in_flight == 0 {
+        if self.sms.max_in_flight == 0 || self.email.max_in_flight == 0 {
             return Err(SettingsError::Rule(
-                "sms.max_in_flight must be at least 1".into(),
+                "sms.max_in_flight and email.max_in_flight must be at least 1".into(),
             ));
+        }
+        if let Err(e) = self.email.from.parse::<lettre::message::Mailbox>() {
+            return Err(SettingsError::Rule(format!(
+                "email.from {:?} is not an address (e.g. \"News <news@example.com>\"): {e}",
+                self.email.from
+            )));
+        }
+        if self.email.timeout_ms == 0 {
+            return Err(SettingsError::Rule(
+                "email.timeout_ms must be at least 1".into(),
+            ));
+        }
+        if self.stats.schedule.parse::<cron::Schedule>().is_err() {
+            return Err(SettingsError::Rule(format!(
+                "stats.schedule {:?} is not a cron expression with seconds (e.g. \"0 0 7 * * *\")",
+                self.stats.schedule
+            )));
+        }
+        if self.stats.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(SettingsError::Rule(format!(
+                "stats.timezone {:?} is not an IANA time zone (e.g. Europe/Moscow)",
+                self.stats.timezone
+            )));
+        }
+        for address in &self.stats.recipients {
+            crate::domain::parse_email(address)
+                .map_err(|e| SettingsError::Rule(format!("stats.recipients: {e}")))?;
         }
         if self.retry.base_delay_ms > self.retry.max_delay_ms {
             return Err(SettingsError::Rule(
@@ -395,11 +509,27 @@ impl Settings {
         Duration::from_millis(self.sms.timeout_ms)
     }
 
+    /// The longest message text a mailing on `channel` may have.
+    pub fn max_text_chars(&self, channel: crate::domain::ChannelKind) -> u32 {
+        match channel {
+            crate::domain::ChannelKind::Email => self.email.max_body_chars,
+            crate::domain::ChannelKind::Sms | crate::domain::ChannelKind::Log => {
+                self.sms.max_text_chars
+            }
+        }
+    }
+
     /// The settings as TOML, with secrets replaced by a placeholder.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
-        if !shown.sms.token.is_empty() {
-            shown.sms.token = Secret::new("***");
+        for secret in [
+            &mut shown.sms.token,
+            &mut shown.email.password,
+            &mut shown.redis.url,
+        ] {
+            if !secret.is_empty() {
+                *secret = Secret::new("***");
+            }
         }
         // Settings hold only strings, numbers and tables, which TOML always represents.
         toml::to_string(&shown).unwrap_or_default()

@@ -5,7 +5,7 @@
 
 use crate::domain::{InvalidInput, invalid};
 use crate::store::Client;
-use minijinja::{Environment, UndefinedBehavior, Value};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use std::collections::BTreeMap;
 
 /// A compiled message text.
@@ -18,8 +18,19 @@ const NAME: &str = "message";
 
 impl MessageTemplate {
     pub fn compile(source: &str) -> Result<MessageTemplate, InvalidInput> {
+        MessageTemplate::compile_as(source, AutoEscape::None)
+    }
+
+    /// An HTML body: every value is escaped, so a client named `Tom & <Jerry>` cannot break
+    /// the markup or inject a link.
+    pub fn compile_html(source: &str) -> Result<MessageTemplate, InvalidInput> {
+        MessageTemplate::compile_as(source, AutoEscape::Html)
+    }
+
+    fn compile_as(source: &str, escape: AutoEscape) -> Result<MessageTemplate, InvalidInput> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(move |_| escape);
         env.add_template_owned(NAME, source.to_owned())
             .map_err(|e| invalid(format!("invalid message template: {e}")))?;
         Ok(MessageTemplate { env })
@@ -27,11 +38,21 @@ impl MessageTemplate {
 
     /// The text for one client. Errors name the variable that is missing.
     pub fn render(&self, client: &Client) -> Result<String, InvalidInput> {
+        self.render_with(client, &[])
+    }
+
+    /// The text for one client, with `extra` variables beside the client's (an email's
+    /// `unsubscribe_url`); they take precedence over attributes of the same name.
+    pub fn render_with(
+        &self,
+        client: &Client,
+        extra: &[(&'static str, &str)],
+    ) -> Result<String, InvalidInput> {
         let template = self
             .env
             .get_template(NAME)
             .map_err(|e| invalid(format!("template: {e}")))?;
-        template.render(client_context(client)).map_err(|e| {
+        template.render(client_context(client, extra)).map_err(|e| {
             invalid(format!(
                 "cannot render the message for client {}: {e}",
                 client.id
@@ -42,7 +63,7 @@ impl MessageTemplate {
 
 /// The variables a template sees: the client's own fields, then its free-form attributes
 /// (which cannot shadow the fields).
-fn client_context(client: &Client) -> Value {
+fn client_context(client: &Client, extra: &[(&'static str, &str)]) -> Value {
     let mut vars: BTreeMap<&str, Value> = client
         .attributes
         .iter()
@@ -56,6 +77,9 @@ fn client_context(client: &Client) -> Value {
     vars.insert("tags", Value::from(client.tags.clone()));
     if let Some(email) = &client.email {
         vars.insert("email", Value::from(email.as_str()));
+    }
+    for (name, value) in extra {
+        vars.insert(name, Value::from(*value));
     }
     Value::from_serialize(&vars)
 }
@@ -96,6 +120,19 @@ mod tests {
             err.0.contains("nickname") || err.0.contains("undefined"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn html_bodies_escape_values_and_texts_do_not() {
+        let mut c = client();
+        c.name = "Tom & <Jerry>".into();
+        let html = MessageTemplate::compile_html("<p>Hi {{ name }}</p>").expect("ok");
+        assert_eq!(
+            html.render(&c).expect("renders"),
+            "<p>Hi Tom &amp; &lt;Jerry&gt;</p>"
+        );
+        let text = MessageTemplate::compile("Hi {{ name }}").expect("ok");
+        assert_eq!(text.render(&c).expect("renders"), "Hi Tom & <Jerry>");
     }
 
     #[test]

@@ -762,6 +762,8 @@ async fn operations_endpoints_and_the_openapi_document() {
         ("/api/v1/mailings/{id}/messages", "get"),
         ("/api/v1/mailings/{id}/events", "get"),
         ("/api/v1/stats", "get"),
+        ("/u/{token}", "get"),
+        ("/u/{token}", "post"),
         ("/health", "get"),
         ("/ready", "get"),
         ("/metrics", "get"),

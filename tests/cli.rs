@@ -177,10 +177,13 @@ fn a_mailing_goes_out_on_the_log_channel_from_the_command_line() {
     let stats = json(&blast(d, &["stats", "--json"]));
     assert_eq!(stats[0]["counts"]["sent"], 2);
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let stats = json(&blast(d, &["stats", "--day", &today, "--json"]));
-    assert_eq!(stats[0]["counts"]["sent"], 2);
-    let stats = json(&blast(d, &["stats", "--day", "2001-01-01", "--json"]));
-    assert_eq!(stats, serde_json::json!([]));
+    // --day: the daily report, every tenant's mailings of that day.
+    let report = json(&blast(d, &["stats", "--day", &today, "--json"]));
+    assert_eq!(report["mailings"][0]["sent"], 2);
+    assert_eq!(report["channels"][0]["channel"], "log");
+    assert_eq!(report["total"]["sent"], 2);
+    let report = json(&blast(d, &["stats", "--day", "2001-01-01", "--json"]));
+    assert_eq!(report["mailings"], serde_json::json!([]));
 }
 
 fn counts(dir: &Path) -> (usize, usize) {

@@ -369,6 +369,8 @@ async fn filters_pick_the_audience_and_templates_use_attributes() {
                 start_at: now_ms(),
                 end_at: now_ms() + 60_000,
                 local_hours: None,
+                subject: None,
+                html: None,
             },
             1000,
         )
@@ -518,6 +520,8 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
                 start_at: now_ms(),
                 end_at: now_ms() + 60_000,
                 local_hours: None,
+                subject: None,
+                html: None,
             },
             1000,
         )
@@ -607,6 +611,8 @@ async fn a_large_mailing_on_the_log_channel_writes_every_line_once() {
                 start_at: now_ms(),
                 end_at: now_ms() + 300_000,
                 local_hours: None,
+                subject: None,
+                html: None,
             },
             1000,
         )
@@ -740,6 +746,8 @@ async fn messages_wait_for_the_recipients_local_hours() {
                 start_at: now_ms(),
                 end_at: now_ms() + 2 * 86_400_000,
                 local_hours: Some(hours.parse().expect("hours")),
+                subject: None,
+                html: None,
             },
             1000,
         )

@@ -79,6 +79,8 @@ async fn create(db: &TestDb, text: &str, tag: &str, priority: Priority) -> i64 {
                 start_at: now_ms(),
                 end_at: now_ms() + 600_000,
                 local_hours: None,
+                subject: None,
+                html: None,
             },
             1000,
         )

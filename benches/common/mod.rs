@@ -36,6 +36,8 @@ pub async fn create_mailing(store: &Store, tenant: i64, now: i64) -> Result<Mail
                 start_at: now,
                 end_at: now + 3_600_000,
                 local_hours: None,
+                subject: None,
+                html: None,
             },
             1000,
         )

@@ -194,7 +194,7 @@ pub enum ClientCommand {
 #[derive(Debug, Subcommand)]
 pub enum MailingCommand {
     /// Create a mailing; it starts by itself at --start.
-    Create(MailingCreateArgs),
+    Create(Box<MailingCreateArgs>),
     /// List mailings, newest first.
     List {
         #[arg(long, default_value_t = 20)]
@@ -237,19 +237,30 @@ pub struct MailingCreateArgs {
     /// 09:00-21:00; messages outside wait for the next opening.
     #[arg(long, value_name = "HH:MM-HH:MM")]
     pub local_hours: Option<String>,
-    #[arg(long, default_value = "sms", value_parser = ["sms", "log"])]
+    #[arg(long, default_value = "sms", value_parser = ["sms", "email", "log"])]
     pub channel: String,
+    /// Email: the subject, a template like the text (required with --channel email).
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Email: an HTML body from this file, a template like the text, sent beside the text.
+    #[arg(long, value_name = "FILE")]
+    pub html_file: Option<std::path::PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct StatsArgs {
-    /// Only messages whose state changed on this UTC day (YYYY-MM-DD).
+    /// The daily report of this day (YYYY-MM-DD in stats.timezone): every tenant's mailings,
+    /// per mailing and per channel, as the daily statistics email has it. With --server, your
+    /// own mailings' counts for that UTC day.
     #[arg(long)]
     pub day: Option<String>,
     #[arg(long)]
     pub json: bool,
+    /// Mail the day's report to stats.recipients now (as the daily job does).
+    #[arg(long, requires = "day")]
+    pub email: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -174,6 +174,8 @@ fn mailing_json(m: &NewMailing) -> Value {
         "start_at": time(m.start_at),
         "end_at": time(m.end_at),
         "local_hours": m.local_hours.map(|h| h.to_string()),
+        "subject": m.subject,
+        "html": m.html,
     })
 }
 

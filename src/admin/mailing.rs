@@ -63,6 +63,16 @@ pub fn new_mailing(
         start_at,
         end_at,
         local_hours: args.local_hours.as_deref().map(str::parse).transpose()?,
+        subject: args.subject.clone(),
+        html: args
+            .html_file
+            .as_deref()
+            .map(|path| {
+                std::fs::read_to_string(path).map_err(|e| {
+                    InvalidInput(format!("cannot read the HTML body {}: {e}", path.display()))
+                })
+            })
+            .transpose()?,
     })
 }
 
@@ -75,7 +85,7 @@ struct MailingView<'a> {
 
 pub async fn create(ctx: &Context, args: &MailingCreateArgs) -> Result<()> {
     let new = new_mailing(args, ctx.settings.mailing.default_window_hours)?;
-    let max_chars = ctx.settings.sms.max_text_chars;
+    let max_chars = ctx.settings.max_text_chars(new.channel);
     let mailing = ctx.backend().await?.create_mailing(new, max_chars).await?;
     if args.json {
         print_json(&MailingView {

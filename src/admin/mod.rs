@@ -21,6 +21,8 @@ pub enum AdminError {
     Invalid(#[from] InvalidInput),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Delivery(#[from] crate::channels::DeliveryError),
     /// The remote API refused or failed; `usage` when it answered 4xx.
     #[error("{message}")]
     Remote { message: String, usage: bool },
@@ -32,7 +34,7 @@ impl AdminError {
         match self {
             AdminError::Store(e) => e.is_client_error(),
             AdminError::Invalid(_) => true,
-            AdminError::Io(_) => false,
+            AdminError::Io(_) | AdminError::Delivery(_) => false,
             AdminError::Remote { usage, .. } => *usage,
         }
     }

@@ -1,18 +1,15 @@
-//! `blast stats`: message counts per mailing and state, overall or for one day.
+//! `blast stats`: message counts per mailing and state; with `--day`, the daily report (the
+//! one the daily statistics email carries), printed or mailed by hand.
 
 use super::{Context, Result, print_json};
+use crate::channels::EmailChannel;
 use crate::domain::{MessageState, invalid};
-use blast_cli::table;
+use crate::report::{DailyReport, local_day_range, parse_day};
+use blast_cli::{StatsArgs, table};
 
 /// A UTC day as a half-open range of unix ms.
 pub fn day_range(day: &str) -> Result<(i64, i64)> {
-    let date = chrono::NaiveDate::parse_from_str(day.trim(), "%Y-%m-%d")
-        .map_err(|_| invalid(format!("invalid day {day:?}: expected YYYY-MM-DD")))?;
-    let start = date
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc().timestamp_millis())
-        .ok_or_else(|| invalid(format!("invalid day {day:?}")))?;
-    Ok((start, start + 86_400_000))
+    Ok(local_day_range(parse_day(day)?, "UTC")?)
 }
 
 const COLUMNS: [MessageState; 7] = [
@@ -25,7 +22,54 @@ const COLUMNS: [MessageState; 7] = [
     MessageState::FailedTemporary,
 ];
 
-pub async fn run(ctx: &Context, day: Option<&str>, json: bool) -> Result<()> {
+pub async fn run(ctx: &Context, args: &StatsArgs) -> Result<()> {
+    match (&args.day, &ctx.remote) {
+        (Some(day), None) => report(ctx, day, args.json, args.email).await,
+        _ if args.email => Err(invalid(
+            "--email builds the report from the local database: run it without --server",
+        )
+        .into()),
+        _ => tenant_counts(ctx, args.day.as_deref(), args.json).await,
+    }
+}
+
+/// The daily report of `day` over every tenant: printed, or mailed to stats.recipients.
+async fn report(ctx: &Context, day: &str, json: bool, email: bool) -> Result<()> {
+    let day = parse_day(day)?;
+    let store = ctx.store("the daily report")?;
+    let timezone = &ctx.settings.stats.timezone;
+    let report = DailyReport::build(store, day, timezone).await?;
+    if email {
+        let recipients = &ctx.settings.stats.recipients;
+        if recipients.is_empty() {
+            return Err(invalid(
+                "no recipients: set stats.recipients (or BLAST_STATS__RECIPIENTS='[\"ops@example.com\"]')",
+            )
+            .into());
+        }
+        EmailChannel::new(&ctx.settings.email)?
+            .send_report(
+                recipients,
+                &report.subject(),
+                &report.to_text(),
+                &report.to_html(),
+            )
+            .await?;
+        eprintln!(
+            "the report of {} sent to {}",
+            report.day,
+            recipients.join(", ")
+        );
+    } else if json {
+        print_json(&report);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+/// Counts per mailing and state of the tenant's own mailings, overall or for one UTC day.
+async fn tenant_counts(ctx: &Context, day: Option<&str>, json: bool) -> Result<()> {
     if let Some(day) = day {
         day_range(day)?;
     }

@@ -26,7 +26,7 @@ use utoipa::{IntoParams, ToSchema};
 pub struct MailingInput {
     /// The message; a template over client fields and attributes: `Hi {{ name }}`.
     pub text: String,
-    /// `sms` (default) or `log`.
+    /// `sms` (default), `email` or `log`.
     #[serde(default = "default_channel")]
     pub channel: String,
     /// Clients with any of these tags (none: every client).
@@ -44,6 +44,10 @@ pub struct MailingInput {
     pub end_at: Option<DateTime<Utc>>,
     /// "HH:MM-HH:MM": send only within these hours of each recipient's own day.
     pub local_hours: Option<String>,
+    /// Email: the subject, a template like the text (required for email).
+    pub subject: Option<String>,
+    /// Email: the HTML body, a template like the text, sent beside the text.
+    pub html: Option<String>,
 }
 
 fn default_channel() -> String {
@@ -84,6 +88,8 @@ impl MailingInput {
             start_at,
             end_at,
             local_hours: self.local_hours.as_deref().map(str::parse).transpose()?,
+            subject: self.subject,
+            html: self.html,
         })
     }
 }
@@ -132,10 +138,8 @@ pub async fn create(
     ApiJson(input): ApiJson<MailingInput>,
 ) -> ApiResult<(StatusCode, Json<MailingView>)> {
     let new = input.into_new_mailing(state.settings.mailing.default_window_hours)?;
-    let mailing = state
-        .store
-        .create_mailing(user.id, new, state.settings.sms.max_text_chars)
-        .await?;
+    let max_chars = state.settings.max_text_chars(new.channel);
+    let mailing = state.store.create_mailing(user.id, new, max_chars).await?;
     Ok((StatusCode::CREATED, Json(view(&state, mailing).await?)))
 }
 
@@ -162,9 +166,10 @@ pub async fn replace(
     ApiJson(input): ApiJson<MailingInput>,
 ) -> ApiResult<Json<MailingView>> {
     let new = input.into_new_mailing(state.settings.mailing.default_window_hours)?;
+    let max_chars = state.settings.max_text_chars(new.channel);
     let mailing = state
         .store
-        .update_mailing(user.id, id, new, state.settings.sms.max_text_chars)
+        .update_mailing(user.id, id, new, max_chars)
         .await?;
     Ok(Json(view(&state, mailing).await?))
 }
@@ -259,9 +264,13 @@ pub async fn preview(
     ApiJson(input): ApiJson<MailingInput>,
 ) -> ApiResult<Json<Preview>> {
     let new = input.into_new_mailing(state.settings.mailing.default_window_hours)?;
-    let recipients = state.store.count_audience(user.id, &new.filter).await?;
+    let recipients = state
+        .store
+        .count_audience(user.id, &new.filter, new.channel)
+        .await?;
     let rate = match new.channel {
         ChannelKind::Sms => state.settings.sms.rate_limit_per_second,
+        ChannelKind::Email => state.settings.email.rate_limit_per_second,
         ChannelKind::Log => 0,
     };
     Ok(Json(Preview {

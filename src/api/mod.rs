@@ -8,6 +8,7 @@ pub mod error;
 mod idempotency;
 mod mailings;
 pub(crate) mod ops;
+mod unsubscribe;
 
 use crate::settings::Settings;
 use crate::store::Store;
@@ -42,6 +43,8 @@ pub struct Inner {
     pub shutdown: CancellationToken,
     /// The job queues, opened on first use (readiness checks them).
     pub queue: tokio::sync::OnceCell<crate::queue::Queue>,
+    /// Checks unsubscribe links; its secret is read from the store on first use.
+    pub unsubscribe: tokio::sync::OnceCell<crate::unsubscribe::UnsubscribeKeys>,
 }
 
 impl std::ops::Deref for AppState {
@@ -63,6 +66,7 @@ impl AppState {
             settings,
             shutdown,
             queue: tokio::sync::OnceCell::new(),
+            unsubscribe: tokio::sync::OnceCell::new(),
         }))
     }
 }
@@ -131,6 +135,7 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(mailings::messages))
         .routes(routes!(mailings::events))
         .routes(routes!(mailings::all_stats))
+        .routes(routes!(unsubscribe::confirm_page, unsubscribe::unsubscribe))
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))

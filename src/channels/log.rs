@@ -35,7 +35,7 @@ impl LogChannel {
         let mut line = serde_json::to_vec(&Line {
             id: msg.message_id,
             mailing_id: msg.mailing_id,
-            phone: msg.phone,
+            phone: msg.address,
             text: msg.text,
             at: chrono::Utc::now().to_rfc3339(),
         })

@@ -2,11 +2,16 @@
 //!
 //! Every adapter answers with `Ok` or a [`DeliveryError`], which is either `Permanent` (do not
 //! try again) or `Transient` (try again later, perhaps after a delay the provider named). That
-//! one split drives all retry policy in the worker.
+//! split drives all retry policy in the worker. Two refinements of "transient" say whose
+//! problem it is: `Unavailable` (the channel cannot send at all: the message waits without
+//! spending an attempt) and `Indeterminate` (it may have been delivered: a channel that cannot
+//! resend safely records it as `unknown`).
 
+mod email;
 mod log;
 mod sms;
 
+pub use email::{EmailChannel, EmailParts};
 pub use log::LogChannel;
 pub use sms::SmsChannel;
 
@@ -29,6 +34,14 @@ pub enum DeliveryError {
         /// The provider asked us to wait this long before trying again.
         retry_after: Option<Duration>,
     },
+    /// The channel cannot send anything now (our credentials refused, the server
+    /// unreachable): not this message's failure, so no attempt is counted.
+    #[error("channel unavailable: {0}")]
+    Unavailable(String),
+    /// Cut off after the provider may have accepted it: retried only where a resend cannot
+    /// duplicate, otherwise recorded as `unknown`.
+    #[error("outcome unknown: {0}")]
+    Indeterminate(String),
 }
 
 impl DeliveryError {
@@ -49,14 +62,19 @@ pub struct Outgoing<'a> {
     /// The message row id: also the provider-side idempotency key.
     pub message_id: i64,
     pub mailing_id: i64,
-    pub phone: &'a str,
+    /// Where it goes on its channel: a phone number, an email address.
+    pub address: &'a str,
+    /// The text (an email's plain-text body).
     pub text: &'a str,
+    /// Subject, HTML and unsubscribe link, on the email channel.
+    pub email: Option<EmailParts<'a>>,
 }
 
 /// A channel adapter behind an in-flight limit.
 #[derive(Debug)]
 pub enum Channel {
     Sms(SmsChannel),
+    Email(EmailChannel),
     Log(LogChannel),
 }
 
@@ -64,6 +82,7 @@ impl Channel {
     pub async fn send(&self, msg: &Outgoing<'_>) -> Result<(), DeliveryError> {
         match self {
             Channel::Sms(c) => c.send(msg).await,
+            Channel::Email(c) => c.send(msg).await,
             Channel::Log(c) => c.send(msg).await,
         }
     }
@@ -92,19 +111,24 @@ impl LaneSlots {
 #[derive(Debug, Clone)]
 pub struct Channels {
     sms: Arc<(Channel, LaneSlots)>,
+    email: Arc<(Channel, LaneSlots)>,
     log: Arc<(Channel, LaneSlots)>,
     max_in_flight: usize,
+    email_max_in_flight: usize,
     /// Where rate limits are counted: this process, or Redis for all of them.
     limiter: Limiter,
     /// The SMS provider's rate limit, when one is configured.
     sms_limit: Option<Limit>,
+    /// The SMTP server's rate limit, when one is configured.
+    email_limit: Option<Limit>,
     /// Sends per second per tenant, all channels together; 0: none.
     tenant_per_second: u32,
     burst: Duration,
 }
 
 impl Channels {
-    /// The channels of `settings`, rate-limited through `limiter`.
+    /// The channels of `settings`, rate-limited through `limiter`. Must run inside a tokio
+    /// runtime (the SMTP connection pool starts a task).
     pub fn from_settings(settings: &Settings, limiter: Limiter) -> Result<Channels, DeliveryError> {
         let burst = Duration::from_millis(settings.rate_limits.burst_ms);
         Ok(Channels {
@@ -112,23 +136,40 @@ impl Channels {
                 Channel::Sms(SmsChannel::new(&settings.sms)?),
                 LaneSlots::new(settings.sms.max_in_flight as usize),
             )),
+            email: Arc::new((
+                Channel::Email(EmailChannel::new(&settings.email)?),
+                LaneSlots::new(settings.email.max_in_flight as usize),
+            )),
             log: Arc::new((
                 Channel::Log(LogChannel::new(&settings.log_channel.path)),
                 LaneSlots::new(settings.sms.max_in_flight as usize),
             )),
             max_in_flight: settings.sms.max_in_flight as usize,
+            email_max_in_flight: settings.email.max_in_flight as usize,
             limiter,
             sms_limit: (settings.sms.rate_limit_per_second > 0)
                 .then(|| Limit::per_second("sms", settings.sms.rate_limit_per_second, burst)),
+            // Keyed by server: deployments that point several configs at one relay share it.
+            email_limit: (settings.email.rate_limit_per_second > 0).then(|| {
+                Limit::per_second(
+                    format!(
+                        "smtp:{}:{}",
+                        settings.email.smtp_host, settings.email.smtp_port
+                    ),
+                    settings.email.rate_limit_per_second,
+                    burst,
+                )
+            }),
             tenant_per_second: settings.rate_limits.tenant_per_second,
             burst,
         })
     }
 
     /// Channels whose sends carry no idempotency key: a send cut off mid-flight on them must
-    /// not be repeated blindly. The log channel appends a line per send, so it is one.
+    /// not be repeated blindly. The log channel appends a line per send, and an SMTP server
+    /// takes the same message twice as two.
     pub fn unsafe_to_resend() -> &'static [&'static str] {
-        &["log"]
+        &["log", "email"]
     }
 
     /// Whether a send on `kind` may be repeated after a crash without a duplicate reaching the
@@ -147,6 +188,7 @@ impl Channels {
     ) -> Result<(SemaphorePermit<'_>, &Channel), DeliveryError> {
         let (channel, slots) = match kind {
             ChannelKind::Sms => &*self.sms,
+            ChannelKind::Email => &*self.email,
             ChannelKind::Log => &*self.log,
         };
         let permit = slots
@@ -160,8 +202,13 @@ impl Channels {
     /// The rate limits one send on `kind` for `tenant_id` passes through, outermost first.
     pub fn limits_for(&self, kind: ChannelKind, tenant_id: i64) -> Vec<Limit> {
         let mut limits = Vec::with_capacity(2);
-        if let (ChannelKind::Sms, Some(sms)) = (kind, &self.sms_limit) {
-            limits.push(sms.clone());
+        let provider = match kind {
+            ChannelKind::Sms => &self.sms_limit,
+            ChannelKind::Email => &self.email_limit,
+            ChannelKind::Log => &None,
+        };
+        if let Some(limit) = provider {
+            limits.push(limit.clone());
         }
         if self.tenant_per_second > 0 {
             limits.push(Limit::per_second(
@@ -189,6 +236,7 @@ impl Channels {
     pub fn max_in_flight(&self, kind: ChannelKind) -> usize {
         match kind {
             ChannelKind::Sms | ChannelKind::Log => self.max_in_flight,
+            ChannelKind::Email => self.email_max_in_flight,
         }
     }
 }

@@ -45,9 +45,9 @@ impl SmsChannel {
 
     pub async fn send(&self, msg: &Outgoing<'_>) -> Result<(), DeliveryError> {
         let phone: i64 = msg
-            .phone
+            .address
             .parse()
-            .map_err(|_| DeliveryError::permanent(format!("invalid phone {}", msg.phone)))?;
+            .map_err(|_| DeliveryError::permanent(format!("invalid phone {}", msg.address)))?;
         let url = format!("{}/v1/send/{}", self.base_url, msg.message_id);
         let response = self
             .http

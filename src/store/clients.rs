@@ -307,6 +307,19 @@ impl Store {
         self.client(tenant_id, id).await
     }
 
+    /// Opt a client out of email (its unsubscribe link). False when there is no such client.
+    pub async fn opt_out_of_email(&self, client_id: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE clients SET email_opted_out_at = COALESCE(email_opted_out_at, $1), updated_at = $1
+             WHERE id = $2",
+        )
+        .bind(now_ms())
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn delete_client(&self, tenant_id: i64, id: i64) -> Result<()> {
         let done = sqlx::query("DELETE FROM clients WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id)

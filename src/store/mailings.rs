@@ -22,6 +22,10 @@ pub struct NewMailing {
     pub end_at: i64,
     /// Hours of each recipient's own day when its message may go out.
     pub local_hours: Option<LocalHours>,
+    /// The subject template of an email mailing (required there, refused elsewhere).
+    pub subject: Option<String>,
+    /// The HTML body template of an email mailing, sent beside the text.
+    pub html: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -39,6 +43,12 @@ pub struct Mailing {
     /// "09:00-21:00" in each recipient's time zone; absent: any time.
     #[schema(value_type = Option<String>)]
     pub local_hours: Option<LocalHours>,
+    /// Email only: the subject template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Email only: the HTML body template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
     pub state: MailingState,
     pub recipients: i64,
     pub created_at: i64,
@@ -76,7 +86,7 @@ pub struct MailingStats {
     pub counts: StateCounts,
 }
 
-const MAILING_COLUMNS: &str = "id, tenant_id, channel, text, filter, priority, start_at, end_at, state, recipients, created_at, started_at, finished_at, local_hours";
+const MAILING_COLUMNS: &str = "id, tenant_id, channel, text, filter, priority, start_at, end_at, state, recipients, created_at, started_at, finished_at, local_hours, subject, html";
 
 fn mailing_from_row(r: &AnyRow) -> Result<Mailing> {
     let filter: String = r.get(4);
@@ -101,6 +111,8 @@ fn mailing_from_row(r: &AnyRow) -> Result<Mailing> {
             .get::<Option<String>, _>(13)
             .map(|h| h.parse())
             .transpose()?,
+        subject: r.get(14),
+        html: r.get(15),
     })
 }
 
@@ -113,13 +125,18 @@ fn counts_from_rows(rows: &[AnyRow]) -> Result<StateCounts> {
     Ok(counts)
 }
 
-/// The clients of a tenant that an audience filter selects, as a WHERE clause over
-/// `clients c`. Parameters: $1 tenant id, $2 operator codes and $3 tags, both JSON arrays (see
-/// [`audience_params`]); an empty array does not filter. Shared by materialization and preview,
-/// so a preview counts exactly whom a start reaches.
-fn audience_where(backend: Backend) -> String {
+/// The clients of a tenant that an audience filter selects on `channel`, as a WHERE clause
+/// over `clients c`. Parameters: $1 tenant id, $2 operator codes and $3 tags, both JSON arrays
+/// (see [`audience_params`]); an empty array does not filter. Email goes only to clients with
+/// an address who did not unsubscribe. Shared by materialization and preview, so a preview
+/// counts exactly whom a start reaches.
+fn audience_where(backend: Backend, channel: ChannelKind) -> String {
+    let reachable = match channel {
+        ChannelKind::Email => "c.email IS NOT NULL AND c.email_opted_out_at IS NULL AND ",
+        ChannelKind::Sms | ChannelKind::Log => "",
+    };
     format!(
-        "c.tenant_id = $1
+        "{reachable}c.tenant_id = $1
          AND ({codes_len} = 0 OR c.operator_code IN ({codes}))
          AND ({tags_len} = 0
               OR EXISTS (SELECT 1 FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
@@ -136,6 +153,40 @@ fn audience_where(backend: Backend) -> String {
 fn audience_params(filter: &AudienceFilter) -> (String, String) {
     let json = |list: &[String]| serde_json::to_string(list).unwrap_or_else(|_| "[]".into());
     (json(&filter.operator_codes), json(&filter.tags))
+}
+
+/// An email mailing needs a subject of one line; its subject and HTML are templates like the
+/// text. Other channels take neither.
+fn validate_email_parts(new: &NewMailing, max_chars: u32) -> Result<()> {
+    if new.channel != ChannelKind::Email {
+        if new.subject.is_some() || new.html.is_some() {
+            return Err(invalid(format!(
+                "a subject and an HTML body are for email mailings, not {}",
+                new.channel
+            ))
+            .into());
+        }
+        return Ok(());
+    }
+    let subject = new.subject.as_deref().unwrap_or_default();
+    if subject.trim().is_empty() {
+        return Err(invalid("an email mailing needs a subject").into());
+    }
+    if subject.contains(['\r', '\n']) || subject.chars().count() > 998 {
+        return Err(invalid("the subject must be one line of at most 998 characters").into());
+    }
+    MessageTemplate::compile(subject).map_err(|e| invalid(format!("subject: {}", e.0)))?;
+    if let Some(html) = &new.html {
+        let chars = html.chars().count();
+        if chars > max_chars as usize {
+            return Err(invalid(format!(
+                "the HTML body has {chars} characters; the limit is {max_chars}"
+            ))
+            .into());
+        }
+        MessageTemplate::compile_html(html).map_err(|e| invalid(format!("HTML body: {}", e.0)))?;
+    }
+    Ok(())
 }
 
 /// A mailing the scheduler has just started.
@@ -156,8 +207,8 @@ impl Store {
         self.validate_mailing(tenant_id, &new, max_text_chars)
             .await?;
         let id: i64 = sqlx::query(
-            "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, local_hours, state, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'scheduled', $9) RETURNING id",
+            "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, local_hours, state, created_at, subject, html)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'scheduled', $9, $10, $11) RETURNING id",
         )
         .bind(tenant_id)
         .bind(new.channel.as_str())
@@ -168,6 +219,8 @@ impl Store {
         .bind(new.end_at)
         .bind(new.local_hours.map(|h| h.to_string()))
         .bind(now_ms())
+        .bind(&new.subject)
+        .bind(&new.html)
         .fetch_one(&self.pool)
         .await?
         .get(0);
@@ -198,6 +251,7 @@ impl Store {
             .into());
         }
         MessageTemplate::compile(&new.text)?;
+        validate_email_parts(new, max_text_chars)?;
         let known: Vec<String> = sqlx::query("SELECT name FROM tags WHERE tenant_id = $1")
             .bind(tenant_id)
             .fetch_all(&self.pool)
@@ -362,17 +416,18 @@ impl Store {
     /// Start every scheduled mailing whose start time has come: materialize one message row per
     /// matching client in one statement, and mark the mailing running.
     pub async fn start_due_mailings(&self, now: i64) -> Result<Vec<Started>> {
-        let due: Vec<(i64, i64, String)> = sqlx::query(
-            "SELECT id, tenant_id, filter FROM mailings WHERE state = 'scheduled' AND start_at <= $1 ORDER BY id",
+        let due: Vec<(i64, i64, String, String)> = sqlx::query(
+            "SELECT id, tenant_id, filter, channel FROM mailings WHERE state = 'scheduled' AND start_at <= $1 ORDER BY id",
         )
         .bind(now)
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
         let mut started = Vec::new();
-        for (mailing_id, tenant_id, filter) in due {
+        for (mailing_id, tenant_id, filter, channel) in due {
+            let channel: ChannelKind = channel.parse()?;
             let filter: AudienceFilter = serde_json::from_str(&filter).unwrap_or_default();
             let mut tx = self.write_tx().await?;
             // Claim the start first: a cancel that committed since the SELECT above wins, and
@@ -395,24 +450,24 @@ impl Store {
             let sql = format!(
                 "INSERT INTO messages (mailing_id, client_id, state, next_attempt_at, updated_at)
                  SELECT $4, c.id, 'pending', $5, $5 FROM clients c WHERE {}",
-                audience_where(self.backend)
+                audience_where(self.backend, channel)
             );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
+            let inserted = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(tenant_id)
                 .bind(operator_codes)
                 .bind(tags)
                 .bind(mailing_id)
                 .bind(now)
                 .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            // The insert's own count: counting the rows again read a million index entries.
+            let recipients = i64::try_from(inserted).unwrap_or(i64::MAX);
+            sqlx::query("UPDATE mailings SET recipients = $1 WHERE id = $2")
+                .bind(recipients)
+                .bind(mailing_id)
+                .execute(&mut *tx)
                 .await?;
-            let recipients: i64 = sqlx::query(
-                "UPDATE mailings SET recipients = (SELECT COUNT(*) FROM messages WHERE mailing_id = $1)
-                 WHERE id = $1 RETURNING recipients",
-            )
-            .bind(mailing_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
             tx.commit().await?;
             started.push(Started {
                 mailing_id,
@@ -532,7 +587,7 @@ impl Store {
             .await?;
         let done = sqlx::query(
             "UPDATE mailings SET channel = $1, text = $2, filter = $3, priority = $4, start_at = $5, end_at = $6,
-                                 local_hours = $7
+                                 local_hours = $7, subject = $10, html = $11
              WHERE tenant_id = $8 AND id = $9 AND state = 'scheduled'",
         )
         .bind(new.channel.as_str())
@@ -544,6 +599,8 @@ impl Store {
         .bind(new.local_hours.map(|h| h.to_string()))
         .bind(tenant_id)
         .bind(id)
+        .bind(&new.subject)
+        .bind(&new.html)
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -657,11 +714,16 @@ impl Store {
     }
 
     /// How many clients a filter selects now.
-    pub async fn count_audience(&self, tenant_id: i64, filter: &AudienceFilter) -> Result<i64> {
+    pub async fn count_audience(
+        &self,
+        tenant_id: i64,
+        filter: &AudienceFilter,
+        channel: ChannelKind,
+    ) -> Result<i64> {
         let (operator_codes, tags) = audience_params(filter);
         let sql = format!(
             "SELECT COUNT(*) FROM clients c WHERE {}",
-            audience_where(self.backend)
+            audience_where(self.backend, channel)
         );
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)

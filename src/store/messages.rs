@@ -33,6 +33,12 @@ pub enum Outcome {
     Defer {
         at: i64,
     },
+    /// The channel was unavailable: `failed_temporary` until `at` with the error recorded,
+    /// no attempt counted.
+    Wait {
+        at: i64,
+        error: String,
+    },
     /// Cut off mid-send on a channel that cannot resend safely.
     Unknown {
         error: String,
@@ -51,6 +57,7 @@ impl Outcome {
             Outcome::Release => "released",
             Outcome::Skipped { .. } => "skipped",
             Outcome::Defer { .. } => "deferred",
+            Outcome::Wait { .. } => "waiting",
             Outcome::Unknown { .. } => "unknown",
         }
     }
@@ -63,6 +70,8 @@ pub struct DeliveryRow {
     /// Attempts made before this one.
     pub attempts: i64,
     pub client: Client,
+    /// The client used its unsubscribe link (after this mailing was materialized, perhaps).
+    pub email_opted_out: bool,
 }
 
 /// Rows the pump claimed for one job.
@@ -265,7 +274,8 @@ impl Store {
             "SELECT s.id, s.attempts, c.id, c.phone, c.operator_code, c.name, c.email,
                     c.telegram_chat_id, c.timezone, c.attributes,
                     (SELECT string_agg(t.name, ',') FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
-                     WHERE ct.client_id = c.id)
+                     WHERE ct.client_id = c.id),
+                    c.email_opted_out_at
              FROM messages s JOIN clients c ON c.id = s.client_id
              WHERE s.claim = $1 AND s.state IN ('queued', 'sending')
                AND s.id IN ({})
@@ -299,6 +309,7 @@ impl Store {
                             .unwrap_or_default(),
                         attributes: serde_json::from_str(&attributes).unwrap_or_default(),
                     },
+                    email_opted_out: r.get::<Option<i64>, _>(11).is_some(),
                 }
             })
             .collect())
@@ -368,6 +379,7 @@ impl Store {
                 Outcome::Release => (MessageState::Pending, 0, now, None),
                 Outcome::Skipped { reason } => (MessageState::Skipped, 0, now, Some(reason)),
                 Outcome::Defer { at } => (MessageState::Pending, 0, *at, None),
+                Outcome::Wait { at, error } => (MessageState::FailedTemporary, 0, *at, Some(error)),
             };
             sqlx::query(
                 "UPDATE messages SET

@@ -10,6 +10,7 @@ mod idempotency;
 mod instances;
 mod mailings;
 mod messages;
+mod reports;
 mod users;
 
 pub use clients::{Client, ClientPatch, ClientQuery, ImportReport, NewClient};
@@ -17,10 +18,12 @@ pub use idempotency::IdempotencyClaim;
 pub use instances::InstanceKind;
 pub use mailings::{Mailing, MailingStats, MessageRow, NewMailing, StateCounts};
 pub use messages::{ClaimedBatch, DeliveryRow, Outcome};
+pub use reports::{CronClaim, ReportCounts, ReportError};
 pub use users::{User, UserSummary, is_plausible_user_name};
 
 use crate::domain::InvalidInput;
 use sqlx::AnyPool;
+use sqlx::Row;
 use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -231,6 +234,25 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+
+    /// The secret called `name`, made (random, 32 bytes hex) by whichever process asks first.
+    pub async fn site_secret(&self, name: &str) -> Result<String> {
+        let fresh = hex::encode(rand::random::<[u8; 32]>());
+        sqlx::query(
+            "INSERT INTO site_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query("SELECT value FROM site_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?
+                .get(0),
+        )
     }
 
     pub async fn close(&self) {

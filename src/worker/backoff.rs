@@ -37,6 +37,20 @@ impl RetrySchedule {
             .nth(attempts_made.saturating_sub(1) as usize)?;
         Some(provider_asked.map_or(ours, |asked| asked.max(ours)))
     }
+
+    /// How long a message waits while its channel is unavailable (our credentials refused,
+    /// the server unreachable): no attempt is counted, so it does not follow the growing
+    /// schedule; a fixed pause, the longest delay but at most a minute, keeps a million waiting
+    /// messages from hammering a server that is down.
+    pub fn unavailable_delay(&self, provider_asked: Option<Duration>) -> Duration {
+        let cap = self
+            .builder
+            .build()
+            .last()
+            .unwrap_or(Duration::from_secs(60))
+            .min(Duration::from_secs(60));
+        provider_asked.map_or(cap, |asked| asked.max(cap))
+    }
 }
 
 #[cfg(test)]

@@ -12,13 +12,14 @@
 
 use super::backoff::RetrySchedule;
 use super::maintenance::Halted;
-use crate::channels::{Channels, DeliveryError, Outgoing};
+use crate::channels::{Channels, DeliveryError, EmailParts, Outgoing};
 use crate::dedup::DedupKeys;
-use crate::domain::MailingState;
+use crate::domain::{ChannelKind, InvalidInput, MailingState};
 use crate::jobs::{DeliverBatch, Job};
 use crate::now_ms;
 use crate::store::{DeliveryRow, Mailing, Outcome, Store, StoreError};
 use crate::template::MessageTemplate;
+use crate::unsubscribe::UnsubscribeKeys;
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +56,51 @@ pub struct Deliverer {
     /// renewal (a fraction of the shorter lease). Renewing on every flush rewrote every held
     /// row a few times per batch, the largest share of the database's work at full speed.
     pub renew_lease_every: Duration,
+    /// Signs each email recipient's unsubscribe link.
+    pub unsubscribe: UnsubscribeKeys,
+    /// `api.public_url`: where unsubscribe links point.
+    pub public_url: String,
+}
+
+/// A mailing's templates, compiled once per batch.
+struct Templates {
+    text: Result<MessageTemplate, InvalidInput>,
+    subject: Option<Result<MessageTemplate, InvalidInput>>,
+    html: Option<Result<MessageTemplate, InvalidInput>>,
+}
+
+/// One recipient's message, rendered.
+struct Rendered {
+    text: String,
+    subject: Option<String>,
+    html: Option<String>,
+}
+
+impl Templates {
+    fn compile(mailing: &Mailing) -> Templates {
+        Templates {
+            text: MessageTemplate::compile(&mailing.text),
+            subject: mailing.subject.as_deref().map(MessageTemplate::compile),
+            html: mailing.html.as_deref().map(MessageTemplate::compile_html),
+        }
+    }
+
+    fn render(
+        &self,
+        row: &DeliveryRow,
+        extra: &[(&'static str, &str)],
+    ) -> Result<Rendered, InvalidInput> {
+        let one = |t: &Result<MessageTemplate, InvalidInput>| -> Result<String, InvalidInput> {
+            t.as_ref()
+                .map_err(Clone::clone)?
+                .render_with(&row.client, extra)
+        };
+        Ok(Rendered {
+            text: one(&self.text)?,
+            subject: self.subject.as_ref().map(one).transpose()?,
+            html: self.html.as_ref().map(one).transpose()?,
+        })
+    }
 }
 
 /// The deduplication key of one text to one recipient: tenant, channel, address and text.
@@ -120,7 +166,7 @@ impl Deliverer {
         if rows.is_empty() {
             return Ok(()); // a stale token: its rows were re-queued or settled meanwhile
         }
-        let template = Arc::new(MessageTemplate::compile(&mailing.text));
+        let template = Arc::new(Templates::compile(&mailing));
         let in_flight = self.channels.max_in_flight(mailing.channel);
         let mailing = Arc::new(mailing);
         let claim = batch.claim;
@@ -223,23 +269,48 @@ impl Deliverer {
     async fn send_one(
         &self,
         mailing: &Mailing,
-        template: &Result<MessageTemplate, crate::domain::InvalidInput>,
+        templates: &Templates,
         row: &DeliveryRow,
         claim: i64,
         resend_is_safe: bool,
     ) -> Option<Outcome> {
-        let text = match template.as_ref().map(|t| t.render(&row.client)) {
-            Ok(Ok(text)) => text,
-            Ok(Err(e)) => return Some(Outcome::Failed { error: e.0 }),
-            Err(e) => return Some(Outcome::Failed { error: e.0.clone() }),
+        let is_email = mailing.channel == ChannelKind::Email;
+        let address = if is_email {
+            if row.email_opted_out {
+                return Some(Outcome::Skipped {
+                    reason: "the client unsubscribed from email".into(),
+                });
+            }
+            match &row.client.email {
+                Some(email) => email.as_str(),
+                None => {
+                    return Some(Outcome::Skipped {
+                        reason: "the client has no email address any more".into(),
+                    });
+                }
+            }
+        } else {
+            row.client.phone.as_str()
         };
+        let unsubscribe_url =
+            is_email.then(|| self.unsubscribe.url(&self.public_url, row.client.id));
+        let extra: Vec<(&'static str, &str)> = unsubscribe_url
+            .as_deref()
+            .map(|url| ("unsubscribe_url", url))
+            .into_iter()
+            .collect();
+        let rendered = match templates.render(row, &extra) {
+            Ok(rendered) => rendered,
+            Err(e) => return Some(Outcome::Failed { error: e.0 }),
+        };
+        let text = &rendered.text;
         // Every check runs before each wait and again after it: a row that will not be sent
         // takes neither a slot nor a rate token, and one that waited long is judged afresh.
         if let Some(outcome) = self.unwanted(mailing, row) {
             return Some(outcome);
         }
         if self.dedup_window_ms > 0 {
-            let key = dedup_key(mailing, &row.client.phone, &text);
+            let key = dedup_key(mailing, address, text);
             match self
                 .dedup
                 .reserve(&self.store, &key, row.message_id, self.dedup_window_ms)
@@ -285,15 +356,20 @@ impl Deliverer {
         let msg = Outgoing {
             message_id: row.message_id,
             mailing_id: mailing.id,
-            phone: &row.client.phone,
-            text: &text,
+            address,
+            text,
+            email: rendered.subject.as_deref().map(|subject| EmailParts {
+                subject,
+                html: rendered.html.as_deref(),
+                unsubscribe_url: unsubscribe_url.as_deref(),
+            }),
         };
         let started = Instant::now();
         let result = channel.send(&msg).await;
         let channel_name = mailing.channel.as_str();
         metrics::histogram!("blast_send_duration_seconds", "channel" => channel_name)
             .record(started.elapsed().as_secs_f64());
-        let outcome = self.outcome_of(result, row, mailing.end_at);
+        let outcome = self.outcome_of(result, row, mailing.end_at, resend_is_safe);
         metrics::counter!("blast_send_attempts_total", "channel" => channel_name, "outcome" => outcome.label())
             .increment(1);
         if matches!(outcome, Outcome::Retry { .. }) {
@@ -335,10 +411,30 @@ impl Deliverer {
         result: Result<(), DeliveryError>,
         row: &DeliveryRow,
         end_at: i64,
+        resend_is_safe: bool,
     ) -> Outcome {
         match result {
             Ok(()) => Outcome::Sent,
             Err(DeliveryError::Permanent(error)) => Outcome::Failed { error },
+            Err(DeliveryError::Indeterminate(error)) if !resend_is_safe => {
+                Outcome::Unknown { error }
+            }
+            Err(DeliveryError::Indeterminate(reason)) => self.outcome_of(
+                Err(DeliveryError::transient(reason)),
+                row,
+                end_at,
+                resend_is_safe,
+            ),
+            Err(DeliveryError::Unavailable(error)) => {
+                let at = now_ms() + self.retry.unavailable_delay(None).as_millis() as i64;
+                if at >= end_at {
+                    Outcome::Expired {
+                        last_error: Some(error),
+                    }
+                } else {
+                    Outcome::Wait { at, error }
+                }
+            }
             Err(DeliveryError::Transient {
                 reason,
                 retry_after,

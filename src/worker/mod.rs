@@ -1,7 +1,8 @@
-//! The worker role: the scheduler, the pump, the reconciler and one apalis worker per priority
-//! lane, all stopped by one injected shutdown future.
+//! The worker role: the scheduler, the pump, the reconciler, one apalis worker per priority
+//! lane and the daily statistics email, all stopped by one injected shutdown future.
 
 mod backoff;
+pub mod daily;
 mod deliver;
 mod maintenance;
 mod pump;
@@ -11,13 +12,14 @@ pub use deliver::Deliverer;
 pub use maintenance::{reconcile_once, schedule_once};
 pub use pump::{ClaimCursors, pump_once};
 
-use crate::channels::{Channels, DeliveryError};
+use crate::channels::{Channels, DeliveryError, EmailChannel};
 use crate::dedup::DedupKeys;
 use crate::jobs::Lane;
 use crate::limits::Limiter;
 use crate::queue::Queue;
 use crate::settings::Settings;
 use crate::store::{InstanceKind, Store, StoreError};
+use crate::unsubscribe::UnsubscribeKeys;
 use apalis::prelude::{BackendExt, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt};
 use futures::FutureExt;
 use std::future::Future;
@@ -35,6 +37,8 @@ pub enum WorkerError {
     Channel(#[from] DeliveryError),
     #[error("queue worker failed: {0}")]
     Queue(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 /// How the worker shares the database with other workers.
@@ -143,7 +147,25 @@ async fn run_registered(
         dedup,
         batches: tokio_util::task::TaskTracker::new(),
         renew_lease_every: Duration::from_secs(w.queued_lease_secs.min(w.sending_lease_secs)) / 4,
+        unsubscribe: UnsubscribeKeys::new(&store.site_secret(UnsubscribeKeys::SECRET_NAME).await?),
+        public_url: settings.api.public_url.clone(),
     });
+
+    if !settings.stats.recipients.is_empty() {
+        let daily = Arc::new(daily::DailyStats {
+            store: store.clone(),
+            email: Arc::new(EmailChannel::new(&settings.email)?),
+            recipients: settings.stats.recipients.clone(),
+            timezone: settings.stats.timezone.clone(),
+            instance: instance.to_owned(),
+        });
+        let (schedule, token) = (settings.stats.schedule.clone(), token.clone());
+        tasks.spawn(async move {
+            daily::run(daily, &schedule, token)
+                .await
+                .map_err(WorkerError::Config)
+        });
+    }
 
     tasks.spawn(periodic(
         "scheduler",

@@ -169,6 +169,8 @@ impl TestDb {
                     start_at,
                     end_at,
                     local_hours: None,
+                    subject: None,
+                    html: None,
                 },
                 1000,
             )
@@ -185,15 +187,19 @@ pub struct RunningWorker {
 
 impl RunningWorker {
     pub fn start(store: &Store, settings: Settings) -> RunningWorker {
+        RunningWorker::start_with(store, settings, Tenancy::Exclusive)
+    }
+
+    /// One of several workers on the same database (as processes on many hosts would be).
+    pub fn start_shared(store: &Store, settings: Settings) -> RunningWorker {
+        RunningWorker::start_with(store, settings, Tenancy::Shared)
+    }
+
+    fn start_with(store: &Store, settings: Settings, tenancy: Tenancy) -> RunningWorker {
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(worker::run(
-            store.clone(),
-            settings,
-            Tenancy::Exclusive,
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let handle = tokio::spawn(worker::run(store.clone(), settings, tenancy, async move {
+            let _ = rx.await;
+        }));
         RunningWorker {
             stop: Some(tx),
             handle,

@@ -1,0 +1,188 @@
+//! What the daily statistics report reads (every tenant's mailings over a time range), and the
+//! `cron_runs` table that makes a cluster-wide job run once per day, however many processes tick.
+
+use super::{Result, Store};
+use crate::domain::{ChannelKind, MailingState, MessageState};
+use crate::now_ms;
+use sqlx::Row;
+
+/// One mailing's messages whose state changed inside the report's range, by state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportCounts {
+    pub mailing_id: i64,
+    pub tenant: String,
+    pub channel: ChannelKind,
+    pub mailing_state: MailingState,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub state: MessageState,
+    pub count: i64,
+}
+
+/// How often one error text was the last error of a mailing's messages inside the range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportError {
+    pub mailing_id: i64,
+    pub error: String,
+    pub count: i64,
+}
+
+/// Whether this process may run a cluster-wide job for one day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CronClaim {
+    /// Yours: run it, then call [`Store::finish_cron_run`].
+    Claimed { attempts: i64 },
+    /// Done already, or another process is running it now.
+    Taken,
+}
+
+impl Store {
+    /// Per mailing and state, the messages whose state last changed in `[from, to)`.
+    pub async fn report_counts(&self, from: i64, to: i64) -> Result<Vec<ReportCounts>> {
+        let rows = sqlx::query(
+            "SELECT m.id, u.name, m.channel, m.state, m.started_at, m.finished_at, s.state, COUNT(*)
+             FROM messages s JOIN mailings m ON m.id = s.mailing_id JOIN users u ON u.id = m.tenant_id
+             WHERE s.updated_at >= $1 AND s.updated_at < $2
+             GROUP BY m.id, u.name, m.channel, m.state, m.started_at, m.finished_at, s.state
+             ORDER BY m.id, s.state",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReportCounts {
+                    mailing_id: r.get(0),
+                    tenant: r.get(1),
+                    channel: r.get::<String, _>(2).parse()?,
+                    mailing_state: r.get::<String, _>(3).parse()?,
+                    started_at: r.get(4),
+                    finished_at: r.get(5),
+                    state: r.get::<String, _>(6).parse()?,
+                    count: r.get(7),
+                })
+            })
+            .collect()
+    }
+
+    /// The most frequent last errors per mailing among messages that changed in `[from, to)`,
+    /// at most `per_mailing` each, most frequent first.
+    pub async fn report_errors(
+        &self,
+        from: i64,
+        to: i64,
+        per_mailing: usize,
+    ) -> Result<Vec<ReportError>> {
+        let rows = sqlx::query(
+            "SELECT mailing_id, last_error, COUNT(*) AS n FROM messages
+             WHERE updated_at >= $1 AND updated_at < $2 AND last_error IS NOT NULL
+               AND state IN ('failed_permanent', 'expired', 'unknown')
+             GROUP BY mailing_id, last_error ORDER BY mailing_id, n DESC, last_error",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<ReportError> = Vec::new();
+        let mut taken = 0;
+        for r in rows {
+            let mailing_id: i64 = r.get(0);
+            if out.last().is_none_or(|e| e.mailing_id != mailing_id) {
+                taken = 0;
+            }
+            if taken < per_mailing {
+                taken += 1;
+                out.push(ReportError {
+                    mailing_id,
+                    error: r.get(1),
+                    count: r.get(2),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Claim `job` for `day` for `instance`: free when never run, failed before, or running
+    /// longer than `lease_ms` (its process died). One statement, so two processes that tick
+    /// together cannot both win.
+    pub async fn claim_cron_run(
+        &self,
+        job: &str,
+        day: &str,
+        instance: &str,
+        lease_ms: i64,
+    ) -> Result<CronClaim> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO cron_runs (job, day, state, instance, attempts, updated_at)
+             VALUES ($1, $2, 'running', $3, 1, $4)
+             ON CONFLICT (job, day) DO UPDATE
+               SET state = 'running', instance = $3, attempts = cron_runs.attempts + 1, updated_at = $4
+             WHERE cron_runs.state = 'failed'
+                OR (cron_runs.state = 'running' AND cron_runs.updated_at <= $5)
+             RETURNING attempts",
+        )
+        .bind(job)
+        .bind(day)
+        .bind(instance)
+        .bind(now)
+        .bind(now - lease_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => CronClaim::Claimed { attempts: r.get(0) },
+            None => CronClaim::Taken,
+        })
+    }
+
+    /// Record how a claimed run ended: `error` None means done, otherwise failed (and free
+    /// to be claimed again on a later tick).
+    pub async fn finish_cron_run(
+        &self,
+        job: &str,
+        day: &str,
+        instance: &str,
+        error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE cron_runs SET state = $1, last_error = $2, updated_at = $3
+             WHERE job = $4 AND day = $5 AND instance = $6 AND state = 'running'",
+        )
+        .bind(if error.is_some() { "failed" } else { "done" })
+        .bind(error)
+        .bind(now_ms())
+        .bind(job)
+        .bind(day)
+        .bind(instance)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The days of `job` since `since_day` that have a run, with its state, oldest first.
+    pub async fn cron_days(&self, job: &str, since_day: &str) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query(
+            "SELECT day, state FROM cron_runs WHERE job = $1 AND day >= $2 ORDER BY day",
+        )
+        .bind(job)
+        .bind(since_day)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+    }
+
+    /// The state of `job` on `day` ("running", "done", "failed"), if it ever ran.
+    pub async fn cron_run_state(&self, job: &str, day: &str) -> Result<Option<(String, i64)>> {
+        Ok(
+            sqlx::query("SELECT state, attempts FROM cron_runs WHERE job = $1 AND day = $2")
+                .bind(job)
+                .bind(day)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| (r.get(0), r.get(1))),
+        )
+    }
+}
