@@ -181,6 +181,8 @@ pub enum ChannelKind {
     Sms,
     /// Email over SMTP, to clients that have an address and did not unsubscribe.
     Email,
+    /// The Telegram Bot API, to clients with a chat id who did not block the bot.
+    Telegram,
     /// A JSON-lines file: every delivery written as one line. For trials and demos.
     Log,
 }
@@ -190,6 +192,7 @@ impl ChannelKind {
         match self {
             ChannelKind::Sms => "sms",
             ChannelKind::Email => "email",
+            ChannelKind::Telegram => "telegram",
             ChannelKind::Log => "log",
         }
     }
@@ -201,9 +204,10 @@ impl FromStr for ChannelKind {
         match s {
             "sms" => Ok(ChannelKind::Sms),
             "email" => Ok(ChannelKind::Email),
+            "telegram" => Ok(ChannelKind::Telegram),
             "log" | "file" => Ok(ChannelKind::Log),
             other => Err(invalid(format!(
-                "unknown channel {other:?}: expected sms, email or log"
+                "unknown channel {other:?}: expected sms, email, telegram or log"
             ))),
         }
     }

@@ -16,6 +16,7 @@ pub mod report;
 pub mod settings;
 pub mod shutdown;
 pub mod store;
+pub mod telegram;
 pub mod telemetry;
 pub mod template;
 pub mod unsubscribe;

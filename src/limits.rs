@@ -22,6 +22,9 @@ pub struct Limit {
     pub interval: Duration,
     /// How far ahead of the steady rate sends may run.
     pub burst: Duration,
+    /// The priority headroom of this limit, instead of the limiter's: zero for a provider
+    /// that answers any burst past its rate with 429s.
+    pub headroom: Option<Duration>,
 }
 
 impl Limit {
@@ -31,7 +34,18 @@ impl Limit {
             key: key.into(),
             interval: period / count.max(1),
             burst,
+            headroom: None,
         }
+    }
+
+    pub fn with_headroom(mut self, headroom: Duration) -> Limit {
+        self.headroom = Some(headroom);
+        self
+    }
+
+    /// How far ahead of the clock `lane` may run this limit.
+    fn tolerance(&self, lane: Lane, default_headroom: Duration) -> Duration {
+        self.burst + lane_headroom(lane, self.headroom.unwrap_or(default_headroom))
     }
 
     pub fn per_second(key: impl Into<String>, count: u32, burst: Duration) -> Limit {
@@ -77,6 +91,19 @@ end
 return 0
 "#;
 
+/// Push a limit's theoretical arrival time to at least now + ARGV[1] microseconds: nothing
+/// passes it before then.
+const HOLD_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local hold = now + tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < hold then
+  redis.call('SET', KEYS[1], string.format('%.0f', hold), 'PX', math.ceil(tonumber(ARGV[1]) / 1000) + 1000)
+end
+return 0
+"#;
+
 /// Rate limits for this process: counted locally, or shared through Redis.
 #[derive(Clone)]
 pub enum Limiter {
@@ -85,6 +112,7 @@ pub enum Limiter {
         conn: ConnectionManager,
         prefix: String,
         script: Arc<redis::Script>,
+        hold_script: Arc<redis::Script>,
         headroom: Duration,
     },
 }
@@ -108,6 +136,7 @@ impl Limiter {
             conn,
             prefix: format!("{prefix}:ratelimit:"),
             script: Arc::new(redis::Script::new(GCRA_SCRIPT)),
+            hold_script: Arc::new(redis::Script::new(HOLD_SCRIPT)),
             headroom,
         }
     }
@@ -123,7 +152,6 @@ impl Limiter {
         }
         match self {
             Limiter::Local(tats, headroom) => {
-                let extra = lane_headroom(lane, *headroom);
                 let now = Instant::now();
                 let mut tats = tats
                     .lock()
@@ -132,7 +160,7 @@ impl Limiter {
                 for limit in limits {
                     let tat = tats.get(&limit.key).copied().unwrap_or(now).max(now);
                     let ahead = tat - now;
-                    wait = wait.max(ahead.saturating_sub(limit.burst + extra));
+                    wait = wait.max(ahead.saturating_sub(limit.tolerance(lane, *headroom)));
                 }
                 if !wait.is_zero() {
                     return Ok(Some(wait));
@@ -148,20 +176,49 @@ impl Limiter {
                 prefix,
                 script,
                 headroom,
+                ..
             } => {
-                let extra = lane_headroom(lane, *headroom);
                 let mut invocation = script.prepare_invoke();
                 for limit in limits {
                     invocation
                         .key(format!("{prefix}{}", limit.key))
                         .arg(limit.interval.as_micros() as u64)
-                        .arg((limit.burst + extra).as_micros() as u64);
+                        .arg(limit.tolerance(lane, *headroom).as_micros() as u64);
                 }
                 let wait_us: u64 = invocation
                     .invoke_async(&mut conn.clone())
                     .await
                     .map_err(|e| LimitError(e.to_string()))?;
                 Ok((wait_us > 0).then(|| Duration::from_micros(wait_us)))
+            }
+        }
+    }
+
+    /// Let nothing pass `key` for `pause` from now (the provider asked us to wait).
+    pub async fn hold(&self, key: &str, pause: Duration) -> Result<(), LimitError> {
+        match self {
+            Limiter::Local(tats, _) => {
+                let until = Instant::now() + pause;
+                let mut tats = tats
+                    .lock()
+                    .map_err(|_| LimitError("lock poisoned".into()))?;
+                let tat = tats.entry(key.to_string()).or_insert(until);
+                *tat = (*tat).max(until);
+                Ok(())
+            }
+            Limiter::Redis {
+                conn,
+                prefix,
+                hold_script,
+                ..
+            } => {
+                let _: i64 = hold_script
+                    .key(format!("{prefix}{key}"))
+                    .arg(pause.as_micros() as u64)
+                    .invoke_async(&mut conn.clone())
+                    .await
+                    .map_err(|e| LimitError(e.to_string()))?;
+                Ok(())
             }
         }
     }

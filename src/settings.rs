@@ -51,6 +51,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub rate_limits: RateLimitSettings,
     pub email: EmailSettings,
+    pub telegram: TelegramSettings,
     pub stats: StatsSettings,
 }
 
@@ -106,6 +107,49 @@ impl Default for EmailSettings {
             max_connections: 8,
             rate_limit_per_second: 0,
             max_body_chars: 200_000,
+        }
+    }
+}
+
+/// The Telegram Bot API and the limits it enforces. Every limit is counted per bot and, with
+/// Redis, across all worker processes together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramSettings {
+    /// The bot's token from @BotFather; empty: Telegram mailings wait until one is set.
+    pub bot_token: Secret,
+    /// The Bot API root (a local Bot API server, or a stub in tests).
+    pub api_url: String,
+    /// Messages per second per bot, all chats together (Telegram's ~30/s).
+    pub bot_per_second: u32,
+    /// Messages per second to one chat.
+    pub chat_per_second: u32,
+    /// Messages per minute to one group chat.
+    pub group_per_minute: u32,
+    /// Give up waiting for one answer after this many milliseconds (the send becomes
+    /// `unknown`: Telegram has no idempotency key, so it is never resent blindly).
+    pub timeout_ms: u64,
+    /// Sends in flight at once, per worker process and priority lane.
+    pub max_in_flight: u32,
+    /// Largest media file accepted with a mailing, in bytes (the Bot API takes 50 MB).
+    pub max_upload_bytes: u64,
+    /// After a 429 the send waits the `retry_after` Telegram named (on this bot's limit only,
+    /// keeping its slot) and tries again, this many times before it goes back to wait its turn.
+    pub retries_after_429: u32,
+}
+
+impl Default for TelegramSettings {
+    fn default() -> Self {
+        TelegramSettings {
+            bot_token: Secret::default(),
+            api_url: "https://api.telegram.org".into(),
+            bot_per_second: 30,
+            chat_per_second: 1,
+            group_per_minute: 20,
+            timeout_ms: 30_000,
+            max_in_flight: 16,
+            max_upload_bytes: 50 * 1024 * 1024,
+            retries_after_429: 3,
         }
     }
 }
@@ -337,6 +381,7 @@ impl Default for Settings {
             redis: RedisSettings::default(),
             rate_limits: RateLimitSettings::default(),
             email: EmailSettings::default(),
+            telegram: TelegramSettings::default(),
             stats: StatsSettings::default(),
         }
     }
@@ -465,9 +510,36 @@ impl Settings {
                 "api.login_attempts_per_minute and api.max_page_size must be at least 1".into(),
             ));
         }
-        if self.sms.max_in_flight == 0 || self.email.max_in_flight == 0 {
+        if self.sms.max_in_flight == 0
+            || self.email.max_in_flight == 0
+            || self.telegram.max_in_flight == 0
+        {
             return Err(SettingsError::Rule(
-                "sms.max_in_flight and email.max_in_flight must be at least 1".into(),
+                "sms, email and telegram max_in_flight must be at least 1".into(),
+            ));
+        }
+        let tg = &self.telegram;
+        if tg.bot_per_second == 0 || tg.chat_per_second == 0 || tg.group_per_minute == 0 {
+            return Err(SettingsError::Rule(
+                "telegram.bot_per_second, chat_per_second and group_per_minute must be at least 1"
+                    .into(),
+            ));
+        }
+        if tg.timeout_ms == 0 {
+            return Err(SettingsError::Rule(
+                "telegram.timeout_ms must be at least 1".into(),
+            ));
+        }
+        if !(tg.api_url.starts_with("http://") || tg.api_url.starts_with("https://")) {
+            return Err(SettingsError::Rule(format!(
+                "telegram.api_url {:?} must be an http:// or https:// URL",
+                tg.api_url
+            )));
+        }
+        if !tg.bot_token.is_empty() && crate::channels::bot_id_of(tg.bot_token.expose()).is_none() {
+            return Err(SettingsError::Rule(
+                "telegram.bot_token does not look like a bot token (digits, a colon, then the secret)"
+                    .into(),
             ));
         }
         if let Err(e) = self.email.from.parse::<lettre::message::Mailbox>() {
@@ -513,6 +585,7 @@ impl Settings {
     pub fn max_text_chars(&self, channel: crate::domain::ChannelKind) -> u32 {
         match channel {
             crate::domain::ChannelKind::Email => self.email.max_body_chars,
+            crate::domain::ChannelKind::Telegram => crate::telegram::MAX_TEXT_CHARS as u32,
             crate::domain::ChannelKind::Sms | crate::domain::ChannelKind::Log => {
                 self.sms.max_text_chars
             }
@@ -525,6 +598,7 @@ impl Settings {
         for secret in [
             &mut shown.sms.token,
             &mut shown.email.password,
+            &mut shown.telegram.bot_token,
             &mut shown.redis.url,
         ] {
             if !secret.is_empty() {

@@ -371,6 +371,8 @@ async fn filters_pick_the_audience_and_templates_use_attributes() {
                 local_hours: None,
                 subject: None,
                 html: None,
+                telegram: None,
+                upload: None,
             },
             1000,
         )
@@ -522,6 +524,8 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
                 local_hours: None,
                 subject: None,
                 html: None,
+                telegram: None,
+                upload: None,
             },
             1000,
         )
@@ -613,6 +617,8 @@ async fn a_large_mailing_on_the_log_channel_writes_every_line_once() {
                 local_hours: None,
                 subject: None,
                 html: None,
+                telegram: None,
+                upload: None,
             },
             1000,
         )
@@ -748,6 +754,8 @@ async fn messages_wait_for_the_recipients_local_hours() {
                 local_hours: Some(hours.parse().expect("hours")),
                 subject: None,
                 html: None,
+                telegram: None,
+                upload: None,
             },
             1000,
         )

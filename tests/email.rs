@@ -54,6 +54,8 @@ async fn email_mailing(db: &TestDb, tag: &str) -> i64 {
                 text: "Hello {{ name }}. Unsubscribe: {{ unsubscribe_url }}".into(),
                 subject: Some("News for {{ name }}".into()),
                 html: Some("<p>Hello <b>{{ name }}</b></p>".into()),
+                telegram: None,
+                upload: None,
                 filter: AudienceFilter {
                     tags: vec![tag.into()],
                     operator_codes: vec![],

@@ -81,6 +81,8 @@ async fn create(db: &TestDb, text: &str, tag: &str, priority: Priority) -> i64 {
                 local_hours: None,
                 subject: None,
                 html: None,
+                telegram: None,
+                upload: None,
             },
             1000,
         )

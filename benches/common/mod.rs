@@ -38,6 +38,8 @@ pub async fn create_mailing(store: &Store, tenant: i64, now: i64) -> Result<Mail
                 local_hours: None,
                 subject: None,
                 html: None,
+                telegram: None,
+                upload: None,
             },
             1000,
         )

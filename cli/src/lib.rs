@@ -216,9 +216,10 @@ pub enum MailingCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct MailingCreateArgs {
-    /// The message; may use client fields and attributes: {{ name }}, {{ city }}.
-    #[arg(long)]
-    pub text: String,
+    /// The message; may use client fields and attributes: {{ name }}, {{ city }}. On Telegram
+    /// with media it is the caption (--caption says the same).
+    #[arg(long, alias = "caption", required_unless_present_any = ["photo", "video", "voice", "video_note", "animation", "document"])]
+    pub text: Option<String>,
     /// Send to clients with this tag (repeatable: any of them).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
@@ -237,7 +238,7 @@ pub struct MailingCreateArgs {
     /// 09:00-21:00; messages outside wait for the next opening.
     #[arg(long, value_name = "HH:MM-HH:MM")]
     pub local_hours: Option<String>,
-    #[arg(long, default_value = "sms", value_parser = ["sms", "email", "log"])]
+    #[arg(long, default_value = "sms", value_parser = ["sms", "email", "telegram", "log"])]
     pub channel: String,
     /// Email: the subject, a template like the text (required with --channel email).
     #[arg(long)]
@@ -245,8 +246,66 @@ pub struct MailingCreateArgs {
     /// Email: an HTML body from this file, a template like the text, sent beside the text.
     #[arg(long, value_name = "FILE")]
     pub html_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub telegram: TelegramArgs,
     #[arg(long)]
     pub json: bool,
+}
+
+/// What a Telegram mailing sends beside its text. MEDIA is an http(s) URL, `file_id:ID` (a file
+/// Telegram already has), or a local file (stored with the mailing, uploaded once).
+#[derive(Debug, Clone, Args)]
+#[group(multiple = false, id = "media")]
+pub struct TelegramMedia {
+    /// Telegram: send a photo, the text as its caption.
+    #[arg(long, value_name = "MEDIA")]
+    pub photo: Option<String>,
+    /// Telegram: send a video.
+    #[arg(long, value_name = "MEDIA")]
+    pub video: Option<String>,
+    /// Telegram: send a voice message (OGG/Opus).
+    #[arg(long, value_name = "MEDIA")]
+    pub voice: Option<String>,
+    /// Telegram: send a round video note (no caption).
+    #[arg(long, value_name = "MEDIA")]
+    pub video_note: Option<String>,
+    /// Telegram: send an animation (GIF or soundless MP4).
+    #[arg(long, value_name = "MEDIA")]
+    pub animation: Option<String>,
+    /// Telegram: send a document (any file).
+    #[arg(long, value_name = "MEDIA")]
+    pub document: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TelegramArgs {
+    #[command(flatten)]
+    pub media: TelegramMedia,
+    /// Telegram: how the text is read: html or markdownv2 (default: plain text).
+    #[arg(long, value_parser = ["html", "markdownv2"])]
+    pub parse_mode: Option<String>,
+    /// Telegram: no preview of the first link of a text message.
+    #[arg(long)]
+    pub no_link_preview: bool,
+    /// Telegram: a link button under the message, LABEL=URL (repeatable, one row each).
+    #[arg(long = "button", value_name = "LABEL=URL")]
+    pub buttons: Vec<String>,
+}
+
+impl TelegramMedia {
+    /// The kind of message and its MEDIA, when one was given.
+    pub fn chosen(&self) -> Option<(&'static str, &str)> {
+        [
+            ("photo", &self.photo),
+            ("video", &self.video),
+            ("voice", &self.voice),
+            ("video_note", &self.video_note),
+            ("animation", &self.animation),
+            ("document", &self.document),
+        ]
+        .into_iter()
+        .find_map(|(kind, media)| media.as_deref().map(|m| (kind, m)))
+    }
 }
 
 #[derive(Debug, Clone, Args)]

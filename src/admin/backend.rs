@@ -176,7 +176,21 @@ fn mailing_json(m: &NewMailing) -> Value {
         "local_hours": m.local_hours.map(|h| h.to_string()),
         "subject": m.subject,
         "html": m.html,
+        "telegram": telegram_json(m),
     })
+}
+
+/// A Telegram mailing's content for the API: a local file travels inline, base64-encoded.
+fn telegram_json(m: &NewMailing) -> Option<Value> {
+    use base64::Engine;
+    let mut content = serde_json::to_value(m.telegram.as_ref()?).ok()?;
+    if let Some(upload) = &m.upload {
+        content["media"] = json!({"file": {
+            "name": upload.file_name,
+            "base64": base64::engine::general_purpose::STANDARD.encode(&upload.content),
+        }});
+    }
+    Some(content)
 }
 
 fn patch_json(p: &ClientPatch) -> Value {

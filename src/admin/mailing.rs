@@ -6,8 +6,11 @@ use crate::domain::{
     parse_operator_code, parse_tag,
 };
 use crate::now_ms;
-use crate::store::{Mailing, NewMailing, StateCounts};
-use blast_cli::{MailingCreateArgs, Progress, format_duration_ms, format_time_ms, table};
+use crate::store::{Mailing, MediaUpload, NewMailing, StateCounts};
+use crate::telegram::{MediaSource, TelegramContent, TelegramKind, UrlButton};
+use blast_cli::{
+    MailingCreateArgs, Progress, TelegramArgs, format_duration_ms, format_time_ms, table,
+};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -29,6 +32,7 @@ pub fn parse_time(s: &str) -> Result<i64, InvalidInput> {
 pub fn new_mailing(
     args: &MailingCreateArgs,
     default_window_hours: u32,
+    max_upload_bytes: u64,
 ) -> Result<NewMailing, InvalidInput> {
     let start_at = match &args.start {
         Some(s) => parse_time(s)?,
@@ -52,9 +56,11 @@ pub fn new_mailing(
         .collect::<Result<_, _>>()?;
     operator_codes.sort();
     operator_codes.dedup();
+    let channel = args.channel.parse::<ChannelKind>()?;
+    let (telegram, upload) = telegram_content(&args.telegram, channel, max_upload_bytes)?;
     Ok(NewMailing {
-        channel: args.channel.parse::<ChannelKind>()?,
-        text: args.text.clone(),
+        channel,
+        text: args.text.clone().unwrap_or_default(),
         filter: AudienceFilter {
             tags,
             operator_codes,
@@ -73,6 +79,87 @@ pub fn new_mailing(
                 })
             })
             .transpose()?,
+        telegram,
+        upload,
+    })
+}
+
+/// The Telegram part of `blast mailing create`: kind, media (a URL, `file_id:ID`, or a local
+/// file read into the mailing), parse mode, link preview, buttons.
+fn telegram_content(
+    args: &TelegramArgs,
+    channel: ChannelKind,
+    max_upload_bytes: u64,
+) -> Result<(Option<TelegramContent>, Option<MediaUpload>), InvalidInput> {
+    let chosen = args.media.chosen();
+    let given = chosen.is_some()
+        || args.parse_mode.is_some()
+        || args.no_link_preview
+        || !args.buttons.is_empty();
+    if channel != ChannelKind::Telegram {
+        if given {
+            return Err(invalid(
+                "--photo, --video, --voice, --video-note, --animation, --document, --parse-mode, --no-link-preview and --button are for --channel telegram",
+            ));
+        }
+        return Ok((None, None));
+    }
+    let kind = match chosen {
+        None => TelegramKind::Text,
+        Some((kind, _)) => serde_json::from_value(serde_json::Value::String(kind.into()))
+            .map_err(|e| invalid(e.to_string()))?,
+    };
+    let mut upload = None;
+    let media = match chosen.map(|(_, media)| media) {
+        None => None,
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            Some(MediaSource::Url(url.to_string()))
+        }
+        Some(id) if id.starts_with("file_id:") => {
+            Some(MediaSource::FileId(id["file_id:".len()..].to_string()))
+        }
+        Some(path) => {
+            upload = Some(read_media_file(
+                std::path::Path::new(path),
+                max_upload_bytes,
+            )?);
+            None
+        }
+    };
+    let content = TelegramContent {
+        kind,
+        media,
+        parse_mode: args.parse_mode.as_deref().map(str::parse).transpose()?,
+        link_preview: !args.no_link_preview,
+        buttons: args
+            .buttons
+            .iter()
+            .map(|b| b.parse::<UrlButton>().map(|b| vec![b]))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok((Some(content), upload))
+}
+
+/// A local media file, refused when larger than `telegram.max_upload_bytes`.
+fn read_media_file(path: &std::path::Path, max_bytes: u64) -> Result<MediaUpload, InvalidInput> {
+    let cannot = |e: std::io::Error| invalid(format!("cannot read {}: {e}", path.display()));
+    let size = std::fs::metadata(path).map_err(cannot)?.len();
+    if size > max_bytes {
+        return Err(invalid(format!(
+            "{} has {size} bytes; telegram.max_upload_bytes is {max_bytes}",
+            path.display()
+        )));
+    }
+    if size == 0 {
+        return Err(invalid(format!("{} is empty", path.display())));
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    Ok(MediaUpload {
+        file_name,
+        content: std::fs::read(path).map_err(cannot)?,
     })
 }
 
@@ -84,7 +171,11 @@ struct MailingView<'a> {
 }
 
 pub async fn create(ctx: &Context, args: &MailingCreateArgs) -> Result<()> {
-    let new = new_mailing(args, ctx.settings.mailing.default_window_hours)?;
+    let new = new_mailing(
+        args,
+        ctx.settings.mailing.default_window_hours,
+        ctx.settings.telegram.max_upload_bytes,
+    )?;
     let max_chars = ctx.settings.max_text_chars(new.channel);
     let mailing = ctx.backend().await?.create_mailing(new, max_chars).await?;
     if args.json {

@@ -8,7 +8,8 @@ use crate::domain::{
     AudienceFilter, ChannelKind, MailingState, MessageState, Priority, parse_operator_code,
     parse_tags,
 };
-use crate::store::{Mailing, MailingStats, MessageRow, NewMailing, StateCounts};
+use crate::store::{Mailing, MailingStats, MediaUpload, MessageRow, NewMailing, StateCounts};
+use crate::telegram::{MediaSource, ParseMode, TelegramContent, TelegramKind, UrlButton};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -26,7 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 pub struct MailingInput {
     /// The message; a template over client fields and attributes: `Hi {{ name }}`.
     pub text: String,
-    /// `sms` (default), `email` or `log`.
+    /// `sms` (default), `email`, `telegram` or `log`.
     #[serde(default = "default_channel")]
     pub channel: String,
     /// Clients with any of these tags (none: every client).
@@ -48,6 +49,94 @@ pub struct MailingInput {
     pub subject: Option<String>,
     /// Email: the HTML body, a template like the text, sent beside the text.
     pub html: Option<String>,
+    /// Telegram: the kind of message, its media and options (absent: a text message).
+    pub telegram: Option<TelegramInput>,
+}
+
+/// What a Telegram mailing sends beside its text (the caption of a media message).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramInput {
+    /// text, photo, video, voice, video_note, animation or document
+    pub kind: TelegramKind,
+    /// Required for every kind but text.
+    pub media: Option<MediaInput>,
+    /// html or markdownv2; absent: plain text.
+    pub parse_mode: Option<ParseMode>,
+    /// Preview the first link of a text message (default true).
+    #[serde(default = "default_true")]
+    pub link_preview: bool,
+    /// Rows of link buttons under the message.
+    #[serde(default)]
+    pub buttons: Vec<Vec<UrlButton>>,
+}
+
+/// A media file: `{"url": …}`, `{"file_id": …}` or `{"file": {"name": …, "base64": …}}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum MediaInput {
+    Url(String),
+    FileId(String),
+    File(FileInput),
+}
+
+/// A file sent inline; it is stored with the mailing and uploaded to Telegram once.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileInput {
+    pub name: String,
+    /// The file's bytes, standard base64.
+    pub base64: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl TelegramInput {
+    fn into_content(
+        self,
+        max_upload_bytes: u64,
+    ) -> ApiResult<(TelegramContent, Option<MediaUpload>)> {
+        use base64::Engine;
+        let (media, upload) = match self.media {
+            None => (None, None),
+            Some(MediaInput::Url(url)) => (Some(MediaSource::Url(url)), None),
+            Some(MediaInput::FileId(id)) => (Some(MediaSource::FileId(id)), None),
+            Some(MediaInput::File(file)) => {
+                let content = base64::engine::general_purpose::STANDARD
+                    .decode(file.base64.trim())
+                    .map_err(|e| ApiError::invalid(format!("media file: not base64: {e}")))?;
+                if content.is_empty() || content.len() as u64 > max_upload_bytes {
+                    return Err(ApiError::invalid(format!(
+                        "media file: {} bytes; it must have 1 to {max_upload_bytes} (telegram.max_upload_bytes)",
+                        content.len()
+                    )));
+                }
+                let name = file.name.trim();
+                if name.is_empty() || name.contains(['/', '\\']) {
+                    return Err(ApiError::invalid("media file: give a plain file name"));
+                }
+                (
+                    None,
+                    Some(MediaUpload {
+                        file_name: name.to_string(),
+                        content,
+                    }),
+                )
+            }
+        };
+        Ok((
+            TelegramContent {
+                kind: self.kind,
+                media,
+                parse_mode: self.parse_mode,
+                link_preview: self.link_preview,
+                buttons: self.buttons,
+            },
+            upload,
+        ))
+    }
 }
 
 fn default_channel() -> String {
@@ -59,7 +148,11 @@ fn default_priority() -> String {
 }
 
 impl MailingInput {
-    fn into_new_mailing(self, default_window_hours: u32) -> ApiResult<NewMailing> {
+    fn into_new_mailing(
+        self,
+        default_window_hours: u32,
+        max_upload_bytes: u64,
+    ) -> ApiResult<NewMailing> {
         let start_at = self
             .start_at
             .map_or_else(crate::now_ms, |t| t.timestamp_millis());
@@ -74,6 +167,13 @@ impl MailingInput {
             .collect::<Result<Vec<_>, _>>()?;
         operator_codes.sort();
         operator_codes.dedup();
+        let (telegram, upload) = match self.telegram {
+            Some(input) => {
+                let (content, upload) = input.into_content(max_upload_bytes)?;
+                (Some(content), upload)
+            }
+            None => (None, None),
+        };
         Ok(NewMailing {
             channel: self.channel.parse::<ChannelKind>()?,
             text: self.text,
@@ -90,6 +190,8 @@ impl MailingInput {
             local_hours: self.local_hours.as_deref().map(str::parse).transpose()?,
             subject: self.subject,
             html: self.html,
+            telegram,
+            upload,
         })
     }
 }
@@ -137,7 +239,10 @@ pub async fn create(
     Tenant(user): Tenant,
     ApiJson(input): ApiJson<MailingInput>,
 ) -> ApiResult<(StatusCode, Json<MailingView>)> {
-    let new = input.into_new_mailing(state.settings.mailing.default_window_hours)?;
+    let new = input.into_new_mailing(
+        state.settings.mailing.default_window_hours,
+        state.settings.telegram.max_upload_bytes,
+    )?;
     let max_chars = state.settings.max_text_chars(new.channel);
     let mailing = state.store.create_mailing(user.id, new, max_chars).await?;
     Ok((StatusCode::CREATED, Json(view(&state, mailing).await?)))
@@ -165,7 +270,10 @@ pub async fn replace(
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<MailingInput>,
 ) -> ApiResult<Json<MailingView>> {
-    let new = input.into_new_mailing(state.settings.mailing.default_window_hours)?;
+    let new = input.into_new_mailing(
+        state.settings.mailing.default_window_hours,
+        state.settings.telegram.max_upload_bytes,
+    )?;
     let max_chars = state.settings.max_text_chars(new.channel);
     let mailing = state
         .store
@@ -263,7 +371,10 @@ pub async fn preview(
     Tenant(user): Tenant,
     ApiJson(input): ApiJson<MailingInput>,
 ) -> ApiResult<Json<Preview>> {
-    let new = input.into_new_mailing(state.settings.mailing.default_window_hours)?;
+    let new = input.into_new_mailing(
+        state.settings.mailing.default_window_hours,
+        state.settings.telegram.max_upload_bytes,
+    )?;
     let recipients = state
         .store
         .count_audience(user.id, &new.filter, new.channel)
@@ -271,6 +382,7 @@ pub async fn preview(
     let rate = match new.channel {
         ChannelKind::Sms => state.settings.sms.rate_limit_per_second,
         ChannelKind::Email => state.settings.email.rate_limit_per_second,
+        ChannelKind::Telegram => state.settings.telegram.bot_per_second,
         ChannelKind::Log => 0,
     };
     Ok(Json(Preview {

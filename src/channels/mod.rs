@@ -5,15 +5,19 @@
 //! split drives all retry policy in the worker. Two refinements of "transient" say whose
 //! problem it is: `Unavailable` (the channel cannot send at all: the message waits without
 //! spending an attempt) and `Indeterminate` (it may have been delivered: a channel that cannot
-//! resend safely records it as `unknown`).
+//! resend safely records it as `unknown`). Telegram adds three more that the worker acts on:
+//! `RateLimited` (pause that bot's limit and try again), `Moved` (the chat has a new id: update
+//! the client and resend) and `Blocked` (the recipient is gone for good: mark the client).
 
 mod email;
 mod log;
 mod sms;
+mod telegram;
 
 pub use email::{EmailChannel, EmailParts};
 pub use log::LogChannel;
 pub use sms::SmsChannel;
+pub use telegram::{MediaRef, TelegramChannel, TelegramParts, bot_id_of, direct_media};
 
 use crate::domain::ChannelKind;
 use crate::jobs::Lane;
@@ -42,6 +46,23 @@ pub enum DeliveryError {
     /// duplicate, otherwise recorded as `unknown`.
     #[error("outcome unknown: {0}")]
     Indeterminate(String),
+    /// The provider refused for its rate limit (Telegram's 429): nothing was sent.
+    #[error("rate limited: retry after {} s", retry_after.as_secs())]
+    RateLimited { retry_after: Duration },
+    /// The recipient moved to this address (a group that became a supergroup): nothing was
+    /// sent; resend there.
+    #[error("the chat moved to {to}")]
+    Moved { to: String },
+    /// The recipient blocked us or no longer exists: permanent, and later mailings skip them.
+    #[error("blocked: {0}")]
+    Blocked(String),
+}
+
+/// What a successful send tells us back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Receipt {
+    /// The id Telegram gave an uploaded file, to send it by id from then on.
+    pub file_id: Option<String>,
 }
 
 impl DeliveryError {
@@ -68,6 +89,8 @@ pub struct Outgoing<'a> {
     pub text: &'a str,
     /// Subject, HTML and unsubscribe link, on the email channel.
     pub email: Option<EmailParts<'a>>,
+    /// Kind, media and options, on the Telegram channel.
+    pub telegram: Option<TelegramParts<'a>>,
 }
 
 /// A channel adapter behind an in-flight limit.
@@ -75,15 +98,17 @@ pub struct Outgoing<'a> {
 pub enum Channel {
     Sms(SmsChannel),
     Email(EmailChannel),
+    Telegram(TelegramChannel),
     Log(LogChannel),
 }
 
 impl Channel {
-    pub async fn send(&self, msg: &Outgoing<'_>) -> Result<(), DeliveryError> {
+    pub async fn send(&self, msg: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
         match self {
-            Channel::Sms(c) => c.send(msg).await,
-            Channel::Email(c) => c.send(msg).await,
-            Channel::Log(c) => c.send(msg).await,
+            Channel::Sms(c) => c.send(msg).await.map(|()| Receipt::default()),
+            Channel::Email(c) => c.send(msg).await.map(|()| Receipt::default()),
+            Channel::Telegram(c) => c.send(msg).await,
+            Channel::Log(c) => c.send(msg).await.map(|()| Receipt::default()),
         }
     }
 }
@@ -112,15 +137,19 @@ impl LaneSlots {
 pub struct Channels {
     sms: Arc<(Channel, LaneSlots)>,
     email: Arc<(Channel, LaneSlots)>,
+    telegram: Arc<(Channel, LaneSlots)>,
     log: Arc<(Channel, LaneSlots)>,
     max_in_flight: usize,
     email_max_in_flight: usize,
+    telegram_max_in_flight: usize,
     /// Where rate limits are counted: this process, or Redis for all of them.
     limiter: Limiter,
     /// The SMS provider's rate limit, when one is configured.
     sms_limit: Option<Limit>,
     /// The SMTP server's rate limit, when one is configured.
     email_limit: Option<Limit>,
+    /// Telegram's limits, per bot: all chats, one chat, one group chat.
+    telegram_limits: TelegramLimits,
     /// Sends per second per tenant, all channels together; 0: none.
     tenant_per_second: u32,
     burst: Duration,
@@ -140,12 +169,25 @@ impl Channels {
                 Channel::Email(EmailChannel::new(&settings.email)?),
                 LaneSlots::new(settings.email.max_in_flight as usize),
             )),
+            telegram: Arc::new((
+                Channel::Telegram(TelegramChannel::new(&settings.telegram)?),
+                LaneSlots::new(settings.telegram.max_in_flight as usize),
+            )),
             log: Arc::new((
                 Channel::Log(LogChannel::new(&settings.log_channel.path)),
                 LaneSlots::new(settings.sms.max_in_flight as usize),
             )),
             max_in_flight: settings.sms.max_in_flight as usize,
             email_max_in_flight: settings.email.max_in_flight as usize,
+            telegram_max_in_flight: settings.telegram.max_in_flight as usize,
+            telegram_limits: TelegramLimits {
+                bot_id: bot_id_of(settings.telegram.bot_token.expose())
+                    .unwrap_or_default()
+                    .to_string(),
+                bot_per_second: settings.telegram.bot_per_second,
+                chat_per_second: settings.telegram.chat_per_second,
+                group_per_minute: settings.telegram.group_per_minute,
+            },
             limiter,
             sms_limit: (settings.sms.rate_limit_per_second > 0)
                 .then(|| Limit::per_second("sms", settings.sms.rate_limit_per_second, burst)),
@@ -167,9 +209,9 @@ impl Channels {
 
     /// Channels whose sends carry no idempotency key: a send cut off mid-flight on them must
     /// not be repeated blindly. The log channel appends a line per send, and an SMTP server
-    /// takes the same message twice as two.
+    /// and the Bot API take the same message twice as two.
     pub fn unsafe_to_resend() -> &'static [&'static str] {
-        &["log", "email"]
+        &["log", "email", "telegram"]
     }
 
     /// Whether a send on `kind` may be repeated after a crash without a duplicate reaching the
@@ -189,6 +231,7 @@ impl Channels {
         let (channel, slots) = match kind {
             ChannelKind::Sms => &*self.sms,
             ChannelKind::Email => &*self.email,
+            ChannelKind::Telegram => &*self.telegram,
             ChannelKind::Log => &*self.log,
         };
         let permit = slots
@@ -199,16 +242,15 @@ impl Channels {
         Ok((permit, channel))
     }
 
-    /// The rate limits one send on `kind` for `tenant_id` passes through, outermost first.
-    pub fn limits_for(&self, kind: ChannelKind, tenant_id: i64) -> Vec<Limit> {
-        let mut limits = Vec::with_capacity(2);
-        let provider = match kind {
-            ChannelKind::Sms => &self.sms_limit,
-            ChannelKind::Email => &self.email_limit,
-            ChannelKind::Log => &None,
-        };
-        if let Some(limit) = provider {
-            limits.push(limit.clone());
+    /// The rate limits one send on `kind` to `address` for `tenant_id` passes through,
+    /// outermost first.
+    pub fn limits_for(&self, kind: ChannelKind, tenant_id: i64, address: &str) -> Vec<Limit> {
+        let mut limits = Vec::with_capacity(3);
+        match kind {
+            ChannelKind::Sms => limits.extend(self.sms_limit.clone()),
+            ChannelKind::Email => limits.extend(self.email_limit.clone()),
+            ChannelKind::Telegram => limits.extend(self.telegram_limits.for_chat(address)),
+            ChannelKind::Log => {}
         }
         if self.tenant_per_second > 0 {
             limits.push(Limit::per_second(
@@ -220,9 +262,10 @@ impl Channels {
         limits
     }
 
-    /// Wait for every rate limit a send on `kind` for `tenant_id` in `lane` passes through.
-    pub async fn rate_wait(&self, kind: ChannelKind, tenant_id: i64, lane: Lane) {
-        let limits = self.limits_for(kind, tenant_id);
+    /// Wait for every rate limit a send on `kind` to `address` for `tenant_id` in `lane`
+    /// passes through.
+    pub async fn rate_wait(&self, kind: ChannelKind, tenant_id: i64, address: &str, lane: Lane) {
+        let limits = self.limits_for(kind, tenant_id, address);
         let waited = self.limiter.until_ready(&limits, lane).await;
         if waited > Duration::from_millis(1) {
             metrics::counter!("blast_rate_limit_waits_total", "channel" => kind.as_str())
@@ -232,11 +275,65 @@ impl Channels {
         }
     }
 
+    /// Telegram answered 429: hold back every send of this bot, in every process, for
+    /// `retry_after`. Other bots and channels go on.
+    pub async fn pause_telegram_bot(&self, retry_after: Duration) {
+        let key = self.telegram_limits.bot_key();
+        if let Err(e) = self.limiter.hold(&key, retry_after).await {
+            tracing::warn!(error = %e, "cannot pause the bot's rate limit");
+        }
+    }
+
     /// How many sends `kind` allows in flight at once in one lane.
     pub fn max_in_flight(&self, kind: ChannelKind) -> usize {
         match kind {
             ChannelKind::Sms | ChannelKind::Log => self.max_in_flight,
             ChannelKind::Email => self.email_max_in_flight,
+            ChannelKind::Telegram => self.telegram_max_in_flight,
         }
+    }
+}
+
+/// Telegram's limits of one bot.
+#[derive(Debug, Clone)]
+struct TelegramLimits {
+    bot_id: String,
+    bot_per_second: u32,
+    chat_per_second: u32,
+    group_per_minute: u32,
+}
+
+impl TelegramLimits {
+    fn bot_key(&self) -> String {
+        format!("tg:bot:{}", self.bot_id)
+    }
+
+    /// The bot's limit, the chat's, and a group chat's (negative ids are groups). None runs
+    /// ahead of its rate: Telegram answers a burst with 429s. The bot's limit still lets a
+    /// higher lane run two sends ahead, so priorities hold when the bot is the bottleneck.
+    fn for_chat(&self, chat: &str) -> Vec<Limit> {
+        let bot = Limit::per_second(self.bot_key(), self.bot_per_second, Duration::ZERO);
+        let headroom = bot.interval * 2;
+        let mut limits = vec![
+            bot.with_headroom(headroom),
+            Limit::per_second(
+                format!("tg:chat:{}:{chat}", self.bot_id),
+                self.chat_per_second,
+                Duration::ZERO,
+            )
+            .with_headroom(Duration::ZERO),
+        ];
+        if chat.starts_with('-') {
+            limits.push(
+                Limit::new(
+                    format!("tg:group:{}:{chat}", self.bot_id),
+                    self.group_per_minute,
+                    Duration::from_secs(60),
+                    Duration::ZERO,
+                )
+                .with_headroom(Duration::ZERO),
+            );
+        }
+        limits
     }
 }

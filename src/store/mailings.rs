@@ -6,6 +6,7 @@ use crate::domain::{
     AudienceFilter, ChannelKind, LocalHours, MailingState, MessageState, Priority, invalid,
 };
 use crate::now_ms;
+use crate::telegram::{MediaSource, TelegramContent};
 use crate::template::MessageTemplate;
 use serde::Serialize;
 use sqlx::Row;
@@ -26,6 +27,17 @@ pub struct NewMailing {
     pub subject: Option<String>,
     /// The HTML body template of an email mailing, sent beside the text.
     pub html: Option<String>,
+    /// What a Telegram mailing sends (absent: a plain text message).
+    pub telegram: Option<TelegramContent>,
+    /// A file to store with a Telegram mailing and send as its media.
+    pub upload: Option<MediaUpload>,
+}
+
+/// A media file given with a mailing, to be uploaded to Telegram by the first send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaUpload {
+    pub file_name: String,
+    pub content: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -49,6 +61,9 @@ pub struct Mailing {
     /// Email only: the HTML body template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
+    /// Telegram only: the kind of message, its media and options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telegram: Option<TelegramContent>,
     pub state: MailingState,
     pub recipients: i64,
     pub created_at: i64,
@@ -86,7 +101,7 @@ pub struct MailingStats {
     pub counts: StateCounts,
 }
 
-const MAILING_COLUMNS: &str = "id, tenant_id, channel, text, filter, priority, start_at, end_at, state, recipients, created_at, started_at, finished_at, local_hours, subject, html";
+const MAILING_COLUMNS: &str = "id, tenant_id, channel, text, filter, priority, start_at, end_at, state, recipients, created_at, started_at, finished_at, local_hours, subject, html, telegram";
 
 fn mailing_from_row(r: &AnyRow) -> Result<Mailing> {
     let filter: String = r.get(4);
@@ -113,6 +128,11 @@ fn mailing_from_row(r: &AnyRow) -> Result<Mailing> {
             .transpose()?,
         subject: r.get(14),
         html: r.get(15),
+        telegram: r
+            .get::<Option<String>, _>(16)
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(|e| StoreError::Invalid(invalid(format!("stored Telegram content: {e}"))))?,
     })
 }
 
@@ -133,6 +153,9 @@ fn counts_from_rows(rows: &[AnyRow]) -> Result<StateCounts> {
 fn audience_where(backend: Backend, channel: ChannelKind) -> String {
     let reachable = match channel {
         ChannelKind::Email => "c.email IS NOT NULL AND c.email_opted_out_at IS NULL AND ",
+        ChannelKind::Telegram => {
+            "c.telegram_chat_id IS NOT NULL AND c.telegram_blocked_at IS NULL AND "
+        }
         ChannelKind::Sms | ChannelKind::Log => "",
     };
     format!(
@@ -204,11 +227,45 @@ impl Store {
         new: NewMailing,
         max_text_chars: u32,
     ) -> Result<Mailing> {
+        let mut new = new;
+        if new.channel == ChannelKind::Telegram && new.telegram.is_none() {
+            new.telegram = Some(TelegramContent::text_message());
+        }
+        if let (Some(content), Some(_)) = (&mut new.telegram, &new.upload) {
+            if content.media.is_some() {
+                return Err(
+                    invalid("give the media as a file or as a URL/file_id, not both").into(),
+                );
+            }
+            // Checked with a stand-in id; the real one is known once the file is stored.
+            content.media = Some(MediaSource::Upload(0));
+        }
         self.validate_mailing(tenant_id, &new, max_text_chars)
             .await?;
+        let mut tx = self.pool.begin().await?;
+        if let (Some(content), Some(upload)) = (&mut new.telegram, &new.upload) {
+            let media_id: i64 = sqlx::query(
+                "INSERT INTO media_files (tenant_id, file_name, content, created_at)
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(tenant_id)
+            .bind(&upload.file_name)
+            .bind(upload.content.clone())
+            .bind(now_ms())
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+            content.media = Some(MediaSource::Upload(media_id));
+        }
+        let telegram = new
+            .telegram
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Invalid(invalid(e.to_string())))?;
         let id: i64 = sqlx::query(
-            "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, local_hours, state, created_at, subject, html)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'scheduled', $9, $10, $11) RETURNING id",
+            "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, local_hours, state, created_at, subject, html, telegram)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'scheduled', $9, $10, $11, $12) RETURNING id",
         )
         .bind(tenant_id)
         .bind(new.channel.as_str())
@@ -221,9 +278,11 @@ impl Store {
         .bind(now_ms())
         .bind(&new.subject)
         .bind(&new.html)
-        .fetch_one(&self.pool)
+        .bind(telegram)
+        .fetch_one(&mut *tx)
         .await?
         .get(0);
+        tx.commit().await?;
         self.mailing(tenant_id, id).await
     }
 
@@ -240,7 +299,8 @@ impl Store {
         if new.end_at <= now_ms() {
             return Err(invalid("the end of the mailing is already in the past").into());
         }
-        if new.text.trim().is_empty() {
+        // A Telegram media message may go without a caption; its content checks the text.
+        if new.text.trim().is_empty() && new.channel != ChannelKind::Telegram {
             return Err(invalid("the message text is empty").into());
         }
         let chars = new.text.chars().count();
@@ -252,6 +312,25 @@ impl Store {
         }
         MessageTemplate::compile(&new.text)?;
         validate_email_parts(new, max_text_chars)?;
+        match (&new.telegram, new.channel) {
+            (Some(content), ChannelKind::Telegram) => content.validate(&new.text)?,
+            (None, ChannelKind::Telegram) => {}
+            (Some(_), other) => {
+                return Err(invalid(format!(
+                    "Telegram message options are for Telegram mailings, not {other}"
+                ))
+                .into());
+            }
+            (None, _) if new.upload.is_some() => {
+                return Err(invalid("only Telegram mailings carry a media file").into());
+            }
+            (None, _) => {}
+        }
+        if let Some(MediaSource::Upload(id)) = new.telegram.as_ref().and_then(|c| c.media.as_ref())
+            && new.upload.is_none()
+        {
+            self.media_file_name(tenant_id, *id).await?;
+        }
         let known: Vec<String> = sqlx::query("SELECT name FROM tags WHERE tenant_id = $1")
             .bind(tenant_id)
             .fetch_all(&self.pool)

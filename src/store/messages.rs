@@ -72,6 +72,8 @@ pub struct DeliveryRow {
     pub client: Client,
     /// The client used its unsubscribe link (after this mailing was materialized, perhaps).
     pub email_opted_out: bool,
+    /// Telegram told us the client blocked the bot (perhaps during this mailing).
+    pub telegram_blocked: bool,
 }
 
 /// Rows the pump claimed for one job.
@@ -275,7 +277,7 @@ impl Store {
                     c.telegram_chat_id, c.timezone, c.attributes,
                     (SELECT string_agg(t.name, ',') FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
                      WHERE ct.client_id = c.id),
-                    c.email_opted_out_at
+                    c.email_opted_out_at, c.telegram_blocked_at
              FROM messages s JOIN clients c ON c.id = s.client_id
              WHERE s.claim = $1 AND s.state IN ('queued', 'sending')
                AND s.id IN ({})
@@ -310,6 +312,7 @@ impl Store {
                         attributes: serde_json::from_str(&attributes).unwrap_or_default(),
                     },
                     email_opted_out: r.get::<Option<i64>, _>(11).is_some(),
+                    telegram_blocked: r.get::<Option<i64>, _>(12).is_some(),
                 }
             })
             .collect())

@@ -12,12 +12,15 @@
 
 use super::backoff::RetrySchedule;
 use super::maintenance::Halted;
-use crate::channels::{Channels, DeliveryError, EmailParts, Outgoing};
+use crate::channels::{
+    Channels, DeliveryError, EmailParts, MediaRef, Outgoing, Receipt, TelegramParts, direct_media,
+};
 use crate::dedup::DedupKeys;
 use crate::domain::{ChannelKind, InvalidInput, MailingState};
 use crate::jobs::{DeliverBatch, Job};
 use crate::now_ms;
 use crate::store::{DeliveryRow, Mailing, Outcome, Store, StoreError};
+use crate::telegram::MediaSource;
 use crate::template::MessageTemplate;
 use crate::unsubscribe::UnsubscribeKeys;
 use backon::{ExponentialBuilder, Retryable};
@@ -60,6 +63,50 @@ pub struct Deliverer {
     pub unsubscribe: UnsubscribeKeys,
     /// `api.public_url`: where unsubscribe links point.
     pub public_url: String,
+    /// Media files being uploaded to Telegram, so each is uploaded once.
+    pub uploads: MediaUploads,
+    /// `telegram.retries_after_429`.
+    pub retries_after_429: u32,
+}
+
+/// The file_id of one stored media file once uploaded, behind the lock its uploader holds.
+type UploadCell = Arc<tokio::sync::Mutex<Option<String>>>;
+
+/// One lock per stored media file, holding the file_id Telegram gave for it once known. The
+/// first send of a file takes the lock and uploads it; the others wait and send by file_id.
+#[derive(Debug, Clone, Default)]
+pub struct MediaUploads {
+    /// The bot the file_ids belong to.
+    pub bot_id: String,
+    cells: Arc<std::sync::Mutex<std::collections::HashMap<i64, UploadCell>>>,
+}
+
+impl MediaUploads {
+    pub fn new(bot_id: &str) -> MediaUploads {
+        MediaUploads {
+            bot_id: bot_id.to_string(),
+            cells: Arc::default(),
+        }
+    }
+
+    fn cell(&self, media_id: i64) -> UploadCell {
+        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        cells.entry(media_id).or_default().clone()
+    }
+}
+
+/// A Telegram send's media, resolved: passed through, sent by a known file_id, or uploaded
+/// (holding the file's lock until the upload's file_id is stored).
+enum ResolvedMedia {
+    None,
+    Direct,
+    FileId(String),
+    Upload {
+        file_name: String,
+        content: Vec<u8>,
+        media_id: i64,
+        lock: tokio::sync::OwnedMutexGuard<Option<String>>,
+    },
 }
 
 /// A mailing's templates, compiled once per batch.
@@ -117,6 +164,42 @@ fn dedup_key(mailing: &Mailing, address: &str, text: &str) -> String {
         hasher.update(part.as_bytes());
     }
     hex::encode(hasher.finalize())
+}
+
+/// Where the row's message goes on `channel`, or why it is skipped: the recipient left the
+/// channel (unsubscribed, blocked the bot, lost the address) after the mailing was made.
+fn address_of(channel: ChannelKind, row: &DeliveryRow) -> Result<String, String> {
+    let client = &row.client;
+    match channel {
+        ChannelKind::Email if row.email_opted_out => {
+            Err("the client unsubscribed from email".into())
+        }
+        ChannelKind::Email => client
+            .email
+            .clone()
+            .ok_or_else(|| "the client has no email address any more".into()),
+        ChannelKind::Telegram if row.telegram_blocked => Err("the client blocked the bot".into()),
+        ChannelKind::Telegram => client
+            .telegram_chat_id
+            .map(|chat| chat.to_string())
+            .ok_or_else(|| "the client has no Telegram chat any more".into()),
+        ChannelKind::Sms | ChannelKind::Log => Ok(client.phone.clone()),
+    }
+}
+
+/// The media reference of one Telegram send.
+fn media_ref<'a>(
+    media: &'a ResolvedMedia,
+    source: Option<&'a MediaSource>,
+) -> Option<MediaRef<'a>> {
+    match media {
+        ResolvedMedia::None => None,
+        ResolvedMedia::Direct => source.and_then(direct_media),
+        ResolvedMedia::FileId(id) => Some(MediaRef::FileId(id)),
+        ResolvedMedia::Upload {
+            file_name, content, ..
+        } => Some(MediaRef::Upload { file_name, content }),
+    }
 }
 
 /// When a running batch last renewed the lease of its rows (`begin_sending` set it).
@@ -275,22 +358,9 @@ impl Deliverer {
         resend_is_safe: bool,
     ) -> Option<Outcome> {
         let is_email = mailing.channel == ChannelKind::Email;
-        let address = if is_email {
-            if row.email_opted_out {
-                return Some(Outcome::Skipped {
-                    reason: "the client unsubscribed from email".into(),
-                });
-            }
-            match &row.client.email {
-                Some(email) => email.as_str(),
-                None => {
-                    return Some(Outcome::Skipped {
-                        reason: "the client has no email address any more".into(),
-                    });
-                }
-            }
-        } else {
-            row.client.phone.as_str()
+        let mut address = match address_of(mailing.channel, row) {
+            Ok(address) => address,
+            Err(reason) => return Some(Outcome::Skipped { reason }),
         };
         let unsubscribe_url =
             is_email.then(|| self.unsubscribe.url(&self.public_url, row.client.id));
@@ -310,7 +380,7 @@ impl Deliverer {
             return Some(outcome);
         }
         if self.dedup_window_ms > 0 {
-            let key = dedup_key(mailing, address, text);
+            let key = dedup_key(mailing, &address, text);
             match self
                 .dedup
                 .reserve(&self.store, &key, row.message_id, self.dedup_window_ms)
@@ -328,6 +398,10 @@ impl Deliverer {
                 Err(_) => return Some(Outcome::Release),
             }
         }
+        let mut media = match self.resolve_media(mailing).await {
+            Ok(media) => media,
+            Err(outcome) => return Some(outcome),
+        };
         let Ok((_slot, channel)) = self
             .channels
             .acquire(mailing.channel, mailing.priority)
@@ -335,47 +409,151 @@ impl Deliverer {
         else {
             return Some(Outcome::Release);
         };
-        if let Some(outcome) = self.unwanted(mailing, row) {
-            return Some(outcome);
-        }
-        tokio::select! {
-            _ = self.channels.rate_wait(mailing.channel, mailing.tenant_id, mailing.priority) => {}
-            _ = self.shutdown.cancelled() => return Some(Outcome::Release),
-        }
-        if let Some(outcome) = self.unwanted(mailing, row) {
-            return Some(outcome);
-        }
-        if !resend_is_safe {
-            match self.store.mark_sending(row.message_id, claim).await {
-                Ok(true) => {}
-                Ok(false) => return None,
-                // Not marked, so not sent: the row goes back to pending.
-                Err(_) => return Some(Outcome::Release),
-            }
-        }
-        let msg = Outgoing {
-            message_id: row.message_id,
-            mailing_id: mailing.id,
-            address,
-            text,
-            email: rendered.subject.as_deref().map(|subject| EmailParts {
-                subject,
-                html: rendered.html.as_deref(),
-                unsubscribe_url: unsubscribe_url.as_deref(),
-            }),
-        };
-        let started = Instant::now();
-        let result = channel.send(&msg).await;
+        let mut rate_limited = 0;
+        let mut moved = false;
+        let mut marked = resend_is_safe;
         let channel_name = mailing.channel.as_str();
-        metrics::histogram!("blast_send_duration_seconds", "channel" => channel_name)
-            .record(started.elapsed().as_secs_f64());
-        let outcome = self.outcome_of(result, row, mailing.end_at, resend_is_safe);
+        let result = loop {
+            if let Some(outcome) = self.unwanted(mailing, row) {
+                return Some(outcome);
+            }
+            tokio::select! {
+                _ = self.channels.rate_wait(mailing.channel, mailing.tenant_id, &address, mailing.priority) => {}
+                _ = self.shutdown.cancelled() => return Some(Outcome::Release),
+            }
+            if let Some(outcome) = self.unwanted(mailing, row) {
+                return Some(outcome);
+            }
+            if !marked {
+                match self.store.mark_sending(row.message_id, claim).await {
+                    Ok(true) => marked = true,
+                    Ok(false) => return None,
+                    // Not marked, so not sent: the row goes back to pending.
+                    Err(_) => return Some(Outcome::Release),
+                }
+            }
+            let msg = Outgoing {
+                message_id: row.message_id,
+                mailing_id: mailing.id,
+                address: &address,
+                text,
+                email: rendered.subject.as_deref().map(|subject| EmailParts {
+                    subject,
+                    html: rendered.html.as_deref(),
+                    unsubscribe_url: unsubscribe_url.as_deref(),
+                }),
+                telegram: mailing.telegram.as_ref().map(|content| TelegramParts {
+                    content,
+                    media: media_ref(&media, content.media.as_ref()),
+                }),
+            };
+            let started = Instant::now();
+            let result = channel.send(&msg).await;
+            metrics::histogram!("blast_send_duration_seconds", "channel" => channel_name)
+                .record(started.elapsed().as_secs_f64());
+            match result {
+                // Nothing was sent: pause this bot's limit for every process, keep this slot,
+                // and try again once the pause is over.
+                Err(DeliveryError::RateLimited { retry_after })
+                    if rate_limited < self.retries_after_429 =>
+                {
+                    rate_limited += 1;
+                    metrics::counter!("blast_provider_rate_limited_total", "channel" => channel_name)
+                        .increment(1);
+                    self.channels.pause_telegram_bot(retry_after).await;
+                }
+                // A group became a supergroup: the client follows it, and the message goes there.
+                Err(DeliveryError::Moved { to }) if !moved => {
+                    moved = true;
+                    if let (Some(from), Ok(to_id)) = (row.client.telegram_chat_id, to.parse())
+                        && let Err(e) = self
+                            .store
+                            .move_telegram_chat(row.client.id, from, to_id)
+                            .await
+                    {
+                        tracing::warn!(error = %e, client = row.client.id, "cannot store the client's new chat id");
+                    }
+                    address = to;
+                }
+                Err(DeliveryError::Blocked(reason)) => {
+                    if let Err(e) = self.store.block_telegram(row.client.id).await {
+                        tracing::warn!(error = %e, client = row.client.id, "cannot mark the client as blocked");
+                    }
+                    break Err(DeliveryError::Blocked(reason));
+                }
+                Ok(receipt) => {
+                    self.remember_upload(&mut media, &receipt).await;
+                    break Ok(receipt);
+                }
+                other => break other,
+            }
+        };
+        let outcome = self.outcome_of(result.map(|_| ()), row, mailing.end_at, resend_is_safe);
         metrics::counter!("blast_send_attempts_total", "channel" => channel_name, "outcome" => outcome.label())
             .increment(1);
         if matches!(outcome, Outcome::Retry { .. }) {
             metrics::counter!("blast_retries_total", "channel" => channel_name).increment(1);
         }
         Some(outcome)
+    }
+
+    /// The media of a Telegram mailing for this send. A stored file is uploaded by the first
+    /// send that finds no file_id for it (holding its lock meanwhile); the others wait for
+    /// that and send by file_id.
+    async fn resolve_media(&self, mailing: &Mailing) -> Result<ResolvedMedia, Outcome> {
+        let Some(source) = mailing.telegram.as_ref().and_then(|c| c.media.as_ref()) else {
+            return Ok(ResolvedMedia::None);
+        };
+        let MediaSource::Upload(media_id) = *source else {
+            return Ok(ResolvedMedia::Direct);
+        };
+        let lock = self.uploads.cell(media_id).lock_owned().await;
+        if let Some(file_id) = lock.as_ref() {
+            return Ok(ResolvedMedia::FileId(file_id.clone()));
+        }
+        match self
+            .store
+            .telegram_file_id(media_id, &self.uploads.bot_id)
+            .await
+        {
+            Ok(Some(file_id)) => {
+                let mut lock = lock;
+                *lock = Some(file_id.clone());
+                return Ok(ResolvedMedia::FileId(file_id));
+            }
+            Ok(None) => {}
+            Err(_) => return Err(Outcome::Release),
+        }
+        match self.store.media_file(media_id).await {
+            Ok((file_name, content)) => Ok(ResolvedMedia::Upload {
+                file_name,
+                content,
+                media_id,
+                lock,
+            }),
+            Err(StoreError::NotFound(what)) => Err(Outcome::Failed {
+                error: format!("{what} is gone"),
+            }),
+            Err(_) => Err(Outcome::Release),
+        }
+    }
+
+    /// After an upload: store the file_id Telegram gave, so every other send uses it.
+    async fn remember_upload(&self, media: &mut ResolvedMedia, receipt: &Receipt) {
+        let (ResolvedMedia::Upload { media_id, lock, .. }, Some(file_id)) =
+            (media, &receipt.file_id)
+        else {
+            return;
+        };
+        if let Err(e) = self
+            .store
+            .save_telegram_file_id(*media_id, &self.uploads.bot_id, file_id)
+            .await
+        {
+            tracing::warn!(error = %e, media = *media_id, "cannot store an uploaded file's id; the next send uploads it again");
+            return;
+        }
+        **lock = Some(file_id.clone());
     }
 
     /// Why a send must not happen now, if it must not: its mailing was cancelled or paused,
@@ -421,6 +599,30 @@ impl Deliverer {
             }
             Err(DeliveryError::Indeterminate(reason)) => self.outcome_of(
                 Err(DeliveryError::transient(reason)),
+                row,
+                end_at,
+                resend_is_safe,
+            ),
+            Err(DeliveryError::Blocked(error)) => Outcome::Failed { error },
+            // Still rate limited after waiting in place: wait again, no attempt spent.
+            Err(DeliveryError::RateLimited { retry_after }) => {
+                let at = now_ms() + retry_after.as_millis() as i64;
+                let error = format!(
+                    "rate limited by the provider: retry after {} s",
+                    retry_after.as_secs()
+                );
+                if at >= end_at {
+                    Outcome::Expired {
+                        last_error: Some(error),
+                    }
+                } else {
+                    Outcome::Wait { at, error }
+                }
+            }
+            Err(DeliveryError::Moved { to }) => self.outcome_of(
+                Err(DeliveryError::transient(format!(
+                    "the chat moved again, to {to}"
+                ))),
                 row,
                 end_at,
                 resend_is_safe,

@@ -8,7 +8,7 @@ mod maintenance;
 mod pump;
 
 pub use backoff::RetrySchedule;
-pub use deliver::Deliverer;
+pub use deliver::{Deliverer, MediaUploads};
 pub use maintenance::{reconcile_once, schedule_once};
 pub use pump::{ClaimCursors, pump_once};
 
@@ -149,6 +149,10 @@ async fn run_registered(
         renew_lease_every: Duration::from_secs(w.queued_lease_secs.min(w.sending_lease_secs)) / 4,
         unsubscribe: UnsubscribeKeys::new(&store.site_secret(UnsubscribeKeys::SECRET_NAME).await?),
         public_url: settings.api.public_url.clone(),
+        uploads: MediaUploads::new(
+            crate::channels::bot_id_of(settings.telegram.bot_token.expose()).unwrap_or_default(),
+        ),
+        retries_after_429: settings.telegram.retries_after_429,
     });
 
     if !settings.stats.recipients.is_empty() {

@@ -2,9 +2,11 @@
 
 pub mod sms;
 pub mod smtp;
+pub mod telegram;
 
 pub use sms::{Fault, SmsStub, StubRequest};
 pub use smtp::{CapturedMail, SmtpPeer, SmtpPeerOptions};
+pub use telegram::{BotRequest, ChatFault, TelegramStub, TelegramStubOptions};
 
 /// The `p` quantile (0..=1) of values sorted ascending, by nearest rank; 0 when empty.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -171,6 +171,8 @@ impl TestDb {
                     local_hours: None,
                     subject: None,
                     html: None,
+                    telegram: None,
+                    upload: None,
                 },
                 1000,
             )

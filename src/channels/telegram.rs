@@ -1,0 +1,334 @@
+//! Telegram over the Bot API (teloxide-core): every message kind of a mailing to one chat, and
+//! the Bot API's answers mapped onto the delivery error split.
+//!
+//! teloxide-core reads the error from the answer's JSON, not its HTTP status: `parameters`
+//! give `RetryAfter` (429) and `MigrateToChatId`, known descriptions a typed `ApiError`, and any
+//! other description `ApiError::Unknown`. On a 5xx it sleeps 10 s before returning (a constant
+//! in teloxide-core); our own timeout around each send bounds that.
+
+use super::{DeliveryError, Outgoing, Receipt};
+use crate::settings::TelegramSettings;
+use crate::telegram::{MediaSource, ParseMode, TelegramContent, TelegramKind, UrlButton};
+use std::time::Duration;
+use teloxide_core::payloads::setters::*;
+use teloxide_core::requests::Requester;
+use teloxide_core::types::{
+    ChatId, FileId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, LinkPreviewOptions,
+    Message,
+};
+use teloxide_core::{ApiError, Bot, RequestError};
+
+/// The bot's public numeric id: the part of its token before the colon. Limits and stored
+/// file_ids are keyed by it, never by the secret token.
+pub fn bot_id_of(token: &str) -> Option<&str> {
+    let (id, secret) = token.split_once(':')?;
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && secret.len() >= 8).then_some(id)
+}
+
+/// The media of one send, resolved by the worker: a URL or file_id to pass on, or the bytes of
+/// a stored file to upload.
+#[derive(Debug, Clone, Copy)]
+pub enum MediaRef<'a> {
+    Url(&'a str),
+    FileId(&'a str),
+    Upload {
+        file_name: &'a str,
+        content: &'a [u8],
+    },
+}
+
+/// What a Telegram send carries beyond its text (the caption of a media message).
+#[derive(Debug, Clone, Copy)]
+pub struct TelegramParts<'a> {
+    pub content: &'a TelegramContent,
+    pub media: Option<MediaRef<'a>>,
+}
+
+/// The Bot API client of one bot; without a token every send waits as `Unavailable`.
+#[derive(Debug)]
+pub struct TelegramChannel {
+    bot: Option<Bot>,
+    bot_id: String,
+    timeout: Duration,
+}
+
+impl TelegramChannel {
+    pub fn new(settings: &TelegramSettings) -> Result<TelegramChannel, DeliveryError> {
+        let timeout = Duration::from_millis(settings.timeout_ms);
+        let token = settings.bot_token.expose();
+        if token.is_empty() {
+            return Ok(TelegramChannel {
+                bot: None,
+                bot_id: String::new(),
+                timeout,
+            });
+        }
+        let bot_id = bot_id_of(token)
+            .ok_or_else(|| DeliveryError::permanent("telegram.bot_token is not a bot token"))?
+            .to_string();
+        let api_url = reqwest::Url::parse(&settings.api_url).map_err(|e| {
+            DeliveryError::permanent(format!("telegram.api_url {:?}: {e}", settings.api_url))
+        })?;
+        // Our timeout (below) is the one that decides; the client's only backs it up, beyond
+        // teloxide's 10 s pause after a 5xx.
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5).min(timeout))
+            .timeout(timeout + Duration::from_secs(15))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| DeliveryError::permanent(format!("HTTP client: {e}")))?;
+        Ok(TelegramChannel {
+            bot: Some(Bot::with_client(token, client).set_api_url(api_url)),
+            bot_id,
+            timeout,
+        })
+    }
+
+    /// The bot's public id ("" without a token).
+    pub fn bot_id(&self) -> &str {
+        &self.bot_id
+    }
+
+    pub async fn send(&self, msg: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
+        let bot = self.bot.as_ref().ok_or_else(|| {
+            DeliveryError::Unavailable(
+                "no Telegram bot token: set telegram.bot_token (BLAST_TELEGRAM__BOT_TOKEN)".into(),
+            )
+        })?;
+        let chat =
+            msg.address.parse::<i64>().map(ChatId).map_err(|_| {
+                DeliveryError::permanent(format!("{:?} is not a chat id", msg.address))
+            })?;
+        let parts = msg
+            .telegram
+            .ok_or_else(|| DeliveryError::permanent("a Telegram send without its content"))?;
+        let request = send_request(bot, chat, msg.text, parts);
+        match tokio::time::timeout(self.timeout, request).await {
+            Err(_) => Err(DeliveryError::Indeterminate(format!(
+                "no answer from the Bot API within {} ms",
+                self.timeout.as_millis()
+            ))),
+            Ok(Err(e)) => Err(classify(e)),
+            Ok(Ok(message)) => Ok(Receipt {
+                file_id: matches!(parts.media, Some(MediaRef::Upload { .. }))
+                    .then(|| file_id_of(&message))
+                    .flatten(),
+            }),
+        }
+    }
+}
+
+fn parse_mode(mode: ParseMode) -> teloxide_core::types::ParseMode {
+    match mode {
+        ParseMode::Html => teloxide_core::types::ParseMode::Html,
+        ParseMode::MarkdownV2 => teloxide_core::types::ParseMode::MarkdownV2,
+    }
+}
+
+fn keyboard(rows: &[Vec<UrlButton>]) -> Result<Option<InlineKeyboardMarkup>, DeliveryError> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut keyboard = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut buttons = Vec::with_capacity(row.len());
+        for button in row {
+            let url = reqwest::Url::parse(&button.url).map_err(|e| {
+                DeliveryError::permanent(format!("button link {:?}: {e}", button.url))
+            })?;
+            buttons.push(InlineKeyboardButton::url(button.text.clone(), url));
+        }
+        keyboard.push(buttons);
+    }
+    Ok(Some(InlineKeyboardMarkup::new(keyboard)))
+}
+
+fn input_file(media: MediaRef<'_>) -> Result<InputFile, DeliveryError> {
+    Ok(match media {
+        MediaRef::Url(url) => InputFile::url(
+            reqwest::Url::parse(url)
+                .map_err(|e| DeliveryError::permanent(format!("media URL {url:?}: {e}")))?,
+        ),
+        MediaRef::FileId(id) => InputFile::file_id(FileId(id.to_string())),
+        MediaRef::Upload { file_name, content } => {
+            InputFile::memory(content.to_vec()).file_name(file_name.to_string())
+        }
+    })
+}
+
+/// Sets the caption, parse mode and buttons every media send method shares.
+macro_rules! media_send {
+    ($request:expr, $caption:expr, $mode:expr, $markup:expr) => {{
+        let mut request = $request;
+        if let Some(caption) = $caption {
+            request = request.caption(caption.to_string());
+        }
+        if let Some(mode) = $mode {
+            request = request.parse_mode(mode);
+        }
+        if let Some(markup) = $markup {
+            request = request.reply_markup(markup);
+        }
+        request.await
+    }};
+}
+
+async fn send_request(
+    bot: &Bot,
+    chat: ChatId,
+    text: &str,
+    parts: TelegramParts<'_>,
+) -> Result<Message, RequestError> {
+    let content = parts.content;
+    // Links were checked when the mailing was made; one that no longer parses is left out.
+    let markup = keyboard(&content.buttons).unwrap_or_default();
+    let mode = content.parse_mode.map(parse_mode);
+    let caption = (!text.trim().is_empty()).then_some(text);
+    let file = match (content.kind, parts.media) {
+        (TelegramKind::Text, _) => None,
+        (_, Some(media)) => match input_file(media) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                return Err(RequestError::Api(ApiError::Unknown(format!(
+                    "Bad Request: {e}"
+                ))));
+            }
+        },
+        (_, None) => {
+            return Err(RequestError::Api(ApiError::Unknown(
+                "Bad Request: the media of this message is missing".into(),
+            )));
+        }
+    };
+    match (content.kind, file) {
+        (TelegramKind::Photo, Some(file)) => {
+            media_send!(bot.send_photo(chat, file), caption, mode, markup)
+        }
+        (TelegramKind::Video, Some(file)) => {
+            media_send!(bot.send_video(chat, file), caption, mode, markup)
+        }
+        (TelegramKind::Voice, Some(file)) => {
+            media_send!(bot.send_voice(chat, file), caption, mode, markup)
+        }
+        (TelegramKind::Animation, Some(file)) => {
+            media_send!(bot.send_animation(chat, file), caption, mode, markup)
+        }
+        (TelegramKind::Document, Some(file)) => {
+            media_send!(bot.send_document(chat, file), caption, mode, markup)
+        }
+        (TelegramKind::VideoNote, Some(file)) => {
+            // sendVideoNote takes no caption.
+            let mut request = bot.send_video_note(chat, file);
+            if let Some(markup) = markup {
+                request = request.reply_markup(markup);
+            }
+            request.await
+        }
+        _ => {
+            let mut request = bot.send_message(chat, text.to_string());
+            if let Some(mode) = mode {
+                request = request.parse_mode(mode);
+            }
+            if !content.link_preview {
+                request = request.link_preview_options(no_link_preview());
+            }
+            if let Some(markup) = markup {
+                request = request.reply_markup(markup);
+            }
+            request.await
+        }
+    }
+}
+
+fn no_link_preview() -> LinkPreviewOptions {
+    LinkPreviewOptions {
+        is_disabled: true,
+        url: None,
+        prefer_small_media: false,
+        prefer_large_media: false,
+        show_above_text: false,
+    }
+}
+
+/// The file_id Telegram gave the media of a sent message (the largest size of a photo).
+fn file_id_of(message: &Message) -> Option<String> {
+    if let Some(sizes) = message.photo() {
+        return sizes
+            .iter()
+            .max_by_key(|p| u64::from(p.width) * u64::from(p.height))
+            .map(|p| p.file.id.0.clone());
+    }
+    message
+        .video()
+        .map(|v| &v.file)
+        .or_else(|| message.animation().map(|a| &a.file))
+        .or_else(|| message.voice().map(|v| &v.file))
+        .or_else(|| message.video_note().map(|v| &v.file))
+        .or_else(|| message.document().map(|d| &d.file))
+        .map(|f| f.id.0.clone())
+}
+
+/// The Bot API's answer as a delivery error.
+fn classify(error: RequestError) -> DeliveryError {
+    match error {
+        RequestError::RetryAfter(wait) => DeliveryError::RateLimited {
+            retry_after: wait.duration(),
+        },
+        RequestError::MigrateToChatId(to) => DeliveryError::Moved {
+            to: to.0.to_string(),
+        },
+        RequestError::Api(ApiError::ChatNotFound) => {
+            DeliveryError::permanent("Bad Request: chat not found")
+        }
+        RequestError::Api(api) => {
+            let description = api.to_string();
+            if description.starts_with("Forbidden") || description.contains("bot was kicked") {
+                // Blocked, deactivated, kicked, never started: nothing will reach them.
+                DeliveryError::Blocked(description)
+            } else if description.starts_with("Unauthorized") || description == "Not Found" {
+                DeliveryError::Unavailable(format!(
+                    "the Bot API refused the bot token (check telegram.bot_token): {description}"
+                ))
+            } else if description.starts_with("Bad Request") {
+                DeliveryError::Permanent(description)
+            } else {
+                // Server errors and anything else Telegram may get over.
+                DeliveryError::transient(description)
+            }
+        }
+        RequestError::Network(e) if e.is_timeout() => {
+            DeliveryError::Indeterminate(format!("Bot API: {e}"))
+        }
+        RequestError::Network(e) if e.is_connect() => {
+            DeliveryError::Unavailable(format!("cannot reach the Bot API: {e}"))
+        }
+        RequestError::Network(e) => DeliveryError::transient(format!("Bot API: {e}")),
+        RequestError::InvalidJson { raw, .. } => DeliveryError::transient(format!(
+            "the Bot API answered something that is not its JSON: {}",
+            raw.chars().take(200).collect::<String>()
+        )),
+        RequestError::Io(e) => DeliveryError::transient(format!("Bot API: {e}")),
+    }
+}
+
+/// A stored media source as the worker resolves it: URLs and file_ids pass through.
+pub fn direct_media(source: &MediaSource) -> Option<MediaRef<'_>> {
+    match source {
+        MediaSource::Url(url) => Some(MediaRef::Url(url)),
+        MediaSource::FileId(id) => Some(MediaRef::FileId(id)),
+        MediaSource::Upload(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bot_ids_come_from_the_public_part_of_the_token() {
+        assert_eq!(bot_id_of("123456:AAE-secret_part"), Some("123456"));
+        assert_eq!(bot_id_of("abc:AAE-secret_part"), None);
+        assert_eq!(bot_id_of("123456"), None);
+        assert_eq!(bot_id_of("123456:short"), None);
+    }
+}
