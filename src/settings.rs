@@ -249,9 +249,9 @@ impl Default for MailingSettings {
 pub struct ApiSettings {
     /// Address the HTTP API listens on.
     pub listen: String,
-    /// Largest request body accepted, in bytes (bulk import has its own limit).
+    /// Largest request body accepted, in bytes (imports and new mailings have their own limit).
     pub body_limit_bytes: usize,
-    /// Largest client import body, in bytes.
+    /// Largest body of a client import or a new mailing (which may carry a media file), in bytes.
     pub import_body_limit_bytes: usize,
     /// Lifetime of a token from POST /api/v1/auth/token, in seconds.
     pub session_ttl_secs: u64,

@@ -331,6 +331,54 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             vec!["mailing", "create", "--text", "x", "--tag", "a b"],
             "invalid tag",
         ),
+        (
+            vec![
+                "mailing",
+                "create",
+                "--text",
+                "x",
+                "--photo",
+                "https://x.test/a.jpg",
+            ],
+            "are for --channel telegram",
+        ),
+        (
+            vec![
+                "mailing",
+                "create",
+                "--channel",
+                "telegram",
+                "--photo",
+                "missing.jpg",
+            ],
+            "cannot read missing.jpg",
+        ),
+        (
+            vec![
+                "mailing",
+                "create",
+                "--channel",
+                "telegram",
+                "--video-note",
+                "https://x.test/n.mp4",
+                "--caption",
+                "hi",
+            ],
+            "a video note has no caption",
+        ),
+        (
+            vec![
+                "mailing",
+                "create",
+                "--channel",
+                "telegram",
+                "--text",
+                "x",
+                "--button",
+                "Shop=javascript:alert(1)",
+            ],
+            "must start with http://, https:// or tg://",
+        ),
         (vec!["mailing", "show", "999"], "mailing 999 not found"),
         (vec!["mailing", "cancel", "999"], "mailing 999 not found"),
         (vec!["stats", "--day", "2026-13-01"], "invalid day"),
@@ -637,6 +685,35 @@ fn commands_act_on_a_remote_server_through_its_api() {
     let id = created["id"].to_string();
     let shown = json(&remote(&["mailing", "show", &id, "--json"]));
     assert_eq!(shown["state"], "scheduled");
+    // A Telegram photo from a file on this machine travels to the server and is kept there.
+    std::fs::write(here.path().join("a.jpg"), b"not really a jpeg").expect("photo");
+    let photo = json(&remote(&[
+        "mailing",
+        "create",
+        "--channel",
+        "telegram",
+        "--photo",
+        "a.jpg",
+        "--caption",
+        "Hi {{ name }}",
+        "--parse-mode",
+        "html",
+        "--button",
+        "Shop=https://shop.test",
+        "--start",
+        "2030-01-01T00:00:00Z",
+        "--json",
+    ]));
+    assert_eq!(photo["channel"], "telegram");
+    assert_eq!(photo["text"], "Hi {{ name }}");
+    assert_eq!(photo["telegram"]["kind"], "photo");
+    assert_eq!(photo["telegram"]["parse_mode"], "html");
+    assert_eq!(
+        photo["telegram"]["buttons"][0][0]["url"],
+        "https://shop.test"
+    );
+    assert!(photo["telegram"]["media"]["upload"].is_i64(), "{photo}");
+    ok(&remote(&["mailing", "cancel", &photo["id"].to_string()]));
     ok(&remote(&["mailing", "cancel", &id]));
     let out = remote(&["mailing", "cancel", &id]);
     assert_eq!(

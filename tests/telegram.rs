@@ -447,3 +447,61 @@ async fn the_stub_answers_a_burst_past_the_bot_limit_with_429() {
     assert!(limited[0].1["parameters"]["retry_after"].as_u64() >= Some(1));
     assert_eq!(limited[0].1["ok"], json!(false));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_given_to_the_api_inline_reaches_telegram_byte_for_byte() {
+    use base64::Engine;
+    let db = TestDb::new().await;
+    let stub = TelegramStub::start(TelegramStubOptions::default())
+        .await
+        .expect("stub");
+    add_chats(&db, "tg", &[6001, 6002]).await;
+    let settings = telegram_settings(&db, &stub);
+    let user = db.store.user_by_name("tester").await.expect("user");
+    let token = db.store.create_token(&user, "test").await.expect("token");
+    let api = common::ApiServer::start(&db.store, settings.clone()).await;
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    let response = api
+        .http
+        .post(api.url("/api/v1/mailings"))
+        .bearer_auth(&token)
+        .json(&json!({
+            "channel": "telegram",
+            "text": "Your invoice, {{ name }}",
+            "tags": ["tg"],
+            "telegram": {
+                "kind": "document",
+                "media": {"file": {
+                    "name": "invoice.pdf",
+                    "base64": base64::engine::general_purpose::STANDARD.encode(&bytes),
+                }},
+                "buttons": [[{"text": "Pay", "url": "https://pay.test/1"}]],
+            },
+        }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(response.status().as_u16(), 201);
+    let created: serde_json::Value = response.json().await.expect("json");
+    let mailing = created["id"].as_i64().expect("id");
+    assert_eq!(created["telegram"]["kind"], "document");
+    let worker = RunningWorker::start(&db.store, settings);
+    wait_done(&db, mailing, Duration::from_secs(30)).await;
+    worker.stop().await;
+
+    let sent = stub.delivered();
+    assert_eq!(sent.len(), 2);
+    let upload = sent
+        .iter()
+        .find(|r| !r.files.is_empty())
+        .expect("the upload");
+    assert_eq!(upload.files[0].1, "invoice.pdf");
+    assert_eq!(upload.files[0].2, bytes);
+    assert_eq!(
+        upload.fields["reply_markup"]["inline_keyboard"][0][0]["url"],
+        json!("https://pay.test/1")
+    );
+    let mut captions: Vec<&str> = sent.iter().filter_map(|r| r.str_field("caption")).collect();
+    captions.sort();
+    assert_eq!(captions, ["Your invoice, n0", "Your invoice, n1"]);
+}

@@ -73,7 +73,10 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     else {
         return Ok(next.run(Request::from_parts(parts, body)).await);
     };
-    let limit = if parts.uri.path() == "/api/v1/clients/import" {
+    let limit = if matches!(
+        parts.uri.path(),
+        "/api/v1/clients/import" | "/api/v1/mailings"
+    ) {
         state.settings.api.import_body_limit_bytes
     } else {
         state.settings.api.body_limit_bytes

@@ -124,7 +124,8 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
             clients::delete
         ))
         .routes(routes!(clients::import_clients).map(with_import_limit))
-        .routes(routes!(mailings::list, mailings::create))
+        // A mailing may carry a Telegram media file inline.
+        .routes(routes!(mailings::list, mailings::create).map(with_import_limit))
         .routes(routes!(mailings::preview))
         .routes(routes!(mailings::get, mailings::replace, mailings::delete))
         .routes(routes!(mailings::cancel))
