@@ -5,7 +5,7 @@ mod common;
 
 use blast::domain::{MailingState, MessageState};
 use blast_testkit::{Fault, SmsStub};
-use common::{RunningWorker, TOKEN, TestDb, now_ms, wait_until};
+use common::{RunningWorker, TOKEN, TestDb, mailing_state, now_ms, wait_done, wait_until};
 use sqlx::Row;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,24 +26,6 @@ async fn rows(
     .iter()
     .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))))
     .collect()
-}
-
-async fn mailing_state(db: &TestDb, id: i64) -> MailingState {
-    db.store
-        .mailing(db.tenant, id)
-        .await
-        .expect("mailing")
-        .state
-}
-
-async fn wait_done(db: &TestDb, id: i64, limit: Duration) {
-    wait_until(limit, "the mailing to finish", || async {
-        matches!(
-            mailing_state(db, id).await,
-            MailingState::Done | MailingState::Cancelled
-        )
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

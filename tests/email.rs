@@ -5,11 +5,11 @@
 
 mod common;
 
-use blast::domain::{AudienceFilter, ChannelKind, Priority};
+use blast::domain::{AudienceFilter, ChannelKind, MailingState, Priority};
 use blast::settings::{EmailSecurity, Secret, Settings};
 use blast::store::{NewClient, NewMailing};
 use blast_testkit::{SmtpPeer, SmtpPeerOptions};
-use common::{ApiServer, RunningWorker, TestDb, now_ms, wait_until};
+use common::{ApiServer, RunningWorker, TestDb, mailing_state, now_ms, wait_until};
 use sqlx::Row;
 use std::time::Duration;
 
@@ -86,15 +86,6 @@ async fn states(db: &TestDb, mailing: i64) -> Vec<(String, String, i64, Option<S
     .collect()
 }
 
-async fn mailing_state(db: &TestDb, mailing: i64) -> String {
-    sqlx::query("SELECT state FROM mailings WHERE id = $1")
-        .bind(mailing)
-        .fetch_one(db.store.pool())
-        .await
-        .expect("mailing")
-        .get(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_email_mailing_reaches_every_address_and_smtp_answers_drive_retries() {
     let db = TestDb::new().await;
@@ -121,7 +112,7 @@ async fn an_email_mailing_reaches_every_address_and_smtp_answers_drive_retries()
     let mailing = email_mailing(&db, "news").await;
     let worker = RunningWorker::start(&db.store, settings);
     wait_until(Duration::from_secs(20), "the mailing is done", || async {
-        mailing_state(&db, mailing).await == "done"
+        mailing_state(&db, mailing).await == MailingState::Done
     })
     .await;
     worker.stop().await;
@@ -232,7 +223,7 @@ async fn refused_credentials_make_messages_wait_without_spending_attempts() {
     settings.email.password = Secret::new("right");
     let worker = RunningWorker::start(&db.store, settings);
     wait_until(Duration::from_secs(20), "the mailing is done", || async {
-        mailing_state(&db, mailing).await == "done"
+        mailing_state(&db, mailing).await == MailingState::Done
     })
     .await;
     worker.stop().await;
@@ -253,7 +244,7 @@ async fn the_unsubscribe_link_opts_the_client_out_of_later_email_mailings() {
     wait_until(
         Duration::from_secs(20),
         "the first mailing is done",
-        || async { mailing_state(&db, first).await == "done" },
+        || async { mailing_state(&db, first).await == MailingState::Done },
     )
     .await;
     let ann = peer
@@ -298,7 +289,7 @@ async fn the_unsubscribe_link_opts_the_client_out_of_later_email_mailings() {
     wait_until(
         Duration::from_secs(20),
         "the second mailing is done",
-        || async { mailing_state(&db, second).await == "done" },
+        || async { mailing_state(&db, second).await == MailingState::Done },
     )
     .await;
     worker.stop().await;

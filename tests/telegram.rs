@@ -11,7 +11,7 @@ use blast::settings::{Secret, Settings};
 use blast::store::{MediaUpload, NewClient, NewMailing};
 use blast::telegram::{MediaSource, ParseMode, TelegramContent, TelegramKind, UrlButton};
 use blast_testkit::{ChatFault, TelegramStub, TelegramStubOptions};
-use common::{RunningWorker, TestDb, now_ms, wait_until};
+use common::{RunningWorker, TestDb, now_ms, wait_done};
 use serde_json::json;
 use sqlx::Row;
 use std::time::{Duration, Instant};
@@ -102,20 +102,6 @@ async fn states(db: &TestDb, mailing: i64) -> Vec<(i64, String, i64, Option<Stri
     .iter()
     .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
     .collect()
-}
-
-async fn done(db: &TestDb, mailing: i64) -> bool {
-    let state: String = sqlx::query("SELECT state FROM mailings WHERE id = $1")
-        .bind(mailing)
-        .fetch_one(db.store.pool())
-        .await
-        .expect("mailing")
-        .get(0);
-    state == "done"
-}
-
-async fn wait_done(db: &TestDb, mailing: i64, limit: Duration) {
-    wait_until(limit, "the mailing is done", || done(db, mailing)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,6 +98,15 @@ impl BotRequest {
         self.fields.get(name).and_then(Value::as_str)
     }
 
+    /// The bot's id: the token's part before the colon.
+    pub fn bot_id(&self) -> i64 {
+        self.token
+            .split(':')
+            .next()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or(1)
+    }
+
     /// Whether the stub accepted it as a delivered message.
     pub fn delivered(&self) -> bool {
         self.status == 200 && self.method.starts_with("send")
@@ -121,6 +130,18 @@ struct Inner {
     /// Updates waiting for `getUpdates`, by bot token: (update_id, update).
     updates: HashMap<String, Vec<(i64, Value)>>,
     next_update_id: i64,
+}
+
+impl Inner {
+    /// A new file_id for an upload, valid for this bot from now on.
+    fn issue_file_id(&mut self, token: &str, field: &str, message_id: i64) -> String {
+        let id = format!("stub-file-{field}-{message_id}");
+        self.file_ids
+            .entry(token.to_string())
+            .or_default()
+            .push(id.clone());
+        id
+    }
 }
 
 /// A running stub; stops when dropped.
@@ -388,15 +409,9 @@ fn answer(inner: &mut Inner, req: &mut BotRequest) -> (u16, Value, Option<Durati
     let method = req.method.clone();
     match method.as_str() {
         "getme" => {
-            let id: i64 = req
-                .token
-                .split(':')
-                .next()
-                .and_then(|id| id.parse().ok())
-                .unwrap_or(1);
             return (
                 200,
-                json!({"ok": true, "result": {"id": id, "is_bot": true, "first_name": "blast test bot", "username": "blast_test_bot"}}),
+                json!({"ok": true, "result": {"id": req.bot_id(), "is_bot": true, "first_name": "blast test bot", "username": "blast_test_bot"}}),
                 None,
             );
         }
@@ -527,12 +542,7 @@ fn message_result(inner: &mut Inner, req: &BotRequest, chat_id: i64) -> Result<V
     } else {
         json!({"id": chat_id, "type": "private", "first_name": "someone"})
     };
-    let bot_id: i64 = req
-        .token
-        .split(':')
-        .next()
-        .and_then(|id| id.parse().ok())
-        .unwrap_or(1);
+    let bot_id = req.bot_id();
     let mut message = json!({
         "message_id": message_id,
         "date": unix_now(),
@@ -549,13 +559,7 @@ fn message_result(inner: &mut Inner, req: &BotRequest, chat_id: i64) -> Result<V
     }
     let field = media_field(&req.method).unwrap_or("document");
     let file_id = if req.files.iter().any(|(name, _, _)| name == field) {
-        let id = format!("stub-file-{}-{message_id}", field);
-        inner
-            .file_ids
-            .entry(req.token.clone())
-            .or_default()
-            .push(id.clone());
-        id
+        inner.issue_file_id(&req.token, field, message_id)
     } else {
         // A file named in the field may be attach://<part>.
         match req.str_field(field) {
@@ -564,13 +568,7 @@ fn message_result(inner: &mut Inner, req: &BotRequest, chat_id: i64) -> Result<V
                 if !req.files.iter().any(|(name, _, _)| name == part) {
                     return Err(format!("Bad Request: file {part} not uploaded"));
                 }
-                let id = format!("stub-file-{}-{message_id}", field);
-                inner
-                    .file_ids
-                    .entry(req.token.clone())
-                    .or_default()
-                    .push(id.clone());
-                id
+                inner.issue_file_id(&req.token, field, message_id)
             }
             Some(value) if value.starts_with("http://") || value.starts_with("https://") => {
                 format!("stub-url-{}-{message_id}", field)

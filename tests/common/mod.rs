@@ -246,6 +246,27 @@ pub async fn ids_in_state(db: &TestDb, state: &str) -> std::collections::HashSet
         .collect()
 }
 
+/// The state of mailing `id`, as the store has it.
+pub async fn mailing_state(db: &TestDb, id: i64) -> blast::domain::MailingState {
+    db.store
+        .mailing(db.tenant, id)
+        .await
+        .expect("mailing")
+        .state
+}
+
+/// Wait until mailing `id` is done (or cancelled); panic after `limit`.
+pub async fn wait_done(db: &TestDb, id: i64, limit: Duration) {
+    use blast::domain::MailingState;
+    wait_until(limit, "the mailing to finish", || async {
+        matches!(
+            mailing_state(db, id).await,
+            MailingState::Done | MailingState::Cancelled
+        )
+    })
+    .await;
+}
+
 pub fn now_ms() -> i64 {
     blast::now_ms()
 }
