@@ -104,10 +104,14 @@ impl TelegramChannel {
             .ok_or_else(|| DeliveryError::permanent("a Telegram send without its content"))?;
         let request = send_request(bot, chat, msg.text, parts);
         match tokio::time::timeout(self.timeout, request).await {
-            Err(_) => Err(DeliveryError::Indeterminate(format!(
-                "no answer from the Bot API within {} ms",
-                self.timeout.as_millis()
-            ))),
+            Err(_) => {
+                metrics::counter!("blast_provider_errors_total", "channel" => "telegram", "kind" => "timeout")
+                    .increment(1);
+                Err(DeliveryError::Indeterminate(format!(
+                    "no answer from the Bot API within {} ms",
+                    self.timeout.as_millis()
+                )))
+            }
             Ok(Err(e)) => Err(classify(e)),
             Ok(Ok(message)) => Ok(Receipt {
                 file_id: matches!(parts.media, Some(MediaRef::Upload { .. }))
@@ -268,46 +272,71 @@ fn file_id_of(message: &Message) -> Option<String> {
         .map(|f| f.id.0.clone())
 }
 
-/// The Bot API's answer as a delivery error.
+/// The Bot API's answer as a delivery error, counted in `blast_provider_errors_total`.
 fn classify(error: RequestError) -> DeliveryError {
+    let (kind, error) = sort_error(error);
+    metrics::counter!("blast_provider_errors_total", "channel" => "telegram", "kind" => kind)
+        .increment(1);
+    error
+}
+
+fn sort_error(error: RequestError) -> (&'static str, DeliveryError) {
     match error {
-        RequestError::RetryAfter(wait) => DeliveryError::RateLimited {
-            retry_after: wait.duration(),
-        },
-        RequestError::MigrateToChatId(to) => DeliveryError::Moved {
-            to: to.0.to_string(),
-        },
-        RequestError::Api(ApiError::ChatNotFound) => {
-            DeliveryError::permanent("Bad Request: chat not found")
-        }
+        RequestError::RetryAfter(wait) => (
+            "http_429",
+            DeliveryError::RateLimited {
+                retry_after: wait.duration(),
+            },
+        ),
+        RequestError::MigrateToChatId(to) => (
+            "migrated",
+            DeliveryError::Moved {
+                to: to.0.to_string(),
+            },
+        ),
+        RequestError::Api(ApiError::ChatNotFound) => (
+            "chat_not_found",
+            DeliveryError::permanent("Bad Request: chat not found"),
+        ),
         RequestError::Api(api) => {
             let description = api.to_string();
             if description.starts_with("Forbidden") || description.contains("bot was kicked") {
                 // Blocked, deactivated, kicked, never started: nothing will reach them.
-                DeliveryError::Blocked(description)
+                ("blocked", DeliveryError::Blocked(description))
             } else if description.starts_with("Unauthorized") || description == "Not Found" {
-                DeliveryError::Unavailable(format!(
-                    "the Bot API refused the bot token (check telegram.bot_token): {description}"
-                ))
+                (
+                    "unauthorized",
+                    DeliveryError::Unavailable(format!(
+                        "the Bot API refused the bot token (check telegram.bot_token): {description}"
+                    )),
+                )
             } else if description.starts_with("Bad Request") {
-                DeliveryError::Permanent(description)
+                ("bad_request", DeliveryError::Permanent(description))
             } else {
                 // Server errors and anything else Telegram may get over.
-                DeliveryError::transient(description)
+                ("server", DeliveryError::transient(description))
             }
         }
-        RequestError::Network(e) if e.is_timeout() => {
-            DeliveryError::Indeterminate(format!("Bot API: {e}"))
-        }
-        RequestError::Network(e) if e.is_connect() => {
-            DeliveryError::Unavailable(format!("cannot reach the Bot API: {e}"))
-        }
-        RequestError::Network(e) => DeliveryError::transient(format!("Bot API: {e}")),
-        RequestError::InvalidJson { raw, .. } => DeliveryError::transient(format!(
-            "the Bot API answered something that is not its JSON: {}",
-            raw.chars().take(200).collect::<String>()
-        )),
-        RequestError::Io(e) => DeliveryError::transient(format!("Bot API: {e}")),
+        RequestError::Network(e) if e.is_timeout() => (
+            "timeout",
+            DeliveryError::Indeterminate(format!("Bot API: {e}")),
+        ),
+        RequestError::Network(e) if e.is_connect() => (
+            "connect",
+            DeliveryError::Unavailable(format!("cannot reach the Bot API: {e}")),
+        ),
+        RequestError::Network(e) => (
+            "transport",
+            DeliveryError::transient(format!("Bot API: {e}")),
+        ),
+        RequestError::InvalidJson { raw, .. } => (
+            "malformed",
+            DeliveryError::transient(format!(
+                "the Bot API answered something that is not its JSON: {}",
+                raw.chars().take(200).collect::<String>()
+            )),
+        ),
+        RequestError::Io(e) => ("io", DeliveryError::transient(format!("Bot API: {e}"))),
     }
 }
 
