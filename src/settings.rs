@@ -122,6 +122,9 @@ pub struct TelegramSettings {
     pub api_url: String,
     /// Messages per second per bot, all chats together (Telegram's ~30/s).
     pub bot_per_second: u32,
+    /// The ceiling of a mailing with `allow_paid_broadcast` (Telegram allows up to 1000/s,
+    /// charging Stars for each message past the free rate).
+    pub paid_per_second: u32,
     /// Messages per second to one chat.
     pub chat_per_second: u32,
     /// Messages per minute to one group chat.
@@ -144,6 +147,7 @@ impl Default for TelegramSettings {
             bot_token: Secret::default(),
             api_url: "https://api.telegram.org".into(),
             bot_per_second: 30,
+            paid_per_second: 1000,
             chat_per_second: 1,
             group_per_minute: 20,
             timeout_ms: 30_000,
@@ -523,6 +527,11 @@ impl Settings {
             return Err(SettingsError::Rule(
                 "telegram.bot_per_second, chat_per_second and group_per_minute must be at least 1"
                     .into(),
+            ));
+        }
+        if tg.paid_per_second == 0 || tg.paid_per_second > 1000 {
+            return Err(SettingsError::Rule(
+                "telegram.paid_per_second must be 1 to 1000 (Telegram's ceiling)".into(),
             ));
         }
         if tg.timeout_ms == 0 {

@@ -104,6 +104,10 @@ pub struct TelegramContent {
     /// Rows of link buttons under the message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buttons: Vec<Vec<UrlButton>>,
+    /// Telegram's paid broadcast: up to `telegram.paid_per_second` instead of the free ~30/s,
+    /// each message past the free rate charged in Stars to the bot's balance.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_paid_broadcast: bool,
 }
 
 fn yes() -> bool {
@@ -122,6 +126,7 @@ impl TelegramContent {
             parse_mode: None,
             link_preview: true,
             buttons: Vec::new(),
+            allow_paid_broadcast: false,
         }
     }
 
@@ -270,6 +275,7 @@ mod tests {
             parse_mode: Some(ParseMode::MarkdownV2),
             link_preview: true,
             buttons: vec![],
+            allow_paid_broadcast: false,
         };
         let json = serde_json::to_string(&content).expect("json");
         assert!(

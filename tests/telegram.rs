@@ -491,3 +491,38 @@ async fn a_document_given_to_the_api_inline_reaches_telegram_byte_for_byte() {
     captions.sort();
     assert_eq!(captions, ["Your invoice, n0", "Your invoice, n1"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_broadcast_goes_past_the_free_rate_up_to_its_ceiling() {
+    let db = TestDb::new().await;
+    let stub = TelegramStub::start(TelegramStubOptions {
+        paid_per_second: 200,
+        ..TelegramStubOptions::default()
+    })
+    .await
+    .expect("stub");
+    let chats: Vec<i64> = (1..=90).map(|i| 7000 + i).collect();
+    add_chats(&db, "tg", &chats).await;
+    let mut settings = telegram_settings(&db, &stub);
+    settings.telegram.paid_per_second = 150;
+    let mut content = TelegramContent::text_message();
+    content.allow_paid_broadcast = true;
+    let mailing = telegram_mailing(&db, "tg", "Flash sale", content, None).await;
+    let worker = RunningWorker::start(&db.store, settings);
+    wait_done(&db, mailing, Duration::from_secs(30)).await;
+    worker.stop().await;
+    let sent = stub.delivered();
+    assert_eq!(sent.len(), 90);
+    assert!(
+        sent.iter()
+            .all(|r| r.fields.get("allow_paid_broadcast") == Some(&json!(true)))
+    );
+    assert_eq!(stub.too_many_requests(), 0, "within the stub's paid limit");
+    // 90 at the free 30/s would take 3 s; at the 150/s ceiling about 0.6 s.
+    let span = sent.last().expect("last").at - sent.first().expect("first").at;
+    assert!(span < Duration::from_millis(2_000), "{span:?}");
+    assert!(
+        span >= Duration::from_millis(500),
+        "the ceiling holds: {span:?}"
+    );
+}

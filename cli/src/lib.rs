@@ -290,6 +290,10 @@ pub struct TelegramArgs {
     /// Telegram: a link button under the message, LABEL=URL (repeatable, one row each).
     #[arg(long = "button", value_name = "LABEL=URL")]
     pub buttons: Vec<String>,
+    /// Telegram: a paid broadcast, up to telegram.paid_per_second instead of ~30/s (Telegram
+    /// charges Stars for every message past the free rate).
+    #[arg(long)]
+    pub paid_broadcast: bool,
 }
 
 impl TelegramMedia {

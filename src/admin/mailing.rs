@@ -95,11 +95,12 @@ fn telegram_content(
     let given = chosen.is_some()
         || args.parse_mode.is_some()
         || args.no_link_preview
+        || args.paid_broadcast
         || !args.buttons.is_empty();
     if channel != ChannelKind::Telegram {
         if given {
             return Err(invalid(
-                "--photo, --video, --voice, --video-note, --animation, --document, --parse-mode, --no-link-preview and --button are for --channel telegram",
+                "--photo, --video, --voice, --video-note, --animation, --document, --parse-mode, --no-link-preview, --button and --paid-broadcast are for --channel telegram",
             ));
         }
         return Ok((None, None));
@@ -136,6 +137,7 @@ fn telegram_content(
             .iter()
             .map(|b| b.parse::<UrlButton>().map(|b| vec![b]))
             .collect::<Result<_, _>>()?,
+        allow_paid_broadcast: args.paid_broadcast,
     };
     Ok((Some(content), upload))
 }

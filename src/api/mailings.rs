@@ -69,6 +69,9 @@ pub struct TelegramInput {
     /// Rows of link buttons under the message.
     #[serde(default)]
     pub buttons: Vec<Vec<UrlButton>>,
+    /// A paid broadcast: up to telegram.paid_per_second instead of ~30/s (charged in Stars).
+    #[serde(default)]
+    pub allow_paid_broadcast: bool,
 }
 
 /// A media file: `{"url": …}`, `{"file_id": …}` or `{"file": {"name": …, "base64": …}}`.
@@ -133,6 +136,7 @@ impl TelegramInput {
                 parse_mode: self.parse_mode,
                 link_preview: self.link_preview,
                 buttons: self.buttons,
+                allow_paid_broadcast: self.allow_paid_broadcast,
             },
             upload,
         ))

@@ -23,6 +23,7 @@ use crate::domain::ChannelKind;
 use crate::jobs::Lane;
 use crate::limits::{Limit, Limiter};
 use crate::settings::Settings;
+use crate::store::Mailing;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -185,6 +186,7 @@ impl Channels {
                     .unwrap_or_default()
                     .to_string(),
                 bot_per_second: settings.telegram.bot_per_second,
+                paid_per_second: settings.telegram.paid_per_second,
                 chat_per_second: settings.telegram.chat_per_second,
                 group_per_minute: settings.telegram.group_per_minute,
             },
@@ -242,14 +244,20 @@ impl Channels {
         Ok((permit, channel))
     }
 
-    /// The rate limits one send on `kind` to `address` for `tenant_id` passes through,
-    /// outermost first.
-    pub fn limits_for(&self, kind: ChannelKind, tenant_id: i64, address: &str) -> Vec<Limit> {
+    /// The rate limits one send of `mailing` to `address` passes through, outermost first.
+    pub fn limits_for(&self, mailing: &Mailing, address: &str) -> Vec<Limit> {
         let mut limits = Vec::with_capacity(3);
-        match kind {
+        let tenant_id = mailing.tenant_id;
+        match mailing.channel {
             ChannelKind::Sms => limits.extend(self.sms_limit.clone()),
             ChannelKind::Email => limits.extend(self.email_limit.clone()),
-            ChannelKind::Telegram => limits.extend(self.telegram_limits.for_chat(address)),
+            ChannelKind::Telegram => {
+                let paid = mailing
+                    .telegram
+                    .as_ref()
+                    .is_some_and(|c| c.allow_paid_broadcast);
+                limits.extend(self.telegram_limits.for_chat(address, paid));
+            }
             ChannelKind::Log => {}
         }
         if self.tenant_per_second > 0 {
@@ -262,11 +270,11 @@ impl Channels {
         limits
     }
 
-    /// Wait for every rate limit a send on `kind` to `address` for `tenant_id` in `lane`
-    /// passes through.
-    pub async fn rate_wait(&self, kind: ChannelKind, tenant_id: i64, address: &str, lane: Lane) {
-        let limits = self.limits_for(kind, tenant_id, address);
-        let waited = self.limiter.until_ready(&limits, lane).await;
+    /// Wait for every rate limit a send of `mailing` to `address` passes through.
+    pub async fn rate_wait(&self, mailing: &Mailing, address: &str) {
+        let kind = mailing.channel;
+        let limits = self.limits_for(mailing, address);
+        let waited = self.limiter.until_ready(&limits, mailing.priority).await;
         if waited > Duration::from_millis(1) {
             metrics::counter!("blast_rate_limit_waits_total", "channel" => kind.as_str())
                 .increment(1);
@@ -299,6 +307,7 @@ impl Channels {
 struct TelegramLimits {
     bot_id: String,
     bot_per_second: u32,
+    paid_per_second: u32,
     chat_per_second: u32,
     group_per_minute: u32,
 }
@@ -312,8 +321,17 @@ impl TelegramLimits {
     /// more than a send or three ahead of its rate: Telegram answers a burst with 429s. The
     /// bot's limit lets a higher lane run two sends further ahead, so priorities hold when the
     /// bot is the bottleneck.
-    fn for_chat(&self, chat: &str) -> Vec<Limit> {
-        let mut bot = Limit::per_second(self.bot_key(), self.bot_per_second, Duration::ZERO);
+    /// A paid broadcast counts against its own, higher ceiling.
+    fn for_chat(&self, chat: &str, paid: bool) -> Vec<Limit> {
+        let mut bot = if paid {
+            Limit::per_second(
+                format!("{}:paid", self.bot_key()),
+                self.paid_per_second,
+                Duration::ZERO,
+            )
+        } else {
+            Limit::per_second(self.bot_key(), self.bot_per_second, Duration::ZERO)
+        };
         // One send of slack, so a sender that wakes a little late does not lose the turn:
         // without it a sustained mailing runs a few per cent under the rate.
         bot.burst = bot.interval;

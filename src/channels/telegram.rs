@@ -160,9 +160,9 @@ fn input_file(media: MediaRef<'_>) -> Result<InputFile, DeliveryError> {
     })
 }
 
-/// Sets the caption, parse mode and buttons every media send method shares.
+/// Sets the caption, parse mode, buttons and paid broadcast every media send method shares.
 macro_rules! media_send {
-    ($request:expr, $caption:expr, $mode:expr, $markup:expr) => {{
+    ($request:expr, $caption:expr, $mode:expr, $markup:expr, $paid:expr) => {{
         let mut request = $request;
         if let Some(caption) = $caption {
             request = request.caption(caption.to_string());
@@ -172,6 +172,9 @@ macro_rules! media_send {
         }
         if let Some(markup) = $markup {
             request = request.reply_markup(markup);
+        }
+        if $paid {
+            request = request.allow_paid_broadcast(true);
         }
         request.await
     }};
@@ -187,6 +190,7 @@ async fn send_request(
     // Links were checked when the mailing was made; one that no longer parses is left out.
     let markup = keyboard(&content.buttons).unwrap_or_default();
     let mode = content.parse_mode.map(parse_mode);
+    let paid = content.allow_paid_broadcast;
     let caption = (!text.trim().is_empty()).then_some(text);
     let file = match (content.kind, parts.media) {
         (TelegramKind::Text, _) => None,
@@ -206,25 +210,28 @@ async fn send_request(
     };
     match (content.kind, file) {
         (TelegramKind::Photo, Some(file)) => {
-            media_send!(bot.send_photo(chat, file), caption, mode, markup)
+            media_send!(bot.send_photo(chat, file), caption, mode, markup, paid)
         }
         (TelegramKind::Video, Some(file)) => {
-            media_send!(bot.send_video(chat, file), caption, mode, markup)
+            media_send!(bot.send_video(chat, file), caption, mode, markup, paid)
         }
         (TelegramKind::Voice, Some(file)) => {
-            media_send!(bot.send_voice(chat, file), caption, mode, markup)
+            media_send!(bot.send_voice(chat, file), caption, mode, markup, paid)
         }
         (TelegramKind::Animation, Some(file)) => {
-            media_send!(bot.send_animation(chat, file), caption, mode, markup)
+            media_send!(bot.send_animation(chat, file), caption, mode, markup, paid)
         }
         (TelegramKind::Document, Some(file)) => {
-            media_send!(bot.send_document(chat, file), caption, mode, markup)
+            media_send!(bot.send_document(chat, file), caption, mode, markup, paid)
         }
         (TelegramKind::VideoNote, Some(file)) => {
             // sendVideoNote takes no caption.
             let mut request = bot.send_video_note(chat, file);
             if let Some(markup) = markup {
                 request = request.reply_markup(markup);
+            }
+            if paid {
+                request = request.allow_paid_broadcast(true);
             }
             request.await
         }
@@ -238,6 +245,9 @@ async fn send_request(
             }
             if let Some(markup) = markup {
                 request = request.reply_markup(markup);
+            }
+            if paid {
+                request = request.allow_paid_broadcast(true);
             }
             request.await
         }

@@ -418,7 +418,7 @@ impl Deliverer {
                 return Some(outcome);
             }
             tokio::select! {
-                _ = self.channels.rate_wait(mailing.channel, mailing.tenant_id, &address, mailing.priority) => {}
+                _ = self.channels.rate_wait(mailing, &address) => {}
                 _ = self.shutdown.cancelled() => return Some(Outcome::Release),
             }
             if let Some(outcome) = self.unwanted(mailing, row) {

@@ -3,7 +3,8 @@
 //! bodies, answering as the Bot API documents.
 //!
 //! It enforces Telegram's limits with real 429s (`retry_after` in `parameters`): per bot
-//! ([`TelegramStubOptions::bot_per_second`]), per chat (1/s) and per group chat (20/min). Each
+//! ([`TelegramStubOptions::bot_per_second`], or `paid_per_second` for a send with
+//! `allow_paid_broadcast`), per chat (1/s) and per group chat (20/min). Each
 //! is a GCRA bucket with [`TelegramStubOptions::tolerance`] of slack, so a sender that keeps to
 //! the rate never sees a 429 and one that bursts past it does. Chosen chats answer as blocked
 //! (403), deactivated (403), not found (400), upgraded to a supergroup (400 with
@@ -26,6 +27,8 @@ use tokio::sync::oneshot;
 pub struct TelegramStubOptions {
     /// Messages per second per bot token.
     pub bot_per_second: u32,
+    /// Messages per second per bot with `allow_paid_broadcast`.
+    pub paid_per_second: u32,
     /// Messages per second to one chat.
     pub chat_per_second: u32,
     /// Messages per minute to one group chat (negative chat id).
@@ -40,6 +43,7 @@ impl Default for TelegramStubOptions {
     fn default() -> Self {
         TelegramStubOptions {
             bot_per_second: 30,
+            paid_per_second: 1000,
             chat_per_second: 1,
             group_per_minute: 20,
             tolerance: Duration::from_millis(250),
@@ -457,12 +461,24 @@ fn answer(inner: &mut Inner, req: &mut BotRequest) -> (u16, Value, Option<Durati
             return (status, body, None);
         }
     }
+    let paid = matches!(
+        req.fields.get("allow_paid_broadcast"),
+        Some(Value::Bool(true))
+    ) || req.str_field("allow_paid_broadcast") == Some("true");
     let mut layers = vec![
-        (
-            format!("bot:{}", req.token),
-            options.bot_per_second,
-            Duration::from_secs(1),
-        ),
+        if paid {
+            (
+                format!("paid:{}", req.token),
+                options.paid_per_second,
+                Duration::from_secs(1),
+            )
+        } else {
+            (
+                format!("bot:{}", req.token),
+                options.bot_per_second,
+                Duration::from_secs(1),
+            )
+        },
         (
             format!("chat:{}:{chat_id}", req.token),
             options.chat_per_second,
