@@ -526,3 +526,103 @@ async fn a_paid_broadcast_goes_past_the_free_rate_up_to_its_ceiling() {
         "the ceiling holds: {span:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_pauses_a_paid_broadcast_too() {
+    let db = TestDb::new().await;
+    let stub = TelegramStub::start(TelegramStubOptions::default())
+        .await
+        .expect("stub");
+    let chats: Vec<i64> = (1..=60).map(|i| 8000 + i).collect();
+    add_chats(&db, "tg", &chats).await;
+    stub.set_fault(
+        chats[0],
+        ChatFault::RetryAfter {
+            seconds: 1,
+            times: 1,
+        },
+    );
+    let mut settings = telegram_settings(&db, &stub);
+    settings.telegram.paid_per_second = 50;
+    let mut content = TelegramContent::text_message();
+    content.allow_paid_broadcast = true;
+    let mailing = telegram_mailing(&db, "tg", "Flash sale", content, None).await;
+    let worker = RunningWorker::start(&db.store, settings);
+    wait_done(&db, mailing, Duration::from_secs(30)).await;
+    worker.stop().await;
+    assert_eq!(stub.delivered().len(), 60);
+    let requests = stub.requests();
+    let limited = requests.iter().find(|r| r.status == 429).expect("the 429");
+    // The sends already past the limiter may land just after it; then the bot is paused.
+    let during_pause = requests
+        .iter()
+        .filter(|r| r.delivered())
+        .filter(|r| {
+            r.at > limited.at + Duration::from_millis(100)
+                && r.at < limited.at + Duration::from_millis(900)
+        })
+        .count();
+    assert_eq!(during_pause, 0, "the paid ceiling was paused as well");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_a_scheduled_mailing_into_a_photo_keeps_its_file() {
+    let db = TestDb::new().await;
+    let stub = TelegramStub::start(TelegramStubOptions::default())
+        .await
+        .expect("stub");
+    add_chats(&db, "tg", &[9001]).await;
+    let start = now_ms() + HOUR;
+    let draft = NewMailing {
+        channel: ChannelKind::Telegram,
+        text: "Draft".into(),
+        subject: None,
+        html: None,
+        telegram: None,
+        upload: None,
+        filter: AudienceFilter {
+            tags: vec!["tg".into()],
+            operator_codes: vec![],
+        },
+        priority: Priority::High,
+        start_at: start,
+        end_at: start + HOUR,
+        local_hours: None,
+    };
+    let id = db
+        .store
+        .create_mailing(db.tenant, draft.clone(), 4096)
+        .await
+        .expect("draft")
+        .id;
+    let edited = db
+        .store
+        .update_mailing(
+            db.tenant,
+            id,
+            NewMailing {
+                text: "Now with a photo".into(),
+                telegram: Some(media(TelegramKind::Photo, None)),
+                upload: Some(upload("p.jpg")),
+                start_at: now_ms(),
+                ..draft
+            },
+            4096,
+        )
+        .await
+        .expect("edit");
+    let content = edited.telegram.expect("telegram content");
+    assert_eq!(content.kind, TelegramKind::Photo);
+    assert!(
+        matches!(content.media, Some(MediaSource::Upload(_))),
+        "{content:?}"
+    );
+
+    let worker = RunningWorker::start(&db.store, telegram_settings(&db, &stub));
+    wait_done(&db, id, Duration::from_secs(20)).await;
+    worker.stop().await;
+    let sent = stub.delivered();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].method, "sendphoto");
+    assert_eq!(sent[0].files[0].2, file_bytes("p.jpg"));
+}

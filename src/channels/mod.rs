@@ -283,12 +283,16 @@ impl Channels {
         }
     }
 
-    /// Telegram answered 429: hold back every send of this bot, in every process, for
-    /// `retry_after`. Other bots and channels go on.
+    /// Telegram answered 429: hold back every send of this bot, free and paid, in every
+    /// process, for `retry_after`. Other bots and channels go on.
     pub async fn pause_telegram_bot(&self, retry_after: Duration) {
-        let key = self.telegram_limits.bot_key();
-        if let Err(e) = self.limiter.hold(&key, retry_after).await {
-            tracing::warn!(error = %e, "cannot pause the bot's rate limit");
+        for key in [
+            self.telegram_limits.bot_key(),
+            self.telegram_limits.paid_key(),
+        ] {
+            if let Err(e) = self.limiter.hold(&key, retry_after).await {
+                tracing::warn!(error = %e, "cannot pause the bot's rate limit");
+            }
         }
     }
 
@@ -317,6 +321,11 @@ impl TelegramLimits {
         format!("tg:bot:{}", self.bot_id)
     }
 
+    /// The key of the bot's paid-broadcast ceiling.
+    fn paid_key(&self) -> String {
+        format!("tg:bot:{}:paid", self.bot_id)
+    }
+
     /// The bot's limit, the chat's, and a group chat's (negative ids are groups). None runs
     /// more than a send or three ahead of its rate: Telegram answers a burst with 429s. The
     /// bot's limit lets a higher lane run two sends further ahead, so priorities hold when the
@@ -324,11 +333,7 @@ impl TelegramLimits {
     /// A paid broadcast counts against its own, higher ceiling.
     fn for_chat(&self, chat: &str, paid: bool) -> Vec<Limit> {
         let mut bot = if paid {
-            Limit::per_second(
-                format!("{}:paid", self.bot_key()),
-                self.paid_per_second,
-                Duration::ZERO,
-            )
+            Limit::per_second(self.paid_key(), self.paid_per_second, Duration::ZERO)
         } else {
             Limit::per_second(self.bot_key(), self.bot_per_second, Duration::ZERO)
         };

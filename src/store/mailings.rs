@@ -212,6 +212,49 @@ fn validate_email_parts(new: &NewMailing, max_chars: u32) -> Result<()> {
     Ok(())
 }
 
+/// Fill in a Telegram mailing's default (a text message), and stand in for a file that is not
+/// stored yet, so that validation sees the content as it will be stored.
+fn prepare_telegram(new: &mut NewMailing) -> Result<()> {
+    if new.channel == ChannelKind::Telegram && new.telegram.is_none() {
+        new.telegram = Some(TelegramContent::text_message());
+    }
+    if let (Some(content), Some(_)) = (&mut new.telegram, &new.upload) {
+        if content.media.is_some() {
+            return Err(invalid("give the media as a file or as a URL/file_id, not both").into());
+        }
+        content.media = Some(MediaSource::Upload(0));
+    }
+    Ok(())
+}
+
+/// Store the mailing's file, if it has one, in `tx`, point its media at it, and return the
+/// Telegram content as the JSON the mailings row keeps.
+async fn store_telegram(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: i64,
+    new: &mut NewMailing,
+) -> Result<Option<String>> {
+    if let (Some(content), Some(upload)) = (&mut new.telegram, new.upload.take()) {
+        let media_id: i64 = sqlx::query(
+            "INSERT INTO media_files (tenant_id, file_name, content, created_at)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(upload.file_name)
+        .bind(upload.content)
+        .bind(now_ms())
+        .fetch_one(&mut **tx)
+        .await?
+        .get(0);
+        content.media = Some(MediaSource::Upload(media_id));
+    }
+    new.telegram
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Invalid(invalid(e.to_string())))
+}
+
 /// A mailing the scheduler has just started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Started {
@@ -228,41 +271,11 @@ impl Store {
         max_text_chars: u32,
     ) -> Result<Mailing> {
         let mut new = new;
-        if new.channel == ChannelKind::Telegram && new.telegram.is_none() {
-            new.telegram = Some(TelegramContent::text_message());
-        }
-        if let (Some(content), Some(_)) = (&mut new.telegram, &new.upload) {
-            if content.media.is_some() {
-                return Err(
-                    invalid("give the media as a file or as a URL/file_id, not both").into(),
-                );
-            }
-            // Checked with a stand-in id; the real one is known once the file is stored.
-            content.media = Some(MediaSource::Upload(0));
-        }
+        prepare_telegram(&mut new)?;
         self.validate_mailing(tenant_id, &new, max_text_chars)
             .await?;
-        let mut tx = self.pool.begin().await?;
-        if let (Some(content), Some(upload)) = (&mut new.telegram, &new.upload) {
-            let media_id: i64 = sqlx::query(
-                "INSERT INTO media_files (tenant_id, file_name, content, created_at)
-                 VALUES ($1, $2, $3, $4) RETURNING id",
-            )
-            .bind(tenant_id)
-            .bind(&upload.file_name)
-            .bind(upload.content.clone())
-            .bind(now_ms())
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-            content.media = Some(MediaSource::Upload(media_id));
-        }
-        let telegram = new
-            .telegram
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Invalid(invalid(e.to_string())))?;
+        let mut tx = self.write_tx().await?;
+        let telegram = store_telegram(&mut tx, tenant_id, &mut new).await?;
         let id: i64 = sqlx::query(
             "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, local_hours, state, created_at, subject, html, telegram)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'scheduled', $9, $10, $11, $12) RETURNING id",
@@ -662,11 +675,15 @@ impl Store {
                 current.state
             )));
         }
+        let mut new = new;
+        prepare_telegram(&mut new)?;
         self.validate_mailing(tenant_id, &new, max_text_chars)
             .await?;
+        let mut tx = self.write_tx().await?;
+        let telegram = store_telegram(&mut tx, tenant_id, &mut new).await?;
         let done = sqlx::query(
             "UPDATE mailings SET channel = $1, text = $2, filter = $3, priority = $4, start_at = $5, end_at = $6,
-                                 local_hours = $7, subject = $10, html = $11
+                                 local_hours = $7, subject = $10, html = $11, telegram = $12
              WHERE tenant_id = $8 AND id = $9 AND state = 'scheduled'",
         )
         .bind(new.channel.as_str())
@@ -680,13 +697,15 @@ impl Store {
         .bind(id)
         .bind(&new.subject)
         .bind(&new.html)
-        .execute(&self.pool)
+        .bind(telegram)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
                 "mailing {id} started meanwhile"
             )));
         }
+        tx.commit().await?;
         self.mailing(tenant_id, id).await
     }
 
