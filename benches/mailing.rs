@@ -8,7 +8,6 @@ mod common;
 
 use blast::settings::{Secret, Settings};
 use blast::store::Store;
-use blast::worker::{self, Tenancy};
 use blast_testkit::SmsStub;
 use blast_testkit::{peak_rss_mb, percentile};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
@@ -45,16 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             settings.sms.token = Secret::new(TOKEN);
             let now = blast::now_ms();
             let mailing = common::create_mailing(&store, tenant, now).await?;
-            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
             let started = Instant::now();
-            let worker = tokio::spawn(worker::run(
-                store.clone(),
-                settings,
-                Tenancy::Exclusive,
-                async move {
-                    let _ = stop_rx.await;
-                },
-            ));
+            let (stop_tx, worker) = common::start_worker(&store, settings);
             loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let m = store.mailing(tenant, mailing.id).await?;

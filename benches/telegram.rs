@@ -6,11 +6,12 @@
 //! The limit is counted in this process (the embedded profile); `tests/telegram.rs` checks the
 //! same limit shared by three workers through Redis.
 
+mod common;
+
 use blast::domain::{AudienceFilter, ChannelKind, MailingState, Priority};
 use blast::settings::{Secret, Settings};
 use blast::store::{NewClient, NewMailing, Store};
 use blast::telegram::TelegramContent;
-use blast::worker::{self, Tenancy};
 use blast_testkit::{TelegramStub, TelegramStubOptions};
 use std::time::{Duration, Instant};
 
@@ -77,16 +78,8 @@ async fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
             4096,
         )
         .await?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
-    let worker = tokio::spawn(worker::run(
-        store.clone(),
-        settings,
-        Tenancy::Exclusive,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let (stop_tx, worker) = common::start_worker(&store, settings);
     let expected = Duration::from_secs_f64(n as f64 / f64::from(per_second));
     let mut last_report = Instant::now();
     loop {

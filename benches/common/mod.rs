@@ -1,8 +1,32 @@
-//! What the end-to-end benchmarks share: the audience they import and the mailing they send.
+//! What the end-to-end benchmarks share: the audience they import, the mailing they send, and
+//! the in-process worker.
+// Each benchmark is its own crate and uses a part of this module.
+#![allow(dead_code)]
 
 use blast::domain::{AudienceFilter, ChannelKind, Phone, Priority};
+use blast::settings::Settings;
 use blast::store::{Mailing, NewClient, NewMailing, Store, StoreError};
+use blast::worker::{self, Tenancy, WorkerError};
 use std::time::Instant;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The worker role in this process; it stops when the returned sender fires (or is dropped).
+pub fn start_worker(
+    store: &Store,
+    settings: Settings,
+) -> (oneshot::Sender<()>, JoinHandle<Result<(), WorkerError>>) {
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let worker = tokio::spawn(worker::run(
+        store.clone(),
+        settings,
+        Tenancy::Exclusive,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    (stop_tx, worker)
+}
 
 /// Import `n` clients tagged `bench` for `tenant`; returns how long the import took, in seconds.
 pub async fn import_audience(store: &Store, tenant: i64, n: usize) -> Result<f64, StoreError> {
