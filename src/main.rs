@@ -98,6 +98,10 @@ fn is_usage_error(e: &anyhow::Error) -> bool {
         || e.downcast_ref::<StoreError>()
             .is_some_and(StoreError::is_client_error)
         || matches!(e.downcast_ref::<WorkerError>(), Some(WorkerError::Store(s)) if s.is_client_error())
+        || matches!(
+            e.downcast_ref::<blast::bot::BotError>(),
+            Some(blast::bot::BotError::Config(_))
+        )
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -108,7 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref(), &overrides)?;
     let serving = matches!(
         cli.command,
-        Command::Up { .. } | Command::Serve { .. } | Command::Worker
+        Command::Up { .. } | Command::Serve { .. } | Command::Worker | Command::Bot
     );
     blast::telemetry::init(settings.log_format, if serving { "info" } else { "warn" });
 
@@ -176,6 +180,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             run_roles(store, settings, None, Some(Tenancy::Shared)).await?;
             return Ok(());
+        }
+        Command::Bot => {
+            let bot = blast::bot::SubscriberBot::from_settings(store.clone(), &settings)
+                .await?
+                .ok_or_else(|| {
+                    blast::bot::BotError::Config(
+                        "set bot.tenant (BLAST_BOT__TENANT) to the user whose clients subscribers become".into(),
+                    )
+                })?;
+            let stop = tokio_util::sync::CancellationToken::new();
+            tokio::spawn({
+                let stop = stop.clone();
+                async move {
+                    blast::shutdown::signal().await;
+                    stop.cancel();
+                }
+            });
+            let result = bot.run(stop).await;
+            store.close().await;
+            return Ok(result?);
         }
         Command::Migrate => {
             println!("database {} is up to date", settings.database_url);
@@ -253,6 +277,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
         Command::Up { .. }
         | Command::Serve { .. }
         | Command::Worker
+        | Command::Bot
         | Command::Migrate
         | Command::Config(_) => Ok(()),
     }

@@ -52,6 +52,7 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub email: EmailSettings,
     pub telegram: TelegramSettings,
+    pub bot: BotSettings,
     pub stats: StatsSettings,
 }
 
@@ -139,6 +140,58 @@ pub struct TelegramSettings {
     /// After a 429 the send waits the `retry_after` Telegram named (on this bot's limit only,
     /// keeping its slot) and tries again, this many times before it goes back to wait its turn.
     pub retries_after_429: u32,
+}
+
+/// How the subscriber bot hears from Telegram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BotMode {
+    /// `getUpdates` long polling: works behind NAT, one process of the cluster at a time.
+    Polling,
+    /// Telegram POSTs each update to `bot.webhook_url`, served on `bot.webhook_listen`.
+    Webhook,
+}
+
+/// The subscriber bot (`blast bot`, or inside `blast worker` with `in_worker`): /start makes or
+/// re-activates a client of `tenant` for the chat (tagged with the deep link's payload), /stop
+/// opts it out of Telegram mailings. It speaks through `telegram.bot_token`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BotSettings {
+    /// The user (tenant) whose clients the bot's subscribers become; empty: no bot.
+    pub tenant: String,
+    pub mode: BotMode,
+    /// Also run the bot inside every `blast worker`; with polling, one of them polls at a time.
+    pub in_worker: bool,
+    /// How long one `getUpdates` waits for an update, in seconds.
+    pub poll_timeout_secs: u32,
+    /// The public HTTPS URL Telegram POSTs updates to (webhook mode).
+    pub webhook_url: String,
+    /// Where the webhook listener binds (webhook mode), e.g. behind a reverse proxy.
+    pub webhook_listen: String,
+    /// The secret Telegram sends back in X-Telegram-Bot-Api-Secret-Token (1-256 of A-Z a-z
+    /// 0-9 _ -); updates without it are refused.
+    pub webhook_secret: Secret,
+    /// The answer to /start.
+    pub welcome_text: String,
+    /// The answer to /stop.
+    pub goodbye_text: String,
+}
+
+impl Default for BotSettings {
+    fn default() -> Self {
+        BotSettings {
+            tenant: String::new(),
+            mode: BotMode::Polling,
+            in_worker: false,
+            poll_timeout_secs: 25,
+            webhook_url: String::new(),
+            webhook_listen: "127.0.0.1:8443".into(),
+            webhook_secret: Secret::default(),
+            welcome_text: "You are subscribed. Send /stop to unsubscribe.".into(),
+            goodbye_text: "You are unsubscribed. Send /start to subscribe again.".into(),
+        }
+    }
 }
 
 impl Default for TelegramSettings {
@@ -386,6 +439,7 @@ impl Default for Settings {
             rate_limits: RateLimitSettings::default(),
             email: EmailSettings::default(),
             telegram: TelegramSettings::default(),
+            bot: BotSettings::default(),
             stats: StatsSettings::default(),
         }
     }
@@ -488,6 +542,36 @@ impl Settings {
         Ok(settings)
     }
 
+    fn check_bot(&self) -> Result<(), SettingsError> {
+        let bot = &self.bot;
+        if bot.poll_timeout_secs == 0 || bot.poll_timeout_secs > 50 {
+            return Err(SettingsError::Rule(
+                "bot.poll_timeout_secs must be 1 to 50".into(),
+            ));
+        }
+        let secret = bot.webhook_secret.expose();
+        if secret.len() > 256
+            || !secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(SettingsError::Rule(
+                "bot.webhook_secret must be at most 256 of A-Z, a-z, 0-9, _ and -".into(),
+            ));
+        }
+        if bot.mode == BotMode::Webhook
+            && !bot.tenant.is_empty()
+            && (!bot.webhook_url.starts_with("https://") && !bot.webhook_url.starts_with("http://")
+                || secret.is_empty())
+        {
+            return Err(SettingsError::Rule(
+                "bot.mode = \"webhook\" needs bot.webhook_url (the public URL) and bot.webhook_secret"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn check(&self) -> Result<(), SettingsError> {
         let w = &self.worker;
         if w.batch_size == 0 || w.queue_watermark == 0 || w.jobs_in_flight == 0 {
@@ -551,6 +635,7 @@ impl Settings {
                     .into(),
             ));
         }
+        self.check_bot()?;
         if let Err(e) = self.email.from.parse::<lettre::message::Mailbox>() {
             return Err(SettingsError::Rule(format!(
                 "email.from {:?} is not an address (e.g. \"News <news@example.com>\"): {e}",
@@ -608,6 +693,7 @@ impl Settings {
             &mut shown.sms.token,
             &mut shown.email.password,
             &mut shown.telegram.bot_token,
+            &mut shown.bot.webhook_secret,
             &mut shown.redis.url,
         ] {
             if !secret.is_empty() {

@@ -70,7 +70,9 @@ fn client_context(client: &Client, extra: &[(&'static str, &str)]) -> Value {
         .map(|(k, v)| (k.as_str(), Value::from(v.as_str())))
         .collect();
     vars.insert("id", Value::from(client.id));
-    vars.insert("phone", Value::from(client.phone.as_str()));
+    if let Some(phone) = &client.phone {
+        vars.insert("phone", Value::from(phone.as_str()));
+    }
     vars.insert("operator_code", Value::from(client.operator_code.as_str()));
     vars.insert("name", Value::from(client.name.as_str()));
     vars.insert("timezone", Value::from(client.timezone.as_str()));
@@ -91,7 +93,7 @@ mod tests {
     fn client() -> Client {
         Client {
             id: 5,
-            phone: "79001234567".into(),
+            phone: Some("79001234567".into()),
             operator_code: "900".into(),
             name: "Anna".into(),
             email: None,

@@ -783,3 +783,78 @@ async fn messages_wait_for_the_recipients_local_hours() {
     );
     assert_eq!(mailing_state(&db, m.id).await, MailingState::Running);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_client_or_a_mailing_deletes_its_messages_and_a_vanished_client_is_skipped() {
+    let db = TestDb::new().await;
+    db.seed_clients(10, "all").await;
+    let stub = SmsStub::start(TOKEN, Duration::ZERO).await.expect("stub");
+    let m = db.mailing("x", "all", now_ms(), now_ms() + 60_000).await;
+    // Materialize without a worker, so nothing is sent yet.
+    db.store.start_due_mailings(now_ms()).await.expect("start");
+    let clients: Vec<i64> = sqlx::query("SELECT id FROM clients ORDER BY id")
+        .fetch_all(db.store.pool())
+        .await
+        .expect("clients")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows(&db, m.id).await.len(), 10);
+
+    db.store
+        .delete_client(db.tenant, clients[0])
+        .await
+        .expect("delete client");
+    let left: i64 = sqlx::query("SELECT COUNT(*) FROM messages WHERE mailing_id = $1")
+        .bind(m.id)
+        .fetch_one(db.store.pool())
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 9, "the deleted client's row went with it");
+
+    // A client deleted behind the store's back, as by a delete racing the materialization:
+    // PostgreSQL (no foreign key on messages) keeps the row, SQLite cascades.
+    sqlx::query("DELETE FROM clients WHERE id = $1")
+        .bind(clients[1])
+        .execute(db.store.pool())
+        .await
+        .expect("raw delete");
+    let worker = RunningWorker::start(&db.store, db.settings(&stub.base_url()));
+    wait_done(&db, m.id, Duration::from_secs(30)).await;
+    worker.stop().await;
+    assert_eq!(stub.deliveries().len(), 8, "nobody deleted was sent to");
+    let orphan = sqlx::query("SELECT state, last_error FROM messages WHERE client_id = $1")
+        .bind(clients[1])
+        .fetch_optional(db.store.pool())
+        .await
+        .expect("orphan");
+    if let Some(orphan) = orphan {
+        assert_eq!(orphan.get::<String, _>(0), "skipped");
+        assert_eq!(
+            orphan.get::<Option<String>, _>(1).as_deref(),
+            Some("the client was deleted")
+        );
+    }
+    // The listing shows every row, a vanished client's too.
+    let listed = db
+        .store
+        .list_messages(db.tenant, m.id, None, None, 100)
+        .await
+        .expect("list");
+    assert_eq!(
+        listed.len() as i64,
+        left - i64::from(!common::production_profile())
+    );
+
+    db.store
+        .delete_mailing(db.tenant, m.id)
+        .await
+        .expect("delete mailing");
+    let left: i64 = sqlx::query("SELECT COUNT(*) FROM messages")
+        .fetch_one(db.store.pool())
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0, "a deleted mailing's rows went with it");
+}

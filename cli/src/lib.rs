@@ -64,6 +64,9 @@ pub enum Command {
     },
     /// Run a worker process only (more may run beside it against the same database).
     Worker,
+    /// Run the subscriber bot (the `[bot]` settings): /start subscribes a chat as a client,
+    /// /stop opts it out. Long polling, or a webhook listener with `bot.mode = "webhook"`.
+    Bot,
     /// Create or update the database schema, then exit.
     Migrate,
     /// Manage users (operators; each one is a tenant).

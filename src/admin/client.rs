@@ -58,7 +58,7 @@ fn print_clients(clients: &[Client]) {
             clients.iter().map(|c| {
                 vec![
                     c.id.to_string(),
-                    c.phone.clone(),
+                    c.phone.clone().unwrap_or_else(|| "-".into()),
                     c.operator_code.clone(),
                     c.name.clone(),
                     c.email.clone().unwrap_or_default(),
@@ -80,7 +80,9 @@ pub async fn add(ctx: &Context, fields: &ClientFields, tags: &[String]) -> Resul
     let client = ctx.backend().await?.add_client(client).await?;
     println!(
         "client {} added (phone {}, operator {})",
-        client.id, client.phone, client.operator_code
+        client.id,
+        client.phone.as_deref().unwrap_or("-"),
+        client.operator_code
     );
     Ok(())
 }

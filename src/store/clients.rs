@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Client {
     pub id: i64,
-    pub phone: String,
+    /// None for a client who came through the subscriber bot and never gave a phone.
+    pub phone: Option<String>,
     pub operator_code: String,
     pub name: String,
     pub email: Option<String>,
@@ -133,7 +134,7 @@ impl TagIds {
     }
 }
 
-async fn link_tags(
+pub(super) async fn link_tags(
     tx: &mut Transaction<'static, Any>,
     tag_ids: &mut TagIds,
     tenant_id: i64,
@@ -256,9 +257,9 @@ impl Store {
                 None => attributes.remove(&key),
             };
         }
-        let phone = match patch.phone {
-            Some(p) => p,
-            None => current.phone.parse()?,
+        let phone: Option<Phone> = match patch.phone {
+            Some(p) => Some(p),
+            None => current.phone.as_deref().map(str::parse).transpose()?,
         };
         let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
@@ -266,8 +267,8 @@ impl Store {
                                 timezone = $6, attributes = $7, updated_at = $8
              WHERE tenant_id = $9 AND id = $10",
         )
-        .bind(phone.as_str())
-        .bind(phone.operator_code())
+        .bind(phone.as_ref().map(Phone::as_str))
+        .bind(phone.as_ref().map_or("", Phone::operator_code))
         .bind(patch.name.unwrap_or(current.name))
         .bind(patch.email.unwrap_or(current.email))
         .bind(patch.telegram_chat_id.unwrap_or(current.telegram_chat_id))
@@ -279,7 +280,9 @@ impl Store {
         .execute(&mut *tx)
         .await;
         match updated {
-            Err(e) if is_unique_violation(&e) => return Err(duplicate_phone(&phone)),
+            Err(e) if is_unique_violation(&e) => {
+                return Err(phone.as_ref().map_or_else(|| e.into(), duplicate_phone));
+            }
             other => {
                 other?;
             }
@@ -320,15 +323,23 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Delete a client with its message rows. The rows go by hand: PostgreSQL keeps no
+    /// foreign key on messages (see migrations/postgres/0005).
     pub async fn delete_client(&self, tenant_id: i64, id: i64) -> Result<()> {
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM clients WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("client {id}")));
         }
+        sqlx::query("DELETE FROM messages WHERE client_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -104,7 +104,7 @@ fn process_exists(pid: i64) -> bool {
     !proc.exists() || proc.join(pid.to_string()).exists()
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .or_else(|_| std::env::var("HOSTNAME"))

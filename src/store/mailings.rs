@@ -156,7 +156,7 @@ fn audience_where(backend: Backend, channel: ChannelKind) -> String {
         ChannelKind::Telegram => {
             "c.telegram_chat_id IS NOT NULL AND c.telegram_blocked_at IS NULL AND "
         }
-        ChannelKind::Sms | ChannelKind::Log => "",
+        ChannelKind::Sms | ChannelKind::Log => "c.phone IS NOT NULL AND ",
     };
     format!(
         "{reachable}c.tenant_id = $1
@@ -719,18 +719,27 @@ impl Store {
                 current.state
             )));
         }
+        let mut tx = self.write_tx().await?;
+        // The mailing first: its row lock orders this after a start in progress, which then
+        // either finds no mailing to start or has made it `running` and so not deletable.
         let done = sqlx::query(
             "DELETE FROM mailings WHERE tenant_id = $1 AND id = $2 AND state NOT IN ('running', 'paused')",
         )
         .bind(tenant_id)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
                 "mailing {id} started meanwhile"
             )));
         }
+        // By hand: PostgreSQL keeps no foreign key on messages (migrations/postgres/0005).
+        sqlx::query("DELETE FROM messages WHERE mailing_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -843,9 +852,9 @@ impl Store {
     ) -> Result<Vec<MessageRow>> {
         self.mailing(tenant_id, mailing_id).await?;
         let rows = sqlx::query(
-            "SELECT s.id, s.client_id, c.phone, s.state, s.attempts, s.last_error, s.next_attempt_at,
-                    s.sent_at, s.updated_at
-             FROM messages s JOIN clients c ON c.id = s.client_id
+            "SELECT s.id, s.client_id, COALESCE(c.phone, ''), s.state, s.attempts, s.last_error,
+                    s.next_attempt_at, s.sent_at, s.updated_at
+             FROM messages s LEFT JOIN clients c ON c.id = s.client_id
              WHERE s.mailing_id = $1 AND ($2 IS NULL OR s.state = $2) AND s.id > $3
              ORDER BY s.id LIMIT $4",
         )

@@ -74,6 +74,9 @@ pub struct DeliveryRow {
     pub email_opted_out: bool,
     /// Telegram told us the client blocked the bot (perhaps during this mailing).
     pub telegram_blocked: bool,
+    /// The client was deleted while its row was being materialized (PostgreSQL has no foreign
+    /// key on messages, see migrations/postgres/0005): `client` holds only its id.
+    pub client_deleted: bool,
 }
 
 /// Rows the pump claimed for one job.
@@ -273,12 +276,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let sql = format!(
-            "SELECT s.id, s.attempts, c.id, c.phone, c.operator_code, c.name, c.email,
-                    c.telegram_chat_id, c.timezone, c.attributes,
+            "SELECT s.id, s.attempts, s.client_id, c.phone,
+                    COALESCE(c.operator_code, ''), COALESCE(c.name, ''), c.email,
+                    c.telegram_chat_id, COALESCE(c.timezone, 'UTC'), COALESCE(c.attributes, '{{}}'),
                     (SELECT string_agg(t.name, ',') FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
                      WHERE ct.client_id = c.id),
-                    c.email_opted_out_at, c.telegram_blocked_at
-             FROM messages s JOIN clients c ON c.id = s.client_id
+                    c.email_opted_out_at, c.telegram_blocked_at,
+                    CASE WHEN c.id IS NULL THEN 1 ELSE 0 END
+             FROM messages s LEFT JOIN clients c ON c.id = s.client_id
              WHERE s.claim = $1 AND s.state IN ('queued', 'sending')
                AND s.id IN ({})
              ORDER BY s.id",
@@ -313,6 +318,7 @@ impl Store {
                     },
                     email_opted_out: r.get::<Option<i64>, _>(11).is_some(),
                     telegram_blocked: r.get::<Option<i64>, _>(12).is_some(),
+                    client_deleted: r.get::<i64, _>(13) == 1,
                 }
             })
             .collect())

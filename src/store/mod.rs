@@ -12,14 +12,17 @@ mod mailings;
 mod media;
 mod messages;
 mod reports;
+mod subscribers;
 mod users;
 
 pub use clients::{Client, ClientPatch, ClientQuery, ImportReport, NewClient};
 pub use idempotency::IdempotencyClaim;
 pub use instances::InstanceKind;
+pub(crate) use instances::hostname;
 pub use mailings::{Mailing, MailingStats, MediaUpload, MessageRow, NewMailing, StateCounts};
 pub use messages::{ClaimedBatch, DeliveryRow, Outcome};
 pub use reports::{CronClaim, ReportCounts, ReportError};
+pub use subscribers::Subscribed;
 pub use users::{User, UserSummary, is_plausible_user_name};
 
 use crate::domain::InvalidInput;

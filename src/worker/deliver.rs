@@ -170,6 +170,9 @@ fn dedup_key(mailing: &Mailing, address: &str, text: &str) -> String {
 /// channel (unsubscribed, blocked the bot, lost the address) after the mailing was made.
 fn address_of(channel: ChannelKind, row: &DeliveryRow) -> Result<String, String> {
     let client = &row.client;
+    if row.client_deleted {
+        return Err("the client was deleted".into());
+    }
     match channel {
         ChannelKind::Email if row.email_opted_out => {
             Err("the client unsubscribed from email".into())
@@ -183,7 +186,10 @@ fn address_of(channel: ChannelKind, row: &DeliveryRow) -> Result<String, String>
             .telegram_chat_id
             .map(|chat| chat.to_string())
             .ok_or_else(|| "the client has no Telegram chat any more".into()),
-        ChannelKind::Sms | ChannelKind::Log => Ok(client.phone.clone()),
+        ChannelKind::Sms | ChannelKind::Log => client
+            .phone
+            .clone()
+            .ok_or_else(|| "the client has no phone".into()),
     }
 }
 

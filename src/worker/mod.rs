@@ -39,6 +39,8 @@ pub enum WorkerError {
     Queue(String),
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Bot(#[from] crate::bot::BotError),
 }
 
 /// How the worker shares the database with other workers.
@@ -169,6 +171,14 @@ async fn run_registered(
                 .await
                 .map_err(WorkerError::Config)
         });
+    }
+
+    if settings.bot.in_worker
+        && let Some(bot) =
+            crate::bot::SubscriberBot::from_settings(store.clone(), &settings).await?
+    {
+        let token = token.clone();
+        tasks.spawn(async move { bot.run(token).await.map_err(WorkerError::from) });
     }
 
     tasks.spawn(periodic(

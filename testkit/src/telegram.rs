@@ -16,7 +16,7 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -134,6 +134,11 @@ struct Inner {
     /// Updates waiting for `getUpdates`, by bot token: (update_id, update).
     updates: HashMap<String, Vec<(i64, Value)>>,
     next_update_id: i64,
+    /// Bots with a `getUpdates` in progress: a second one at the same time is refused with
+    /// 409, as Telegram does.
+    polling: HashSet<String>,
+    /// Webhook URLs set by `setWebhook`, by bot token; `getUpdates` is refused while set.
+    webhooks: HashMap<String, String>,
 }
 
 impl Inner {
@@ -171,6 +176,8 @@ impl TelegramStub {
             next_message_id: 1,
             updates: HashMap::new(),
             next_update_id: 1,
+            polling: HashSet::new(),
+            webhooks: HashMap::new(),
         }));
         let app = axum::Router::new()
             .route("/{bot}/{method}", axum::routing::any(handle))
@@ -305,6 +312,9 @@ async fn handle(
             return reply(status, body);
         }
     };
+    if method == "getupdates" {
+        return long_poll(&inner, token, content_type, fields).await;
+    }
     let latency = inner.lock().map(|i| i.options.latency).unwrap_or_default();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -329,6 +339,82 @@ async fn handle(
         tokio::time::sleep(hang).await;
     }
     reply(status, body)
+}
+
+/// `getUpdates` as Telegram answers it: held up to `timeout` seconds until an update comes,
+/// refused with 409 while a webhook is set or another `getUpdates` of the bot is in progress.
+async fn long_poll(
+    inner: &Shared,
+    token: String,
+    content_type: String,
+    fields: Map<String, Value>,
+) -> Response {
+    let number = |name: &str| {
+        fields.get(name).and_then(|v| match v {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        })
+    };
+    let offset = number("offset");
+    let timeout = Duration::from_secs(number("timeout").unwrap_or(0).clamp(0, 50) as u64);
+    let deadline = Instant::now() + timeout;
+    let record = |guard: &mut Inner, status: u16| {
+        let at = guard.started.elapsed();
+        guard.requests.push(BotRequest {
+            token: token.clone(),
+            method: "getupdates".into(),
+            content_type: content_type.clone(),
+            fields: fields.clone(),
+            files: Vec::new(),
+            status,
+            at,
+        });
+    };
+    {
+        let mut guard = inner.lock().unwrap_or_else(|e| e.into_inner());
+        let conflict = if guard.webhooks.contains_key(&token) {
+            Some(
+                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+            )
+        } else if guard.polling.contains(&token) {
+            Some(
+                "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+            )
+        } else {
+            None
+        };
+        if let Some(description) = conflict {
+            record(&mut guard, 409);
+            let (status, body) = api_error(409, description, None);
+            return reply(status, body);
+        }
+        guard.polling.insert(token.clone());
+    }
+    // Ends the poll for the bot however this future ends, a client hanging up included.
+    struct Polling<'a>(&'a Shared, &'a str);
+    impl Drop for Polling<'_> {
+        fn drop(&mut self) {
+            let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            guard.polling.remove(self.1);
+        }
+    }
+    let _polling = Polling(inner, &token);
+    loop {
+        {
+            let mut guard = inner.lock().unwrap_or_else(|e| e.into_inner());
+            let queue = guard.updates.entry(token.clone()).or_default();
+            if let Some(offset) = offset {
+                queue.retain(|(id, _)| *id >= offset);
+            }
+            let result: Vec<Value> = queue.iter().map(|(_, u)| u.clone()).collect();
+            if !result.is_empty() || Instant::now() >= deadline {
+                record(&mut guard, 200);
+                return reply(200, json!({"ok": true, "result": result}));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn reply(status: u16, body: Value) -> Response {
@@ -419,20 +505,19 @@ fn answer(inner: &mut Inner, req: &mut BotRequest) -> (u16, Value, Option<Durati
                 None,
             );
         }
-        "getupdates" => {
-            let offset = req.fields.get("offset").and_then(|v| match v {
-                Value::Number(n) => n.as_i64(),
-                Value::String(s) => s.parse().ok(),
-                _ => None,
-            });
-            let queue = inner.updates.entry(req.token.clone()).or_default();
-            if let Some(offset) = offset {
-                queue.retain(|(id, _)| *id >= offset);
+        "setwebhook" => {
+            let url = req.fields.get("url").and_then(Value::as_str).unwrap_or("");
+            if url.is_empty() {
+                inner.webhooks.remove(&req.token);
+            } else {
+                inner.webhooks.insert(req.token.clone(), url.to_string());
             }
-            let result: Vec<Value> = queue.iter().map(|(_, u)| u.clone()).collect();
-            return (200, json!({"ok": true, "result": result}), None);
+            return (200, json!({"ok": true, "result": true}), None);
         }
-        "deletewebhook" | "setwebhook" => return (200, json!({"ok": true, "result": true}), None),
+        "deletewebhook" => {
+            inner.webhooks.remove(&req.token);
+            return (200, json!({"ok": true, "result": true}), None);
+        }
         _ => {}
     }
     let is_send = method == "sendmessage" || media_field(&method).is_some();
