@@ -22,6 +22,15 @@ use tokio_util::sync::CancellationToken;
 const REPLY_RETRIES: u32 = 3;
 const MAX_REPLY_WAIT: Duration = Duration::from_secs(30);
 
+/// How much longer than one poll the polling lease lasts. Longer than the HTTP client's own
+/// margin over the poll timeout (`bot_client`), so a stalled poll is cut off before its lease
+/// can pass to another process.
+const LEASE_MARGIN: Duration = Duration::from_secs(45);
+/// After this many failed polls in a row the holder lets another process try.
+const RELEASE_AFTER_FAILURES: u32 = 3;
+/// An update the store failed to take is tried this many times before it is skipped.
+const UPDATE_TRIES: u32 = 5;
+
 /// The lease name of a bot's long polling: one holder per bot across the cluster.
 fn polling_lease(bot_id: &str) -> String {
     format!("telegram-polling:{bot_id}")
@@ -69,6 +78,8 @@ pub struct SubscriberBot {
     bot_id: String,
     tenant_id: i64,
     settings: BotSettings,
+    /// This process's name in the polling lease.
+    holder: String,
 }
 
 impl SubscriberBot {
@@ -97,6 +108,12 @@ impl SubscriberBot {
             bot_id,
             tenant_id: tenant.id,
             settings: settings.bot.clone(),
+            holder: format!(
+                "{}-{}-{:08x}",
+                crate::store::hostname(),
+                std::process::id(),
+                rand::random::<u32>()
+            ),
         }))
     }
 
@@ -114,34 +131,30 @@ impl SubscriberBot {
         }
     }
 
-    /// Long polling. Each round first takes (or renews) the cluster-wide lease; without it the
-    /// process waits and asks again, so another process's crash hands polling over within a
-    /// poll timeout or so.
+    /// This process's name in the polling lease.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Long polling. Each round first takes (or renews) the cluster-wide lease and checks it
+    /// again once the poll returns: a batch fetched by a process that lost the lease meanwhile
+    /// is dropped unconfirmed, for the new holder to handle in order. Without the lease the
+    /// process waits and asks again, so a stopped holder is replaced within seconds and a
+    /// crashed one after its lease (the poll timeout plus `LEASE_MARGIN`).
     pub async fn poll(self, stop: CancellationToken) -> Result<(), BotError> {
-        let holder = format!(
-            "{}-{}-{:08x}",
-            crate::store::hostname(),
-            std::process::id(),
-            rand::random::<u32>()
-        );
         let lease = polling_lease(&self.bot_id);
         let timeout = self.settings.poll_timeout_secs;
-        // A poll in progress may outlast the lease by no more than the margin.
-        let lease_ms = i64::from(timeout) * 1000 + 15_000;
+        let lease_ms =
+            i64::from(timeout) * 1000 + i64::try_from(LEASE_MARGIN.as_millis()).unwrap_or(i64::MAX);
         let mut offset: Option<i32> = None;
         let mut webhook_cleared = false;
         let mut failures: u32 = 0;
+        // The update that failed to be handled, and how many times it has.
+        let mut failing: Option<(u32, u32)> = None;
         tracing::info!(bot = %self.bot_id, "subscriber bot polling");
         while !stop.is_cancelled() {
-            let held = match self.store.hold_lease(&lease, &holder, lease_ms).await {
-                Ok(held) => held,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot take the bot's polling lease");
-                    false
-                }
-            };
-            if !held {
-                offset = None; // the next holder confirmed what it handled
+            if !self.hold_lease(&lease, lease_ms).await {
+                offset = None; // whoever holds it confirms what it handles
                 webhook_cleared = false;
                 let wait = Duration::from_secs(u64::from(timeout).min(5));
                 tokio::select! {
@@ -168,21 +181,10 @@ impl SubscriberBot {
                 _ = stop.cancelled() => break,
                 updates = request.into_future() => updates,
             };
-            match updates {
+            let updates = match updates {
                 Ok(updates) => {
                     failures = 0;
-                    for update in &updates {
-                        // An update that failed for the store is still confirmed: Telegram
-                        // would hand it over again and again, blocking the ones after it.
-                        if let Err(e) = self.handle(update).await {
-                            tracing::warn!(error = %e, update = update.id.0, "an update was not handled");
-                        }
-                        offset = Some(
-                            i32::try_from(update.id.0)
-                                .unwrap_or(i32::MAX)
-                                .saturating_add(1),
-                        );
-                    }
+                    updates
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -191,17 +193,68 @@ impl SubscriberBot {
                     if let RequestError::Api(ApiError::TerminatedByOtherGetUpdates) = e {
                         webhook_cleared = false;
                     }
+                    if failures >= RELEASE_AFTER_FAILURES {
+                        // Perhaps only this host cannot reach Telegram: let another try.
+                        self.release_lease(&lease).await;
+                    }
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = tokio::time::sleep(wait) => {}
                     }
+                    continue;
                 }
+            };
+            if updates.is_empty() || !self.hold_lease(&lease, lease_ms).await {
+                continue;
+            }
+            for update in &updates {
+                let id = update.id.0;
+                if let Err(e) = self.handle(update).await {
+                    let tries = match failing {
+                        Some((failed, tries)) if failed == id => tries + 1,
+                        _ => 1,
+                    };
+                    if tries < UPDATE_TRIES {
+                        // Unconfirmed: Telegram hands it over again with the ones after it.
+                        tracing::warn!(error = %e, update = id, tries, "an update was not handled; trying again");
+                        failing = Some((id, tries));
+                        tokio::select! {
+                            _ = stop.cancelled() => {}
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        break;
+                    }
+                    tracing::error!(error = %e, update = id, tries, "an update was not handled; skipping it");
+                }
+                failing = None;
+                offset = Some(i32::try_from(id).unwrap_or(i32::MAX).saturating_add(1));
             }
         }
-        if let Err(e) = self.store.release_lease(&lease, &holder).await {
+        if let Some(offset) = offset {
+            // Confirm what was handled, so the next holder does not answer it again.
+            let confirm = self.bot.get_updates().offset(offset).timeout(0).limit(1);
+            if let Err(e) = confirm.await {
+                tracing::warn!(error = %e, "cannot confirm the last updates");
+            }
+        }
+        self.release_lease(&lease).await;
+        Ok(())
+    }
+
+    async fn hold_lease(&self, lease: &str, lease_ms: i64) -> bool {
+        match self.store.hold_lease(lease, &self.holder, lease_ms).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the bot's polling lease");
+                false
+            }
+        }
+    }
+
+    async fn release_lease(&self, lease: &str) {
+        if let Err(e) = self.store.release_lease(lease, &self.holder).await {
             tracing::warn!(error = %e, "cannot release the bot's polling lease");
         }
-        Ok(())
     }
 
     /// Webhook mode: register `bot.webhook_url` with its secret, then serve updates on
@@ -246,8 +299,12 @@ impl SubscriberBot {
                             .as_ref()
                             .map(|u| u.full_name())
                             .unwrap_or_default();
-                        // A payload that is not a tag name still subscribes, untagged.
-                        let tag = payload.as_deref().and_then(|p| parse_tag(p).ok());
+                        // Only the tags the operator named may come from a deep link: anyone
+                        // can type `/start vip`. Any other payload subscribes untagged.
+                        let tag = payload
+                            .as_deref()
+                            .and_then(|p| parse_tag(p).ok())
+                            .filter(|t| self.settings.tags.contains(t));
                         let subscribed = self
                             .store
                             .subscribe_telegram(self.tenant_id, chat.0, &name, tag.as_deref())

@@ -160,6 +160,9 @@ pub enum BotMode {
 pub struct BotSettings {
     /// The user (tenant) whose clients the bot's subscribers become; empty: no bot.
     pub tenant: String,
+    /// The tags a deep link (`/start TAG`) may give a subscriber. Anyone can type `/start
+    /// vip`, so only these are taken; another payload subscribes the client untagged.
+    pub tags: Vec<String>,
     pub mode: BotMode,
     /// Also run the bot inside every `blast worker`; with polling, one of them polls at a time.
     pub in_worker: bool,
@@ -182,6 +185,7 @@ impl Default for BotSettings {
     fn default() -> Self {
         BotSettings {
             tenant: String::new(),
+            tags: Vec::new(),
             mode: BotMode::Polling,
             in_worker: false,
             poll_timeout_secs: 25,
@@ -559,15 +563,28 @@ impl Settings {
                 "bot.webhook_secret must be at most 256 of A-Z, a-z, 0-9, _ and -".into(),
             ));
         }
-        if bot.mode == BotMode::Webhook
-            && !bot.tenant.is_empty()
-            && (!bot.webhook_url.starts_with("https://") && !bot.webhook_url.starts_with("http://")
-                || secret.is_empty())
+        if let Some(bad) = bot
+            .tags
+            .iter()
+            .find(|t| crate::domain::parse_tag(t).is_err())
         {
-            return Err(SettingsError::Rule(
-                "bot.mode = \"webhook\" needs bot.webhook_url (the public URL) and bot.webhook_secret"
-                    .into(),
-            ));
+            return Err(SettingsError::Rule(format!(
+                "bot.tags: {bad:?} is not a tag name (1-64 letters, digits, '-', '_', '.' or ':')"
+            )));
+        }
+        if bot.mode == BotMode::Webhook && !bot.tenant.is_empty() {
+            if !bot.webhook_url.starts_with("https://") || secret.is_empty() {
+                return Err(SettingsError::Rule(
+                    "bot.mode = \"webhook\" needs bot.webhook_url (the public https:// URL Telegram posts to) and bot.webhook_secret"
+                        .into(),
+                ));
+            }
+            if bot.in_worker {
+                return Err(SettingsError::Rule(
+                    "bot.in_worker runs the bot by polling; with bot.mode = \"webhook\" run `blast bot` on its own"
+                        .into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -761,5 +778,31 @@ mod tests {
             Settings::load(Some(Path::new("/nonexistent/blast.toml")), &[]),
             Err(SettingsError::MissingFile(_))
         ));
+    }
+
+    #[test]
+    fn a_webhook_bot_needs_a_public_https_url_a_secret_and_its_own_process() {
+        let mut s = Settings::default();
+        s.bot.tenant = "alice".into();
+        s.bot.mode = BotMode::Webhook;
+        s.bot.webhook_url = "https://blast.example.com/tg".into();
+        s.bot.webhook_secret = Secret::new("s3cret");
+        assert!(s.check().is_ok());
+        for broken in [
+            |s: &mut Settings| s.bot.webhook_url = "http://blast.example.com/tg".into(),
+            |s: &mut Settings| s.bot.webhook_secret = Secret::default(),
+            |s: &mut Settings| s.bot.webhook_secret = Secret::new("no spaces"),
+            |s: &mut Settings| s.bot.in_worker = true,
+            |s: &mut Settings| s.bot.tags = vec!["not a tag".into()],
+            |s: &mut Settings| s.bot.poll_timeout_secs = 0,
+        ] {
+            let mut bad = s.clone();
+            broken(&mut bad);
+            assert!(
+                matches!(bad.check(), Err(SettingsError::Rule(_))),
+                "{:?}",
+                bad.bot
+            );
+        }
     }
 }

@@ -75,20 +75,39 @@ impl Store {
                 .await?;
                 Subscribed::Again(id)
             }
-            None => Subscribed::New(
-                sqlx::query(
+            None => {
+                // The unique subscriber index settles a race with another /start of the chat.
+                let inserted: Option<i64> = sqlx::query(
                     "INSERT INTO clients (tenant_id, phone, operator_code, name, telegram_chat_id,
                                           created_at, updated_at)
-                     VALUES ($1, NULL, '', $2, $3, $4, $4) RETURNING id",
+                     VALUES ($1, NULL, '', $2, $3, $4, $4)
+                     ON CONFLICT (tenant_id, telegram_chat_id)
+                         WHERE phone IS NULL AND telegram_chat_id IS NOT NULL DO NOTHING
+                     RETURNING id",
                 )
                 .bind(tenant_id)
                 .bind(name)
                 .bind(chat_id)
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?
-                .get(0),
-            ),
+                .map(|r| r.get(0));
+                match inserted {
+                    Some(id) => Subscribed::New(id),
+                    None => {
+                        let id: i64 = sqlx::query(
+                            "SELECT id FROM clients
+                             WHERE tenant_id = $1 AND telegram_chat_id = $2 AND phone IS NULL",
+                        )
+                        .bind(tenant_id)
+                        .bind(chat_id)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .get(0);
+                        Subscribed::Again(id)
+                    }
+                }
+            }
         };
         if let Some(tag) = tag {
             let tags = [tag.to_owned()];

@@ -237,6 +237,11 @@ impl TelegramStub {
             .count()
     }
 
+    /// Time since the stub started, on the clock of [`BotRequest::at`].
+    pub fn elapsed(&self) -> Duration {
+        self.lock().started.elapsed()
+    }
+
     /// Queue a private-chat text message from a user, for the bot's `getUpdates`.
     pub fn push_user_message(&self, token: &str, chat_id: i64, first_name: &str, text: &str) {
         let mut inner = self.lock();
@@ -300,6 +305,9 @@ async fn handle(
         return (StatusCode::NOT_FOUND, "not found").into_response();
     };
     let method = method.to_ascii_lowercase();
+    // Limits count a request from its arrival, as Telegram sees it: reading a large upload's
+    // body (slow on a loaded machine) must not move it closer to the next request.
+    let arrived = Instant::now();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -330,7 +338,7 @@ async fn handle(
             status: 0,
             at: guard.started.elapsed(),
         };
-        let (status, body, hang) = answer(&mut guard, &mut req);
+        let (status, body, hang) = answer(&mut guard, &mut req, arrived);
         req.status = status;
         guard.requests.push(req);
         (status, body, hang)
@@ -495,7 +503,11 @@ fn media_field(method: &str) -> Option<&'static str> {
     })
 }
 
-fn answer(inner: &mut Inner, req: &mut BotRequest) -> (u16, Value, Option<Duration>) {
+fn answer(
+    inner: &mut Inner,
+    req: &mut BotRequest,
+    arrived: Instant,
+) -> (u16, Value, Option<Duration>) {
     let method = req.method.clone();
     match method.as_str() {
         "getme" => {
@@ -529,7 +541,7 @@ fn answer(inner: &mut Inner, req: &mut BotRequest) -> (u16, Value, Option<Durati
         let (status, body) = api_error(400, "Bad Request: chat_id is empty", None);
         return (status, body, None);
     };
-    let now = Instant::now();
+    let now = arrived;
     let options = inner.options.clone();
     // A forced 429 counts before the limits, like an overloaded chat would.
     if let Some(ChatFault::RetryAfter { seconds, times }) = inner.faults.get_mut(&chat_id)
