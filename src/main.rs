@@ -43,12 +43,8 @@ async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
 
 /// Run the API (on `api`) and the worker (with `tenancy`) until Ctrl-C or SIGTERM; when one
 /// of them fails, the other is stopped too.
-async fn run_roles(
-    store: Store,
-    settings: Settings,
-    api: Option<tokio::net::TcpListener>,
-    tenancy: Option<Tenancy>,
-) -> anyhow::Result<()> {
+/// A token cancelled by Ctrl-C or SIGTERM.
+fn cancelled_on_signal() -> tokio_util::sync::CancellationToken {
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn({
         let stop = stop.clone();
@@ -57,6 +53,16 @@ async fn run_roles(
             stop.cancel();
         }
     });
+    stop
+}
+
+async fn run_roles(
+    store: Store,
+    settings: Settings,
+    api: Option<tokio::net::TcpListener>,
+    tenancy: Option<Tenancy>,
+) -> anyhow::Result<()> {
+    let stop = cancelled_on_signal();
     tracing::info!(database = %settings.database_url, "blast is up; Ctrl-C stops it");
     let api_task = api.map(|listener| {
         let (store, settings, stop) = (store.clone(), settings.clone(), stop.clone());
@@ -189,15 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         "set bot.tenant (BLAST_BOT__TENANT) to the user whose clients subscribers become".into(),
                     )
                 })?;
-            let stop = tokio_util::sync::CancellationToken::new();
-            tokio::spawn({
-                let stop = stop.clone();
-                async move {
-                    blast::shutdown::signal().await;
-                    stop.cancel();
-                }
-            });
-            let result = bot.run(stop).await;
+            let result = bot.run(cancelled_on_signal()).await;
             store.close().await;
             return Ok(result?);
         }
