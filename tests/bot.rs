@@ -8,7 +8,7 @@ mod common;
 use blast::bot::SubscriberBot;
 use blast::domain::{AudienceFilter, ChannelKind, Priority};
 use blast::settings::{BotMode, Secret, Settings};
-use blast::store::{NewMailing, Store};
+use blast::store::{Client, NewMailing, Store};
 use blast_testkit::{TelegramStub, TelegramStubOptions};
 use common::{RunningWorker, TestDb, now_ms, wait_done, wait_until};
 use serde_json::json;
@@ -54,12 +54,16 @@ fn answers(stub: &TelegramStub, chat: i64) -> Vec<String> {
         .collect()
 }
 
-async fn subscribed(db: &TestDb, chat: i64) -> bool {
+/// The client of this chat, if the bot made one.
+async fn subscriber(db: &TestDb, chat: i64) -> Option<Client> {
     db.store
         .client_by_telegram_chat(db.tenant, chat)
         .await
         .expect("lookup")
-        .is_some()
+}
+
+async fn subscribed(db: &TestDb, chat: i64) -> bool {
+    subscriber(db, chat).await.is_some()
 }
 
 /// A mailing to the clients tagged `tag`, starting now.
@@ -122,21 +126,11 @@ async fn start_subscribes_a_chat_with_its_tag_and_stop_opts_it_out() {
         subscribed(&db, 7001).await && subscribed(&db, 7002).await
     })
     .await;
-    let ann = db
-        .store
-        .client_by_telegram_chat(db.tenant, 7001)
-        .await
-        .expect("lookup")
-        .expect("ann");
+    let ann = subscriber(&db, 7001).await.expect("ann");
     assert_eq!(ann.name, "Ann");
     assert_eq!(ann.phone, None, "a subscriber gives no phone");
     assert_eq!(ann.tags, vec!["promo".to_string()]);
-    let bob = db
-        .store
-        .client_by_telegram_chat(db.tenant, 7002)
-        .await
-        .expect("lookup")
-        .expect("bob");
+    let bob = subscriber(&db, 7002).await.expect("bob");
     assert!(
         bob.tags.is_empty(),
         "a deep link cannot give a tag outside bot.tags"
@@ -169,12 +163,7 @@ async fn start_subscribes_a_chat_with_its_tag_and_stop_opts_it_out() {
         !blocked(&db, 7001).await
     })
     .await;
-    let again = db
-        .store
-        .client_by_telegram_chat(db.tenant, 7001)
-        .await
-        .expect("lookup")
-        .expect("ann");
+    let again = subscriber(&db, 7001).await.expect("ann");
     assert_eq!(again.id, ann.id);
     assert_eq!(again.tags, vec!["promo".to_string()]);
     let count: i64 = sqlx::query("SELECT COUNT(*) FROM clients")
@@ -289,11 +278,8 @@ async fn the_webhook_is_registered_with_its_secret_and_updates_without_it_are_re
 
     let status = post_update(&url, Some("hook-secret_42"), update.to_string().into()).await;
     assert_eq!(status, reqwest::StatusCode::OK);
-    let dee = db
-        .store
-        .client_by_telegram_chat(db.tenant, 8001)
+    let dee = subscriber(&db, 8001)
         .await
-        .expect("lookup")
         .expect("subscribed by the webhook");
     assert_eq!(dee.name, "Dee Ray");
     assert_eq!(dee.tags, vec!["vip".to_string()]);
