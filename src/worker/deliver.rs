@@ -423,13 +423,11 @@ impl Deliverer {
             if let Some(outcome) = self.unwanted(mailing, row) {
                 return Some(outcome);
             }
-            tokio::select! {
-                _ = self.channels.rate_wait(mailing, &address) => {}
-                _ = self.shutdown.cancelled() => return Some(Outcome::Release),
-            }
-            if let Some(outcome) = self.unwanted(mailing, row) {
-                return Some(outcome);
-            }
+            // Marked before the rate token, not after: a commit that stalls (a checkpoint)
+            // between the token and the request would bunch sends up at the provider, and
+            // Telegram counts them as they arrive. A shutdown while the row waits for its token
+            // puts it back to pending (Release takes `sending` rows); a crash then leaves it
+            // `unknown` like any send cut off, which is the price of sending on time.
             if !marked {
                 match self.store.mark_sending(row.message_id, claim).await {
                     Ok(true) => marked = true,
@@ -437,6 +435,13 @@ impl Deliverer {
                     // Not marked, so not sent: the row goes back to pending.
                     Err(_) => return Some(Outcome::Release),
                 }
+            }
+            tokio::select! {
+                _ = self.channels.rate_wait(mailing, &address) => {}
+                _ = self.shutdown.cancelled() => return Some(Outcome::Release),
+            }
+            if let Some(outcome) = self.unwanted(mailing, row) {
+                return Some(outcome);
             }
             let msg = Outgoing {
                 message_id: row.message_id,
