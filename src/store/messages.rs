@@ -248,7 +248,7 @@ impl Store {
     /// Load the rows of a job that still carry its claim and start their lease. With
     /// `mark_all_sending` they move from `queued` to `sending` together (channels that can
     /// resend safely); otherwise they stay `queued` and each is marked by
-    /// [`Store::mark_sending`] right before its send.
+    /// [`Store::mark_sending`] just before its send.
     /// Rows whose claim changed (re-queued since) or that were settled are left out.
     pub async fn begin_sending(
         &self,
@@ -324,7 +324,7 @@ impl Store {
             .collect())
     }
 
-    /// Mark one row `sending` right before its send. False when the row no longer carries
+    /// Mark one row `sending` just before its send (before its rate token). False when the row no longer carries
     /// `claim` (the reconciler took it back): then it must not be sent.
     pub async fn mark_sending(&self, id: i64, claim: i64) -> Result<bool> {
         let done = sqlx::query(
