@@ -3,7 +3,7 @@
 //! opted out the same way. Updates come by long polling (one process of the cluster polls at a
 //! time, under a database lease) or by webhook.
 
-use crate::channels::bot_id_of;
+use crate::channels::connect_bot;
 use crate::domain::parse_tag;
 use crate::settings::{BotMode, BotSettings, Settings, TelegramSettings};
 use crate::store::{Store, StoreError, Subscribed};
@@ -412,18 +412,15 @@ async fn webhook(
 
 /// The Bot API client of the subscriber bot: its HTTP timeout outlasts a long poll.
 fn bot_client(tg: &TelegramSettings, bot: &BotSettings) -> Result<(Bot, String), BotError> {
-    let token = tg.bot_token.expose();
-    let bot_id = bot_id_of(token)
-        .ok_or_else(|| BotError::Config("telegram.bot_token is not set".into()))?
-        .to_string();
-    let api_url = reqwest::Url::parse(&tg.api_url)
-        .map_err(|e| BotError::Config(format!("telegram.api_url: {e}")))?;
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(u64::from(bot.poll_timeout_secs) + 30))
-        .build()
-        .map_err(|e| BotError::Config(format!("HTTP client: {e}")))?;
-    Ok((Bot::with_client(token, client).set_api_url(api_url), bot_id))
+    if tg.bot_token.is_empty() {
+        return Err(BotError::Config("telegram.bot_token is not set".into()));
+    }
+    connect_bot(
+        tg,
+        Duration::from_secs(10),
+        Duration::from_secs(u64::from(bot.poll_timeout_secs) + 30),
+    )
+    .map_err(BotError::Config)
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ mod telegram;
 pub use email::{EmailChannel, EmailParts};
 pub use log::LogChannel;
 pub use sms::SmsChannel;
-pub use telegram::{MediaRef, TelegramChannel, TelegramParts, bot_id_of, direct_media};
+pub use telegram::{
+    MediaRef, TelegramChannel, TelegramParts, bot_id_of, connect_bot, direct_media,
+};
 
 use crate::domain::ChannelKind;
 use crate::jobs::Lane;

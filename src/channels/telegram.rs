@@ -25,6 +25,28 @@ pub fn bot_id_of(token: &str) -> Option<&str> {
     (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && secret.len() >= 8).then_some(id)
 }
 
+/// The Bot API client of the configured bot, and the bot's public id. `request_timeout`
+/// bounds each HTTP request. The error names the setting that is wrong.
+pub fn connect_bot(
+    settings: &TelegramSettings,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<(Bot, String), String> {
+    let token = settings.bot_token.expose();
+    let bot_id = bot_id_of(token)
+        .ok_or("telegram.bot_token is not a bot token")?
+        .to_string();
+    let api_url = reqwest::Url::parse(&settings.api_url)
+        .map_err(|e| format!("telegram.api_url {:?}: {e}", settings.api_url))?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))?;
+    Ok((Bot::with_client(token, client).set_api_url(api_url), bot_id))
+}
+
 /// The media of one send, resolved by the worker: a URL or file_id to pass on, or the bytes of
 /// a stored file to upload.
 #[derive(Debug, Clone, Copy)]
@@ -63,22 +85,16 @@ impl TelegramChannel {
                 timeout,
             });
         }
-        let bot_id = bot_id_of(token)
-            .ok_or_else(|| DeliveryError::permanent("telegram.bot_token is not a bot token"))?
-            .to_string();
-        let api_url = reqwest::Url::parse(&settings.api_url).map_err(|e| {
-            DeliveryError::permanent(format!("telegram.api_url {:?}: {e}", settings.api_url))
-        })?;
-        // Our timeout (below) is the one that decides; the client's only backs it up, beyond
-        // teloxide's 10 s pause after a 5xx.
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5).min(timeout))
-            .timeout(timeout + Duration::from_secs(15))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| DeliveryError::permanent(format!("HTTP client: {e}")))?;
+        // Our timeout (around each send) is the one that decides; the client's only backs it
+        // up, beyond teloxide's 10 s pause after a 5xx.
+        let (bot, bot_id) = connect_bot(
+            settings,
+            Duration::from_secs(5).min(timeout),
+            timeout + Duration::from_secs(15),
+        )
+        .map_err(DeliveryError::permanent)?;
         Ok(TelegramChannel {
-            bot: Some(Bot::with_client(token, client).set_api_url(api_url)),
+            bot: Some(bot),
             bot_id,
             timeout,
         })

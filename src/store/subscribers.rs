@@ -4,7 +4,7 @@
 use super::clients::{TagIds, link_tags};
 use super::{Client, Result, Store};
 use crate::now_ms;
-use sqlx::Row;
+use sqlx::{Any, Row};
 
 /// What /start did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +23,22 @@ impl Subscribed {
     }
 }
 
+/// The id of the tenant's client with this chat (the oldest, should there be several).
+async fn chat_client_id<'e>(
+    executor: impl sqlx::Executor<'e, Database = Any>,
+    tenant_id: i64,
+    chat_id: i64,
+) -> Result<Option<i64>> {
+    Ok(sqlx::query(
+        "SELECT id FROM clients WHERE tenant_id = $1 AND telegram_chat_id = $2 ORDER BY id LIMIT 1",
+    )
+    .bind(tenant_id)
+    .bind(chat_id)
+    .fetch_optional(executor)
+    .await?
+    .map(|r| r.get(0)))
+}
+
 impl Store {
     /// The client of `tenant_id` with this Telegram chat, if any (the oldest, should there be
     /// several).
@@ -31,15 +47,7 @@ impl Store {
         tenant_id: i64,
         chat_id: i64,
     ) -> Result<Option<Client>> {
-        let id: Option<i64> = sqlx::query(
-            "SELECT id FROM clients WHERE tenant_id = $1 AND telegram_chat_id = $2 ORDER BY id LIMIT 1",
-        )
-        .bind(tenant_id)
-        .bind(chat_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| r.get(0));
-        match id {
+        match chat_client_id(&self.pool, tenant_id, chat_id).await? {
             Some(id) => Ok(Some(self.client(tenant_id, id).await?)),
             None => Ok(None),
         }
@@ -56,15 +64,7 @@ impl Store {
     ) -> Result<Subscribed> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
-        let existing: Option<i64> = sqlx::query(
-            "SELECT id FROM clients WHERE tenant_id = $1 AND telegram_chat_id = $2 ORDER BY id LIMIT 1",
-        )
-        .bind(tenant_id)
-        .bind(chat_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| r.get(0));
-        let subscribed = match existing {
+        let subscribed = match chat_client_id(&mut *tx, tenant_id, chat_id).await? {
             Some(id) => {
                 sqlx::query(
                     "UPDATE clients SET telegram_blocked_at = NULL, updated_at = $1 WHERE id = $2",
