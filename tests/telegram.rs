@@ -89,6 +89,19 @@ fn media(kind: TelegramKind, source: Option<MediaSource>) -> TelegramContent {
     }
 }
 
+/// A paid broadcast to `chats` under a ceiling of `paid_per_second`, run to its end.
+async fn run_paid_broadcast(db: &TestDb, stub: &TelegramStub, chats: &[i64], paid_per_second: u32) {
+    add_chats(db, "tg", chats).await;
+    let mut settings = telegram_settings(db, stub);
+    settings.telegram.paid_per_second = paid_per_second;
+    let mut content = TelegramContent::text_message();
+    content.allow_paid_broadcast = true;
+    let mailing = telegram_mailing(db, "tg", "Flash sale", content, None).await;
+    let worker = RunningWorker::start(&db.store, settings);
+    wait_done(db, mailing, Duration::from_secs(30)).await;
+    worker.stop().await;
+}
+
 /// (chat id, state, attempts, last error) of every message of `mailing`.
 async fn states(db: &TestDb, mailing: i64) -> Vec<(i64, String, i64, Option<String>)> {
     sqlx::query(
@@ -502,15 +515,7 @@ async fn a_paid_broadcast_goes_past_the_free_rate_up_to_its_ceiling() {
     .await
     .expect("stub");
     let chats: Vec<i64> = (1..=90).map(|i| 7000 + i).collect();
-    add_chats(&db, "tg", &chats).await;
-    let mut settings = telegram_settings(&db, &stub);
-    settings.telegram.paid_per_second = 150;
-    let mut content = TelegramContent::text_message();
-    content.allow_paid_broadcast = true;
-    let mailing = telegram_mailing(&db, "tg", "Flash sale", content, None).await;
-    let worker = RunningWorker::start(&db.store, settings);
-    wait_done(&db, mailing, Duration::from_secs(30)).await;
-    worker.stop().await;
+    run_paid_broadcast(&db, &stub, &chats, 150).await;
     let sent = stub.delivered();
     assert_eq!(sent.len(), 90);
     assert!(
@@ -534,7 +539,6 @@ async fn a_429_pauses_a_paid_broadcast_too() {
         .await
         .expect("stub");
     let chats: Vec<i64> = (1..=60).map(|i| 8000 + i).collect();
-    add_chats(&db, "tg", &chats).await;
     stub.set_fault(
         chats[0],
         ChatFault::RetryAfter {
@@ -542,14 +546,7 @@ async fn a_429_pauses_a_paid_broadcast_too() {
             times: 1,
         },
     );
-    let mut settings = telegram_settings(&db, &stub);
-    settings.telegram.paid_per_second = 50;
-    let mut content = TelegramContent::text_message();
-    content.allow_paid_broadcast = true;
-    let mailing = telegram_mailing(&db, "tg", "Flash sale", content, None).await;
-    let worker = RunningWorker::start(&db.store, settings);
-    wait_done(&db, mailing, Duration::from_secs(30)).await;
-    worker.stop().await;
+    run_paid_broadcast(&db, &stub, &chats, 50).await;
     assert_eq!(stub.delivered().len(), 60);
     let requests = stub.requests();
     let limited = requests.iter().find(|r| r.status == 429).expect("the 429");
