@@ -73,7 +73,7 @@ async fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
                 subject: None,
                 html: None,
                 telegram: Some(TelegramContent::text_message()),
-                upload: None,
+                uploads: Vec::new(),
             },
             4096,
         )

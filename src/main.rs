@@ -6,7 +6,8 @@ use blast::settings::{Settings, SettingsError};
 use blast::store::{Store, StoreError};
 use blast::worker::{self, Tenancy, WorkerError};
 use blast_cli::{
-    Cli, ClientCommand, Command, ConfigCommand, MailingCommand, TokenCommand, UserCommand,
+    Cli, ClientCommand, Command, ConfigCommand, MailingCommand, TelegramBotCommand, TokenCommand,
+    UserCommand,
 };
 use clap::Parser;
 use std::process::ExitCode;
@@ -132,7 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         (
             Some(server),
             Some(token),
-            Command::Client(_) | Command::Mailing(_) | Command::Stats(_),
+            Command::Client(_) | Command::Mailing(_) | Command::TelegramBot(_) | Command::Stats(_),
         ) => Some(admin::backend::RemoteApi::new(server, token)?),
         _ => None,
     };
@@ -271,6 +272,15 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
         }
         Command::Mailing(MailingCommand::Cancel { id }) => admin::mailing::cancel(ctx, id).await,
         Command::Mailing(MailingCommand::Watch { id }) => admin::mailing::watch(ctx, id).await,
+        Command::TelegramBot(TelegramBotCommand::Add { name, bot_token }) => {
+            admin::bots::add(ctx, &name, bot_token).await
+        }
+        Command::TelegramBot(TelegramBotCommand::List { json }) => {
+            admin::bots::list(ctx, json).await
+        }
+        Command::TelegramBot(TelegramBotCommand::Remove { name }) => {
+            admin::bots::remove(ctx, &name).await
+        }
         Command::Stats(args) => admin::stats::run(ctx, &args).await,
         Command::Up { .. }
         | Command::Serve { .. }

@@ -531,11 +531,13 @@ impl Settings {
             }
             None => {}
         }
-        figment = figment.merge(
-            Env::prefixed("BLAST_")
-                .split("__")
-                .ignore(&["config", "user", "server", "token"]),
-        );
+        figment = figment.merge(Env::prefixed("BLAST_").split("__").ignore(&[
+            "config",
+            "user",
+            "server",
+            "token",
+            "new_bot_token",
+        ]));
         for (key, value) in overrides {
             figment = figment.merge(Serialized::default(key, value));
         }

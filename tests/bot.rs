@@ -74,7 +74,7 @@ fn mailing_to(tag: &str, channel: ChannelKind, text: &str) -> NewMailing {
         subject: None,
         html: None,
         telegram: None,
-        upload: None,
+        uploads: Vec::new(),
         filter: AudienceFilter {
             tags: vec![tag.into()],
             operator_codes: vec![],

@@ -714,6 +714,75 @@ fn commands_act_on_a_remote_server_through_its_api() {
     );
     assert!(photo["telegram"]["media"]["upload"].is_i64(), "{photo}");
     ok(&remote(&["mailing", "cancel", &photo["id"].to_string()]));
+    // A bot of the tenant's own, and an album of two local files sent through it.
+    let token = "7001:promo-secret-token";
+    let out = ok(&remote(&[
+        "telegram-bot",
+        "add",
+        "promo",
+        "--bot-token",
+        token,
+    ]));
+    assert!(out.contains("7001"), "{out}");
+    let bots = json(&remote(&["telegram-bot", "list", "--json"]));
+    assert_eq!(bots[0]["name"], "promo");
+    assert!(!bots.to_string().contains("promo-secret"), "{bots}");
+    std::fs::write(here.path().join("b.jpg"), b"another photo").expect("photo");
+    let album = json(&remote(&[
+        "mailing",
+        "create",
+        "--channel",
+        "telegram",
+        "--album",
+        "photo:a.jpg",
+        "--album",
+        "video:https://cdn.test/v.mp4",
+        "--album",
+        "photo:b.jpg",
+        "--bot",
+        "promo",
+        "--caption",
+        "Three of them",
+        "--start",
+        "2030-01-01T00:00:00Z",
+        "--json",
+    ]));
+    assert_eq!(album["telegram"]["kind"], "media_group", "{album}");
+    assert_eq!(album["telegram"]["bot"], "promo");
+    let items = album["telegram"]["album"].as_array().expect("album items");
+    assert_eq!(items.len(), 3);
+    assert!(items[0]["media"]["upload"].is_i64(), "{album}");
+    assert_eq!(items[1]["media"]["url"], "https://cdn.test/v.mp4");
+    assert!(items[2]["media"]["upload"].is_i64(), "{album}");
+    assert_ne!(items[0]["media"]["upload"], items[2]["media"]["upload"]);
+    let out = remote(&["telegram-bot", "remove", "promo"]);
+    assert_eq!(out.status.code(), Some(2), "in use by the album: a 409");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unfinished"));
+    let out = remote(&[
+        "mailing",
+        "create",
+        "--channel",
+        "telegram",
+        "--text",
+        "x",
+        "--bot",
+        "nobody",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no bot named"));
+    let out = remote(&[
+        "mailing",
+        "create",
+        "--channel",
+        "telegram",
+        "--album",
+        "photo:a.jpg",
+        "--text",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "one item is not an album");
+    ok(&remote(&["mailing", "cancel", &album["id"].to_string()]));
+    ok(&remote(&["telegram-bot", "remove", "promo"]));
     ok(&remote(&["mailing", "cancel", &id]));
     let out = remote(&["mailing", "cancel", &id]);
     assert_eq!(

@@ -354,7 +354,7 @@ async fn filters_pick_the_audience_and_templates_use_attributes() {
                 subject: None,
                 html: None,
                 telegram: None,
-                upload: None,
+                uploads: Vec::new(),
             },
             1000,
         )
@@ -507,7 +507,7 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
                 subject: None,
                 html: None,
                 telegram: None,
-                upload: None,
+                uploads: Vec::new(),
             },
             1000,
         )
@@ -600,7 +600,7 @@ async fn a_large_mailing_on_the_log_channel_writes_every_line_once() {
                 subject: None,
                 html: None,
                 telegram: None,
-                upload: None,
+                uploads: Vec::new(),
             },
             1000,
         )
@@ -737,7 +737,7 @@ async fn messages_wait_for_the_recipients_local_hours() {
                 subject: None,
                 html: None,
                 telegram: None,
-                upload: None,
+                uploads: Vec::new(),
             },
             1000,
         )

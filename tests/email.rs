@@ -55,7 +55,7 @@ async fn email_mailing(db: &TestDb, tag: &str) -> i64 {
                 subject: Some("News for {{ name }}".into()),
                 html: Some("<p>Hello <b>{{ name }}</b></p>".into()),
                 telegram: None,
-                upload: None,
+                uploads: Vec::new(),
                 filter: AudienceFilter {
                     tags: vec![tag.into()],
                     operator_codes: vec![],

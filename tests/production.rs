@@ -82,7 +82,7 @@ async fn create(db: &TestDb, text: &str, tag: &str, priority: Priority) -> i64 {
                 subject: None,
                 html: None,
                 telegram: None,
-                upload: None,
+                uploads: Vec::new(),
             },
             1000,
         )

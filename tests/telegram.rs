@@ -8,9 +8,11 @@ mod common;
 
 use blast::domain::{AudienceFilter, ChannelKind, Priority};
 use blast::settings::{Secret, Settings};
-use blast::store::{MediaUpload, NewClient, NewMailing};
-use blast::telegram::{MediaSource, ParseMode, TelegramContent, TelegramKind, UrlButton};
-use blast_testkit::{ChatFault, TelegramStub, TelegramStubOptions};
+use blast::store::{MediaUpload, NewClient, NewMailing, StoreError};
+use blast::telegram::{
+    AlbumItem, MediaSource, ParseMode, TelegramContent, TelegramKind, UrlButton,
+};
+use blast_testkit::{BotRequest, ChatFault, TelegramStub, TelegramStubOptions};
 use common::{RunningWorker, TestDb, now_ms, wait_done};
 use serde_json::json;
 use sqlx::Row;
@@ -27,13 +29,17 @@ fn telegram_settings(db: &TestDb, stub: &TelegramStub) -> Settings {
     s
 }
 
-/// Clients tagged `tag` with these chat ids.
+/// Clients tagged `tag` with these chat ids (and a phone of their own per chat id).
 async fn add_chats(db: &TestDb, tag: &str, chats: &[i64]) {
     let clients: Vec<NewClient> = chats
         .iter()
         .enumerate()
         .map(|(i, chat)| NewClient {
-            phone: Some(format!("7902{:07}", 1_000_000 + i).parse().expect("phone")),
+            phone: Some(
+                format!("79{:09}", chat.unsigned_abs() * 2 + u64::from(*chat < 0))
+                    .parse()
+                    .expect("phone"),
+            ),
             name: format!("n{i}"),
             telegram_chat_id: Some(*chat),
             timezone: "UTC".into(),
@@ -64,7 +70,7 @@ async fn telegram_mailing(
                 subject: None,
                 html: None,
                 telegram: Some(content),
-                upload,
+                uploads: upload.into_iter().collect(),
                 filter: AudienceFilter {
                     tags: vec![tag.into()],
                     operator_codes: vec![],
@@ -576,7 +582,7 @@ async fn editing_a_scheduled_mailing_into_a_photo_keeps_its_file() {
         subject: None,
         html: None,
         telegram: None,
-        upload: None,
+        uploads: Vec::new(),
         filter: AudienceFilter {
             tags: vec!["tg".into()],
             operator_codes: vec![],
@@ -600,7 +606,7 @@ async fn editing_a_scheduled_mailing_into_a_photo_keeps_its_file() {
             NewMailing {
                 text: "Now with a photo".into(),
                 telegram: Some(media(TelegramKind::Photo, None)),
-                upload: Some(upload("p.jpg")),
+                uploads: vec![upload("p.jpg")],
                 start_at: now_ms(),
                 ..draft
             },
@@ -622,4 +628,282 @@ async fn editing_a_scheduled_mailing_into_a_photo_keeps_its_file() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].method, "sendphoto");
     assert_eq!(sent[0].files[0].2, file_bytes("p.jpg"));
+}
+
+fn album(items: Vec<(TelegramKind, MediaSource)>) -> TelegramContent {
+    TelegramContent {
+        kind: TelegramKind::MediaGroup,
+        album: items
+            .into_iter()
+            .map(|(kind, media)| AlbumItem { kind, media })
+            .collect(),
+        ..TelegramContent::text_message()
+    }
+}
+
+/// An album of two local photos and a video by URL: the first send uploads both files in one
+/// `sendMediaGroup`, every other send names them by the file_ids Telegram gave, the caption
+/// rides on the first item, and each item counts against the bot's limit: 8 albums of 3 at
+/// 20 messages/s take over a second, where counting albums as one message would earn 429s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_album_uploads_its_files_once_and_counts_each_item_against_the_limit() {
+    let db = TestDb::new().await;
+    let stub = TelegramStub::start(TelegramStubOptions {
+        bot_per_second: 20,
+        ..TelegramStubOptions::default()
+    })
+    .await
+    .expect("stub");
+    let chats: Vec<i64> = (1..=8).map(|i| 8000 + i).collect();
+    add_chats(&db, "tg", &chats).await;
+    let mut content = album(vec![
+        (TelegramKind::Photo, MediaSource::pending_upload(0)),
+        (
+            TelegramKind::Video,
+            MediaSource::Url("https://cdn.test/v.mp4".into()),
+        ),
+        (TelegramKind::Photo, MediaSource::pending_upload(1)),
+    ]);
+    content.parse_mode = Some(ParseMode::Html);
+    let start = now_ms();
+    let mailing = db
+        .store
+        .create_mailing(
+            db.tenant,
+            NewMailing {
+                channel: ChannelKind::Telegram,
+                text: "<b>Hi {{ name }}</b>".into(),
+                subject: None,
+                html: None,
+                telegram: Some(content),
+                uploads: vec![upload("a.jpg"), upload("b.jpg")],
+                filter: AudienceFilter {
+                    tags: vec!["tg".into()],
+                    operator_codes: vec![],
+                },
+                priority: Priority::High,
+                start_at: start,
+                end_at: start + HOUR,
+                local_hours: None,
+            },
+            4096,
+        )
+        .await
+        .expect("create album mailing")
+        .id;
+    let mut settings = telegram_settings(&db, &stub);
+    settings.telegram.bot_per_second = 20;
+    let worker = RunningWorker::start(&db.store, settings);
+    wait_done(&db, mailing, Duration::from_secs(30)).await;
+    worker.stop().await;
+
+    assert_eq!(
+        stub.too_many_requests(),
+        0,
+        "each item counts against the limit"
+    );
+    let sent = stub.delivered();
+    assert_eq!(sent.len(), chats.len());
+    assert!(sent.iter().all(|r| r.method == "sendmediagroup"));
+    let span = sent.last().expect("last").at - sent.first().expect("first").at;
+    // 24 messages at 20/s: the last album goes 21 intervals (1.05 s) after the first, less
+    // the few intervals the lane may run ahead.
+    assert!(span >= Duration::from_millis(850), "{span:?}");
+
+    let uploads: Vec<_> = sent.iter().filter(|r| !r.files.is_empty()).collect();
+    assert_eq!(uploads.len(), 1, "both files go up once, in one request");
+    let first = uploads[0];
+    assert_eq!(first.files.len(), 2);
+    assert_eq!(first.files[0].2, file_bytes("a.jpg"));
+    assert_eq!(first.files[1].2, file_bytes("b.jpg"));
+    let items = first.fields["media"].as_array().expect("media array");
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0]["type"], "photo");
+    assert!(
+        items[0]["media"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("attach://"))
+    );
+    assert_eq!(items[1]["type"], "video");
+    assert_eq!(items[1]["media"], "https://cdn.test/v.mp4");
+    assert!(
+        items[0]["caption"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("<b>Hi n"))
+    );
+    assert_eq!(items[0]["parse_mode"], "HTML");
+    assert!(items[1].get("caption").is_none() && items[2].get("caption").is_none());
+
+    let stored: Vec<String> = sqlx::query(
+        "SELECT file_id FROM telegram_file_ids WHERE bot_id = '4242' ORDER BY media_id",
+    )
+    .fetch_all(db.store.pool())
+    .await
+    .expect("stored file_ids")
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    for request in sent.iter().filter(|r| r.files.is_empty()) {
+        let items = request.fields["media"].as_array().expect("media array");
+        assert_eq!(items[0]["media"], json!(stored[0]));
+        assert_eq!(items[1]["media"], "https://cdn.test/v.mp4");
+        assert_eq!(items[2]["media"], json!(stored[1]));
+    }
+    assert!(
+        states(&db, mailing)
+            .await
+            .iter()
+            .all(|(_, state, _, _)| state == "sent")
+    );
+}
+
+/// A tenant's two registered bots each send their own mailing under their own token and their
+/// own limits: a 429 with retry_after 3 for one bot holds only that bot, while the other's
+/// mailing goes on and finishes first. A bot of another tenant cannot be named, and a bot in
+/// use cannot be removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_bots_send_under_their_own_tokens_and_a_429_holds_only_that_bot() {
+    let db = TestDb::new().await;
+    let stub = TelegramStub::start(TelegramStubOptions::default())
+        .await
+        .expect("stub");
+    let (promo_token, news_token) = ("5001:promo-secret-token", "5002:news-secret-token");
+    let promo = db
+        .store
+        .add_telegram_bot(db.tenant, "promo", &Secret::new(promo_token))
+        .await
+        .expect("register promo");
+    assert_eq!(promo.bot_id, "5001");
+    db.store
+        .add_telegram_bot(db.tenant, "news", &Secret::new(news_token))
+        .await
+        .expect("register news");
+    let again = db
+        .store
+        .add_telegram_bot(db.tenant, "news", &Secret::new(news_token))
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let bad = db
+        .store
+        .add_telegram_bot(db.tenant, "broken", &Secret::new("not-a-token"))
+        .await;
+    assert!(matches!(bad, Err(StoreError::Invalid(_))), "{bad:?}");
+
+    let promo_chats: Vec<i64> = (1..=4).map(|i| 9100 + i).collect();
+    let news_chats: Vec<i64> = (1..=4).map(|i| 9200 + i).collect();
+    add_chats(&db, "promo", &promo_chats).await;
+    add_chats(&db, "news", &news_chats).await;
+    // The first send of promo meets a 429 asking for 3 s.
+    stub.set_fault(
+        promo_chats[0],
+        ChatFault::RetryAfter {
+            seconds: 3,
+            times: 1,
+        },
+    );
+    let through = |name: &str| TelegramContent {
+        bot: Some(name.into()),
+        ..TelegramContent::text_message()
+    };
+    let promo_mailing = telegram_mailing(&db, "promo", "Promo", through("promo"), None).await;
+    let news_mailing = telegram_mailing(&db, "news", "News", through("news"), None).await;
+
+    let other = db
+        .store
+        .add_user("other", "password-1")
+        .await
+        .expect("user");
+    let foreign = TelegramContent {
+        bot: Some("promo".into()),
+        ..TelegramContent::text_message()
+    };
+    let start = now_ms();
+    let refused = db
+        .store
+        .create_mailing(
+            other.id,
+            NewMailing {
+                channel: ChannelKind::Telegram,
+                text: "x".into(),
+                subject: None,
+                html: None,
+                telegram: Some(foreign),
+                uploads: Vec::new(),
+                filter: AudienceFilter::default(),
+                priority: Priority::High,
+                start_at: start,
+                end_at: start + HOUR,
+                local_hours: None,
+            },
+            4096,
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid(e)) if e.0.contains("no bot named")),
+        "another tenant's bot: {refused:?}"
+    );
+
+    let removal = db.store.remove_telegram_bot(db.tenant, "promo").await;
+    assert!(
+        matches!(&removal, Err(StoreError::Conflict(_))),
+        "promo is in use: {removal:?}"
+    );
+
+    let worker = RunningWorker::start(&db.store, telegram_settings(&db, &stub));
+    wait_done(&db, news_mailing, Duration::from_secs(30)).await;
+    wait_done(&db, promo_mailing, Duration::from_secs(30)).await;
+    worker.stop().await;
+
+    let sent = stub.delivered();
+    let by =
+        |token: &str| -> Vec<&BotRequest> { sent.iter().filter(|r| r.token == token).collect() };
+    let (promo_sent, news_sent) = (by(promo_token), by(news_token));
+    assert_eq!(promo_sent.len(), promo_chats.len());
+    assert_eq!(news_sent.len(), news_chats.len());
+    assert!(
+        sent.iter().all(|r| r.token != BOT_TOKEN),
+        "nothing through the default bot"
+    );
+    let limited_at = stub
+        .requests()
+        .iter()
+        .find(|r| r.status == 429)
+        .map(|r| r.at)
+        .expect("the 429");
+    // Promo sends already on their way (their tokens taken before the 429 came back) land
+    // right beside it; every later one waits the whole retry_after.
+    let in_flight = limited_at + Duration::from_millis(100);
+    let promo_later: Vec<Duration> = promo_sent
+        .iter()
+        .map(|r| r.at)
+        .filter(|at| *at > in_flight)
+        .collect();
+    assert!(!promo_later.is_empty(), "the limited send went again");
+    assert!(
+        promo_later
+            .iter()
+            .all(|at| *at >= limited_at + Duration::from_millis(2_900)),
+        "promo waited out its retry_after: {promo_later:?} vs 429 at {limited_at:?}"
+    );
+    let news_last = news_sent.iter().map(|r| r.at).max().expect("news sent");
+    assert!(
+        news_last < limited_at + Duration::from_millis(2_500),
+        "news was not held by promo's 429: {news_last:?} vs 429 at {limited_at:?}"
+    );
+
+    // Once nothing names it, a bot can go; a mailing naming it then fails at once.
+    db.store
+        .remove_telegram_bot(db.tenant, "promo")
+        .await
+        .expect("remove promo");
+    let names: Vec<String> = db
+        .store
+        .telegram_bots(db.tenant)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["news"]);
 }

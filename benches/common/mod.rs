@@ -63,7 +63,7 @@ pub async fn create_mailing(store: &Store, tenant: i64, now: i64) -> Result<Mail
                 subject: None,
                 html: None,
                 telegram: None,
-                upload: None,
+                uploads: Vec::new(),
             },
             1000,
         )

@@ -81,6 +81,9 @@ pub enum Command {
     /// Create, inspect, follow and cancel mailings.
     #[command(subcommand)]
     Mailing(MailingCommand),
+    /// Register the tenant's own Telegram bots; a mailing names one with --bot.
+    #[command(subcommand)]
+    TelegramBot(TelegramBotCommand),
     /// Message counts per mailing and state.
     Stats(StatsArgs),
     /// Inspect the configuration.
@@ -103,6 +106,26 @@ pub enum UserCommand {
     Disable { name: String },
     /// Enable a disabled user.
     Enable { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TelegramBotCommand {
+    /// Register a bot under NAME. Its messages count against its own Telegram limits.
+    Add {
+        /// What mailings call it (--bot NAME): 1-64 of a-z, 0-9, - and _.
+        name: String,
+        /// The token from @BotFather (better given by the environment than on the command
+        /// line, where other users of the machine can see it).
+        #[arg(long, env = "BLAST_NEW_BOT_TOKEN", hide_env_values = true)]
+        bot_token: String,
+    },
+    /// List the registered bots (never their tokens).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a bot; refused while an unfinished mailing names it.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,7 +244,7 @@ pub enum MailingCommand {
 pub struct MailingCreateArgs {
     /// The message; may use client fields and attributes: {{ name }}, {{ city }}. On Telegram
     /// with media it is the caption (--caption says the same).
-    #[arg(long, alias = "caption", required_unless_present_any = ["photo", "video", "voice", "video_note", "animation", "document"])]
+    #[arg(long, alias = "caption", required_unless_present_any = ["photo", "video", "voice", "video_note", "animation", "document", "album"])]
     pub text: Option<String>,
     /// Send to clients with this tag (repeatable: any of them).
     #[arg(long = "tag")]
@@ -284,6 +307,15 @@ pub struct TelegramMedia {
 pub struct TelegramArgs {
     #[command(flatten)]
     pub media: TelegramMedia,
+    /// Telegram: one item of an album (repeat 2 to 10 times), KIND:MEDIA with KIND photo,
+    /// video or document, e.g. --album photo:./a.jpg --album video:https://x/v.mp4; the text
+    /// is the album's caption.
+    #[arg(long, value_name = "KIND:MEDIA", conflicts_with = "media")]
+    pub album: Vec<String>,
+    /// Telegram: send through this registered bot (`blast telegram-bot add`) instead of
+    /// telegram.bot_token.
+    #[arg(long, value_name = "NAME")]
+    pub bot: Option<String>,
     /// Telegram: how the text is read: html or markdownv2 (default: plain text).
     #[arg(long, value_parser = ["html", "markdownv2"])]
     pub parse_mode: Option<String>,

@@ -3,10 +3,12 @@
 
 use super::{AdminError, Result};
 use crate::domain::invalid;
+use crate::settings::Secret;
 use crate::store::{
     Client, ClientPatch, ClientQuery, ImportReport, Mailing, MailingStats, NewClient, NewMailing,
-    StateCounts, Store,
+    RegisteredBot, StateCounts, Store,
 };
+use crate::telegram::MediaSource;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -180,17 +182,36 @@ fn mailing_json(m: &NewMailing) -> Value {
     })
 }
 
-/// A Telegram mailing's content for the API: a local file travels inline, base64-encoded.
+/// A Telegram mailing's content for the API: local files travel inline, base64-encoded.
 fn telegram_json(m: &NewMailing) -> Option<Value> {
     use base64::Engine;
-    let mut content = serde_json::to_value(m.telegram.as_ref()?).ok()?;
-    if let Some(upload) = &m.upload {
-        content["media"] = json!({"file": {
+    let mut content = m.telegram.clone()?;
+    let inline = |source: &MediaSource| {
+        let upload = m.uploads.get(source.pending_index()?)?;
+        Some(json!({"file": {
             "name": upload.file_name,
             "base64": base64::engine::general_purpose::STANDARD.encode(&upload.content),
-        }});
+        }}))
+    };
+    let media = content.media.take();
+    let album = std::mem::take(&mut content.album);
+    let mut value = serde_json::to_value(&content).ok()?;
+    if let Some(media) = &media {
+        value["media"] = inline(media).or_else(|| serde_json::to_value(media).ok())?;
     }
-    Some(content)
+    if !album.is_empty() {
+        value["album"] = album
+            .iter()
+            .map(|item| {
+                Some(json!({
+                    "kind": item.kind,
+                    "media": inline(&item.media).or_else(|| serde_json::to_value(&item.media).ok())?,
+                }))
+            })
+            .collect::<Option<Vec<_>>>()?
+            .into();
+    }
+    Some(value)
 }
 
 fn patch_json(p: &ClientPatch) -> Value {
@@ -401,6 +422,52 @@ impl Backend {
                 .call::<Value>(
                     reqwest::Method::POST,
                     &format!("/api/v1/mailings/{id}/cancel"),
+                    &[],
+                    None,
+                )
+                .await
+                .map(drop),
+        }
+    }
+
+    pub async fn add_telegram_bot(&self, name: &str, token: &Secret) -> Result<RegisteredBot> {
+        match self {
+            Backend::Local { store, tenant } => {
+                Ok(store.add_telegram_bot(*tenant, name, token).await?)
+            }
+            Backend::Remote(api) => {
+                api.call(
+                    reqwest::Method::POST,
+                    "/api/v1/telegram-bots",
+                    &[],
+                    Some(RemoteBody::Json(
+                        json!({"name": name, "token": token.expose()}),
+                    )),
+                )
+                .await
+            }
+        }
+    }
+
+    pub async fn telegram_bots(&self) -> Result<Vec<RegisteredBot>> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store.telegram_bots(*tenant).await?),
+            Backend::Remote(api) => {
+                api.call(reqwest::Method::GET, "/api/v1/telegram-bots", &[], None)
+                    .await
+            }
+        }
+    }
+
+    pub async fn remove_telegram_bot(&self, name: &str) -> Result<()> {
+        match self {
+            Backend::Local { store, tenant } => {
+                Ok(store.remove_telegram_bot(*tenant, name).await?)
+            }
+            Backend::Remote(api) => api
+                .call::<Value>(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/telegram-bots/{name}"),
                     &[],
                     None,
                 )

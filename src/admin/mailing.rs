@@ -7,7 +7,7 @@ use crate::domain::{
 };
 use crate::now_ms;
 use crate::store::{Mailing, MediaUpload, NewMailing, StateCounts};
-use crate::telegram::{MediaSource, TelegramContent, TelegramKind, UrlButton};
+use crate::telegram::{AlbumItem, MediaSource, TelegramContent, TelegramKind, UrlButton};
 use blast_cli::{
     MailingCreateArgs, Progress, TelegramArgs, format_duration_ms, format_time_ms, table,
 };
@@ -57,7 +57,7 @@ pub fn new_mailing(
     operator_codes.sort();
     operator_codes.dedup();
     let channel = args.channel.parse::<ChannelKind>()?;
-    let (telegram, upload) = telegram_content(&args.telegram, channel, max_upload_bytes)?;
+    let (telegram, uploads) = telegram_content(&args.telegram, channel, max_upload_bytes)?;
     Ok(NewMailing {
         channel,
         text: args.text.clone().unwrap_or_default(),
@@ -80,19 +80,21 @@ pub fn new_mailing(
             })
             .transpose()?,
         telegram,
-        upload,
+        uploads,
     })
 }
 
 /// The Telegram part of `blast mailing create`: kind, media (a URL, `file_id:ID`, or a local
-/// file read into the mailing), parse mode, link preview, buttons.
+/// file read into the mailing), album, parse mode, link preview, buttons, bot.
 fn telegram_content(
     args: &TelegramArgs,
     channel: ChannelKind,
     max_upload_bytes: u64,
-) -> Result<(Option<TelegramContent>, Option<MediaUpload>), InvalidInput> {
+) -> Result<(Option<TelegramContent>, Vec<MediaUpload>), InvalidInput> {
     let chosen = args.media.chosen();
     let given = chosen.is_some()
+        || !args.album.is_empty()
+        || args.bot.is_some()
         || args.parse_mode.is_some()
         || args.no_link_preview
         || args.paid_broadcast
@@ -100,36 +102,39 @@ fn telegram_content(
     if channel != ChannelKind::Telegram {
         if given {
             return Err(invalid(
-                "--photo, --video, --voice, --video-note, --animation, --document, --parse-mode, --no-link-preview, --button and --paid-broadcast are for --channel telegram",
+                "--photo, --video, --voice, --video-note, --animation, --document, --album, --bot, --parse-mode, --no-link-preview, --button and --paid-broadcast are for --channel telegram",
             ));
         }
-        return Ok((None, None));
+        return Ok((None, Vec::new()));
     }
-    let kind = match chosen {
-        None => TelegramKind::Text,
-        Some((kind, _)) => serde_json::from_value(serde_json::Value::String(kind.into()))
-            .map_err(|e| invalid(e.to_string()))?,
+    let mut uploads = Vec::new();
+    let (kind, media) = match chosen {
+        None if !args.album.is_empty() => (TelegramKind::MediaGroup, None),
+        None => (TelegramKind::Text, None),
+        Some((kind, media)) => (
+            kind_named(kind)?,
+            Some(media_source(media, &mut uploads, max_upload_bytes)?),
+        ),
     };
-    let mut upload = None;
-    let media = match chosen.map(|(_, media)| media) {
-        None => None,
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-            Some(MediaSource::Url(url.to_string()))
-        }
-        Some(id) if id.starts_with("file_id:") => {
-            Some(MediaSource::FileId(id["file_id:".len()..].to_string()))
-        }
-        Some(path) => {
-            upload = Some(read_media_file(
-                std::path::Path::new(path),
-                max_upload_bytes,
-            )?);
-            None
-        }
-    };
+    let album = args
+        .album
+        .iter()
+        .map(|item| {
+            let (kind, media) = item.split_once(':').ok_or_else(|| {
+                invalid(format!(
+                    "--album {item:?}: expected KIND:MEDIA, e.g. photo:./a.jpg"
+                ))
+            })?;
+            Ok(AlbumItem {
+                kind: kind_named(kind)?,
+                media: media_source(media, &mut uploads, max_upload_bytes)?,
+            })
+        })
+        .collect::<Result<Vec<_>, InvalidInput>>()?;
     let content = TelegramContent {
         kind,
         media,
+        album,
         parse_mode: args.parse_mode.as_deref().map(str::parse).transpose()?,
         link_preview: !args.no_link_preview,
         buttons: args
@@ -138,8 +143,34 @@ fn telegram_content(
             .map(|b| b.parse::<UrlButton>().map(|b| vec![b]))
             .collect::<Result<_, _>>()?,
         allow_paid_broadcast: args.paid_broadcast,
+        bot: args.bot.clone(),
     };
-    Ok((Some(content), upload))
+    Ok((Some(content), uploads))
+}
+
+fn kind_named(kind: &str) -> Result<TelegramKind, InvalidInput> {
+    serde_json::from_value(serde_json::Value::String(kind.into()))
+        .map_err(|_| invalid(format!("{kind:?} is not a kind of Telegram message")))
+}
+
+/// MEDIA as the command line gives it: an http(s) URL, `file_id:ID`, or a local file (read
+/// into `uploads` and named by its place there).
+fn media_source(
+    media: &str,
+    uploads: &mut Vec<MediaUpload>,
+    max_upload_bytes: u64,
+) -> Result<MediaSource, InvalidInput> {
+    if media.starts_with("http://") || media.starts_with("https://") {
+        return Ok(MediaSource::Url(media.to_string()));
+    }
+    if let Some(id) = media.strip_prefix("file_id:") {
+        return Ok(MediaSource::FileId(id.to_string()));
+    }
+    uploads.push(read_media_file(
+        std::path::Path::new(media),
+        max_upload_bytes,
+    )?);
+    Ok(MediaSource::pending_upload(uploads.len() - 1))
 }
 
 /// A local media file, refused when larger than `telegram.max_upload_bytes`.

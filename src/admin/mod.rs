@@ -2,6 +2,7 @@
 //! prints its result; the binary only parses arguments and dispatches here.
 
 pub mod backend;
+pub mod bots;
 pub mod client;
 pub mod import;
 pub mod mailing;

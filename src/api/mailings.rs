@@ -9,7 +9,9 @@ use crate::domain::{
     parse_tags,
 };
 use crate::store::{Mailing, MailingStats, MediaUpload, MessageRow, NewMailing, StateCounts};
-use crate::telegram::{MediaSource, ParseMode, TelegramContent, TelegramKind, UrlButton};
+use crate::telegram::{
+    AlbumItem, MediaSource, ParseMode, TelegramContent, TelegramKind, UrlButton,
+};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -57,10 +59,14 @@ pub struct MailingInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelegramInput {
-    /// text, photo, video, voice, video_note, animation or document
+    /// text, photo, video, voice, video_note, animation, document or media_group
     pub kind: TelegramKind,
-    /// Required for every kind but text.
+    /// Required for every kind but text and media_group.
     pub media: Option<MediaInput>,
+    /// A media_group's items, 2 to 10: photos and videos, or documents only. The text is the
+    /// album's caption.
+    #[serde(default)]
+    pub album: Vec<AlbumItemInput>,
     /// html or markdownv2; absent: plain text.
     pub parse_mode: Option<ParseMode>,
     /// Preview the first link of a text message (default true).
@@ -72,6 +78,17 @@ pub struct TelegramInput {
     /// A paid broadcast: up to telegram.paid_per_second instead of ~30/s (charged in Stars).
     #[serde(default)]
     pub allow_paid_broadcast: bool,
+    /// The name of one of your registered bots to send through; absent: the default bot.
+    pub bot: Option<String>,
+}
+
+/// One photo, video or document of an album.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlbumItemInput {
+    /// photo, video or document
+    pub kind: TelegramKind,
+    pub media: MediaInput,
 }
 
 /// A media file: `{"url": …}`, `{"file_id": …}` or `{"file": {"name": …, "base64": …}}`.
@@ -96,17 +113,19 @@ fn default_true() -> bool {
     true
 }
 
-impl TelegramInput {
-    fn into_content(
+impl MediaInput {
+    /// The medium as stored: a file given inline joins `uploads` and is named by its place
+    /// there until it is stored.
+    fn into_source(
         self,
+        uploads: &mut Vec<MediaUpload>,
         max_upload_bytes: u64,
-    ) -> ApiResult<(TelegramContent, Option<MediaUpload>)> {
+    ) -> ApiResult<MediaSource> {
         use base64::Engine;
-        let (media, upload) = match self.media {
-            None => (None, None),
-            Some(MediaInput::Url(url)) => (Some(MediaSource::Url(url)), None),
-            Some(MediaInput::FileId(id)) => (Some(MediaSource::FileId(id)), None),
-            Some(MediaInput::File(file)) => {
+        Ok(match self {
+            MediaInput::Url(url) => MediaSource::Url(url),
+            MediaInput::FileId(id) => MediaSource::FileId(id),
+            MediaInput::File(file) => {
                 let content = base64::engine::general_purpose::STANDARD
                     .decode(file.base64.trim())
                     .map_err(|e| ApiError::invalid(format!("media file: not base64: {e}")))?;
@@ -120,25 +139,45 @@ impl TelegramInput {
                 if name.is_empty() || name.contains(['/', '\\']) {
                     return Err(ApiError::invalid("media file: give a plain file name"));
                 }
-                (
-                    None,
-                    Some(MediaUpload {
-                        file_name: name.to_string(),
-                        content,
-                    }),
-                )
+                uploads.push(MediaUpload {
+                    file_name: name.to_string(),
+                    content,
+                });
+                MediaSource::pending_upload(uploads.len() - 1)
             }
-        };
+        })
+    }
+}
+
+impl TelegramInput {
+    fn into_content(self, max_upload_bytes: u64) -> ApiResult<(TelegramContent, Vec<MediaUpload>)> {
+        let mut uploads = Vec::new();
+        let media = self
+            .media
+            .map(|m| m.into_source(&mut uploads, max_upload_bytes))
+            .transpose()?;
+        let album = self
+            .album
+            .into_iter()
+            .map(|item| {
+                Ok(AlbumItem {
+                    kind: item.kind,
+                    media: item.media.into_source(&mut uploads, max_upload_bytes)?,
+                })
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
         Ok((
             TelegramContent {
                 kind: self.kind,
                 media,
+                album,
                 parse_mode: self.parse_mode,
                 link_preview: self.link_preview,
                 buttons: self.buttons,
                 allow_paid_broadcast: self.allow_paid_broadcast,
+                bot: self.bot,
             },
-            upload,
+            uploads,
         ))
     }
 }
@@ -171,12 +210,12 @@ impl MailingInput {
             .collect::<Result<Vec<_>, _>>()?;
         operator_codes.sort();
         operator_codes.dedup();
-        let (telegram, upload) = match self.telegram {
+        let (telegram, uploads) = match self.telegram {
             Some(input) => {
-                let (content, upload) = input.into_content(max_upload_bytes)?;
-                (Some(content), upload)
+                let (content, uploads) = input.into_content(max_upload_bytes)?;
+                (Some(content), uploads)
             }
-            None => (None, None),
+            None => (None, Vec::new()),
         };
         Ok(NewMailing {
             channel: self.channel.parse::<ChannelKind>()?,
@@ -195,7 +234,7 @@ impl MailingInput {
             subject: self.subject,
             html: self.html,
             telegram,
-            upload,
+            uploads,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! (generated from the handlers) and browsable at `/docs`.
 
 mod auth;
+mod bots;
 mod clients;
 pub mod error;
 mod idempotency;
@@ -91,7 +92,7 @@ impl<T> Page<T> {
 #[openapi(
     info(title = "blast", description = "Bulk messaging and notifications"),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "clients"), (name = "mailings"), (name = "stats"), (name = "operations"))
+    tags((name = "auth"), (name = "clients"), (name = "mailings"), (name = "telegram"), (name = "stats"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -136,6 +137,8 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(mailings::messages))
         .routes(routes!(mailings::events))
         .routes(routes!(mailings::all_stats))
+        .routes(routes!(bots::list, bots::create))
+        .routes(routes!(bots::delete))
         .routes(routes!(unsubscribe::confirm_page, unsubscribe::unsubscribe))
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))

@@ -18,7 +18,7 @@ pub use email::{EmailChannel, EmailParts};
 pub use log::LogChannel;
 pub use sms::SmsChannel;
 pub use telegram::{
-    MediaRef, TelegramChannel, TelegramParts, bot_id_of, connect_bot, direct_media,
+    MediaRef, TelegramBot, TelegramChannel, TelegramParts, bot_id_of, connect_bot, direct_media,
 };
 
 use crate::domain::ChannelKind;
@@ -64,8 +64,9 @@ pub enum DeliveryError {
 /// What a successful send tells us back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Receipt {
-    /// The id Telegram gave an uploaded file, to send it by id from then on.
-    pub file_id: Option<String>,
+    /// The ids Telegram gave uploaded files, to send them by id from then on: one per medium
+    /// of the send, `None` where it was not uploaded.
+    pub file_ids: Vec<Option<String>>,
 }
 
 impl DeliveryError {
@@ -184,9 +185,6 @@ impl Channels {
             email_max_in_flight: settings.email.max_in_flight as usize,
             telegram_max_in_flight: settings.telegram.max_in_flight as usize,
             telegram_limits: TelegramLimits {
-                bot_id: bot_id_of(settings.telegram.bot_token.expose())
-                    .unwrap_or_default()
-                    .to_string(),
                 bot_per_second: settings.telegram.bot_per_second,
                 paid_per_second: settings.telegram.paid_per_second,
                 chat_per_second: settings.telegram.chat_per_second,
@@ -247,18 +245,21 @@ impl Channels {
     }
 
     /// The rate limits one send of `mailing` to `address` passes through, outermost first.
-    pub fn limits_for(&self, mailing: &Mailing, address: &str) -> Vec<Limit> {
+    /// `bot_id` is the Telegram bot it goes out through (unused on other channels).
+    pub fn limits_for(&self, mailing: &Mailing, bot_id: &str, address: &str) -> Vec<Limit> {
         let mut limits = Vec::with_capacity(3);
         let tenant_id = mailing.tenant_id;
         match mailing.channel {
             ChannelKind::Sms => limits.extend(self.sms_limit.clone()),
             ChannelKind::Email => limits.extend(self.email_limit.clone()),
             ChannelKind::Telegram => {
-                let paid = mailing
-                    .telegram
-                    .as_ref()
-                    .is_some_and(|c| c.allow_paid_broadcast);
-                limits.extend(self.telegram_limits.for_chat(address, paid));
+                let content = mailing.telegram.as_ref();
+                let paid = content.is_some_and(|c| c.allow_paid_broadcast);
+                let messages = content.map_or(1, |c| c.message_count());
+                limits.extend(
+                    self.telegram_limits
+                        .for_chat(bot_id, address, paid, messages),
+                );
             }
             ChannelKind::Log => {}
         }
@@ -272,10 +273,11 @@ impl Channels {
         limits
     }
 
-    /// Wait for every rate limit a send of `mailing` to `address` passes through.
-    pub async fn rate_wait(&self, mailing: &Mailing, address: &str) {
+    /// Wait for every rate limit a send of `mailing` to `address` (through Telegram bot
+    /// `bot_id`) passes through.
+    pub async fn rate_wait(&self, mailing: &Mailing, bot_id: &str, address: &str) {
         let kind = mailing.channel;
-        let limits = self.limits_for(mailing, address);
+        let limits = self.limits_for(mailing, bot_id, address);
         let waited = self.limiter.until_ready(&limits, mailing.priority).await;
         if waited > Duration::from_millis(1) {
             metrics::counter!("blast_rate_limit_waits_total", "channel" => kind.as_str())
@@ -287,10 +289,10 @@ impl Channels {
 
     /// Telegram answered 429: hold back every send of this bot, free and paid, in every
     /// process, for `retry_after`. Other bots and channels go on.
-    pub async fn pause_telegram_bot(&self, retry_after: Duration) {
+    pub async fn pause_telegram_bot(&self, bot_id: &str, retry_after: Duration) {
         for key in [
-            self.telegram_limits.bot_key(),
-            self.telegram_limits.paid_key(),
+            TelegramLimits::bot_key(bot_id),
+            TelegramLimits::paid_key(bot_id),
         ] {
             if let Err(e) = self.limiter.hold(&key, retry_after).await {
                 tracing::warn!(error = %e, "cannot pause the bot's rate limit");
@@ -308,10 +310,9 @@ impl Channels {
     }
 }
 
-/// Telegram's limits of one bot.
+/// Telegram's limits, the same for every bot, each bot counted under its own keys.
 #[derive(Debug, Clone)]
 struct TelegramLimits {
-    bot_id: String,
     bot_per_second: u32,
     paid_per_second: u32,
     chat_per_second: u32,
@@ -319,25 +320,26 @@ struct TelegramLimits {
 }
 
 impl TelegramLimits {
-    fn bot_key(&self) -> String {
-        format!("tg:bot:{}", self.bot_id)
+    fn bot_key(bot_id: &str) -> String {
+        format!("tg:bot:{bot_id}")
     }
 
     /// The key of the bot's paid-broadcast ceiling.
-    fn paid_key(&self) -> String {
-        format!("tg:bot:{}:paid", self.bot_id)
+    fn paid_key(bot_id: &str) -> String {
+        format!("tg:bot:{bot_id}:paid")
     }
 
     /// The bot's limit, the chat's, and a group chat's (negative ids are groups). None runs
     /// more than a send or three ahead of its rate: Telegram answers a burst with 429s. The
     /// bot's limit lets a higher lane run two sends further ahead, so priorities hold when the
     /// bot is the bottleneck.
-    /// A paid broadcast counts against its own, higher ceiling.
-    fn for_chat(&self, chat: &str, paid: bool) -> Vec<Limit> {
+    /// A paid broadcast counts against its own, higher ceiling. An album of `messages` items
+    /// takes that many turns of every layer at once, as Telegram counts each item.
+    fn for_chat(&self, bot_id: &str, chat: &str, paid: bool, messages: u32) -> Vec<Limit> {
         let mut bot = if paid {
-            Limit::per_second(self.paid_key(), self.paid_per_second, Duration::ZERO)
+            Limit::per_second(Self::paid_key(bot_id), self.paid_per_second, Duration::ZERO)
         } else {
-            Limit::per_second(self.bot_key(), self.bot_per_second, Duration::ZERO)
+            Limit::per_second(Self::bot_key(bot_id), self.bot_per_second, Duration::ZERO)
         };
         // One send of slack, so a sender that wakes a little late does not lose the turn:
         // without it a sustained mailing runs a few per cent under the rate.
@@ -346,7 +348,7 @@ impl TelegramLimits {
         let mut limits = vec![
             bot.with_headroom(headroom),
             Limit::per_second(
-                format!("tg:chat:{}:{chat}", self.bot_id),
+                format!("tg:chat:{bot_id}:{chat}"),
                 self.chat_per_second,
                 Duration::ZERO,
             )
@@ -355,13 +357,16 @@ impl TelegramLimits {
         if chat.starts_with('-') {
             limits.push(
                 Limit::new(
-                    format!("tg:group:{}:{chat}", self.bot_id),
+                    format!("tg:group:{bot_id}:{chat}"),
                     self.group_per_minute,
                     Duration::from_secs(60),
                     Duration::ZERO,
                 )
                 .with_headroom(Duration::ZERO),
             );
+        }
+        for limit in &mut limits {
+            limit.interval *= messages.max(1);
         }
         limits
     }

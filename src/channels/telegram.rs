@@ -7,14 +7,14 @@
 //! in teloxide-core); our own timeout around each send bounds that.
 
 use super::{DeliveryError, Outgoing, Receipt};
-use crate::settings::TelegramSettings;
+use crate::settings::{Secret, TelegramSettings};
 use crate::telegram::{MediaSource, ParseMode, TelegramContent, TelegramKind, UrlButton};
 use std::time::Duration;
 use teloxide_core::payloads::setters::*;
 use teloxide_core::requests::Requester;
 use teloxide_core::types::{
-    ChatId, FileId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, LinkPreviewOptions,
-    Message,
+    ChatId, FileId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, InputMedia,
+    InputMediaDocument, InputMediaPhoto, InputMediaVideo, LinkPreviewOptions, Message,
 };
 use teloxide_core::{ApiError, Bot, RequestError};
 
@@ -23,6 +23,43 @@ use teloxide_core::{ApiError, Bot, RequestError};
 pub fn bot_id_of(token: &str) -> Option<&str> {
     let (id, secret) = token.split_once(':')?;
     (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && secret.len() >= 8).then_some(id)
+}
+
+/// A bot to send through: its public id (limits and file_ids are keyed by it) and token.
+/// Either the configured `telegram.bot_token` or one a tenant registered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TelegramBot {
+    pub id: String,
+    pub token: Secret,
+}
+
+impl TelegramBot {
+    /// The bot of `telegram.bot_token`; empty when none is set (its sends then wait).
+    pub fn configured(settings: &TelegramSettings) -> TelegramBot {
+        let token = settings.bot_token.clone();
+        TelegramBot {
+            id: bot_id_of(token.expose()).unwrap_or_default().to_string(),
+            token,
+        }
+    }
+}
+
+/// The HTTP client Bot API requests go through; `request_timeout` bounds each request.
+fn http_client(
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
+fn api_url(settings: &TelegramSettings) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(&settings.api_url)
+        .map_err(|e| format!("telegram.api_url {:?}: {e}", settings.api_url))
 }
 
 /// The Bot API client of the configured bot, and the bot's public id. `request_timeout`
@@ -36,15 +73,11 @@ pub fn connect_bot(
     let bot_id = bot_id_of(token)
         .ok_or("telegram.bot_token is not a bot token")?
         .to_string();
-    let api_url = reqwest::Url::parse(&settings.api_url)
-        .map_err(|e| format!("telegram.api_url {:?}: {e}", settings.api_url))?;
-    let client = reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .timeout(request_timeout)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
-    Ok((Bot::with_client(token, client).set_api_url(api_url), bot_id))
+    let client = http_client(connect_timeout, request_timeout)?;
+    Ok((
+        Bot::with_client(token, client).set_api_url(api_url(settings)?),
+        bot_id,
+    ))
 }
 
 /// The media of one send, resolved by the worker: a URL or file_id to pass on, or the bytes of
@@ -60,65 +93,64 @@ pub enum MediaRef<'a> {
 }
 
 /// What a Telegram send carries beyond its text (the caption of a media message).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TelegramParts<'a> {
+    /// The bot it goes out through.
+    pub bot: &'a TelegramBot,
     pub content: &'a TelegramContent,
-    pub media: Option<MediaRef<'a>>,
+    /// One per medium of the content, in [`TelegramContent::sources`] order.
+    pub media: Vec<MediaRef<'a>>,
 }
 
-/// The Bot API client of one bot; without a token every send waits as `Unavailable`.
+/// The Bot API, for any bot: one HTTP connection pool, each send through the bot its
+/// mailing names. A bot without a token makes its sends wait as `Unavailable`.
 #[derive(Debug)]
 pub struct TelegramChannel {
-    bot: Option<Bot>,
-    bot_id: String,
+    client: reqwest::Client,
+    api_url: reqwest::Url,
     timeout: Duration,
 }
 
 impl TelegramChannel {
     pub fn new(settings: &TelegramSettings) -> Result<TelegramChannel, DeliveryError> {
         let timeout = Duration::from_millis(settings.timeout_ms);
-        let token = settings.bot_token.expose();
-        if token.is_empty() {
-            return Ok(TelegramChannel {
-                bot: None,
-                bot_id: String::new(),
-                timeout,
-            });
-        }
         // Our timeout (around each send) is the one that decides; the client's only backs it
         // up, beyond teloxide's 10 s pause after a 5xx.
-        let (bot, bot_id) = connect_bot(
-            settings,
+        let client = http_client(
             Duration::from_secs(5).min(timeout),
             timeout + Duration::from_secs(15),
         )
         .map_err(DeliveryError::permanent)?;
         Ok(TelegramChannel {
-            bot: Some(bot),
-            bot_id,
+            client,
+            api_url: api_url(settings).map_err(DeliveryError::permanent)?,
             timeout,
         })
     }
 
-    /// The bot's public id ("" without a token).
-    pub fn bot_id(&self) -> &str {
-        &self.bot_id
-    }
-
     pub async fn send(&self, msg: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
-        let bot = self.bot.as_ref().ok_or_else(|| {
-            DeliveryError::Unavailable(
+        let parts = msg
+            .telegram
+            .as_ref()
+            .ok_or_else(|| DeliveryError::permanent("a Telegram send without its content"))?;
+        if parts.bot.token.is_empty() {
+            return Err(DeliveryError::Unavailable(
                 "no Telegram bot token: set telegram.bot_token (BLAST_TELEGRAM__BOT_TOKEN)".into(),
-            )
-        })?;
+            ));
+        }
+        // Cheap: the client and URL are shared, the token is copied into the request path.
+        let bot = &Bot::with_client(parts.bot.token.expose(), self.client.clone())
+            .set_api_url(self.api_url.clone());
         let chat =
             msg.address.parse::<i64>().map(ChatId).map_err(|_| {
                 DeliveryError::permanent(format!("{:?} is not a chat id", msg.address))
             })?;
-        let parts = msg
-            .telegram
-            .ok_or_else(|| DeliveryError::permanent("a Telegram send without its content"))?;
         let request = send_request(bot, chat, msg.text, parts);
+        let uploaded: Vec<bool> = parts
+            .media
+            .iter()
+            .map(|m| matches!(m, MediaRef::Upload { .. }))
+            .collect();
         match tokio::time::timeout(self.timeout, request).await {
             Err(_) => {
                 metrics::counter!("blast_provider_errors_total", "channel" => "telegram", "kind" => "timeout")
@@ -129,10 +161,18 @@ impl TelegramChannel {
                 )))
             }
             Ok(Err(e)) => Err(classify(e)),
-            Ok(Ok(message)) => Ok(Receipt {
-                file_id: matches!(parts.media, Some(MediaRef::Upload { .. }))
-                    .then(|| file_id_of(&message))
-                    .flatten(),
+            Ok(Ok(messages)) => Ok(Receipt {
+                // Only what was uploaded needs remembering; a URL's file_id is not ours to keep.
+                file_ids: uploaded
+                    .iter()
+                    .zip(
+                        messages
+                            .iter()
+                            .map(file_id_of)
+                            .chain(std::iter::repeat(None)),
+                    )
+                    .map(|(&uploaded, file_id)| file_id.filter(|_| uploaded))
+                    .collect(),
             }),
         }
     }
@@ -196,11 +236,80 @@ macro_rules! media_send {
     }};
 }
 
+/// The messages Telegram made of one send: one, or one per item of an album.
 async fn send_request(
     bot: &Bot,
     chat: ChatId,
     text: &str,
-    parts: TelegramParts<'_>,
+    parts: &TelegramParts<'_>,
+) -> Result<Vec<Message>, RequestError> {
+    let content = parts.content;
+    if content.kind == TelegramKind::MediaGroup {
+        return send_album(bot, chat, text, parts).await;
+    }
+    send_one(bot, chat, text, parts).await.map(|m| vec![m])
+}
+
+fn bad_request(what: impl std::fmt::Display) -> RequestError {
+    RequestError::Api(ApiError::Unknown(format!("Bad Request: {what}")))
+}
+
+/// An album by `sendMediaGroup`: the text is the first item's caption, which Telegram shows
+/// under the whole album.
+async fn send_album(
+    bot: &Bot,
+    chat: ChatId,
+    text: &str,
+    parts: &TelegramParts<'_>,
+) -> Result<Vec<Message>, RequestError> {
+    let content = parts.content;
+    if parts.media.len() != content.album.len() {
+        return Err(bad_request("the media of this album are missing"));
+    }
+    let mode = content.parse_mode.map(parse_mode);
+    let mut items = Vec::with_capacity(content.album.len());
+    for (index, (item, media)) in content.album.iter().zip(&parts.media).enumerate() {
+        let file = input_file(*media).map_err(bad_request)?;
+        let caption = (index == 0 && !text.trim().is_empty()).then(|| text.to_string());
+        items.push(match item.kind {
+            TelegramKind::Photo => {
+                let mut photo = InputMediaPhoto::new(file);
+                photo.caption = caption;
+                photo.parse_mode = mode.filter(|_| photo.caption.is_some());
+                InputMedia::Photo(photo)
+            }
+            TelegramKind::Video => {
+                let mut video = InputMediaVideo::new(file);
+                video.caption = caption;
+                video.parse_mode = mode.filter(|_| video.caption.is_some());
+                InputMedia::Video(video)
+            }
+            TelegramKind::Document => {
+                let mut document = InputMediaDocument::new(file);
+                document.caption = caption;
+                document.parse_mode = mode.filter(|_| document.caption.is_some());
+                InputMedia::Document(document)
+            }
+            other => {
+                return Err(bad_request(format!(
+                    "an album cannot hold a {}",
+                    other.as_str()
+                )));
+            }
+        });
+    }
+    let mut request = bot.send_media_group(chat, items);
+    if content.allow_paid_broadcast {
+        request = request.allow_paid_broadcast(true);
+    }
+    request.await
+}
+
+async fn send_one(
+    bot: &Bot,
+    chat: ChatId,
+    text: &str,
+    parts: &TelegramParts<'_>,
 ) -> Result<Message, RequestError> {
     let content = parts.content;
     // Links were checked when the mailing was made; one that no longer parses is left out.
@@ -208,21 +317,10 @@ async fn send_request(
     let mode = content.parse_mode.map(parse_mode);
     let paid = content.allow_paid_broadcast;
     let caption = (!text.trim().is_empty()).then_some(text);
-    let file = match (content.kind, parts.media) {
+    let file = match (content.kind, parts.media.first()) {
         (TelegramKind::Text, _) => None,
-        (_, Some(media)) => match input_file(media) {
-            Ok(file) => Some(file),
-            Err(e) => {
-                return Err(RequestError::Api(ApiError::Unknown(format!(
-                    "Bad Request: {e}"
-                ))));
-            }
-        },
-        (_, None) => {
-            return Err(RequestError::Api(ApiError::Unknown(
-                "Bad Request: the media of this message is missing".into(),
-            )));
-        }
+        (_, Some(media)) => Some(input_file(*media).map_err(bad_request)?),
+        (_, None) => return Err(bad_request("the media of this message is missing")),
     };
     match (content.kind, file) {
         (TelegramKind::Photo, Some(file)) => {

@@ -6,7 +6,7 @@ use crate::domain::{
     AudienceFilter, ChannelKind, LocalHours, MailingState, MessageState, Priority, invalid,
 };
 use crate::now_ms;
-use crate::telegram::{MediaSource, TelegramContent};
+use crate::telegram::{MediaSource, TelegramContent, TelegramKind};
 use crate::template::MessageTemplate;
 use serde::Serialize;
 use sqlx::Row;
@@ -29,8 +29,11 @@ pub struct NewMailing {
     pub html: Option<String>,
     /// What a Telegram mailing sends (absent: a plain text message).
     pub telegram: Option<TelegramContent>,
-    /// A file to store with a Telegram mailing and send as its media.
-    pub upload: Option<MediaUpload>,
+    /// Files to store with a Telegram mailing and send as its media. Until stored, the
+    /// content names the n-th of them as `MediaSource::Upload(-n)` (see
+    /// [`MediaSource::pending_upload`]); a single medium given only as a file may leave
+    /// `media` empty.
+    pub uploads: Vec<MediaUpload>,
 }
 
 /// A media file given with a mailing, to be uploaded to Telegram by the first send.
@@ -212,29 +215,54 @@ fn validate_email_parts(new: &NewMailing, max_chars: u32) -> Result<()> {
     Ok(())
 }
 
-/// Fill in a Telegram mailing's default (a text message), and stand in for a file that is not
-/// stored yet, so that validation sees the content as it will be stored.
+/// Fill in a Telegram mailing's default (a text message), and point a single medium given only
+/// as a file at that file, so that validation sees the content as it will be stored.
 fn prepare_telegram(new: &mut NewMailing) -> Result<()> {
     if new.channel == ChannelKind::Telegram && new.telegram.is_none() {
         new.telegram = Some(TelegramContent::text_message());
     }
-    if let (Some(content), Some(_)) = (&mut new.telegram, &new.upload) {
-        if content.media.is_some() {
-            return Err(invalid("give the media as a file or as a URL/file_id, not both").into());
+    let Some(content) = &mut new.telegram else {
+        return Ok(());
+    };
+    if content.kind != TelegramKind::MediaGroup && new.uploads.len() == 1 {
+        match content.media {
+            None => content.media = Some(MediaSource::pending_upload(0)),
+            Some(MediaSource::Upload(n)) if n <= 0 => {}
+            Some(_) => {
+                return Err(
+                    invalid("give the media as a file or as a URL/file_id, not both").into(),
+                );
+            }
         }
-        content.media = Some(MediaSource::Upload(0));
+    }
+    let named: Vec<usize> = content
+        .sources()
+        .filter_map(MediaSource::pending_index)
+        .collect();
+    for index in 0..new.uploads.len() {
+        if !named.contains(&index) {
+            return Err(invalid(format!(
+                "media file {} is not used by the message",
+                index + 1
+            ))
+            .into());
+        }
+    }
+    if let Some(index) = named.iter().find(|&&i| i >= new.uploads.len()) {
+        return Err(invalid(format!("media file {} was not given", index + 1)).into());
     }
     Ok(())
 }
 
-/// Store the mailing's file, if it has one, in `tx`, point its media at it, and return the
-/// Telegram content as the JSON the mailings row keeps.
+/// Store the mailing's files in `tx`, point its media at them, and return the Telegram
+/// content as the JSON the mailings row keeps.
 async fn store_telegram(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: i64,
     new: &mut NewMailing,
 ) -> Result<Option<String>> {
-    if let (Some(content), Some(upload)) = (&mut new.telegram, new.upload.take()) {
+    let mut stored = Vec::with_capacity(new.uploads.len());
+    for upload in std::mem::take(&mut new.uploads) {
         let media_id: i64 = sqlx::query(
             "INSERT INTO media_files (tenant_id, file_name, content, created_at)
              VALUES ($1, $2, $3, $4) RETURNING id",
@@ -246,7 +274,15 @@ async fn store_telegram(
         .fetch_one(&mut **tx)
         .await?
         .get(0);
-        content.media = Some(MediaSource::Upload(media_id));
+        stored.push(media_id);
+    }
+    if let Some(content) = &mut new.telegram {
+        for source in content.sources_mut() {
+            if let Some(index) = source.pending_index() {
+                // prepare_telegram checked every index against the files given.
+                *source = MediaSource::Upload(stored.get(index).copied().unwrap_or_default());
+            }
+        }
     }
     new.telegram
         .as_ref()
@@ -334,15 +370,26 @@ impl Store {
                 ))
                 .into());
             }
-            (None, _) if new.upload.is_some() => {
+            (None, _) if !new.uploads.is_empty() => {
                 return Err(invalid("only Telegram mailings carry a media file").into());
             }
             (None, _) => {}
         }
-        if let Some(MediaSource::Upload(id)) = new.telegram.as_ref().and_then(|c| c.media.as_ref())
-            && new.upload.is_none()
+        if let Some(name) = new.telegram.as_ref().and_then(|c| c.bot.as_deref())
+            && self.telegram_bot(tenant_id, name).await?.is_none()
         {
-            self.media_file_name(tenant_id, *id).await?;
+            return Err(invalid(format!(
+                "you have no bot named {name:?}: register it first (blast telegram-bot add, or POST /api/v1/telegram-bots)"
+            ))
+            .into());
+        }
+        // Files stored before (an edited mailing keeps its media) must be this tenant's.
+        for source in new.telegram.iter().flat_map(TelegramContent::sources) {
+            if let MediaSource::Upload(id) = *source
+                && id > 0
+            {
+                self.media_file_name(tenant_id, id).await?;
+            }
         }
         let known: Vec<String> = sqlx::query("SELECT name FROM tags WHERE tenant_id = $1")
             .bind(tenant_id)

@@ -5,6 +5,7 @@
 //! (`sqlite://FILE` embedded, `postgres://…` production). The few places where the dialects
 //! differ ask [`Backend`] for their fragment.
 
+mod bots;
 mod clients;
 mod idempotency;
 mod instances;
@@ -15,6 +16,7 @@ mod reports;
 mod subscribers;
 mod users;
 
+pub use bots::{RegisteredBot, validate_bot_name};
 pub use clients::{Client, ClientPatch, ClientQuery, ImportReport, NewClient};
 pub use idempotency::IdempotencyClaim;
 pub use instances::InstanceKind;

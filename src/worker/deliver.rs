@@ -13,14 +13,15 @@
 use super::backoff::RetrySchedule;
 use super::maintenance::Halted;
 use crate::channels::{
-    Channels, DeliveryError, EmailParts, MediaRef, Outgoing, Receipt, TelegramParts, direct_media,
+    Channels, DeliveryError, EmailParts, MediaRef, Outgoing, Receipt, TelegramBot, TelegramParts,
+    direct_media,
 };
 use crate::dedup::DedupKeys;
 use crate::domain::{ChannelKind, InvalidInput, MailingState};
 use crate::jobs::{DeliverBatch, Job};
 use crate::now_ms;
 use crate::store::{DeliveryRow, Mailing, Outcome, Store, StoreError};
-use crate::telegram::MediaSource;
+use crate::telegram::{MediaSource, TelegramContent};
 use crate::template::MessageTemplate;
 use crate::unsubscribe::UnsubscribeKeys;
 use backon::{ExponentialBuilder, Retryable};
@@ -63,8 +64,10 @@ pub struct Deliverer {
     pub unsubscribe: UnsubscribeKeys,
     /// `api.public_url`: where unsubscribe links point.
     pub public_url: String,
-    /// Media files being uploaded to Telegram, so each is uploaded once.
+    /// Media files being uploaded to Telegram, so each is uploaded once per bot.
     pub uploads: MediaUploads,
+    /// The bot of `telegram.bot_token`, for Telegram mailings that name no other.
+    pub default_bot: TelegramBot,
     /// `telegram.retries_after_429`.
     pub retries_after_429: u32,
 }
@@ -72,41 +75,42 @@ pub struct Deliverer {
 /// The file_id of one stored media file once uploaded, behind the lock its uploader holds.
 type UploadCell = Arc<tokio::sync::Mutex<Option<String>>>;
 
-/// One lock per stored media file, holding the file_id Telegram gave for it once known. The
-/// first send of a file takes the lock and uploads it; the others wait and send by file_id.
+/// One lock per stored media file and bot, holding the file_id Telegram gave that bot for it
+/// once known. The first send of a file takes the lock and uploads it; the others wait and
+/// send by file_id.
 #[derive(Debug, Clone, Default)]
 pub struct MediaUploads {
-    /// The bot the file_ids belong to.
-    pub bot_id: String,
-    cells: Arc<std::sync::Mutex<std::collections::HashMap<i64, UploadCell>>>,
+    cells: Arc<std::sync::Mutex<std::collections::HashMap<(i64, String), UploadCell>>>,
 }
 
 impl MediaUploads {
-    pub fn new(bot_id: &str) -> MediaUploads {
-        MediaUploads {
-            bot_id: bot_id.to_string(),
-            cells: Arc::default(),
-        }
-    }
-
-    fn cell(&self, media_id: i64) -> UploadCell {
+    fn cell(&self, media_id: i64, bot_id: &str) -> UploadCell {
         let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-        cells.entry(media_id).or_default().clone()
+        cells
+            .entry((media_id, bot_id.to_string()))
+            .or_default()
+            .clone()
     }
 }
 
-/// A Telegram send's media, resolved: passed through, sent by a known file_id, or uploaded
-/// (holding the file's lock until the upload's file_id is stored).
-enum ResolvedMedia {
-    None,
+/// One medium of a Telegram send, resolved: passed through, sent by a known file_id, or
+/// uploaded.
+enum ResolvedItem {
     Direct,
     FileId(String),
     Upload {
         file_name: String,
         content: Vec<u8>,
         media_id: i64,
-        lock: tokio::sync::OwnedMutexGuard<Option<String>>,
     },
+}
+
+/// A Telegram send's media, resolved, holding the lock of every file it uploads until that
+/// file's file_id is stored.
+#[derive(Default)]
+struct ResolvedMedia {
+    items: Vec<ResolvedItem>,
+    locks: std::collections::HashMap<i64, tokio::sync::OwnedMutexGuard<Option<String>>>,
 }
 
 /// A mailing's templates, compiled once per batch.
@@ -193,19 +197,24 @@ fn address_of(channel: ChannelKind, row: &DeliveryRow) -> Result<String, String>
     }
 }
 
-/// The media reference of one Telegram send.
-fn media_ref<'a>(
+/// The media references of one Telegram send, one per medium of its content.
+fn media_refs<'a>(
     media: &'a ResolvedMedia,
-    source: Option<&'a MediaSource>,
-) -> Option<MediaRef<'a>> {
-    match media {
-        ResolvedMedia::None => None,
-        ResolvedMedia::Direct => source.and_then(direct_media),
-        ResolvedMedia::FileId(id) => Some(MediaRef::FileId(id)),
-        ResolvedMedia::Upload {
-            file_name, content, ..
-        } => Some(MediaRef::Upload { file_name, content }),
-    }
+    content: Option<&'a TelegramContent>,
+) -> Vec<MediaRef<'a>> {
+    let sources = content.into_iter().flat_map(TelegramContent::sources);
+    media
+        .items
+        .iter()
+        .zip(sources)
+        .filter_map(|(item, source)| match item {
+            ResolvedItem::Direct => direct_media(source),
+            ResolvedItem::FileId(id) => Some(MediaRef::FileId(id)),
+            ResolvedItem::Upload {
+                file_name, content, ..
+            } => Some(MediaRef::Upload { file_name, content }),
+        })
+        .collect()
 }
 
 /// When a running batch last renewed the lease of its rows (`begin_sending` set it).
@@ -255,6 +264,25 @@ impl Deliverer {
         if rows.is_empty() {
             return Ok(()); // a stale token: its rows were re-queued or settled meanwhile
         }
+        let bot = match self.bot_of(&mailing).await? {
+            Ok(bot) => Arc::new(bot),
+            Err(reason) => {
+                // Nothing can go out through a bot that is not registered: every row fails.
+                let mut pending: Vec<(i64, Outcome)> = rows
+                    .iter()
+                    .map(|row| {
+                        (
+                            row.message_id,
+                            Outcome::Failed {
+                                error: reason.clone(),
+                            },
+                        )
+                    })
+                    .collect();
+                let mut lease = LeaseClock::new(self.renew_lease_every);
+                return self.flush(batch.claim, &mut pending, &mut lease).await;
+            }
+        };
         let template = Arc::new(Templates::compile(&mailing));
         let in_flight = self.channels.max_in_flight(mailing.channel);
         let mailing = Arc::new(mailing);
@@ -267,10 +295,11 @@ impl Deliverer {
         // if this batch is dropped (its worker failed, a flush gave up) they are aborted with
         // it rather than sending on with nobody to record what they did.
         let spawn = |running: &mut JoinSet<(i64, Option<Outcome>)>, row: DeliveryRow| {
-            let (me, mailing, template) = (self.clone(), mailing.clone(), template.clone());
+            let (me, mailing, template, bot) =
+                (self.clone(), mailing.clone(), template.clone(), bot.clone());
             running.spawn(async move {
                 let outcome = me
-                    .send_one(&mailing, &template, &row, claim, resend_is_safe)
+                    .send_one(&mailing, &bot, &template, &row, claim, resend_is_safe)
                     .await;
                 (row.message_id, outcome)
             });
@@ -358,6 +387,7 @@ impl Deliverer {
     async fn send_one(
         &self,
         mailing: &Mailing,
+        bot: &TelegramBot,
         templates: &Templates,
         row: &DeliveryRow,
         claim: i64,
@@ -404,7 +434,7 @@ impl Deliverer {
                 Err(_) => return Some(Outcome::Release),
             }
         }
-        let mut media = match self.resolve_media(mailing).await {
+        let mut media = match self.resolve_media(mailing, &bot.id).await {
             Ok(media) => media,
             Err(outcome) => return Some(outcome),
         };
@@ -437,7 +467,7 @@ impl Deliverer {
                 }
             }
             tokio::select! {
-                _ = self.channels.rate_wait(mailing, &address) => {}
+                _ = self.channels.rate_wait(mailing, &bot.id, &address) => {}
                 _ = self.shutdown.cancelled() => return Some(Outcome::Release),
             }
             if let Some(outcome) = self.unwanted(mailing, row) {
@@ -454,8 +484,9 @@ impl Deliverer {
                     unsubscribe_url: unsubscribe_url.as_deref(),
                 }),
                 telegram: mailing.telegram.as_ref().map(|content| TelegramParts {
+                    bot,
                     content,
-                    media: media_ref(&media, content.media.as_ref()),
+                    media: media_refs(&media, Some(content)),
                 }),
             };
             let started = Instant::now();
@@ -471,7 +502,7 @@ impl Deliverer {
                     rate_limited += 1;
                     metrics::counter!("blast_provider_rate_limited_total", "channel" => channel_name)
                         .increment(1);
-                    self.channels.pause_telegram_bot(retry_after).await;
+                    self.channels.pause_telegram_bot(&bot.id, retry_after).await;
                 }
                 // A group became a supergroup: the client follows it, and the message goes there.
                 Err(DeliveryError::Moved { to }) if !moved => {
@@ -493,7 +524,7 @@ impl Deliverer {
                     break Err(DeliveryError::Blocked(reason));
                 }
                 Ok(receipt) => {
-                    self.remember_upload(&mut media, &receipt).await;
+                    self.remember_uploads(&mut media, &receipt, &bot.id).await;
                     break Ok(receipt);
                 }
                 other => break other,
@@ -508,63 +539,105 @@ impl Deliverer {
         Some(outcome)
     }
 
-    /// The media of a Telegram mailing for this send. A stored file is uploaded by the first
-    /// send that finds no file_id for it (holding its lock meanwhile); the others wait for
-    /// that and send by file_id.
-    async fn resolve_media(&self, mailing: &Mailing) -> Result<ResolvedMedia, Outcome> {
-        let Some(source) = mailing.telegram.as_ref().and_then(|c| c.media.as_ref()) else {
-            return Ok(ResolvedMedia::None);
+    /// The bot a mailing's Telegram sends go out through: `Err` (inside) when it names a bot
+    /// its tenant has not registered (or removed since).
+    async fn bot_of(&self, mailing: &Mailing) -> Result<Result<TelegramBot, String>, StoreError> {
+        let name = match mailing.telegram.as_ref().and_then(|c| c.bot.as_deref()) {
+            Some(name) if mailing.channel == ChannelKind::Telegram => name,
+            _ => return Ok(Ok(self.default_bot.clone())),
         };
-        let MediaSource::Upload(media_id) = *source else {
-            return Ok(ResolvedMedia::Direct);
-        };
-        let lock = self.uploads.cell(media_id).lock_owned().await;
-        if let Some(file_id) = lock.as_ref() {
-            return Ok(ResolvedMedia::FileId(file_id.clone()));
-        }
-        match self
+        Ok(self
             .store
-            .telegram_file_id(media_id, &self.uploads.bot_id)
-            .await
-        {
-            Ok(Some(file_id)) => {
-                let mut lock = lock;
-                *lock = Some(file_id.clone());
-                return Ok(ResolvedMedia::FileId(file_id));
-            }
-            Ok(None) => {}
-            Err(_) => return Err(Outcome::Release),
-        }
-        match self.store.media_file(media_id).await {
-            Ok((file_name, content)) => Ok(ResolvedMedia::Upload {
-                file_name,
-                content,
-                media_id,
-                lock,
-            }),
-            Err(StoreError::NotFound(what)) => Err(Outcome::Failed {
-                error: format!("{what} is gone"),
-            }),
-            Err(_) => Err(Outcome::Release),
-        }
+            .telegram_bot(mailing.tenant_id, name)
+            .await?
+            .ok_or_else(|| format!("the mailing's bot {name:?} is not registered any more")))
     }
 
-    /// After an upload: store the file_id Telegram gave, so every other send uses it.
-    async fn remember_upload(&self, media: &mut ResolvedMedia, receipt: &Receipt) {
-        let (ResolvedMedia::Upload { media_id, lock, .. }, Some(file_id)) =
-            (media, &receipt.file_id)
-        else {
-            return;
+    /// The media of a Telegram mailing for this send through `bot_id`. A stored file is
+    /// uploaded by the first send that finds no file_id for it (holding its lock meanwhile);
+    /// the others wait for that and send by file_id. Locks are taken in file order, so two
+    /// albums sharing files cannot wait on each other.
+    async fn resolve_media(
+        &self,
+        mailing: &Mailing,
+        bot_id: &str,
+    ) -> Result<ResolvedMedia, Outcome> {
+        let Some(content) = mailing.telegram.as_ref() else {
+            return Ok(ResolvedMedia::default());
         };
-        if let Err(e) = self
-            .store
-            .save_telegram_file_id(*media_id, &self.uploads.bot_id, file_id)
-            .await
-        {
-            tracing::warn!(error = %e, media = *media_id, "cannot store an uploaded file's id; the next send uploads it again");
-            return;
+        let mut stored: Vec<i64> = content
+            .sources()
+            .filter_map(|source| match *source {
+                MediaSource::Upload(id) => Some(id),
+                _ => None,
+            })
+            .collect();
+        stored.sort_unstable();
+        stored.dedup();
+        let mut media = ResolvedMedia::default();
+        let mut known = std::collections::HashMap::new();
+        for media_id in stored {
+            let mut lock = self.uploads.cell(media_id, bot_id).lock_owned().await;
+            if lock.is_none() {
+                match self.store.telegram_file_id(media_id, bot_id).await {
+                    Ok(file_id) => *lock = file_id,
+                    Err(_) => return Err(Outcome::Release),
+                }
+            }
+            match lock.clone() {
+                Some(file_id) => {
+                    known.insert(media_id, file_id);
+                }
+                None => {
+                    media.locks.insert(media_id, lock);
+                }
+            }
         }
-        **lock = Some(file_id.clone());
+        for source in content.sources() {
+            let MediaSource::Upload(media_id) = *source else {
+                media.items.push(ResolvedItem::Direct);
+                continue;
+            };
+            if let Some(file_id) = known.get(&media_id) {
+                media.items.push(ResolvedItem::FileId(file_id.clone()));
+                continue;
+            }
+            match self.store.media_file(media_id).await {
+                Ok((file_name, content)) => media.items.push(ResolvedItem::Upload {
+                    file_name,
+                    content,
+                    media_id,
+                }),
+                Err(StoreError::NotFound(what)) => {
+                    return Err(Outcome::Failed {
+                        error: format!("{what} is gone"),
+                    });
+                }
+                Err(_) => return Err(Outcome::Release),
+            }
+        }
+        Ok(media)
+    }
+
+    /// After an upload: store the file_ids Telegram gave `bot_id`, so every other send uses
+    /// them.
+    async fn remember_uploads(&self, media: &mut ResolvedMedia, receipt: &Receipt, bot_id: &str) {
+        for (item, file_id) in media.items.iter().zip(&receipt.file_ids) {
+            let (ResolvedItem::Upload { media_id, .. }, Some(file_id)) = (item, file_id) else {
+                continue;
+            };
+            if let Err(e) = self
+                .store
+                .save_telegram_file_id(*media_id, bot_id, file_id)
+                .await
+            {
+                tracing::warn!(error = %e, media = *media_id, "cannot store an uploaded file's id; the next send uploads it again");
+                continue;
+            }
+            if let Some(lock) = media.locks.get_mut(media_id) {
+                **lock = Some(file_id.clone());
+            }
+        }
     }
 
     /// Why a send must not happen now, if it must not: its mailing was cancelled or paused,

@@ -151,9 +151,8 @@ async fn run_registered(
         renew_lease_every: Duration::from_secs(w.queued_lease_secs.min(w.sending_lease_secs)) / 4,
         unsubscribe: UnsubscribeKeys::new(&store.site_secret(UnsubscribeKeys::SECRET_NAME).await?),
         public_url: settings.api.public_url.clone(),
-        uploads: MediaUploads::new(
-            crate::channels::bot_id_of(settings.telegram.bot_token.expose()).unwrap_or_default(),
-        ),
+        uploads: MediaUploads::default(),
+        default_bot: crate::channels::TelegramBot::configured(&settings.telegram),
         retries_after_429: settings.telegram.retries_after_429,
     });
 

@@ -532,7 +532,8 @@ fn answer(
         }
         _ => {}
     }
-    let is_send = method == "sendmessage" || media_field(&method).is_some();
+    let is_send =
+        method == "sendmessage" || method == "sendmediagroup" || media_field(&method).is_some();
     if !is_send {
         let (status, body) = api_error(404, "Not Found: method not found", None);
         return (status, body, None);
@@ -604,8 +605,12 @@ fn answer(
         );
         return (status, body, None);
     }
+    // An album counts each of its items.
+    let messages = message_count(req);
     for (key, count, period) in layers {
-        gcra_take(&mut inner.limits, key, count, period, now);
+        for _ in 0..messages {
+            gcra_take(&mut inner.limits, key.clone(), count, period, now);
+        }
     }
     let mut hang = None;
     match inner.faults.get_mut(&chat_id) {
@@ -646,22 +651,43 @@ fn answer(
     }
 }
 
-/// The `Message` a successful send returns, shaped as the Bot API shapes it.
+/// The `Message` a successful send returns, shaped as the Bot API shapes it; an array of
+/// them for `sendMediaGroup`.
 fn message_result(inner: &mut Inner, req: &BotRequest, chat_id: i64) -> Result<Value, String> {
-    let message_id = inner.next_message_id;
-    inner.next_message_id += 1;
-    let chat = if chat_id < 0 {
-        json!({"id": chat_id, "type": "supergroup", "title": "a group"})
-    } else {
-        json!({"id": chat_id, "type": "private", "first_name": "someone"})
-    };
-    let bot_id = req.bot_id();
-    let mut message = json!({
-        "message_id": message_id,
-        "date": unix_now(),
-        "chat": chat,
-        "from": {"id": bot_id, "is_bot": true, "first_name": "blast test bot"},
-    });
+    if req.method == "sendmediagroup" {
+        let items = album_items(req)?;
+        // Refuse the album as a whole before any of it is "sent".
+        let mut checked = Vec::with_capacity(items.len());
+        for item in &items {
+            let field = item.get("type").and_then(Value::as_str).unwrap_or_default();
+            if !matches!(field, "photo" | "video" | "document" | "audio") {
+                return Err(format!(
+                    "Bad Request: wrong media type {field:?} in an album"
+                ));
+            }
+            let media = item
+                .get("media")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            checked.push((field, media.to_string(), item.get("caption").cloned()));
+        }
+        let group = format!("album{}", inner.next_message_id);
+        let mut messages = Vec::with_capacity(checked.len());
+        for (field, media, caption) in checked {
+            let mut message = new_message(inner, req, chat_id);
+            let message_id = message["message_id"].as_i64().unwrap_or_default();
+            let file_id = file_id_for(inner, req, field, Some(&media), message_id)?;
+            message[field] = file_json(field, &file_id, message_id);
+            message["media_group_id"] = json!(group);
+            if let Some(caption) = caption {
+                message["caption"] = caption;
+            }
+            messages.push(message);
+        }
+        return Ok(Value::Array(messages));
+    }
+    let mut message = new_message(inner, req, chat_id);
+    let message_id = message["message_id"].as_i64().unwrap_or_default();
     if req.method == "sendmessage" {
         let text = req.str_field("text").unwrap_or_default();
         if text.is_empty() {
@@ -674,33 +700,94 @@ fn message_result(inner: &mut Inner, req: &BotRequest, chat_id: i64) -> Result<V
     let file_id = if req.files.iter().any(|(name, _, _)| name == field) {
         inner.issue_file_id(&req.token, field, message_id)
     } else {
-        // A file named in the field may be attach://<part>.
-        match req.str_field(field) {
-            Some(value) if value.starts_with("attach://") => {
-                let part = &value["attach://".len()..];
-                if !req.files.iter().any(|(name, _, _)| name == part) {
-                    return Err(format!("Bad Request: file {part} not uploaded"));
-                }
-                inner.issue_file_id(&req.token, field, message_id)
-            }
-            Some(value) if value.starts_with("http://") || value.starts_with("https://") => {
-                format!("stub-url-{}-{message_id}", field)
-            }
-            Some(value) => {
-                let known = inner
-                    .file_ids
-                    .get(&req.token)
-                    .is_some_and(|ids| ids.iter().any(|id| id == value));
-                if !known {
-                    return Err("Bad Request: wrong file identifier/HTTP URL specified".into());
-                }
-                value.to_string()
-            }
-            None => return Err(format!("Bad Request: there is no {field} in the request")),
-        }
+        file_id_for(inner, req, field, req.str_field(field), message_id)?
     };
+    if field == "animation" {
+        // Telegram returns an animation together with a document of the same file.
+        message["document"] =
+            json!({"file_id": file_id, "file_unique_id": format!("u{message_id}d")});
+    }
+    message[field] = file_json(field, &file_id, message_id);
+    if let Some(caption) = req.str_field("caption") {
+        message["caption"] = json!(caption);
+    }
+    Ok(message)
+}
+
+/// The items of a `sendMediaGroup`: 2 to 10, as the Bot API demands.
+fn album_items(req: &BotRequest) -> Result<Vec<Value>, String> {
+    let items = match req.fields.get("media") {
+        Some(Value::Array(items)) => items.clone(),
+        _ => return Err("Bad Request: there is no media in the request".into()),
+    };
+    if !(2..=10).contains(&items.len()) {
+        return Err("Bad Request: media group must include 2-10 items".into());
+    }
+    Ok(items)
+}
+
+/// How many messages a send is to the limits: each item of an album counts.
+fn message_count(req: &BotRequest) -> u32 {
+    match req.fields.get("media") {
+        Some(Value::Array(items)) if req.method == "sendmediagroup" => items.len().max(1) as u32,
+        _ => 1,
+    }
+}
+
+fn new_message(inner: &mut Inner, req: &BotRequest, chat_id: i64) -> Value {
+    let message_id = inner.next_message_id;
+    inner.next_message_id += 1;
+    let chat = if chat_id < 0 {
+        json!({"id": chat_id, "type": "supergroup", "title": "a group"})
+    } else {
+        json!({"id": chat_id, "type": "private", "first_name": "someone"})
+    };
+    json!({
+        "message_id": message_id,
+        "date": unix_now(),
+        "chat": chat,
+        "from": {"id": req.bot_id(), "is_bot": true, "first_name": "blast test bot"},
+    })
+}
+
+/// The file_id of a medium named in a field: `attach://<part>` (uploaded in this request), a
+/// URL Telegram fetches, or a file_id this bot was given before.
+fn file_id_for(
+    inner: &mut Inner,
+    req: &BotRequest,
+    field: &str,
+    value: Option<&str>,
+    message_id: i64,
+) -> Result<String, String> {
+    match value {
+        Some(value) if value.starts_with("attach://") => {
+            let part = &value["attach://".len()..];
+            if !req.files.iter().any(|(name, _, _)| name == part) {
+                return Err(format!("Bad Request: file {part} not uploaded"));
+            }
+            Ok(inner.issue_file_id(&req.token, field, message_id))
+        }
+        Some(value) if value.starts_with("http://") || value.starts_with("https://") => {
+            Ok(format!("stub-url-{field}-{message_id}"))
+        }
+        Some(value) if !value.is_empty() => {
+            let known = inner
+                .file_ids
+                .get(&req.token)
+                .is_some_and(|ids| ids.iter().any(|id| id == value));
+            if !known {
+                return Err("Bad Request: wrong file identifier/HTTP URL specified".into());
+            }
+            Ok(value.to_string())
+        }
+        _ => Err(format!("Bad Request: there is no {field} in the request")),
+    }
+}
+
+/// A media object of the message, shaped per kind.
+fn file_json(field: &str, file_id: &str, message_id: i64) -> Value {
     let unique = format!("u{message_id}");
-    let file = match field {
+    match field {
         "photo" => json!([
             {"file_id": format!("{file_id}-small"), "file_unique_id": format!("{unique}s"), "width": 90, "height": 90},
             {"file_id": file_id, "file_unique_id": unique, "width": 800, "height": 800}
@@ -708,19 +795,10 @@ fn message_result(inner: &mut Inner, req: &BotRequest, chat_id: i64) -> Result<V
         "video" | "animation" => {
             json!({"file_id": file_id, "file_unique_id": unique, "width": 640, "height": 360, "duration": 3})
         }
-        "voice" => json!({"file_id": file_id, "file_unique_id": unique, "duration": 3}),
+        "voice" | "audio" => json!({"file_id": file_id, "file_unique_id": unique, "duration": 3}),
         "video_note" => {
             json!({"file_id": file_id, "file_unique_id": unique, "length": 240, "duration": 3})
         }
         _ => json!({"file_id": file_id, "file_unique_id": unique, "file_name": "file"}),
-    };
-    if field == "animation" {
-        // Telegram returns an animation together with a document of the same file.
-        message["document"] = json!({"file_id": file_id, "file_unique_id": format!("{unique}d")});
     }
-    message[field] = file;
-    if let Some(caption) = req.str_field("caption") {
-        message["caption"] = json!(caption);
-    }
-    Ok(message)
 }

@@ -172,7 +172,7 @@ impl TestDb {
                     subject: None,
                     html: None,
                     telegram: None,
-                    upload: None,
+                    uploads: Vec::new(),
                 },
                 1000,
             )

@@ -1,0 +1,68 @@
+//! `/api/v1/telegram-bots`: a tenant's own Telegram bots, which its mailings may name to go out
+//! through them (each bot with its own limits). Tokens go in and never come back out.
+
+use super::AppState;
+use super::auth::Tenant;
+use super::error::{ApiJson, ApiPath, ApiResult, ErrorBody};
+use crate::settings::Secret;
+use crate::store::RegisteredBot;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// A bot to register.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BotInput {
+    /// What mailings call it: 1-64 of a-z, 0-9, - and _.
+    pub name: String,
+    /// The token from @BotFather.
+    pub token: String,
+}
+
+impl std::fmt::Debug for BotInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BotInput")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/telegram-bots", tag = "telegram", security(("bearer" = [])),
+    responses((status = 200, body = Vec<RegisteredBot>), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+) -> ApiResult<Json<Vec<RegisteredBot>>> {
+    Ok(Json(state.store.telegram_bots(user.id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/telegram-bots", tag = "telegram", request_body = BotInput,
+    security(("bearer" = [])),
+    responses((status = 201, body = RegisteredBot), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiJson(input): ApiJson<BotInput>,
+) -> ApiResult<(StatusCode, Json<RegisteredBot>)> {
+    let bot = state
+        .store
+        .add_telegram_bot(user.id, &input.name, &Secret::new(input.token))
+        .await?;
+    Ok((StatusCode::CREATED, Json(bot)))
+}
+
+/// Forget a bot; refused (409) while an unfinished mailing names it.
+#[utoipa::path(delete, path = "/api/v1/telegram-bots/{name}", tag = "telegram",
+    security(("bearer" = [])), params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Tenant(user): Tenant,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    state.store.remove_telegram_bot(user.id, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
