@@ -25,6 +25,8 @@ pub struct Limit {
     /// The priority headroom of this limit, instead of the limiter's: zero for a provider
     /// that answers any burst past its rate with 429s.
     pub headroom: Option<Duration>,
+    /// How many sends one take stands for (an album of N items is N messages to Telegram).
+    pub cost: u32,
 }
 
 impl Limit {
@@ -35,7 +37,20 @@ impl Limit {
             interval: period / count.max(1),
             burst,
             headroom: None,
+            cost: 1,
         }
+    }
+
+    /// One take of this limit stands for `cost` sends: it needs room for all of them (but
+    /// always passes an idle limit, since it cannot be split) and charges them all.
+    pub fn with_cost(mut self, cost: u32) -> Limit {
+        self.cost = cost.max(1);
+        self
+    }
+
+    /// What one take adds to the limit's clock.
+    fn charge(&self) -> Duration {
+        self.interval * self.cost
     }
 
     pub fn with_headroom(mut self, headroom: Duration) -> Limit {
@@ -43,9 +58,11 @@ impl Limit {
         self
     }
 
-    /// How far ahead of the clock `lane` may run this limit.
+    /// How far ahead of the clock `lane` may run this limit, less the room the rest of a
+    /// costly take needs.
     fn tolerance(&self, lane: Lane, default_headroom: Duration) -> Duration {
-        self.burst + lane_headroom(lane, self.headroom.unwrap_or(default_headroom))
+        (self.burst + lane_headroom(lane, self.headroom.unwrap_or(default_headroom)))
+            .saturating_sub(self.interval * (self.cost - 1))
     }
 
     pub fn per_second(key: impl Into<String>, count: u32, burst: Duration) -> Limit {
@@ -167,7 +184,7 @@ impl Limiter {
                 }
                 for limit in limits {
                     let tat = tats.get(&limit.key).copied().unwrap_or(now).max(now);
-                    tats.insert(limit.key.clone(), tat + limit.interval);
+                    tats.insert(limit.key.clone(), tat + limit.charge());
                 }
                 Ok(None)
             }
@@ -182,7 +199,7 @@ impl Limiter {
                 for limit in limits {
                     invocation
                         .key(format!("{prefix}{}", limit.key))
-                        .arg(limit.interval.as_micros() as u64)
+                        .arg(limit.charge().as_micros() as u64)
                         .arg(limit.tolerance(lane, *headroom).as_micros() as u64);
                 }
                 let wait_us: u64 = invocation
@@ -238,5 +255,48 @@ impl Limiter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_costly_take_charges_every_send_and_needs_room_for_them() {
+        let limiter = Limiter::local(Duration::ZERO);
+        let album = Limit::per_second("album", 10, Duration::from_millis(100)).with_cost(3);
+        // An idle limit takes an album at once: it cannot be split.
+        assert_eq!(
+            limiter
+                .try_take(std::slice::from_ref(&album), Lane::Low)
+                .await
+                .ok(),
+            Some(None)
+        );
+        // It charged 3 intervals (300 ms); the 100 ms burst is used up by the album's own
+        // items, so the next one waits for the whole charge.
+        let wait = limiter
+            .try_take(std::slice::from_ref(&album), Lane::Low)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        assert!(
+            wait > Duration::from_millis(250) && wait <= Duration::from_millis(300),
+            "{wait:?}"
+        );
+        // A single send on the same limit may use the burst.
+        let single = Limit::per_second("album", 10, Duration::from_millis(100));
+        let wait = limiter
+            .try_take(&[single], Lane::Low)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        assert!(
+            wait > Duration::from_millis(150) && wait <= Duration::from_millis(200),
+            "{wait:?}"
+        );
     }
 }

@@ -58,7 +58,9 @@ impl MediaSource {
     /// Which file given with a new mailing this names, if it names one.
     pub fn pending_index(&self) -> Option<usize> {
         match *self {
-            MediaSource::Upload(n) if n <= 0 => usize::try_from(-n).ok(),
+            MediaSource::Upload(n) if n <= 0 => {
+                n.checked_neg().and_then(|i| usize::try_from(i).ok())
+            }
             _ => None,
         }
     }

@@ -53,6 +53,32 @@ async fn add_chats(db: &TestDb, tag: &str, chats: &[i64]) {
         .expect("import");
 }
 
+/// A Telegram mailing to clients tagged `tag`, starting now.
+fn new_telegram_mailing(
+    tag: &str,
+    text: &str,
+    content: TelegramContent,
+    uploads: Vec<MediaUpload>,
+) -> NewMailing {
+    let start = now_ms();
+    NewMailing {
+        channel: ChannelKind::Telegram,
+        text: text.into(),
+        subject: None,
+        html: None,
+        telegram: Some(content),
+        uploads,
+        filter: AudienceFilter {
+            tags: vec![tag.into()],
+            operator_codes: vec![],
+        },
+        priority: Priority::High,
+        start_at: start,
+        end_at: start + HOUR,
+        local_hours: None,
+    }
+}
+
 async fn telegram_mailing(
     db: &TestDb,
     tag: &str,
@@ -60,26 +86,10 @@ async fn telegram_mailing(
     content: TelegramContent,
     upload: Option<MediaUpload>,
 ) -> i64 {
-    let start = now_ms();
     db.store
         .create_mailing(
             db.tenant,
-            NewMailing {
-                channel: ChannelKind::Telegram,
-                text: text.into(),
-                subject: None,
-                html: None,
-                telegram: Some(content),
-                uploads: upload.into_iter().collect(),
-                filter: AudienceFilter {
-                    tags: vec![tag.into()],
-                    operator_codes: vec![],
-                },
-                priority: Priority::High,
-                start_at: start,
-                end_at: start + HOUR,
-                local_hours: None,
-            },
+            new_telegram_mailing(tag, text, content, upload.into_iter().collect()),
             4096,
         )
         .await
@@ -665,27 +675,16 @@ async fn an_album_uploads_its_files_once_and_counts_each_item_against_the_limit(
         (TelegramKind::Photo, MediaSource::pending_upload(1)),
     ]);
     content.parse_mode = Some(ParseMode::Html);
-    let start = now_ms();
     let mailing = db
         .store
         .create_mailing(
             db.tenant,
-            NewMailing {
-                channel: ChannelKind::Telegram,
-                text: "<b>Hi {{ name }}</b>".into(),
-                subject: None,
-                html: None,
-                telegram: Some(content),
-                uploads: vec![upload("a.jpg"), upload("b.jpg")],
-                filter: AudienceFilter {
-                    tags: vec!["tg".into()],
-                    operator_codes: vec![],
-                },
-                priority: Priority::High,
-                start_at: start,
-                end_at: start + HOUR,
-                local_hours: None,
-            },
+            new_telegram_mailing(
+                "tg",
+                "<b>Hi {{ name }}</b>",
+                content,
+                vec![upload("a.jpg"), upload("b.jpg")],
+            ),
             4096,
         )
         .await
@@ -814,28 +813,11 @@ async fn registered_bots_send_under_their_own_tokens_and_a_429_holds_only_that_b
         .add_user("other", "password-1")
         .await
         .expect("user");
-    let foreign = TelegramContent {
-        bot: Some("promo".into()),
-        ..TelegramContent::text_message()
-    };
-    let start = now_ms();
     let refused = db
         .store
         .create_mailing(
             other.id,
-            NewMailing {
-                channel: ChannelKind::Telegram,
-                text: "x".into(),
-                subject: None,
-                html: None,
-                telegram: Some(foreign),
-                uploads: Vec::new(),
-                filter: AudienceFilter::default(),
-                priority: Priority::High,
-                start_at: start,
-                end_at: start + HOUR,
-                local_hours: None,
-            },
+            new_telegram_mailing("promo", "x", through("promo"), Vec::new()),
             4096,
         )
         .await;
@@ -892,7 +874,7 @@ async fn registered_bots_send_under_their_own_tokens_and_a_429_holds_only_that_b
         "news was not held by promo's 429: {news_last:?} vs 429 at {limited_at:?}"
     );
 
-    // Once nothing names it, a bot can go; a mailing naming it then fails at once.
+    // Once nothing names it, a bot can go.
     db.store
         .remove_telegram_bot(db.tenant, "promo")
         .await
@@ -906,4 +888,26 @@ async fn registered_bots_send_under_their_own_tokens_and_a_429_holds_only_that_b
         .map(|b| b.name)
         .collect();
     assert_eq!(names, ["news"]);
+
+    // A bot gone between a mailing's creation and its sends (a removal racing the creation)
+    // fails the messages with the reason; nothing goes out through another bot.
+    let late = telegram_mailing(&db, "news", "Late", through("news"), None).await;
+    sqlx::query("DELETE FROM telegram_bots WHERE name = 'news'")
+        .execute(db.store.pool())
+        .await
+        .expect("drop news behind the store's back");
+    let before = stub.delivered().len();
+    let worker = RunningWorker::start(&db.store, telegram_settings(&db, &stub));
+    wait_done(&db, late, Duration::from_secs(30)).await;
+    worker.stop().await;
+    assert_eq!(stub.delivered().len(), before, "nothing sent");
+    let failed = states(&db, late).await;
+    assert_eq!(failed.len(), news_chats.len());
+    for (_, state, _, error) in failed {
+        assert_eq!(state, "failed_permanent");
+        assert!(
+            error.is_some_and(|e| e.contains("not registered any more")),
+            "the reason is kept"
+        );
+    }
 }

@@ -108,7 +108,7 @@ pub enum UserCommand {
     Enable { name: String },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum TelegramBotCommand {
     /// Register a bot under NAME. Its messages count against its own Telegram limits.
     Add {
@@ -126,6 +126,24 @@ pub enum TelegramBotCommand {
     },
     /// Forget a bot; refused while an unfinished mailing names it.
     Remove { name: String },
+}
+
+/// Without the token: a command is logged or shown in errors.
+impl std::fmt::Debug for TelegramBotCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TelegramBotCommand::Add { name, .. } => f
+                .debug_struct("Add")
+                .field("name", name)
+                .finish_non_exhaustive(),
+            TelegramBotCommand::List { json } => {
+                f.debug_struct("List").field("json", json).finish()
+            }
+            TelegramBotCommand::Remove { name } => {
+                f.debug_struct("Remove").field("name", name).finish()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -249,17 +249,15 @@ impl Channels {
     pub fn limits_for(&self, mailing: &Mailing, bot_id: &str, address: &str) -> Vec<Limit> {
         let mut limits = Vec::with_capacity(3);
         let tenant_id = mailing.tenant_id;
+        // An album is as many messages as it has items, to every limit it passes.
+        let content = mailing.telegram.as_ref();
+        let messages = content.map_or(1, |c| c.message_count());
         match mailing.channel {
             ChannelKind::Sms => limits.extend(self.sms_limit.clone()),
             ChannelKind::Email => limits.extend(self.email_limit.clone()),
             ChannelKind::Telegram => {
-                let content = mailing.telegram.as_ref();
                 let paid = content.is_some_and(|c| c.allow_paid_broadcast);
-                let messages = content.map_or(1, |c| c.message_count());
-                limits.extend(
-                    self.telegram_limits
-                        .for_chat(bot_id, address, paid, messages),
-                );
+                limits.extend(self.telegram_limits.for_chat(bot_id, address, paid));
             }
             ChannelKind::Log => {}
         }
@@ -271,6 +269,9 @@ impl Channels {
             ));
         }
         limits
+            .into_iter()
+            .map(|limit| limit.with_cost(messages))
+            .collect()
     }
 
     /// Wait for every rate limit a send of `mailing` to `address` (through Telegram bot
@@ -333,9 +334,8 @@ impl TelegramLimits {
     /// more than a send or three ahead of its rate: Telegram answers a burst with 429s. The
     /// bot's limit lets a higher lane run two sends further ahead, so priorities hold when the
     /// bot is the bottleneck.
-    /// A paid broadcast counts against its own, higher ceiling. An album of `messages` items
-    /// takes that many turns of every layer at once, as Telegram counts each item.
-    fn for_chat(&self, bot_id: &str, chat: &str, paid: bool, messages: u32) -> Vec<Limit> {
+    /// A paid broadcast counts against its own, higher ceiling.
+    fn for_chat(&self, bot_id: &str, chat: &str, paid: bool) -> Vec<Limit> {
         let mut bot = if paid {
             Limit::per_second(Self::paid_key(bot_id), self.paid_per_second, Duration::ZERO)
         } else {
@@ -364,9 +364,6 @@ impl TelegramLimits {
                 )
                 .with_headroom(Duration::ZERO),
             );
-        }
-        for limit in &mut limits {
-            limit.interval *= messages.max(1);
         }
         limits
     }

@@ -279,8 +279,11 @@ async fn store_telegram(
     if let Some(content) = &mut new.telegram {
         for source in content.sources_mut() {
             if let Some(index) = source.pending_index() {
-                // prepare_telegram checked every index against the files given.
-                *source = MediaSource::Upload(stored.get(index).copied().unwrap_or_default());
+                let media_id = stored
+                    .get(index)
+                    .copied()
+                    .ok_or_else(|| invalid(format!("media file {} was not given", index + 1)))?;
+                *source = MediaSource::Upload(media_id);
             }
         }
     }

@@ -158,11 +158,19 @@ impl Templates {
 fn dedup_key(mailing: &Mailing, address: &str, text: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
+    // A Telegram message is also its media, its bot and the rest of its content: two albums
+    // with the same (often empty) caption are not duplicates.
+    let telegram = mailing
+        .telegram
+        .as_ref()
+        .and_then(|content| serde_json::to_string(content).ok())
+        .unwrap_or_default();
     for part in [
         mailing.tenant_id.to_string().as_str(),
         mailing.channel.as_str(),
         address,
         text,
+        telegram.as_str(),
     ] {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
@@ -203,11 +211,13 @@ fn media_refs<'a>(
     content: Option<&'a TelegramContent>,
 ) -> Vec<MediaRef<'a>> {
     let sources = content.into_iter().flat_map(TelegramContent::sources);
+    // Stops at the first item that cannot be referenced: the channel then refuses the send
+    // (fewer media than the content names) instead of pairing file_ids with the wrong files.
     media
         .items
         .iter()
         .zip(sources)
-        .filter_map(|(item, source)| match item {
+        .map_while(|(item, source)| match item {
             ResolvedItem::Direct => direct_media(source),
             ResolvedItem::FileId(id) => Some(MediaRef::FileId(id)),
             ResolvedItem::Upload {
@@ -517,8 +527,13 @@ impl Deliverer {
                     }
                     address = to;
                 }
+                // The client's chat came from the configured bot (its /start): only that bot's
+                // 403 takes the client off Telegram. A registered bot the user never started
+                // gets a 403 too, which fails just this message.
                 Err(DeliveryError::Blocked(reason)) => {
-                    if let Err(e) = self.store.block_telegram(row.client.id).await {
+                    if bot.id == self.default_bot.id
+                        && let Err(e) = self.store.block_telegram(row.client.id).await
+                    {
                         tracing::warn!(error = %e, client = row.client.id, "cannot mark the client as blocked");
                     }
                     break Err(DeliveryError::Blocked(reason));

@@ -590,10 +590,20 @@ fn answer(
             Duration::from_secs(60),
         ));
     }
-    // Check every layer before charging any, as Telegram refuses the message as a whole.
+    // Check every layer before charging any, as Telegram refuses the message as a whole. An
+    // album needs room for all its items (an idle bot takes any album: it cannot be split).
+    let messages = message_count(req);
     let wait = layers
         .iter()
-        .map(|(key, _, _)| gcra_wait(&inner.limits, key, options.tolerance, now))
+        .map(|(key, count, period)| {
+            let room = (*period / (*count).max(1)) * (messages - 1);
+            gcra_wait(
+                &inner.limits,
+                key,
+                options.tolerance.saturating_sub(room),
+                now,
+            )
+        })
         .max()
         .unwrap_or_default();
     if !wait.is_zero() {
@@ -606,7 +616,6 @@ fn answer(
         return (status, body, None);
     }
     // An album counts each of its items.
-    let messages = message_count(req);
     for (key, count, period) in layers {
         for _ in 0..messages {
             gcra_take(&mut inner.limits, key.clone(), count, period, now);
