@@ -209,11 +209,7 @@ impl TelegramContent {
                 return Err(invalid("a video note has no caption: leave the text empty"));
             }
             (_, Some(media)) => {
-                if chars > MAX_CAPTION_CHARS {
-                    return Err(invalid(format!(
-                        "the caption has {chars} characters; Telegram takes at most {MAX_CAPTION_CHARS}"
-                    )));
-                }
+                check_caption(text)?;
                 validate_source(media)?;
             }
         }
@@ -258,12 +254,7 @@ impl TelegramContent {
                 "an album of documents holds only documents; photos and videos go in another",
             ));
         }
-        let chars = text.chars().count();
-        if chars > MAX_CAPTION_CHARS {
-            return Err(invalid(format!(
-                "the caption has {chars} characters; Telegram takes at most {MAX_CAPTION_CHARS}"
-            )));
-        }
+        check_caption(text)?;
         if !self.buttons.is_empty() {
             return Err(invalid(
                 "an album takes no buttons: Telegram's sendMediaGroup has no keyboard",
@@ -321,6 +312,16 @@ impl TelegramContent {
         }
         Ok(())
     }
+}
+
+fn check_caption(text: &str) -> Result<(), InvalidInput> {
+    let chars = text.chars().count();
+    if chars > MAX_CAPTION_CHARS {
+        return Err(invalid(format!(
+            "the caption has {chars} characters; Telegram takes at most {MAX_CAPTION_CHARS}"
+        )));
+    }
+    Ok(())
 }
 
 fn validate_source(media: &MediaSource) -> Result<(), InvalidInput> {

@@ -166,11 +166,7 @@ fn media_source(
     if let Some(id) = media.strip_prefix("file_id:") {
         return Ok(MediaSource::FileId(id.to_string()));
     }
-    uploads.push(read_media_file(
-        std::path::Path::new(media),
-        max_upload_bytes,
-    )?);
-    Ok(MediaSource::pending_upload(uploads.len() - 1))
+    Ok(read_media_file(std::path::Path::new(media), max_upload_bytes)?.append_to(uploads))
 }
 
 /// A local media file, refused when larger than `telegram.max_upload_bytes`.

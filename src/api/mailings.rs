@@ -139,11 +139,11 @@ impl MediaInput {
                 if name.is_empty() || name.contains(['/', '\\']) {
                     return Err(ApiError::invalid("media file: give a plain file name"));
                 }
-                uploads.push(MediaUpload {
+                MediaUpload {
                     file_name: name.to_string(),
                     content,
-                });
-                MediaSource::pending_upload(uploads.len() - 1)
+                }
+                .append_to(uploads)
             }
         })
     }

@@ -43,6 +43,14 @@ pub struct MediaUpload {
     pub content: Vec<u8>,
 }
 
+impl MediaUpload {
+    /// Add this file to a new mailing's `uploads` and return how its content names it.
+    pub fn append_to(self, uploads: &mut Vec<MediaUpload>) -> MediaSource {
+        uploads.push(self);
+        MediaSource::pending_upload(uploads.len() - 1)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Mailing {
     pub id: i64,
