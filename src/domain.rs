@@ -185,6 +185,9 @@ pub enum ChannelKind {
     Telegram,
     /// A JSON-lines file: every delivery written as one line. For trials and demos.
     Log,
+    /// Web push to the browsers a client subscribed (VAPID, aes128gcm).
+    #[serde(rename = "webpush")]
+    WebPush,
 }
 
 impl ChannelKind {
@@ -194,6 +197,7 @@ impl ChannelKind {
             ChannelKind::Email => "email",
             ChannelKind::Telegram => "telegram",
             ChannelKind::Log => "log",
+            ChannelKind::WebPush => "webpush",
         }
     }
 }
@@ -206,8 +210,9 @@ impl FromStr for ChannelKind {
             "email" => Ok(ChannelKind::Email),
             "telegram" => Ok(ChannelKind::Telegram),
             "log" | "file" => Ok(ChannelKind::Log),
+            "webpush" | "web-push" | "push" => Ok(ChannelKind::WebPush),
             other => Err(invalid(format!(
-                "unknown channel {other:?}: expected sms, email, telegram or log"
+                "unknown channel {other:?}: expected sms, email, telegram, webpush or log"
             ))),
         }
     }

@@ -12,6 +12,7 @@ pub mod dedup;
 pub mod domain;
 pub mod limits;
 pub mod metrics;
+pub mod notify;
 pub mod queue;
 pub mod report;
 pub mod settings;

@@ -127,13 +127,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", settings.to_redacted_toml());
         return Ok(());
     }
+    if let Command::Config(ConfigCommand::VapidKeys) = cli.command {
+        let keys = blast::channels::VapidKeys::generate();
+        println!("# config.toml (keep the private key secret):");
+        println!("[webpush]");
+        println!("vapid_private_key = \"{}\"", keys.private_key);
+        println!();
+        println!("# give browsers this as applicationServerKey:");
+        println!("# {}", keys.public_key);
+        return Ok(());
+    }
 
     // Tenant commands with --server go to the remote API and never touch a local database.
     let remote = match (&cli.server, &cli.token, &cli.command) {
         (
             Some(server),
             Some(token),
-            Command::Client(_) | Command::Mailing(_) | Command::TelegramBot(_) | Command::Stats(_),
+            Command::Client(_)
+            | Command::Mailing(_)
+            | Command::TelegramBot(_)
+            | Command::Notify(_)
+            | Command::Stats(_),
         ) => Some(admin::backend::RemoteApi::new(server, token)?),
         _ => None,
     };
@@ -282,6 +296,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
             admin::bots::remove(ctx, &name).await
         }
         Command::Stats(args) => admin::stats::run(ctx, &args).await,
+        Command::Notify(args) => admin::notify::run(ctx, &args).await,
         Command::Up { .. }
         | Command::Serve { .. }
         | Command::Worker

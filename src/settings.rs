@@ -54,6 +54,67 @@ pub struct Settings {
     pub telegram: TelegramSettings,
     pub bot: BotSettings,
     pub stats: StatsSettings,
+    pub webpush: WebPushSettings,
+    pub notifications: NotificationSettings,
+}
+
+/// Web push (RFC 8030) with VAPID (RFC 8292) and aes128gcm payloads (RFC 8291).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebPushSettings {
+    /// The VAPID private key, base64url (`blast config vapid-keys` makes a pair); empty: web
+    /// push messages wait until one is set.
+    pub vapid_private_key: Secret,
+    /// Who push services may contact about our pushes: `mailto:…` or an `https:` URL.
+    pub subject: String,
+    /// How long a push service keeps an undelivered message (its `TTL` header), in seconds.
+    pub ttl_secs: u64,
+    /// Give up waiting for one push service's answer after this many milliseconds.
+    pub timeout_ms: u64,
+    /// Sends in flight at once, per worker process and priority lane.
+    pub max_in_flight: u32,
+    /// Accept `http:` endpoints on loopback hosts (a local push service in tests); real push
+    /// services are `https:` only.
+    pub allow_loopback_http: bool,
+}
+
+impl Default for WebPushSettings {
+    fn default() -> Self {
+        WebPushSettings {
+            vapid_private_key: Secret::default(),
+            subject: "mailto:postmaster@localhost".into(),
+            ttl_secs: 24 * 3600,
+            timeout_ms: 10_000,
+            max_in_flight: 32,
+            allow_loopback_http: false,
+        }
+    }
+}
+
+/// Notifications: one event to one client over its preferred channels in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationSettings {
+    /// A notification not delivered on any channel this long after it was made expires.
+    pub expire_after_secs: u64,
+    /// The channel order of a client with no preferences of its own.
+    pub default_channels: Vec<crate::domain::ChannelKind>,
+    /// The longest coalescing window a notification may ask for, in minutes.
+    pub max_coalesce_minutes: u32,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        NotificationSettings {
+            expire_after_secs: 24 * 3600,
+            default_channels: vec![
+                crate::domain::ChannelKind::WebPush,
+                crate::domain::ChannelKind::Telegram,
+                crate::domain::ChannelKind::Email,
+            ],
+            max_coalesce_minutes: 24 * 60,
+        }
+    }
 }
 
 /// How the SMTP connection is secured.
@@ -445,6 +506,8 @@ impl Default for Settings {
             telegram: TelegramSettings::default(),
             bot: BotSettings::default(),
             stats: StatsSettings::default(),
+            webpush: WebPushSettings::default(),
+            notifications: NotificationSettings::default(),
         }
     }
 }
@@ -592,6 +655,15 @@ impl Settings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
+        let vapid = self.webpush.vapid_private_key.expose();
+        if !vapid.is_empty() {
+            crate::channels::vapid_key_pair(vapid).map_err(SettingsError::Rule)?;
+        }
+        if self.webpush.max_in_flight == 0 {
+            return Err(SettingsError::Rule(
+                "webpush.max_in_flight must be at least 1".into(),
+            ));
+        }
         let w = &self.worker;
         if w.batch_size == 0 || w.queue_watermark == 0 || w.jobs_in_flight == 0 {
             return Err(SettingsError::Rule(
@@ -702,6 +774,8 @@ impl Settings {
             crate::domain::ChannelKind::Sms | crate::domain::ChannelKind::Log => {
                 self.sms.max_text_chars
             }
+            // A push payload is at most 4 KB once encrypted; the text is its body.
+            crate::domain::ChannelKind::WebPush => crate::channels::MAX_PUSH_TEXT_CHARS,
         }
     }
 
@@ -714,6 +788,7 @@ impl Settings {
             &mut shown.telegram.bot_token,
             &mut shown.bot.webhook_secret,
             &mut shown.redis.url,
+            &mut shown.webpush.vapid_private_key,
         ] {
             if !secret.is_empty() {
                 *secret = Secret::new("***");

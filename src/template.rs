@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 #[derive(Debug)]
 pub struct MessageTemplate {
     env: Environment<'static>,
+    /// A text sent as it is (a notification's: its caller's words, never a template).
+    literal: Option<String>,
 }
 
 const NAME: &str = "message";
@@ -33,7 +35,15 @@ impl MessageTemplate {
         env.set_auto_escape_callback(move |_| escape);
         env.add_template_owned(NAME, source.to_owned())
             .map_err(|e| invalid(format!("invalid message template: {e}")))?;
-        Ok(MessageTemplate { env })
+        Ok(MessageTemplate { env, literal: None })
+    }
+
+    /// A text that is not a template: `{{` in it is sent as written.
+    pub fn literal(text: &str) -> MessageTemplate {
+        MessageTemplate {
+            env: Environment::new(),
+            literal: Some(text.to_owned()),
+        }
     }
 
     /// The text for one client. Errors name the variable that is missing.
@@ -48,6 +58,9 @@ impl MessageTemplate {
         client: &Client,
         extra: &[(&'static str, &str)],
     ) -> Result<String, InvalidInput> {
+        if let Some(text) = &self.literal {
+            return Ok(text.clone());
+        }
         let template = self
             .env
             .get_template(NAME)

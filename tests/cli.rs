@@ -783,6 +783,37 @@ fn commands_act_on_a_remote_server_through_its_api() {
     assert_eq!(out.status.code(), Some(2), "one item is not an album");
     ok(&remote(&["mailing", "cancel", &album["id"].to_string()]));
     ok(&remote(&["telegram-bot", "remove", "promo"]));
+    // A notification, sent twice under one idempotency key: one notification.
+    let notify = |key: &str| {
+        json(&remote(&[
+            "notify",
+            "--client",
+            "1",
+            "--title",
+            "Order shipped",
+            "--data",
+            r#"{"order": 42}"#,
+            "--idempotency-key",
+            key,
+            "--json",
+        ]))
+    };
+    let first = notify("order-42");
+    assert_eq!(first["state"], "waiting", "{first}");
+    assert_eq!(first["events"][0]["data"], serde_json::json!({"order": 42}));
+    assert_eq!(notify("order-42")["id"], first["id"]);
+    assert_ne!(notify("order-43")["id"], first["id"]);
+    let out = remote(&[
+        "notify",
+        "--client",
+        "1",
+        "--title",
+        "x",
+        "--link",
+        "ftp://x.test",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "a bad link is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http(s)"));
     ok(&remote(&["mailing", "cancel", &id]));
     let out = remote(&["mailing", "cancel", &id]);
     assert_eq!(
@@ -815,4 +846,46 @@ fn commands_act_on_a_remote_server_through_its_api() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
     assert!(stop(serve).success());
+}
+
+#[test]
+fn vapid_keys_are_made_for_the_configuration_and_checked_there() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let out = ok(&blast(d.path(), &["config", "vapid-keys"]));
+    let private = out
+        .lines()
+        .find_map(|l| l.strip_prefix("vapid_private_key = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("a private key line")
+        .to_owned();
+    let public = out
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("# "))
+        .expect("the public key");
+    use base64::Engine as _;
+    let public = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(public)
+        .expect("base64url");
+    assert_eq!(
+        (public.len(), public[0]),
+        (65, 4),
+        "an uncompressed P-256 point"
+    );
+    std::fs::write(
+        d.path().join("config.toml"),
+        format!("[webpush]\nvapid_private_key = \"{private}\"\n"),
+    )
+    .expect("config");
+    let shown = ok(&blast(d.path(), &["config", "show"]));
+    assert!(shown.contains("vapid_private_key = \"***\""), "{shown}");
+    assert!(!shown.contains(&private));
+    std::fs::write(
+        d.path().join("config.toml"),
+        "[webpush]\nvapid_private_key = \"c2hvcnQ\"\n",
+    )
+    .expect("config");
+    let out = blast(d.path(), &["config", "show"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be 32 bytes"));
 }

@@ -84,6 +84,8 @@ pub enum Command {
     /// Register the tenant's own Telegram bots; a mailing names one with --bot.
     #[command(subcommand)]
     TelegramBot(TelegramBotCommand),
+    /// Send one event to one client over its preferred channels (web push, Telegram, email).
+    Notify(NotifyArgs),
     /// Message counts per mailing and state.
     Stats(StatsArgs),
     /// Inspect the configuration.
@@ -383,6 +385,44 @@ pub struct StatsArgs {
 pub enum ConfigCommand {
     /// Print the effective configuration (secrets hidden).
     Show,
+    /// Make a VAPID key pair for web push: the private key goes into
+    /// webpush.vapid_private_key, the public one to browsers as applicationServerKey.
+    VapidKeys,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// The client to notify.
+    #[arg(long)]
+    pub client: i64,
+    /// One line.
+    #[arg(long)]
+    pub title: String,
+    #[arg(long, default_value = "")]
+    pub body: String,
+    /// Where the event leads (an http(s) URL).
+    #[arg(long)]
+    pub link: Option<String>,
+    /// Free JSON for the receiving app (a web push carries it).
+    #[arg(long, value_name = "JSON")]
+    pub data: Option<String>,
+    #[arg(long, default_value = "high", value_parser = ["high", "medium", "low"])]
+    pub priority: String,
+    /// Deliver even in the client's quiet hours.
+    #[arg(long)]
+    pub urgent: bool,
+    /// Hold it this many minutes and send the client's events that arrive meanwhile (with the
+    /// same --coalesce-key) as one digest.
+    #[arg(long, default_value_t = 0, value_name = "MINUTES")]
+    pub coalesce_minutes: u32,
+    #[arg(long, value_name = "KEY")]
+    pub coalesce_key: Option<String>,
+    /// Running the command again with the same key does not notify twice.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    /// Print the notification as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

@@ -3,10 +3,10 @@
 
 use super::{AdminError, Result};
 use crate::domain::invalid;
-use crate::settings::Secret;
+use crate::settings::{NotificationSettings, Secret};
 use crate::store::{
     Client, ClientPatch, ClientQuery, ImportReport, Mailing, MailingStats, NewClient, NewMailing,
-    RegisteredBot, StateCounts, Store,
+    NewNotification, Notification, RegisteredBot, StateCounts, Store,
 };
 use crate::telegram::MediaSource;
 use serde::Deserialize;
@@ -55,11 +55,26 @@ impl RemoteApi {
         query: &[(&str, String)],
         body: Option<RemoteBody>,
     ) -> Result<T> {
+        self.call_with(method, path, query, body, &[]).await
+    }
+
+    /// [`RemoteApi::call`] with extra request headers (an `Idempotency-Key`).
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<RemoteBody>,
+        headers: &[(&str, &str)],
+    ) -> Result<T> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
             .query(query)
             .bearer_auth(&self.token);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         req = match body {
             Some(RemoteBody::Json(v)) => req.json(&v),
             Some(RemoteBody::Lines(text)) => req
@@ -473,6 +488,42 @@ impl Backend {
                 )
                 .await
                 .map(drop),
+        }
+    }
+
+    /// Notify one client; the answer is the notification (an earlier one when the
+    /// idempotency key was used before).
+    pub async fn notify(
+        &self,
+        new: NewNotification,
+        settings: &NotificationSettings,
+    ) -> Result<Notification> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store.notify(*tenant, new, settings).await?.0),
+            Backend::Remote(api) => {
+                let body = json!({
+                    "client_id": new.client_id,
+                    "title": new.event.title,
+                    "body": new.event.body,
+                    "data": new.event.data,
+                    "link": new.event.link,
+                    "priority": new.priority.as_str(),
+                    "urgent": new.urgent,
+                    "coalesce_minutes": new.coalesce_minutes,
+                    "coalesce_key": new.coalesce_key,
+                });
+                let key = new.idempotency_key.as_deref();
+                let headers: Vec<(&str, &str)> =
+                    key.map(|k| ("idempotency-key", k)).into_iter().collect();
+                api.call_with(
+                    reqwest::Method::POST,
+                    "/api/v1/notifications",
+                    &[],
+                    Some(RemoteBody::Json(body)),
+                    &headers,
+                )
+                .await
+            }
         }
     }
 

@@ -6,6 +6,7 @@ pub mod bots;
 pub mod client;
 pub mod import;
 pub mod mailing;
+pub mod notify;
 pub mod stats;
 pub mod user;
 

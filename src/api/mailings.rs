@@ -426,7 +426,7 @@ pub async fn preview(
         ChannelKind::Sms => state.settings.sms.rate_limit_per_second,
         ChannelKind::Email => state.settings.email.rate_limit_per_second,
         ChannelKind::Telegram => state.settings.telegram.bot_per_second,
-        ChannelKind::Log => 0,
+        ChannelKind::Log | ChannelKind::WebPush => 0,
     };
     Ok(Json(Preview {
         recipients,

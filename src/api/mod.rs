@@ -8,6 +8,7 @@ mod clients;
 pub mod error;
 mod idempotency;
 mod mailings;
+mod notifications;
 pub(crate) mod ops;
 mod unsubscribe;
 
@@ -92,7 +93,7 @@ impl<T> Page<T> {
 #[openapi(
     info(title = "blast", description = "Bulk messaging and notifications"),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "clients"), (name = "mailings"), (name = "telegram"), (name = "stats"), (name = "operations"))
+    tags((name = "auth"), (name = "clients"), (name = "mailings"), (name = "telegram"), (name = "notifications"), (name = "stats"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -139,6 +140,17 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(mailings::all_stats))
         .routes(routes!(bots::list, bots::create))
         .routes(routes!(bots::delete))
+        .routes(routes!(notifications::create))
+        .routes(routes!(notifications::get))
+        .routes(routes!(
+            notifications::get_preferences,
+            notifications::put_preferences
+        ))
+        .routes(routes!(
+            notifications::subscribe,
+            notifications::subscriptions
+        ))
+        .routes(routes!(notifications::unsubscribe))
         .routes(routes!(unsubscribe::confirm_page, unsubscribe::unsubscribe))
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))

@@ -13,12 +13,16 @@ mod email;
 mod log;
 mod sms;
 mod telegram;
+mod webpush;
 
 pub use email::{EmailChannel, EmailParts};
 pub use log::LogChannel;
 pub use sms::SmsChannel;
 pub use telegram::{
     MediaRef, TelegramBot, TelegramChannel, TelegramParts, bot_id_of, connect_bot, direct_media,
+};
+pub use webpush::{
+    MAX_PUSH_TEXT_CHARS, PushSubscription, VapidKeys, WebPushChannel, vapid_key_pair,
 };
 
 use crate::domain::ChannelKind;
@@ -95,6 +99,15 @@ pub struct Outgoing<'a> {
     pub email: Option<EmailParts<'a>>,
     /// Kind, media and options, on the Telegram channel.
     pub telegram: Option<TelegramParts<'a>>,
+    /// The subscription and the JSON payload, on the web push channel.
+    pub push: Option<PushParts<'a>>,
+}
+
+/// One web push: the browser subscription it goes to and the payload (JSON) it carries.
+#[derive(Debug, Clone, Copy)]
+pub struct PushParts<'a> {
+    pub subscription: &'a PushSubscription,
+    pub payload: &'a [u8],
 }
 
 /// A channel adapter behind an in-flight limit.
@@ -104,6 +117,7 @@ pub enum Channel {
     Email(EmailChannel),
     Telegram(TelegramChannel),
     Log(LogChannel),
+    WebPush(WebPushChannel),
 }
 
 impl Channel {
@@ -113,6 +127,13 @@ impl Channel {
             Channel::Email(c) => c.send(msg).await.map(|()| Receipt::default()),
             Channel::Telegram(c) => c.send(msg).await,
             Channel::Log(c) => c.send(msg).await.map(|()| Receipt::default()),
+            Channel::WebPush(c) => match msg.push {
+                Some(push) => c
+                    .send(push.subscription, push.payload)
+                    .await
+                    .map(|()| Receipt::default()),
+                None => Err(DeliveryError::permanent("a web push needs a subscription")),
+            },
         }
     }
 }
@@ -143,7 +164,9 @@ pub struct Channels {
     email: Arc<(Channel, LaneSlots)>,
     telegram: Arc<(Channel, LaneSlots)>,
     log: Arc<(Channel, LaneSlots)>,
+    webpush: Arc<(Channel, LaneSlots)>,
     max_in_flight: usize,
+    webpush_max_in_flight: usize,
     email_max_in_flight: usize,
     telegram_max_in_flight: usize,
     /// Where rate limits are counted: this process, or Redis for all of them.
@@ -181,7 +204,12 @@ impl Channels {
                 Channel::Log(LogChannel::new(&settings.log_channel.path)),
                 LaneSlots::new(settings.sms.max_in_flight as usize),
             )),
+            webpush: Arc::new((
+                Channel::WebPush(WebPushChannel::new(&settings.webpush)?),
+                LaneSlots::new(settings.webpush.max_in_flight as usize),
+            )),
             max_in_flight: settings.sms.max_in_flight as usize,
+            webpush_max_in_flight: settings.webpush.max_in_flight as usize,
             email_max_in_flight: settings.email.max_in_flight as usize,
             telegram_max_in_flight: settings.telegram.max_in_flight as usize,
             telegram_limits: TelegramLimits {
@@ -210,10 +238,10 @@ impl Channels {
     }
 
     /// Channels whose sends carry no idempotency key: a send cut off mid-flight on them must
-    /// not be repeated blindly. The log channel appends a line per send, and an SMTP server
-    /// and the Bot API take the same message twice as two.
+    /// not be repeated blindly. The log channel appends a line per send, and an SMTP server,
+    /// the Bot API and a push service take the same message twice as two.
     pub fn unsafe_to_resend() -> &'static [&'static str] {
-        &["log", "email", "telegram"]
+        &["log", "email", "telegram", "webpush"]
     }
 
     /// Whether a send on `kind` may be repeated after a crash without a duplicate reaching the
@@ -235,6 +263,7 @@ impl Channels {
             ChannelKind::Email => &*self.email,
             ChannelKind::Telegram => &*self.telegram,
             ChannelKind::Log => &*self.log,
+            ChannelKind::WebPush => &*self.webpush,
         };
         let permit = slots
             .of(lane)
@@ -259,7 +288,7 @@ impl Channels {
                 let paid = content.is_some_and(|c| c.allow_paid_broadcast);
                 limits.extend(self.telegram_limits.for_chat(bot_id, address, paid));
             }
-            ChannelKind::Log => {}
+            ChannelKind::Log | ChannelKind::WebPush => {}
         }
         if self.tenant_per_second > 0 {
             limits.push(Limit::per_second(
@@ -307,6 +336,7 @@ impl Channels {
             ChannelKind::Sms | ChannelKind::Log => self.max_in_flight,
             ChannelKind::Email => self.email_max_in_flight,
             ChannelKind::Telegram => self.telegram_max_in_flight,
+            ChannelKind::WebPush => self.webpush_max_in_flight,
         }
     }
 }

@@ -75,6 +75,10 @@ pub struct Mailing {
     /// Telegram only: the kind of message, its media and options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telegram: Option<TelegramContent>,
+    /// Set on a notification's try on one channel: its texts are the notification's own,
+    /// not templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_id: Option<i64>,
     pub state: MailingState,
     pub recipients: i64,
     pub created_at: i64,
@@ -112,7 +116,7 @@ pub struct MailingStats {
     pub counts: StateCounts,
 }
 
-const MAILING_COLUMNS: &str = "id, tenant_id, channel, text, filter, priority, start_at, end_at, state, recipients, created_at, started_at, finished_at, local_hours, subject, html, telegram";
+const MAILING_COLUMNS: &str = "id, tenant_id, channel, text, filter, priority, start_at, end_at, state, recipients, created_at, started_at, finished_at, local_hours, subject, html, telegram, notification_id";
 
 fn mailing_from_row(r: &AnyRow) -> Result<Mailing> {
     let filter: String = r.get(4);
@@ -144,6 +148,7 @@ fn mailing_from_row(r: &AnyRow) -> Result<Mailing> {
             .map(|json| serde_json::from_str(&json))
             .transpose()
             .map_err(|e| StoreError::Invalid(invalid(format!("stored Telegram content: {e}"))))?,
+        notification_id: r.get(17),
     })
 }
 
@@ -168,6 +173,9 @@ fn audience_where(backend: Backend, channel: ChannelKind) -> String {
             "c.telegram_chat_id IS NOT NULL AND c.telegram_blocked_at IS NULL AND "
         }
         ChannelKind::Sms | ChannelKind::Log => "c.phone IS NOT NULL AND ",
+        ChannelKind::WebPush => {
+            "EXISTS (SELECT 1 FROM push_subscriptions ps WHERE ps.client_id = c.id) AND "
+        }
     };
     format!(
         "{reachable}c.tenant_id = $1
@@ -190,8 +198,23 @@ fn audience_params(filter: &AudienceFilter) -> (String, String) {
 }
 
 /// An email mailing needs a subject of one line; its subject and HTML are templates like the
-/// text. Other channels take neither.
+/// text. A web push may have a subject (the notification's title); other channels take
+/// neither.
 fn validate_email_parts(new: &NewMailing, max_chars: u32) -> Result<()> {
+    if new.channel == ChannelKind::WebPush && new.html.is_none() {
+        let subject = new.subject.as_deref().unwrap_or_default();
+        if subject.contains(['\r', '\n'])
+            || subject.chars().count() > crate::notify::MAX_TITLE_CHARS
+        {
+            return Err(invalid(format!(
+                "the title (subject) must be one line of at most {} characters",
+                crate::notify::MAX_TITLE_CHARS
+            ))
+            .into());
+        }
+        MessageTemplate::compile(subject).map_err(|e| invalid(format!("subject: {}", e.0)))?;
+        return Ok(());
+    }
     if new.channel != ChannelKind::Email {
         if new.subject.is_some() || new.html.is_some() {
             return Err(invalid(format!(
@@ -464,7 +487,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Mailing>> {
         let sql = format!(
-            "SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+            "SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = $1 AND id < $2 AND notification_id IS NULL ORDER BY id DESC LIMIT $3"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)

@@ -13,8 +13,8 @@
 use super::backoff::RetrySchedule;
 use super::maintenance::Halted;
 use crate::channels::{
-    Channels, DeliveryError, EmailParts, MediaRef, Outgoing, Receipt, TelegramBot, TelegramParts,
-    direct_media,
+    Channel, Channels, DeliveryError, EmailParts, MediaRef, Outgoing, PushParts, PushSubscription,
+    Receipt, TelegramBot, TelegramParts, direct_media,
 };
 use crate::dedup::DedupKeys;
 use crate::domain::{ChannelKind, InvalidInput, MailingState};
@@ -118,6 +118,8 @@ struct Templates {
     text: Result<MessageTemplate, InvalidInput>,
     subject: Option<Result<MessageTemplate, InvalidInput>>,
     html: Option<Result<MessageTemplate, InvalidInput>>,
+    /// A notification's events, read once per batch: its web push payload.
+    events: Option<Vec<crate::notify::Event>>,
 }
 
 /// One recipient's message, rendered.
@@ -129,10 +131,20 @@ struct Rendered {
 
 impl Templates {
     fn compile(mailing: &Mailing) -> Templates {
+        if mailing.notification_id.is_some() {
+            let literal = |text: &str| Ok(MessageTemplate::literal(text));
+            return Templates {
+                text: literal(&mailing.text),
+                subject: mailing.subject.as_deref().map(literal),
+                html: None,
+                events: None,
+            };
+        }
         Templates {
             text: MessageTemplate::compile(&mailing.text),
             subject: mailing.subject.as_deref().map(MessageTemplate::compile),
             html: mailing.html.as_deref().map(MessageTemplate::compile_html),
+            events: None,
         }
     }
 
@@ -202,7 +214,30 @@ fn address_of(channel: ChannelKind, row: &DeliveryRow) -> Result<String, String>
             .phone
             .clone()
             .ok_or_else(|| "the client has no phone".into()),
+        // The subscriptions are read at send time; the client stands for all of them.
+        ChannelKind::WebPush => Ok(format!("client:{}", client.id)),
     }
+}
+
+/// The JSON a web push carries: a notification's own payload, or a mailing's title (its
+/// subject) and text.
+fn push_payload_of(
+    mailing: &Mailing,
+    templates: &Templates,
+    rendered: &Rendered,
+) -> Option<Vec<u8>> {
+    if mailing.channel != ChannelKind::WebPush {
+        return None;
+    }
+    Some(match (mailing.notification_id, &templates.events) {
+        (Some(id), Some(events)) if !events.is_empty() => crate::notify::push_payload(id, events),
+        _ => serde_json::to_vec(&serde_json::json!({
+            "title": rendered.subject.as_deref().unwrap_or_default(),
+            "body": rendered.text,
+            "mailing_id": mailing.id,
+        }))
+        .unwrap_or_default(),
+    })
 }
 
 /// The media references of one Telegram send, one per medium of its content.
@@ -293,7 +328,11 @@ impl Deliverer {
                 return self.flush(batch.claim, &mut pending, &mut lease).await;
             }
         };
-        let template = Arc::new(Templates::compile(&mailing));
+        let mut templates = Templates::compile(&mailing);
+        if let (Some(id), ChannelKind::WebPush) = (mailing.notification_id, mailing.channel) {
+            templates.events = Some(self.store.notification_events(id).await?);
+        }
+        let template = Arc::new(templates);
         let in_flight = self.channels.max_in_flight(mailing.channel);
         let mailing = Arc::new(mailing);
         let claim = batch.claim;
@@ -420,6 +459,11 @@ impl Deliverer {
             Err(e) => return Some(Outcome::Failed { error: e.0 }),
         };
         let text = &rendered.text;
+        let subscriptions = match self.push_subscriptions(mailing, row).await {
+            Ok(subscriptions) => subscriptions,
+            Err(outcome) => return Some(outcome),
+        };
+        let push_payload = push_payload_of(mailing, templates, &rendered);
         // Every check runs before each wait and again after it: a row that will not be sent
         // takes neither a slot nor a rate token, and one that waited long is judged afresh.
         if let Some(outcome) = self.unwanted(mailing, row) {
@@ -498,9 +542,16 @@ impl Deliverer {
                     content,
                     media: media_refs(&media, Some(content)),
                 }),
+                push: None,
             };
             let started = Instant::now();
-            let result = channel.send(&msg).await;
+            let result = match &push_payload {
+                Some(payload) => {
+                    self.push_to_all(channel, &msg, &subscriptions, payload)
+                        .await
+                }
+                None => channel.send(&msg).await,
+            };
             metrics::histogram!("blast_send_duration_seconds", "channel" => channel_name)
                 .record(started.elapsed().as_secs_f64());
             match result {
@@ -531,7 +582,8 @@ impl Deliverer {
                 // 403 takes the client off Telegram. A registered bot the user never started
                 // gets a 403 too, which fails just this message.
                 Err(DeliveryError::Blocked(reason)) => {
-                    if bot.id == self.default_bot.id
+                    if mailing.channel == ChannelKind::Telegram
+                        && bot.id == self.default_bot.id
                         && let Err(e) = self.store.block_telegram(row.client.id).await
                     {
                         tracing::warn!(error = %e, client = row.client.id, "cannot mark the client as blocked");
@@ -552,6 +604,71 @@ impl Deliverer {
             metrics::counter!("blast_retries_total", "channel" => channel_name).increment(1);
         }
         Some(outcome)
+    }
+
+    /// The browsers a web push goes to (none on other channels); a client with none left is
+    /// skipped.
+    async fn push_subscriptions(
+        &self,
+        mailing: &Mailing,
+        row: &DeliveryRow,
+    ) -> Result<Vec<PushSubscription>, Outcome> {
+        if mailing.channel != ChannelKind::WebPush {
+            return Ok(Vec::new());
+        }
+        match self.store.push_subscriptions_of(row.client.id).await {
+            Ok(found) if found.is_empty() => Err(Outcome::Skipped {
+                reason: "the client has no push subscription any more".into(),
+            }),
+            Ok(found) => Ok(found),
+            Err(_) => Err(Outcome::Release),
+        }
+    }
+
+    /// Push to every browser of the client: delivered if one took it. A subscription its
+    /// push service calls gone (404/410) is deleted; when all are gone the message fails
+    /// (and a notification moves on to its next channel).
+    async fn push_to_all(
+        &self,
+        channel: &Channel,
+        msg: &Outgoing<'_>,
+        subscriptions: &[PushSubscription],
+        payload: &[u8],
+    ) -> Result<Receipt, DeliveryError> {
+        let mut delivered = false;
+        let mut failure = None;
+        for subscription in subscriptions {
+            let one = Outgoing {
+                push: Some(PushParts {
+                    subscription,
+                    payload,
+                }),
+                ..msg.clone()
+            };
+            match channel.send(&one).await {
+                Ok(_) => delivered = true,
+                Err(DeliveryError::Blocked(reason)) => {
+                    tracing::info!(subscription = subscription.id, %reason, "deleting a push subscription");
+                    if let Err(e) = self.store.drop_push_subscription(subscription.id).await {
+                        tracing::warn!(error = %e, "cannot delete an expired push subscription");
+                    }
+                    failure.get_or_insert(DeliveryError::Blocked(format!(
+                        "every push subscription of the client is gone: {reason}"
+                    )));
+                }
+                // A failure that may pass outranks a gone subscription.
+                Err(other) => {
+                    if !matches!(failure, Some(ref f) if !matches!(f, DeliveryError::Blocked(_))) {
+                        failure = Some(other);
+                    }
+                }
+            }
+        }
+        match failure {
+            _ if delivered => Ok(Receipt::default()),
+            Some(error) => Err(error),
+            None => Err(DeliveryError::permanent("no push subscription")),
+        }
     }
 
     /// The bot a mailing's Telegram sends go out through: `Err` (inside) when it names a bot

@@ -5,14 +5,15 @@ use crate::channels::Channels;
 use crate::domain::MailingState;
 use crate::now_ms;
 use crate::queue::Queue;
-use crate::settings::WorkerSettings;
-use crate::store::{Result, Store};
+use crate::settings::{NotificationSettings, WorkerSettings};
+use crate::store::{Dispatched, Result, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Start due mailings and finish those with nothing left to send.
-pub async fn schedule_once(store: &Store) -> Result<()> {
+/// Start due mailings and finish those with nothing left to send; start notifications that
+/// are due and move on from their tries that ended.
+pub async fn schedule_once(store: &Store, notifications: &NotificationSettings) -> Result<()> {
     let now = now_ms();
     for started in store.start_due_mailings(now).await? {
         tracing::info!(
@@ -22,7 +23,15 @@ pub async fn schedule_once(store: &Store) -> Result<()> {
         );
     }
     for mailing in store.finish_mailings(now).await? {
-        tracing::info!(mailing, "mailing finished");
+        tracing::debug!(mailing, "mailing finished");
+    }
+    let dispatched = store.dispatch_notifications(now, notifications).await?;
+    if dispatched != Dispatched::default() {
+        tracing::debug!(
+            tries = dispatched.tries_started,
+            finished = dispatched.finished,
+            "notifications dispatched"
+        );
     }
     Ok(())
 }

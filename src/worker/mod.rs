@@ -186,9 +186,10 @@ async fn run_registered(
         token.clone(),
         {
             let store = store.clone();
+            let notifications = Arc::new(settings.notifications.clone());
             move || {
-                let store = store.clone();
-                async move { schedule_once(&store).await }
+                let (store, notifications) = (store.clone(), notifications.clone());
+                async move { schedule_once(&store, &notifications).await }
             }
         },
     ));

@@ -3,10 +3,12 @@
 pub mod sms;
 pub mod smtp;
 pub mod telegram;
+pub mod webpush;
 
 pub use sms::{Fault, SmsStub, StubRequest};
 pub use smtp::{CapturedMail, SmtpPeer, SmtpPeerOptions};
 pub use telegram::{BotRequest, ChatFault, TelegramStub, TelegramStubOptions};
+pub use webpush::{PeerSubscription, WebPushPeer};
 
 /// The `p` quantile (0..=1) of values sorted ascending, by nearest rank; 0 when empty.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -1,0 +1,237 @@
+//! Web push: one payload to one browser subscription, encrypted for it (aes128gcm, RFC 8291)
+//! and signed with our VAPID key (RFC 8292), through web-push-native.
+//!
+//! A push service answers 201 when it took the message; 404 and 410 mean the subscription is
+//! gone for good (the worker deletes it, [`DeliveryError::Blocked`]); 429 and 5xx are worth
+//! another try; other 4xx are this message's or this subscription's fault.
+
+use super::DeliveryError;
+use crate::settings::WebPushSettings;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::time::Duration;
+use web_push_native::jwt_simple::algorithms::{ECDSAP256PublicKeyLike as _, ES256KeyPair};
+use web_push_native::{Auth, WebPushBuilder, p256};
+
+/// The longest text of a web push message. A push service takes at most 4096 bytes of
+/// encrypted payload; the JSON around the text and the encryption header take the rest.
+pub const MAX_PUSH_TEXT_CHARS: u32 = 1000;
+
+/// Largest payload before encryption (4096 less the aes128gcm header and tag, with margin).
+const MAX_PAYLOAD_BYTES: usize = 3800;
+
+/// A browser's push subscription, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushSubscription {
+    pub id: i64,
+    pub endpoint: String,
+    /// The browser's P-256 public key, base64url (65 bytes uncompressed).
+    pub p256dh: String,
+    /// The browser's authentication secret, base64url (16 bytes).
+    pub auth: String,
+}
+
+/// A subscription's keys, decoded and checked.
+pub struct SubscriptionKeys {
+    public: p256::PublicKey,
+    auth: Auth,
+}
+
+impl PushSubscription {
+    /// Decode the subscription's keys; `Err` says what is wrong with them. Checked before a
+    /// subscription is stored, because web-push-native panics on an authentication secret of
+    /// the wrong length.
+    pub fn keys(&self) -> Result<SubscriptionKeys, String> {
+        let decode = |what: &str, value: &str| {
+            URL_SAFE_NO_PAD
+                .decode(value.trim_end_matches('='))
+                .map_err(|_| format!("keys.{what} is not base64url"))
+        };
+        let public = p256::PublicKey::from_sec1_bytes(&decode("p256dh", &self.p256dh)?)
+            .map_err(|_| "keys.p256dh is not a P-256 public key".to_string())?;
+        let auth = decode("auth", &self.auth)?;
+        if auth.len() != 16 {
+            return Err(format!(
+                "keys.auth must be 16 bytes, not {} (base64url of the browser's auth secret)",
+                auth.len()
+            ));
+        }
+        Ok(SubscriptionKeys {
+            public,
+            auth: Auth::clone_from_slice(&auth),
+        })
+    }
+
+    /// Check an endpoint: an `https:` URL, or `http:` on a loopback host where allowed (a
+    /// local push service in tests). Anything else would let a tenant make the worker POST to
+    /// arbitrary places.
+    pub fn check_endpoint(endpoint: &str, allow_loopback_http: bool) -> Result<(), String> {
+        let url =
+            reqwest::Url::parse(endpoint).map_err(|e| format!("the endpoint is not a URL: {e}"))?;
+        let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        match url.scheme() {
+            "https" if url.host_str().is_some() => Ok(()),
+            "http" if allow_loopback_http && loopback => Ok(()),
+            _ => Err(format!(
+                "the endpoint must be an https: URL (got {})",
+                url.scheme()
+            )),
+        }
+    }
+}
+
+/// A VAPID key pair, base64url: the private key for `webpush.vapid_private_key`, the public
+/// one for the browser's `applicationServerKey`.
+pub struct VapidKeys {
+    pub private_key: String,
+    pub public_key: String,
+}
+
+impl VapidKeys {
+    pub fn generate() -> VapidKeys {
+        let pair = ES256KeyPair::generate();
+        VapidKeys {
+            private_key: URL_SAFE_NO_PAD.encode(pair.to_bytes()),
+            public_key: URL_SAFE_NO_PAD
+                .encode(pair.public_key().public_key().to_bytes_uncompressed()),
+        }
+    }
+}
+
+/// Parse `webpush.vapid_private_key`: 32 bytes, base64url.
+pub fn vapid_key_pair(private_key: &str) -> Result<ES256KeyPair, String> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(private_key.trim().trim_end_matches('='))
+        .map_err(|_| "webpush.vapid_private_key is not base64url".to_string())?;
+    // ES256KeyPair::from_bytes panics on any other length.
+    if bytes.len() != 32 {
+        return Err(format!(
+            "webpush.vapid_private_key must be 32 bytes, not {} (blast config vapid-keys makes one)",
+            bytes.len()
+        ));
+    }
+    ES256KeyPair::from_bytes(&bytes)
+        .map_err(|_| "webpush.vapid_private_key is not a P-256 private key".to_string())
+}
+
+/// Sends web push messages over one HTTP pool.
+pub struct WebPushChannel {
+    http: reqwest::Client,
+    key: Option<ES256KeyPair>,
+    subject: String,
+    ttl: Duration,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for WebPushChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebPushChannel")
+            .field("key", &self.key.as_ref().map(|_| "***"))
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebPushChannel {
+    /// A channel with the configured key; an invalid key is a configuration error, an empty
+    /// one makes every push wait (`Unavailable`) until one is set.
+    pub fn new(settings: &WebPushSettings) -> Result<WebPushChannel, DeliveryError> {
+        let key = match settings.vapid_private_key.expose() {
+            "" => None,
+            private_key => Some(vapid_key_pair(private_key).map_err(DeliveryError::Permanent)?),
+        };
+        let timeout = Duration::from_millis(settings.timeout_ms);
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| DeliveryError::Permanent(format!("web push HTTP client: {e}")))?;
+        Ok(WebPushChannel {
+            http,
+            key,
+            subject: settings.subject.clone(),
+            ttl: Duration::from_secs(settings.ttl_secs),
+            timeout,
+        })
+    }
+
+    /// Push `payload` to one subscription.
+    pub async fn send(
+        &self,
+        subscription: &PushSubscription,
+        payload: &[u8],
+    ) -> Result<(), DeliveryError> {
+        let Some(key) = &self.key else {
+            return Err(DeliveryError::Unavailable(
+                "webpush.vapid_private_key is not set (blast config vapid-keys makes one)".into(),
+            ));
+        };
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(DeliveryError::permanent(format!(
+                "the push payload has {} bytes; push services take at most {MAX_PAYLOAD_BYTES}",
+                payload.len()
+            )));
+        }
+        // A stored subscription whose keys do not decode can never be sent to: gone.
+        let keys = subscription.keys().map_err(DeliveryError::Blocked)?;
+        let endpoint = subscription
+            .endpoint
+            .parse()
+            .map_err(|_| DeliveryError::Blocked("the subscription's endpoint is invalid".into()))?;
+        let request = WebPushBuilder::new(endpoint, keys.public, keys.auth)
+            .with_valid_duration(self.ttl)
+            .with_vapid(key, &self.subject)
+            .build(payload.to_vec())
+            .map_err(|e| DeliveryError::permanent(format!("cannot encrypt the push: {e}")))?;
+        let request = reqwest::Request::try_from(request)
+            .map_err(|e| DeliveryError::permanent(format!("cannot build the push request: {e}")))?;
+        let response = match tokio::time::timeout(self.timeout, self.http.execute(request)).await {
+            Err(_) => {
+                return Err(DeliveryError::Indeterminate(
+                    "the push service did not answer in time".into(),
+                ));
+            }
+            Ok(Err(e)) if e.is_timeout() => {
+                return Err(DeliveryError::Indeterminate(format!(
+                    "the push service did not answer in time: {e}"
+                )));
+            }
+            Ok(Err(e)) => {
+                return Err(DeliveryError::transient(format!(
+                    "cannot reach the push service: {e}"
+                )));
+            }
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.text().await.unwrap_or_default();
+        let said = body.chars().take(200).collect::<String>();
+        match status.as_u16() {
+            200..=299 => Ok(()),
+            404 | 410 => Err(DeliveryError::Blocked(format!(
+                "the push subscription expired or was unsubscribed ({status})"
+            ))),
+            413 => Err(DeliveryError::permanent(
+                "the push service found the payload too large (413)",
+            )),
+            429 => Err(DeliveryError::Transient {
+                reason: "the push service is rate limiting us (429)".into(),
+                retry_after,
+            }),
+            500..=599 => Err(DeliveryError::Transient {
+                reason: format!("the push service failed ({status}): {said}"),
+                retry_after,
+            }),
+            // 401/403: the signature was refused, usually because the subscription was made
+            // with another applicationServerKey: this subscription's fault, not every push's.
+            _ => Err(DeliveryError::permanent(format!(
+                "the push service refused the push ({status}): {said}"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,629 @@
+//! Notifications: one event (or a digest of coalesced events) to one client, tried over its
+//! channels in its order of preference until one delivers it.
+//!
+//! Each try is a mailing of one row (`mailings.notification_id`), made by the dispatcher when
+//! the notification is due or its previous try ended, so every try has the pump, the limits,
+//! the retries and the states of any message. A try that failed for good (or found the client
+//! gone from that channel) moves on to the next channel; one that was sent, expired, was
+//! cancelled or may have been delivered (`unknown`) ends the notification.
+
+use super::{Result, Store, StoreError, is_unique_violation};
+use crate::domain::{ChannelKind, LocalHours, Priority, invalid};
+use crate::notify::{Event, compose};
+use crate::now_ms;
+use crate::settings::NotificationSettings;
+use crate::telegram::TelegramContent;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+/// What a caller asks to notify.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotification {
+    pub client_id: i64,
+    pub event: Event,
+    pub priority: Priority,
+    /// Deliver even in the client's quiet hours.
+    pub urgent: bool,
+    /// Hold the notification this many minutes, gathering later events with the same
+    /// `coalesce_key` for the same client into one digest; 0: send now.
+    pub coalesce_minutes: u32,
+    pub coalesce_key: Option<String>,
+    /// A repeated key returns the notification the first event went into.
+    pub idempotency_key: Option<String>,
+}
+
+/// A client's own channel order and quiet hours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NotificationPreferences {
+    /// Channels in the order to try them (webpush, telegram, email, sms).
+    pub channels: Vec<ChannelKind>,
+    /// "22:00-07:00" in the client's time zone: a notification waits until the end of them,
+    /// unless it is urgent.
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    pub quiet_hours: Option<LocalHours>,
+}
+
+impl NotificationPreferences {
+    fn validate(&self) -> Result<()> {
+        if self.channels.is_empty() {
+            return Err(invalid("name at least one channel").into());
+        }
+        if self.channels.contains(&ChannelKind::Log) {
+            return Err(invalid("the log channel is not for notifications").into());
+        }
+        let mut seen = self.channels.clone();
+        seen.sort_by_key(|c| c.as_str());
+        seen.dedup();
+        if seen.len() != self.channels.len() {
+            return Err(invalid("a channel is named twice").into());
+        }
+        Ok(())
+    }
+}
+
+/// A notification as its tenant sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Notification {
+    pub id: i64,
+    pub client_id: i64,
+    /// waiting, sending, delivered, failed, expired, cancelled or unknown
+    pub state: String,
+    #[schema(value_type = String)]
+    pub priority: Priority,
+    pub urgent: bool,
+    /// The channel of the current or last try.
+    pub channel: Option<String>,
+    /// Every channel tried so far, in order.
+    pub tried: Vec<String>,
+    pub deliver_after: i64,
+    pub expires_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The events it carries (several when coalesced).
+    pub events: Vec<Event>,
+}
+
+/// What the dispatcher did in one pass.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatched {
+    pub tries_started: usize,
+    pub finished: usize,
+}
+
+/// Where a client can be reached now, per channel.
+struct Reach {
+    webpush: bool,
+    telegram: bool,
+    email: bool,
+    phone: bool,
+}
+
+impl Reach {
+    fn can(&self, channel: ChannelKind) -> bool {
+        match channel {
+            ChannelKind::WebPush => self.webpush,
+            ChannelKind::Telegram => self.telegram,
+            ChannelKind::Email => self.email,
+            ChannelKind::Sms => self.phone,
+            ChannelKind::Log => false,
+        }
+    }
+}
+
+const NOTIFICATION_COLUMNS: &str = "id, client_id, state, priority, urgent, channel, tried, deliver_after, expires_at, last_error, created_at, updated_at";
+
+const EVENTS_SQL: &str = "SELECT title, body, data, link FROM notification_events WHERE notification_id = $1 ORDER BY id";
+
+fn event_from_row(r: &sqlx::any::AnyRow) -> Event {
+    Event {
+        title: r.get(0),
+        body: r.get(1),
+        data: serde_json::from_str(&r.get::<String, _>(2)).unwrap_or_default(),
+        link: r.get(3),
+    }
+}
+
+fn parse_priority(s: String) -> Result<Priority> {
+    s.parse()
+        .map_err(|e: String| StoreError::Invalid(invalid(e)))
+}
+
+impl Store {
+    /// Set a client's channel order and quiet hours.
+    pub async fn set_notification_preferences(
+        &self,
+        tenant_id: i64,
+        client_id: i64,
+        preferences: &NotificationPreferences,
+    ) -> Result<NotificationPreferences> {
+        preferences.validate()?;
+        self.client(tenant_id, client_id).await?;
+        sqlx::query(
+            "INSERT INTO notification_preferences (client_id, channels, quiet_hours, updated_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (client_id) DO UPDATE
+             SET channels = excluded.channels, quiet_hours = excluded.quiet_hours,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(client_id)
+        .bind(serde_json::to_string(&preferences.channels).unwrap_or_else(|_| "[]".into()))
+        .bind(preferences.quiet_hours.map(|h| h.to_string()))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(preferences.clone())
+    }
+
+    /// A client's preferences, or `defaults` (no quiet hours) when it has none of its own.
+    pub async fn notification_preferences(
+        &self,
+        tenant_id: i64,
+        client_id: i64,
+        defaults: &NotificationSettings,
+    ) -> Result<NotificationPreferences> {
+        self.client(tenant_id, client_id).await?;
+        self.preferences_of(client_id, defaults).await
+    }
+
+    async fn preferences_of(
+        &self,
+        client_id: i64,
+        defaults: &NotificationSettings,
+    ) -> Result<NotificationPreferences> {
+        let row = sqlx::query(
+            "SELECT channels, quiet_hours FROM notification_preferences WHERE client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(NotificationPreferences {
+                channels: defaults.default_channels.clone(),
+                quiet_hours: None,
+            });
+        };
+        Ok(NotificationPreferences {
+            channels: serde_json::from_str(&row.get::<String, _>(0))
+                .map_err(|e| StoreError::Invalid(invalid(format!("stored channels: {e}"))))?,
+            quiet_hours: row
+                .get::<Option<String>, _>(1)
+                .map(|h| h.parse())
+                .transpose()?,
+        })
+    }
+
+    /// Take one event for a client: a new notification, or (coalescing) one more event of the
+    /// client's waiting notification with the same key. Returns the notification and whether
+    /// this call made it (false: an earlier call with the same idempotency key did).
+    pub async fn notify(
+        &self,
+        tenant_id: i64,
+        new: NewNotification,
+        settings: &NotificationSettings,
+    ) -> Result<(Notification, bool)> {
+        new.event.validate()?;
+        if new.coalesce_minutes > settings.max_coalesce_minutes {
+            return Err(invalid(format!(
+                "coalesce_minutes is at most {} (notifications.max_coalesce_minutes)",
+                settings.max_coalesce_minutes
+            ))
+            .into());
+        }
+        if let Some(key) = &new.idempotency_key
+            && (key.is_empty() || key.len() > 255)
+        {
+            return Err(invalid("an idempotency key has 1 to 255 characters").into());
+        }
+        self.client(tenant_id, new.client_id).await?;
+        if let Some(existing) = self.notification_of_key(tenant_id, &new).await? {
+            return Ok((self.notification(tenant_id, existing).await?, false));
+        }
+        match self.add_event(tenant_id, &new, settings).await {
+            Ok(id) => Ok((self.notification(tenant_id, id).await?, true)),
+            // The same key, concurrently: the other call's notification is the answer.
+            Err(StoreError::Db(e)) if is_unique_violation(&e) => {
+                match self.notification_of_key(tenant_id, &new).await? {
+                    Some(id) => Ok((self.notification(tenant_id, id).await?, false)),
+                    None => Err(StoreError::Db(e)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn notification_of_key(
+        &self,
+        tenant_id: i64,
+        new: &NewNotification,
+    ) -> Result<Option<i64>> {
+        let Some(key) = &new.idempotency_key else {
+            return Ok(None);
+        };
+        Ok(sqlx::query(
+            "SELECT notification_id FROM notification_events WHERE tenant_id = $1 AND idempotency_key = $2",
+        )
+        .bind(tenant_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.get(0)))
+    }
+
+    async fn add_event(
+        &self,
+        tenant_id: i64,
+        new: &NewNotification,
+        settings: &NotificationSettings,
+    ) -> Result<i64> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let coalesce_key =
+            (new.coalesce_minutes > 0).then(|| new.coalesce_key.clone().unwrap_or_default());
+        let mut joined = None;
+        if let Some(key) = &coalesce_key {
+            // The UPDATE takes the row: a dispatcher that starts it meanwhile either went
+            // first (then this finds it no longer waiting and makes a new one) or waits for
+            // this transaction and then sees this event too.
+            joined = sqlx::query(
+                "UPDATE notifications SET updated_at = $1
+                 WHERE id = (SELECT id FROM notifications
+                             WHERE client_id = $2 AND coalesce_key = $3 AND state = 'waiting'
+                               AND tenant_id = $4
+                             ORDER BY id LIMIT 1)
+                   AND state = 'waiting'
+                 RETURNING id",
+            )
+            .bind(now)
+            .bind(new.client_id)
+            .bind(key)
+            .bind(tenant_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.get::<i64, _>(0));
+        }
+        let id = match joined {
+            Some(id) => id,
+            None => {
+                let deliver_after = now + i64::from(new.coalesce_minutes) * 60_000;
+                let ttl = i64::try_from(settings.expire_after_secs.saturating_mul(1000))
+                    .unwrap_or(i64::MAX / 2);
+                sqlx::query(
+                    "INSERT INTO notifications (tenant_id, client_id, priority, urgent, coalesce_key, state,
+                                                deliver_after, expires_at, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, 'waiting', $6, $7, $8, $8) RETURNING id",
+                )
+                .bind(tenant_id)
+                .bind(new.client_id)
+                .bind(new.priority.as_str())
+                .bind(i64::from(new.urgent))
+                .bind(&coalesce_key)
+                .bind(deliver_after)
+                .bind(deliver_after.saturating_add(ttl))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0)
+            }
+        };
+        sqlx::query(
+            "INSERT INTO notification_events (tenant_id, notification_id, idempotency_key, title, body, data, link, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(&new.idempotency_key)
+        .bind(new.event.title.trim())
+        .bind(&new.event.body)
+        .bind(serde_json::to_string(&new.event.data).unwrap_or_else(|_| "null".into()))
+        .bind(&new.event.link)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn notification(&self, tenant_id: i64, id: i64) -> Result<Notification> {
+        let sql = format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE tenant_id = $1 AND id = $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("notification {id}")))?;
+        Ok(Notification {
+            id: row.get(0),
+            client_id: row.get(1),
+            state: row.get(2),
+            priority: parse_priority(row.get(3))?,
+            urgent: row.get::<i64, _>(4) != 0,
+            channel: row.get(5),
+            tried: serde_json::from_str(&row.get::<String, _>(6)).unwrap_or_default(),
+            deliver_after: row.get(7),
+            expires_at: row.get(8),
+            last_error: row.get(9),
+            created_at: row.get(10),
+            updated_at: row.get(11),
+            events: self.notification_events(id).await?,
+        })
+    }
+
+    /// The events of a notification, in the order they came: for the worker too.
+    pub async fn notification_events(&self, notification_id: i64) -> Result<Vec<Event>> {
+        let rows = sqlx::query(EVENTS_SQL)
+            .bind(notification_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(event_from_row).collect())
+    }
+
+    /// One pass of the dispatcher: start the first try of every notification that is due,
+    /// and move on from every try that has ended. Safe to run in every worker at once: each
+    /// step takes its notification with a conditional update.
+    pub async fn dispatch_notifications(
+        &self,
+        now: i64,
+        settings: &NotificationSettings,
+    ) -> Result<Dispatched> {
+        let mut done = Dispatched::default();
+        let due: Vec<i64> = sqlx::query(
+            "SELECT id FROM notifications WHERE state = 'waiting' AND deliver_after <= $1 ORDER BY id LIMIT 500",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        let ended: Vec<(i64, i64)> = sqlx::query(
+            "SELECT n.id, n.mailing_id FROM notifications n JOIN mailings m ON m.id = n.mailing_id
+             WHERE n.state = 'sending' AND m.state IN ('done', 'cancelled') ORDER BY n.id LIMIT 500",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+        let steps = due
+            .into_iter()
+            .map(|id| (id, None))
+            .chain(ended.into_iter().map(|(id, m)| (id, Some(m))));
+        for (id, ended_try) in steps {
+            match self.next_try(id, ended_try, now, settings).await? {
+                Some(true) => done.tries_started += 1,
+                Some(false) => done.finished += 1,
+                None => {}
+            }
+        }
+        Ok(done)
+    }
+
+    /// Move notification `id` on from `ended_try` (None: from waiting). `Some(true)`: a try
+    /// was started; `Some(false)`: the notification ended; `None`: another process got there
+    /// first.
+    async fn next_try(
+        &self,
+        id: i64,
+        ended_try: Option<i64>,
+        now: i64,
+        settings: &NotificationSettings,
+    ) -> Result<Option<bool>> {
+        let mut tx = self.write_tx().await?;
+        let taken = sqlx::query(
+            "UPDATE notifications SET updated_at = $1
+             WHERE id = $2 AND state = $3 AND COALESCE(mailing_id, 0) = $4
+             RETURNING tenant_id, client_id, priority, urgent, tried, expires_at, last_error",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(if ended_try.is_some() {
+            "sending"
+        } else {
+            "waiting"
+        })
+        .bind(ended_try.unwrap_or(0))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = taken else {
+            return Ok(None);
+        };
+        let tenant_id: i64 = row.get(0);
+        let client_id: i64 = row.get(1);
+        let priority = parse_priority(row.get(2))?;
+        let urgent = row.get::<i64, _>(3) != 0;
+        let mut tried: Vec<ChannelKind> =
+            serde_json::from_str(&row.get::<String, _>(4)).unwrap_or_default();
+        let expires_at: i64 = row.get(5);
+        let mut last_error: Option<String> = row.get(6);
+
+        if let Some(mailing_id) = ended_try {
+            let outcome =
+                sqlx::query("SELECT state, last_error FROM messages WHERE mailing_id = $1")
+                    .bind(mailing_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let (state, error): (String, Option<String>) = match outcome {
+                Some(r) => (r.get(0), r.get(1)),
+                None => ("cancelled".into(), None),
+            };
+            let ended_as = match state.as_str() {
+                "sent" => Some("delivered"),
+                // It may have arrived: another channel could make it twice.
+                "unknown" => Some("unknown"),
+                "expired" => Some("expired"),
+                "cancelled" => Some("cancelled"),
+                // failed_permanent, skipped: this channel cannot take it; the next may.
+                _ => None,
+            };
+            let channel = tried.last().map(|c| c.as_str()).unwrap_or("?");
+            if let Some(error) = error {
+                last_error = Some(format!("{channel}: {error}"));
+            }
+            if let Some(final_state) = ended_as {
+                self.end_notification(&mut tx, id, final_state, last_error.as_deref(), now)
+                    .await?;
+                tx.commit().await?;
+                return Ok(Some(false));
+            }
+        }
+        if now >= expires_at {
+            self.end_notification(&mut tx, id, "expired", last_error.as_deref(), now)
+                .await?;
+            tx.commit().await?;
+            return Ok(Some(false));
+        }
+        let preferences = self.preferences_of(client_id, settings).await?;
+        let reach = self.reach_of(&mut tx, client_id).await?;
+        let next = preferences
+            .channels
+            .iter()
+            .copied()
+            .find(|c| !tried.contains(c) && reach.can(*c));
+        let Some(channel) = next else {
+            let names: Vec<&str> = preferences.channels.iter().map(|c| c.as_str()).collect();
+            let why = match &last_error {
+                Some(error) => format!("no channel left to try; last: {error}"),
+                None => format!(
+                    "the client cannot be reached on any of its channels ({})",
+                    names.join(", ")
+                ),
+            };
+            self.end_notification(&mut tx, id, "failed", Some(&why), now)
+                .await?;
+            tx.commit().await?;
+            return Ok(Some(false));
+        };
+        tried.push(channel);
+        let events = self.notification_events_in(&mut tx, id).await?;
+        let composed = compose(&events);
+        // Quiet hours are the complement of the hours a message may go out in.
+        let local_hours = preferences
+            .quiet_hours
+            .filter(|_| !urgent)
+            .map(|quiet| LocalHours {
+                from: quiet.to,
+                to: quiet.from,
+            });
+        let subject = matches!(channel, ChannelKind::Email | ChannelKind::WebPush)
+            .then(|| composed.title.clone());
+        // A plain text message through the configured bot.
+        let telegram = (channel == ChannelKind::Telegram)
+            .then(|| serde_json::to_string(&TelegramContent::text_message()).ok())
+            .flatten();
+        let mailing_id: i64 = sqlx::query(
+            "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, local_hours,
+                                   state, recipients, created_at, started_at, subject, notification_id, telegram)
+             VALUES ($1, $2, $3, '{}', $4, $5, $6, $7, 'running', 1, $5, $5, $8, $9, $10) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(channel.as_str())
+        .bind(composed.text_for(channel))
+        .bind(priority.as_str())
+        .bind(now)
+        .bind(expires_at)
+        .bind(local_hours.map(|h| h.to_string()))
+        .bind(subject)
+        .bind(id)
+        .bind(telegram)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        sqlx::query(
+            "INSERT INTO messages (mailing_id, client_id, state, next_attempt_at, updated_at)
+             VALUES ($1, $2, 'pending', $3, $3)",
+        )
+        .bind(mailing_id)
+        .bind(client_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE notifications SET state = 'sending', mailing_id = $1, channel = $2, tried = $3,
+                                      last_error = $4, updated_at = $5
+             WHERE id = $6",
+        )
+        .bind(mailing_id)
+        .bind(channel.as_str())
+        .bind(serde_json::to_string(&tried).unwrap_or_else(|_| "[]".into()))
+        .bind(&last_error)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(true))
+    }
+
+    async fn end_notification(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        id: i64,
+        state: &str,
+        last_error: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE notifications SET state = $1, last_error = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(state)
+        .bind(last_error)
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn reach_of(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        client_id: i64,
+    ) -> Result<Reach> {
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM push_subscriptions WHERE client_id = c.id),
+                    c.telegram_chat_id IS NOT NULL AND c.telegram_blocked_at IS NULL,
+                    c.email IS NOT NULL AND c.email_opted_out_at IS NULL,
+                    c.phone IS NOT NULL
+             FROM clients c WHERE c.id = $1",
+        )
+        .bind(client_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        // Booleans come back as integers on SQLite and as bools on PostgreSQL.
+        let flag = |r: &sqlx::any::AnyRow, i: usize| -> bool {
+            r.try_get::<bool, _>(i)
+                .or_else(|_| r.try_get::<i64, _>(i).map(|v| v != 0))
+                .unwrap_or(false)
+        };
+        Ok(match row {
+            Some(r) => Reach {
+                webpush: flag(&r, 0),
+                telegram: flag(&r, 1),
+                email: flag(&r, 2),
+                phone: flag(&r, 3),
+            },
+            None => Reach {
+                webpush: false,
+                telegram: false,
+                email: false,
+                phone: false,
+            },
+        })
+    }
+
+    async fn notification_events_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        notification_id: i64,
+    ) -> Result<Vec<Event>> {
+        let rows = sqlx::query(EVENTS_SQL)
+            .bind(notification_id)
+            .fetch_all(&mut **tx)
+            .await?;
+        Ok(rows.iter().map(event_from_row).collect())
+    }
+}
