@@ -56,6 +56,38 @@ pub struct Settings {
     pub stats: StatsSettings,
     pub webpush: WebPushSettings,
     pub notifications: NotificationSettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// Status webhooks: how events are posted to tenants' URLs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Give up waiting for a receiver's answer after this many milliseconds.
+    pub timeout_ms: u64,
+    /// Attempts per event before it is marked failed.
+    pub max_attempts: u32,
+    /// The first retry's delay; each next one doubles, up to `max_delay_ms`.
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    /// How often each worker looks for events to post.
+    pub interval_ms: u64,
+    /// Accept `http:` URLs on loopback hosts (a local receiver in tests); otherwise `https:`
+    /// only.
+    pub allow_loopback_http: bool,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            timeout_ms: 10_000,
+            max_attempts: 12,
+            base_delay_ms: 1_000,
+            max_delay_ms: 3_600_000,
+            interval_ms: 500,
+            allow_loopback_http: false,
+        }
+    }
 }
 
 /// Web push (RFC 8030) with VAPID (RFC 8292) and aes128gcm payloads (RFC 8291).
@@ -508,6 +540,7 @@ impl Default for Settings {
             stats: StatsSettings::default(),
             webpush: WebPushSettings::default(),
             notifications: NotificationSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }

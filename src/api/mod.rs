@@ -11,6 +11,7 @@ mod mailings;
 mod notifications;
 pub(crate) mod ops;
 mod unsubscribe;
+mod webhooks;
 
 use crate::settings::Settings;
 use crate::store::Store;
@@ -93,7 +94,7 @@ impl<T> Page<T> {
 #[openapi(
     info(title = "blast", description = "Bulk messaging and notifications"),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "clients"), (name = "mailings"), (name = "telegram"), (name = "notifications"), (name = "stats"), (name = "operations"))
+    tags((name = "auth"), (name = "clients"), (name = "mailings"), (name = "telegram"), (name = "notifications"), (name = "webhooks"), (name = "stats"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -151,6 +152,9 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
             notifications::subscriptions
         ))
         .routes(routes!(notifications::unsubscribe))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
         .routes(routes!(unsubscribe::confirm_page, unsubscribe::unsubscribe))
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))

@@ -63,20 +63,10 @@ impl PushSubscription {
     }
 
     /// Check an endpoint: an `https:` URL, or `http:` on a loopback host where allowed (a
-    /// local push service in tests). Anything else would let a tenant make the worker POST to
-    /// arbitrary places.
+    /// local push service in tests).
     pub fn check_endpoint(endpoint: &str, allow_loopback_http: bool) -> Result<(), String> {
-        let url =
-            reqwest::Url::parse(endpoint).map_err(|e| format!("the endpoint is not a URL: {e}"))?;
-        let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-        match url.scheme() {
-            "https" if url.host_str().is_some() => Ok(()),
-            "http" if allow_loopback_http && loopback => Ok(()),
-            _ => Err(format!(
-                "the endpoint must be an https: URL (got {})",
-                url.scheme()
-            )),
-        }
+        crate::domain::check_outbound_url(endpoint, allow_loopback_http)
+            .map_err(|e| format!("the endpoint {e}"))
     }
 }
 

@@ -534,6 +534,7 @@ impl Store {
                 "mailing {id} has already finished"
             )));
         }
+        super::webhooks::enqueue_mailing_event(&mut tx, id, "cancelled", now).await?;
         // Rows a worker holds in `sending` are settled by that worker: it checks for
         // cancellation before every send and writes `cancelled` for what it did not send.
         sqlx::query(
@@ -616,6 +617,7 @@ impl Store {
             if claimed.is_none() {
                 continue;
             }
+            super::webhooks::enqueue_mailing_event(&mut tx, mailing_id, "running", now).await?;
             let (operator_codes, tags) = audience_params(&filter);
             // No ON CONFLICT: the mailing was `scheduled` until the claim above, in this same
             // transaction, so it has no rows yet; a plain insert is markedly cheaper per row
@@ -686,6 +688,9 @@ impl Store {
         .iter()
         .map(|r| r.get(0))
         .collect();
+        for mailing_id in &finished {
+            super::webhooks::enqueue_mailing_event(&mut tx, *mailing_id, "done", now).await?;
+        }
         tx.commit().await?;
         Ok(finished)
     }

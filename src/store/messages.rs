@@ -343,8 +343,10 @@ impl Store {
     /// lease of the rows of the batch still in flight, in one transaction. A row is only touched
     /// while it still carries `claim`, except `Sent`, which is the truth whatever else happened
     /// meanwhile. A retry or a release in a mailing cancelled meanwhile becomes `cancelled`.
+    /// Final outcomes are owed to the tenant's webhooks, in the same transaction.
     pub async fn flush_batch(
         &self,
+        mailing_id: i64,
         claim: i64,
         outcomes: &[(i64, Outcome)],
         renew_lease: bool,
@@ -409,6 +411,26 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        let finals: Vec<super::webhooks::MessageEvent> = outcomes
+            .iter()
+            .filter_map(|(id, outcome)| {
+                let (state, error) = match outcome {
+                    Outcome::Sent => (MessageState::Sent, None),
+                    Outcome::Failed { error } => (MessageState::FailedPermanent, Some(error)),
+                    Outcome::Unknown { error } => (MessageState::Unknown, Some(error)),
+                    Outcome::Expired { last_error } => (MessageState::Expired, last_error.as_ref()),
+                    Outcome::Cancelled => (MessageState::Cancelled, None),
+                    Outcome::Skipped { reason } => (MessageState::Skipped, Some(reason)),
+                    _ => return None,
+                };
+                Some(super::webhooks::MessageEvent {
+                    message_id: *id,
+                    state: state.as_str(),
+                    error: error.map(String::as_str),
+                })
+            })
+            .collect();
+        super::webhooks::enqueue_message_events(&mut tx, mailing_id, &finals, now).await?;
         if renew_lease {
             sqlx::query(
                 "UPDATE messages SET updated_at = $1 WHERE claim = $2 AND state IN ('queued', 'sending')",

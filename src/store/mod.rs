@@ -17,6 +17,7 @@ mod push;
 mod reports;
 mod subscribers;
 mod users;
+mod webhooks;
 
 pub use bots::{RegisteredBot, validate_bot_name};
 pub use clients::{Client, ClientPatch, ClientQuery, ImportReport, NewClient};
@@ -30,6 +31,7 @@ pub use push::{NewPushSubscription, PushKeys, StoredPushSubscription};
 pub use reports::{CronClaim, ReportCounts, ReportError};
 pub use subscribers::Subscribed;
 pub use users::{User, UserSummary, is_plausible_user_name};
+pub use webhooks::{DueDelivery, MessageEvent, Webhook, WebhookDelivery};
 
 use crate::domain::InvalidInput;
 use sqlx::AnyPool;

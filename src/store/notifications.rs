@@ -464,15 +464,29 @@ impl Store {
                 last_error = Some(format!("{channel}: {error}"));
             }
             if let Some(final_state) = ended_as {
-                self.end_notification(&mut tx, id, final_state, last_error.as_deref(), now)
-                    .await?;
+                self.end_notification(
+                    &mut tx,
+                    tenant_id,
+                    id,
+                    final_state,
+                    last_error.as_deref(),
+                    now,
+                )
+                .await?;
                 tx.commit().await?;
                 return Ok(Some(false));
             }
         }
         if now >= expires_at {
-            self.end_notification(&mut tx, id, "expired", last_error.as_deref(), now)
-                .await?;
+            self.end_notification(
+                &mut tx,
+                tenant_id,
+                id,
+                "expired",
+                last_error.as_deref(),
+                now,
+            )
+            .await?;
             tx.commit().await?;
             return Ok(Some(false));
         }
@@ -492,7 +506,7 @@ impl Store {
                     names.join(", ")
                 ),
             };
-            self.end_notification(&mut tx, id, "failed", Some(&why), now)
+            self.end_notification(&mut tx, tenant_id, id, "failed", Some(&why), now)
                 .await?;
             tx.commit().await?;
             return Ok(Some(false));
@@ -558,9 +572,11 @@ impl Store {
         Ok(Some(true))
     }
 
+    /// End a notification, and owe the event to the tenant's webhooks.
     async fn end_notification(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tenant_id: i64,
         id: i64,
         state: &str,
         last_error: Option<&str>,
@@ -575,7 +591,7 @@ impl Store {
         .bind(id)
         .execute(&mut **tx)
         .await?;
-        Ok(())
+        super::webhooks::enqueue_notification_event(tx, tenant_id, id, state, last_error, now).await
     }
 
     async fn reach_of(

@@ -325,7 +325,9 @@ impl Deliverer {
                     })
                     .collect();
                 let mut lease = LeaseClock::new(self.renew_lease_every);
-                return self.flush(batch.claim, &mut pending, &mut lease).await;
+                return self
+                    .flush(batch.mailing_id, batch.claim, &mut pending, &mut lease)
+                    .await;
             }
         };
         let mut templates = Templates::compile(&mailing);
@@ -387,19 +389,21 @@ impl Deliverer {
                         spawn(&mut running, row);
                     }
                     if pending.len() >= FLUSH_AT {
-                        self.flush(batch.claim, &mut pending, &mut lease).await?;
+                        self.flush(batch.mailing_id, batch.claim, &mut pending, &mut lease).await?;
                     }
                 },
-                _ = flush_timer.tick() => self.flush(batch.claim, &mut pending, &mut lease).await?,
+                _ = flush_timer.tick() => self.flush(batch.mailing_id, batch.claim, &mut pending, &mut lease).await?,
             }
         }
-        self.flush(batch.claim, &mut pending, &mut lease).await
+        self.flush(batch.mailing_id, batch.claim, &mut pending, &mut lease)
+            .await
     }
 
     /// Write the outcomes so far (and renew the batch's lease), retrying while the store is
     /// busy or briefly down: dropping them would lose sends that really happened.
     async fn flush(
         &self,
+        mailing_id: i64,
         claim: i64,
         pending: &mut Vec<(i64, Outcome)>,
         lease: &mut LeaseClock,
@@ -408,7 +412,7 @@ impl Deliverer {
         if pending.is_empty() && !renew {
             return Ok(());
         }
-        let write = || self.store.flush_batch(claim, pending, renew);
+        let write = || self.store.flush_batch(mailing_id, claim, pending, renew);
         write
             .retry(
                 ExponentialBuilder::default()

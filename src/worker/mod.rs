@@ -6,6 +6,7 @@ pub mod daily;
 mod deliver;
 mod maintenance;
 mod pump;
+pub mod webhooks;
 
 pub use backoff::RetrySchedule;
 pub use deliver::{Deliverer, MediaUploads};
@@ -180,6 +181,19 @@ async fn run_registered(
         tasks.spawn(async move { bot.run(token).await.map_err(WorkerError::from) });
     }
 
+    let sender = Arc::new(
+        webhooks::WebhookSender::new(store.clone(), &settings.webhooks)
+            .map_err(|e| WorkerError::Config(format!("webhook HTTP client: {e}")))?,
+    );
+    tasks.spawn(periodic(
+        "webhooks",
+        every(settings.webhooks.interval_ms),
+        token.clone(),
+        move || {
+            let sender = sender.clone();
+            async move { sender.send_due().await }
+        },
+    ));
     tasks.spawn(periodic(
         "scheduler",
         every(w.schedule_interval_ms),

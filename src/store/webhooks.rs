@@ -1,0 +1,330 @@
+//! Status webhooks: the URLs a tenant registered, and the events owed to them.
+//!
+//! An event is a row of `webhook_deliveries`, written in the same transaction as the state
+//! change it reports (a flush of message outcomes, a mailing starting or ending, a
+//! notification ending), one row per webhook of the tenant. The sender claims due rows under
+//! a lease, posts them and records the answer; nothing is kept only in memory.
+
+use super::{Result, Store, StoreError};
+use crate::domain::{check_outbound_url, invalid};
+use crate::now_ms;
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, Row, Transaction};
+
+/// A registered webhook as its tenant sees it (the secret only once, at creation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Webhook {
+    pub id: i64,
+    pub url: String,
+    pub created_at: i64,
+    /// The signing key (HMAC-SHA256): returned when the webhook is made, never again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// One event owed to a webhook, and how its posting went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WebhookDelivery {
+    pub id: i64,
+    /// pending, delivered or failed
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub delivered_at: Option<i64>,
+    pub payload: serde_json::Value,
+}
+
+/// A delivery a sender has claimed, with where it goes.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: i64,
+    pub url: String,
+    pub secret: String,
+    pub payload: String,
+    /// Attempts made, this one included.
+    pub attempts: i64,
+}
+
+/// A message's final state, as a webhook reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageEvent<'a> {
+    pub message_id: i64,
+    pub state: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+}
+
+const ENQUEUE_FOR_TENANT: &str = "INSERT INTO webhook_deliveries (webhook_id, payload, state, attempts, next_attempt_at, created_at)
+     SELECT w.id, $1, 'pending', 0, $2, $2 FROM webhooks w WHERE w.tenant_id = $3";
+
+/// Owe `payload` to every webhook of `tenant_id`, inside `tx`.
+async fn enqueue(
+    tx: &mut Transaction<'static, Any>,
+    tenant_id: i64,
+    payload: &serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(ENQUEUE_FOR_TENANT)
+        .bind(payload.to_string())
+        .bind(now)
+        .bind(tenant_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The tenant of a mailing, and whether it is a notification's try (whose own start and end
+/// are not reported: the notification's are).
+async fn mailing_owner(
+    tx: &mut Transaction<'static, Any>,
+    mailing_id: i64,
+) -> Result<Option<(i64, bool)>> {
+    Ok(
+        sqlx::query("SELECT tenant_id, notification_id FROM mailings WHERE id = $1")
+            .bind(mailing_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| (r.get(0), r.get::<Option<i64>, _>(1).is_some())),
+    )
+}
+
+/// Report messages of `mailing_id` that reached a final state.
+pub(crate) async fn enqueue_message_events(
+    tx: &mut Transaction<'static, Any>,
+    mailing_id: i64,
+    events: &[MessageEvent<'_>],
+    now: i64,
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let Some((tenant_id, _)) = mailing_owner(tx, mailing_id).await? else {
+        return Ok(());
+    };
+    let payload = serde_json::json!({
+        "type": "messages",
+        "at": now,
+        "mailing_id": mailing_id,
+        "messages": events,
+    });
+    enqueue(tx, tenant_id, &payload, now).await
+}
+
+/// Report that a mailing started (`running`), finished (`done`) or was cancelled.
+pub(crate) async fn enqueue_mailing_event(
+    tx: &mut Transaction<'static, Any>,
+    mailing_id: i64,
+    state: &str,
+    now: i64,
+) -> Result<()> {
+    let Some((tenant_id, false)) = mailing_owner(tx, mailing_id).await? else {
+        return Ok(());
+    };
+    let payload = serde_json::json!({
+        "type": "mailing",
+        "at": now,
+        "mailing_id": mailing_id,
+        "state": state,
+    });
+    enqueue(tx, tenant_id, &payload, now).await
+}
+
+/// Report that a notification ended (delivered, failed, expired, cancelled, unknown).
+pub(crate) async fn enqueue_notification_event(
+    tx: &mut Transaction<'static, Any>,
+    tenant_id: i64,
+    notification_id: i64,
+    state: &str,
+    error: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    let payload = serde_json::json!({
+        "type": "notification",
+        "at": now,
+        "notification_id": notification_id,
+        "state": state,
+        "error": error,
+    });
+    enqueue(tx, tenant_id, &payload, now).await
+}
+
+impl Store {
+    /// Register `url` for `tenant_id`'s events; the answer carries the signing secret.
+    pub async fn add_webhook(
+        &self,
+        tenant_id: i64,
+        url: &str,
+        allow_loopback_http: bool,
+    ) -> Result<Webhook> {
+        check_outbound_url(url, allow_loopback_http)
+            .map_err(|e| StoreError::Invalid(invalid(format!("the webhook URL {e}"))))?;
+        let secret = format!("whsec_{}", hex::encode(rand::random::<[u8; 24]>()));
+        let created_at = now_ms();
+        let id: i64 = sqlx::query(
+            "INSERT INTO webhooks (tenant_id, url, secret, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(url)
+        .bind(&secret)
+        .bind(created_at)
+        .fetch_one(&self.pool)
+        .await?
+        .get(0);
+        Ok(Webhook {
+            id,
+            url: url.to_string(),
+            created_at,
+            secret: Some(secret),
+        })
+    }
+
+    pub async fn webhooks(&self, tenant_id: i64) -> Result<Vec<Webhook>> {
+        Ok(
+            sqlx::query(
+                "SELECT id, url, created_at FROM webhooks WHERE tenant_id = $1 ORDER BY id",
+            )
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Webhook {
+                id: r.get(0),
+                url: r.get(1),
+                created_at: r.get(2),
+                secret: None,
+            })
+            .collect(),
+        )
+    }
+
+    /// Forget a webhook and every event still owed to it.
+    pub async fn remove_webhook(&self, tenant_id: i64, id: i64) -> Result<()> {
+        let removed = sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if removed == 0 {
+            return Err(StoreError::NotFound(format!("webhook {id}")));
+        }
+        Ok(())
+    }
+
+    /// The latest `limit` events of one of `tenant_id`'s webhooks, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        tenant_id: i64,
+        webhook_id: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>> {
+        if !self
+            .webhooks(tenant_id)
+            .await?
+            .iter()
+            .any(|w| w.id == webhook_id)
+        {
+            return Err(StoreError::NotFound(format!("webhook {webhook_id}")));
+        }
+        Ok(sqlx::query(
+            "SELECT id, state, attempts, last_error, created_at, delivered_at, payload
+             FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(webhook_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| WebhookDelivery {
+            id: r.get(0),
+            state: r.get(1),
+            attempts: r.get(2),
+            last_error: r.get(3),
+            created_at: r.get(4),
+            delivered_at: r.get(5),
+            payload: serde_json::from_str(&r.get::<String, _>(6)).unwrap_or_default(),
+        })
+        .collect())
+    }
+
+    /// Claim up to `limit` events that are due, for `lease_ms`: a sender that dies lets them
+    /// go when the lease ends. Several senders skip each other's rows.
+    pub async fn claim_webhook_deliveries(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>> {
+        let due = "state = 'pending' AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2)";
+        let sql = format!(
+            "UPDATE webhook_deliveries SET claimed_until = $1, attempts = attempts + 1
+             WHERE id IN (SELECT id FROM webhook_deliveries WHERE {due} ORDER BY id LIMIT $3 {skip})
+               AND {due}
+             RETURNING id, webhook_id, payload, attempts",
+            skip = self.backend.skip_locked(),
+        );
+        let mut tx = self.write_tx().await?;
+        let claimed: Vec<(i64, i64, String, i64)> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        let mut out = Vec::with_capacity(claimed.len());
+        for (id, webhook_id, payload, attempts) in claimed {
+            let Some(hook) = sqlx::query("SELECT url, secret FROM webhooks WHERE id = $1")
+                .bind(webhook_id)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                continue;
+            };
+            out.push(DueDelivery {
+                id,
+                url: hook.get(0),
+                secret: hook.get(1),
+                payload,
+                attempts,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Record how a posting went: delivered, or failed with the time of the next attempt
+    /// (`None`: no attempt left, the event is marked failed).
+    pub async fn finish_webhook_delivery(
+        &self,
+        id: i64,
+        result: std::result::Result<(), (String, Option<i64>)>,
+    ) -> Result<()> {
+        let now = now_ms();
+        let query = match &result {
+            Ok(()) => sqlx::query(
+                "UPDATE webhook_deliveries SET state = 'delivered', delivered_at = $1, claimed_until = NULL,
+                        last_error = NULL WHERE id = $2",
+            )
+            .bind(now)
+            .bind(id),
+            Err((error, Some(at))) => sqlx::query(
+                "UPDATE webhook_deliveries SET next_attempt_at = $1, claimed_until = NULL, last_error = $2
+                 WHERE id = $3",
+            )
+            .bind(*at)
+            .bind(error.clone())
+            .bind(id),
+            Err((error, None)) => sqlx::query(
+                "UPDATE webhook_deliveries SET state = 'failed', claimed_until = NULL, last_error = $1
+                 WHERE id = $2",
+            )
+            .bind(error.clone())
+            .bind(id),
+        };
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,259 @@
+//! Status webhooks against a local receiver on 127.0.0.1 that checks every signature: message
+//! and mailing events of a real mailing arrive signed, a receiver that fails at first gets the
+//! event again, and a cancelled mailing is reported.
+
+mod common;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use blast::domain::{AudienceFilter, ChannelKind, Priority};
+use blast::store::NewMailing;
+use common::{ApiServer, RunningWorker, TestDb, now_ms, wait_until};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the receiver took: each body with whether its signature checked out.
+#[derive(Default)]
+struct Received {
+    events: Vec<(Value, bool, String)>,
+    refused: usize,
+}
+
+/// A receiver that answers 503 to its first `refuse_first` requests, then 200.
+async fn receiver(
+    secret: Arc<Mutex<String>>,
+    refuse_first: usize,
+) -> (String, Arc<Mutex<Received>>) {
+    let got = Arc::new(Mutex::new(Received::default()));
+    let state = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let (state, secret) = (state.clone(), secret.clone());
+            async move {
+                let mut got = state.lock().expect("lock");
+                if got.refused < refuse_first {
+                    got.refused += 1;
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let header = headers
+                    .get("blast-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let valid = verify(&secret.lock().expect("lock"), &header, &body);
+                let delivery = headers
+                    .get("blast-delivery")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let event = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                got.events.push((event, valid, delivery));
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+/// Check `t=…,v1=…` as a receiver would: HMAC-SHA256 over "<t>.<body>", and a fresh `t`.
+fn verify(secret: &str, header: &str, body: &[u8]) -> bool {
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", value)) => t = value.parse::<i64>().ok(),
+            Some(("v1", value)) => v1 = hex::decode(value).ok(),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else {
+        return false;
+    };
+    if (now_ms() / 1000 - t).abs() > 300 {
+        return false;
+    }
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    mac.verify_slice(&v1).is_ok()
+}
+
+fn log_mailing(start_at: i64) -> NewMailing {
+    NewMailing {
+        channel: ChannelKind::Log,
+        text: "Hi {{ name }}".into(),
+        filter: AudienceFilter {
+            tags: vec!["hook".into()],
+            operator_codes: vec![],
+        },
+        priority: Priority::Medium,
+        start_at,
+        end_at: start_at + 300_000,
+        local_hours: None,
+        subject: None,
+        html: None,
+        telegram: None,
+        uploads: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_and_mailing_events_arrive_signed_and_are_retried_until_taken() {
+    let db = TestDb::new().await;
+    db.seed_clients(3, "hook").await;
+    let mut settings = db.settings("http://127.0.0.1:9");
+    settings.webhooks.allow_loopback_http = true;
+    settings.webhooks.interval_ms = 50;
+    settings.webhooks.base_delay_ms = 100;
+    settings.webhooks.max_delay_ms = 200;
+    let user = db.store.user_by_name("tester").await.expect("user");
+    let token = db.store.create_token(&user, "t").await.expect("token");
+    let api = ApiServer::start(&db.store, settings.clone()).await;
+    let http = reqwest::Client::new();
+
+    let secret = Arc::new(Mutex::new(String::new()));
+    let (url, got) = receiver(secret.clone(), 2).await;
+    let bad = http
+        .post(api.url("/api/v1/webhooks"))
+        .bearer_auth(&token)
+        .json(&json!({"url": "http://hooks.example.com/x"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let created: Value = http
+        .post(api.url("/api/v1/webhooks"))
+        .bearer_auth(&token)
+        .json(&json!({"url": url}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    let hook_secret = created["secret"]
+        .as_str()
+        .expect("the secret, once")
+        .to_string();
+    assert!(hook_secret.starts_with("whsec_"));
+    *secret.lock().expect("lock") = hook_secret.clone();
+    let listed: Value = http
+        .get(api.url("/api/v1/webhooks"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed[0]["url"], url.as_str());
+    assert!(
+        listed[0].get("secret").is_none(),
+        "never shown again: {listed}"
+    );
+
+    let worker = RunningWorker::start(&db.store, settings.clone());
+    let mailing = db
+        .store
+        .create_mailing(db.tenant, log_mailing(now_ms()), 1000)
+        .await
+        .expect("mailing");
+    let later = db
+        .store
+        .create_mailing(db.tenant, log_mailing(now_ms() + 3_600_000), 1000)
+        .await
+        .expect("mailing");
+    db.store
+        .cancel_mailing(db.tenant, later.id)
+        .await
+        .expect("cancel");
+
+    let sent_ids = |got: &Received| -> Vec<i64> {
+        let mut ids: Vec<i64> = got
+            .events
+            .iter()
+            .filter(|(e, _, _)| e["type"] == "messages" && e["mailing_id"] == mailing.id)
+            .flat_map(|(e, _, _)| e["messages"].as_array().cloned().unwrap_or_default())
+            .filter(|m| m["state"] == "sent")
+            .filter_map(|m| m["message_id"].as_i64())
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    // A retried event arrives after later ones: receivers order by `at`.
+    let states_of = |got: &Received, id: i64| -> Vec<String> {
+        let mut events: Vec<&Value> = got
+            .events
+            .iter()
+            .filter(|(e, _, _)| e["type"] == "mailing" && e["mailing_id"] == id)
+            .map(|(e, _, _)| e)
+            .collect();
+        events.sort_by_key(|e| e["at"].as_i64());
+        events
+            .iter()
+            .filter_map(|e| e["state"].as_str().map(str::to_owned))
+            .collect()
+    };
+    wait_until(Duration::from_secs(30), "every event posted", || async {
+        let got = got.lock().expect("lock");
+        sent_ids(&got).len() == 3
+            && states_of(&got, mailing.id).len() == 2
+            && !states_of(&got, later.id).is_empty()
+    })
+    .await;
+    worker.stop().await;
+
+    let got = got.lock().expect("lock");
+    assert_eq!(
+        got.refused, 2,
+        "the receiver refused twice, and was asked again"
+    );
+    assert!(
+        got.events.iter().all(|(_, valid, _)| *valid),
+        "every signature checks out"
+    );
+    let mut deliveries: Vec<&str> = got.events.iter().map(|(_, _, d)| d.as_str()).collect();
+    let posted = deliveries.len();
+    deliveries.sort_unstable();
+    deliveries.dedup();
+    assert_eq!(deliveries.len(), posted, "each event taken once");
+    let rows: Vec<i64> =
+        sqlx::query_scalar::<_, i64>("SELECT id FROM messages WHERE mailing_id = $1 ORDER BY id")
+            .bind(mailing.id)
+            .fetch_all(db.store.pool())
+            .await
+            .expect("ids");
+    assert_eq!(sent_ids(&got), rows);
+    assert_eq!(states_of(&got, mailing.id), ["running", "done"]);
+    assert_eq!(states_of(&got, later.id), ["cancelled"]);
+    drop(got);
+
+    // The API shows what was posted and that the first ones needed more than one attempt.
+    let history: Value = http
+        .get(api.url(&format!("/api/v1/webhooks/{}/deliveries", created["id"])))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let history = history.as_array().expect("list");
+    assert!(
+        history.iter().all(|d| d["state"] == "delivered"),
+        "{history:?}"
+    );
+    assert!(
+        history.iter().any(|d| d["attempts"].as_i64() > Some(1)),
+        "{history:?}"
+    );
+}
