@@ -185,7 +185,19 @@ pub fn push_payload(id: i64, events: &[Event]) -> Vec<u8> {
         map.remove("data");
         map.insert("truncated".into(), serde_json::Value::Bool(true));
     }
-    serde_json::to_vec(&payload).unwrap_or_default()
+    // Characters are not bytes (an emoji is four, a control character six as JSON): shorten
+    // the body until the payload fits.
+    let mut body: Vec<char> = composed.body.chars().collect();
+    loop {
+        let bytes = serde_json::to_vec(&payload).unwrap_or_default();
+        if bytes.len() <= MAX_PUSH_PAYLOAD_BYTES || body.is_empty() {
+            return bytes;
+        }
+        body.truncate(body.len() * 3 / 4);
+        let mut text: String = body.iter().collect();
+        text.push('…');
+        payload["body"] = serde_json::Value::String(text);
+    }
 }
 
 #[cfg(test)]
@@ -249,6 +261,9 @@ mod tests {
         let payload: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
         assert_eq!(payload["truncated"], true);
         assert_eq!(payload["title"], "40 new notifications");
+        let wide = event("t", &"\u{1F600}\u{0001}".repeat(MAX_BODY_CHARS / 2), None);
+        let bytes = push_payload(9, &[wide]);
+        assert!(bytes.len() <= MAX_PUSH_PAYLOAD_BYTES, "{}", bytes.len());
     }
 
     #[test]

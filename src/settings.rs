@@ -99,7 +99,8 @@ pub struct WebPushSettings {
     pub vapid_private_key: Secret,
     /// Who push services may contact about our pushes: `mailto:…` or an `https:` URL.
     pub subject: String,
-    /// How long a push service keeps an undelivered message (its `TTL` header), in seconds.
+    /// How long a push service keeps an undelivered message (its `TTL` header), in seconds;
+    /// at most 86400, because the VAPID signature is valid as long.
     pub ttl_secs: u64,
     /// Give up waiting for one push service's answer after this many milliseconds.
     pub timeout_ms: u64,
@@ -115,7 +116,7 @@ impl Default for WebPushSettings {
         WebPushSettings {
             vapid_private_key: Secret::default(),
             subject: "mailto:postmaster@localhost".into(),
-            ttl_secs: 24 * 3600,
+            ttl_secs: 12 * 3600,
             timeout_ms: 10_000,
             max_in_flight: 32,
             allow_loopback_http: false,
@@ -691,6 +692,13 @@ impl Settings {
         let vapid = self.webpush.vapid_private_key.expose();
         if !vapid.is_empty() {
             crate::channels::vapid_key_pair(vapid).map_err(SettingsError::Rule)?;
+        }
+        // web-push-native signs the VAPID token for the TTL too, and RFC 8292 refuses one
+        // valid for more than 24 hours.
+        if self.webpush.ttl_secs == 0 || self.webpush.ttl_secs > 86_400 {
+            return Err(SettingsError::Rule(
+                "webpush.ttl_secs must be 1 to 86400 (the VAPID token lives as long)".into(),
+            ));
         }
         if self.webpush.max_in_flight == 0 {
             return Err(SettingsError::Rule(

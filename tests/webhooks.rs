@@ -211,31 +211,32 @@ async fn delivery_and_mailing_events_arrive_signed_and_are_retried_until_taken()
     })
     .await;
     worker.stop().await;
-
-    let got = got.lock().expect("lock");
-    assert_eq!(
-        got.refused, 2,
-        "the receiver refused twice, and was asked again"
-    );
-    assert!(
-        got.events.iter().all(|(_, valid, _)| *valid),
-        "every signature checks out"
-    );
-    let mut deliveries: Vec<&str> = got.events.iter().map(|(_, _, d)| d.as_str()).collect();
-    let posted = deliveries.len();
-    deliveries.sort_unstable();
-    deliveries.dedup();
-    assert_eq!(deliveries.len(), posted, "each event taken once");
     let rows: Vec<i64> =
         sqlx::query_scalar::<_, i64>("SELECT id FROM messages WHERE mailing_id = $1 ORDER BY id")
             .bind(mailing.id)
             .fetch_all(db.store.pool())
             .await
             .expect("ids");
-    assert_eq!(sent_ids(&got), rows);
-    assert_eq!(states_of(&got, mailing.id), ["running", "done"]);
-    assert_eq!(states_of(&got, later.id), ["cancelled"]);
-    drop(got);
+
+    {
+        let got = got.lock().expect("lock");
+        assert_eq!(
+            got.refused, 2,
+            "the receiver refused twice, and was asked again"
+        );
+        assert!(
+            got.events.iter().all(|(_, valid, _)| *valid),
+            "every signature checks out"
+        );
+        let mut deliveries: Vec<&str> = got.events.iter().map(|(_, _, d)| d.as_str()).collect();
+        let posted = deliveries.len();
+        deliveries.sort_unstable();
+        deliveries.dedup();
+        assert_eq!(deliveries.len(), posted, "each event taken once");
+        assert_eq!(sent_ids(&got), rows);
+        assert_eq!(states_of(&got, mailing.id), ["running", "done"]);
+        assert_eq!(states_of(&got, later.id), ["cancelled"]);
+    }
 
     // The API shows what was posted and that the first ones needed more than one attempt.
     let history: Value = http

@@ -45,7 +45,10 @@ CREATE TABLE notifications (
     updated_at    BIGINT NOT NULL
 );
 CREATE INDEX notifications_due ON notifications (state, deliver_after);
-CREATE INDEX notifications_coalescing ON notifications (client_id, coalesce_key, state);
+-- At most one notification per client and key gathers events: two events arriving together
+-- cannot both start one.
+CREATE UNIQUE INDEX notifications_coalescing ON notifications (client_id, coalesce_key)
+    WHERE state = 'waiting' AND coalesce_key IS NOT NULL;
 CREATE INDEX notifications_tenant ON notifications (tenant_id, id);
 
 CREATE TABLE notification_events (

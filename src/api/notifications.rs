@@ -45,8 +45,9 @@ pub struct NotificationInput {
     pub coalesce_key: Option<String>,
 }
 
-/// Send a notification. With an `Idempotency-Key` header, a repeated key answers 200 with
-/// the notification the first request made, however long ago.
+/// Send a notification. With an `Idempotency-Key` header a repeated key notifies once: while
+/// the API's replay cache holds the key (`api.idempotency_ttl_secs`) it answers exactly as the
+/// first time (201), and after that 200 with the notification the first request made.
 #[utoipa::path(post, path = "/api/v1/notifications", tag = "notifications",
     request_body = NotificationInput, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header)),

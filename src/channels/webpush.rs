@@ -131,8 +131,10 @@ impl WebPushChannel {
             private_key => Some(vapid_key_pair(private_key).map_err(DeliveryError::Permanent)?),
         };
         let timeout = Duration::from_millis(settings.timeout_ms);
+        // Redirects are not followed: a push service answers where it was asked.
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| DeliveryError::Permanent(format!("web push HTTP client: {e}")))?;
         Ok(WebPushChannel {
@@ -199,8 +201,6 @@ impl WebPushChannel {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = response.text().await.unwrap_or_default();
-        let said = body.chars().take(200).collect::<String>();
         match status.as_u16() {
             200..=299 => Ok(()),
             404 | 410 => Err(DeliveryError::Blocked(format!(
@@ -214,13 +214,13 @@ impl WebPushChannel {
                 retry_after,
             }),
             500..=599 => Err(DeliveryError::Transient {
-                reason: format!("the push service failed ({status}): {said}"),
+                reason: format!("the push service failed ({status})"),
                 retry_after,
             }),
             // 401/403: the signature was refused, usually because the subscription was made
             // with another applicationServerKey: this subscription's fault, not every push's.
             _ => Err(DeliveryError::permanent(format!(
-                "the push service refused the push ({status}): {said}"
+                "the push service refused the push ({status})"
             ))),
         }
     }

@@ -454,7 +454,8 @@ impl Store {
 
     pub async fn mailing(&self, tenant_id: i64, id: i64) -> Result<Mailing> {
         let sql =
-            format!("SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = $1 AND id = $2");
+            // A notification's try is the notification's to manage, not a mailing to edit.
+            format!("SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = $1 AND id = $2 AND notification_id IS NULL");
         match sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)
             .bind(id)

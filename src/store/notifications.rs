@@ -130,6 +130,36 @@ fn parse_priority(s: String) -> Result<Priority> {
         .map_err(|e: String| StoreError::Invalid(invalid(e)))
 }
 
+/// A client's preferences, or `defaults` (no quiet hours) when it has none of its own. On a
+/// connection of the caller's (inside the dispatcher's transaction: a second connection from
+/// the pool while holding SQLite's write lock could wait on writers waiting for that lock).
+async fn preferences_in(
+    conn: &mut sqlx::AnyConnection,
+    client_id: i64,
+    defaults: &NotificationSettings,
+) -> Result<NotificationPreferences> {
+    let row = sqlx::query(
+        "SELECT channels, quiet_hours FROM notification_preferences WHERE client_id = $1",
+    )
+    .bind(client_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(NotificationPreferences {
+            channels: defaults.default_channels.clone(),
+            quiet_hours: None,
+        });
+    };
+    Ok(NotificationPreferences {
+        channels: serde_json::from_str(&row.get::<String, _>(0))
+            .map_err(|e| StoreError::Invalid(invalid(format!("stored channels: {e}"))))?,
+        quiet_hours: row
+            .get::<Option<String>, _>(1)
+            .map(|h| h.parse())
+            .transpose()?,
+    })
+}
+
 impl Store {
     /// Set a client's channel order and quiet hours.
     pub async fn set_notification_preferences(
@@ -164,34 +194,8 @@ impl Store {
         defaults: &NotificationSettings,
     ) -> Result<NotificationPreferences> {
         self.client(tenant_id, client_id).await?;
-        self.preferences_of(client_id, defaults).await
-    }
-
-    async fn preferences_of(
-        &self,
-        client_id: i64,
-        defaults: &NotificationSettings,
-    ) -> Result<NotificationPreferences> {
-        let row = sqlx::query(
-            "SELECT channels, quiet_hours FROM notification_preferences WHERE client_id = $1",
-        )
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
-            return Ok(NotificationPreferences {
-                channels: defaults.default_channels.clone(),
-                quiet_hours: None,
-            });
-        };
-        Ok(NotificationPreferences {
-            channels: serde_json::from_str(&row.get::<String, _>(0))
-                .map_err(|e| StoreError::Invalid(invalid(format!("stored channels: {e}"))))?,
-            quiet_hours: row
-                .get::<Option<String>, _>(1)
-                .map(|h| h.parse())
-                .transpose()?,
-        })
+        let mut conn = self.pool.acquire().await?;
+        preferences_in(&mut conn, client_id, defaults).await
     }
 
     /// Take one event for a client: a new notification, or (coalescing) one more event of the
@@ -220,16 +224,21 @@ impl Store {
         if let Some(existing) = self.notification_of_key(tenant_id, &new).await? {
             return Ok((self.notification(tenant_id, existing).await?, false));
         }
-        match self.add_event(tenant_id, &new, settings).await {
-            Ok(id) => Ok((self.notification(tenant_id, id).await?, true)),
-            // The same key, concurrently: the other call's notification is the answer.
-            Err(StoreError::Db(e)) if is_unique_violation(&e) => {
-                match self.notification_of_key(tenant_id, &new).await? {
-                    Some(id) => Ok((self.notification(tenant_id, id).await?, false)),
-                    None => Err(StoreError::Db(e)),
+        let mut tries = 0;
+        loop {
+            match self.add_event(tenant_id, &new, settings).await {
+                Ok(id) => return Ok((self.notification(tenant_id, id).await?, true)),
+                // Another call made a notification at the same instant: the same idempotency
+                // key (its notification is the answer), or the same client's waiting
+                // notification for this coalescing key (join it: one more pass finds it).
+                Err(StoreError::Db(e)) if is_unique_violation(&e) && tries < 3 => {
+                    tries += 1;
+                    if let Some(id) = self.notification_of_key(tenant_id, &new).await? {
+                        return Ok((self.notification(tenant_id, id).await?, false));
+                    }
                 }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
     }
 
@@ -379,9 +388,16 @@ impl Store {
         .iter()
         .map(|r| r.get(0))
         .collect();
+        // A try has ended when its mailing is done, or cancelled with no row still held by a
+        // worker (a send in flight may yet land), or gone (deleted).
         let ended: Vec<(i64, i64)> = sqlx::query(
-            "SELECT n.id, n.mailing_id FROM notifications n JOIN mailings m ON m.id = n.mailing_id
-             WHERE n.state = 'sending' AND m.state IN ('done', 'cancelled') ORDER BY n.id LIMIT 500",
+            "SELECT n.id, n.mailing_id FROM notifications n LEFT JOIN mailings m ON m.id = n.mailing_id
+             WHERE n.state = 'sending'
+               AND (m.id IS NULL
+                    OR (m.state IN ('done', 'cancelled')
+                        AND NOT EXISTS (SELECT 1 FROM messages x WHERE x.mailing_id = n.mailing_id
+                                        AND x.state IN ('pending', 'queued', 'sending', 'failed_temporary'))))
+             ORDER BY n.id LIMIT 500",
         )
         .fetch_all(&self.pool)
         .await?
@@ -392,11 +408,15 @@ impl Store {
             .into_iter()
             .map(|id| (id, None))
             .chain(ended.into_iter().map(|(id, m)| (id, Some(m))));
+        // One notification the store keeps refusing must not hold up the others.
         for (id, ended_try) in steps {
-            match self.next_try(id, ended_try, now, settings).await? {
-                Some(true) => done.tries_started += 1,
-                Some(false) => done.finished += 1,
-                None => {}
+            match self.next_try(id, ended_try, now, settings).await {
+                Ok(Some(true)) => done.tries_started += 1,
+                Ok(Some(false)) => done.finished += 1,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, notification = id, "cannot move a notification on; trying again next pass");
+                }
             }
         }
         Ok(done)
@@ -451,6 +471,8 @@ impl Store {
                 None => ("cancelled".into(), None),
             };
             let ended_as = match state.as_str() {
+                // Still held by a worker: not ended after all.
+                "pending" | "queued" | "sending" | "failed_temporary" => return Ok(None),
                 "sent" => Some("delivered"),
                 // It may have arrived: another channel could make it twice.
                 "unknown" => Some("unknown"),
@@ -490,7 +512,7 @@ impl Store {
             tx.commit().await?;
             return Ok(Some(false));
         }
-        let preferences = self.preferences_of(client_id, settings).await?;
+        let preferences = preferences_in(&mut tx, client_id, settings).await?;
         let reach = self.reach_of(&mut tx, client_id).await?;
         let next = preferences
             .channels

@@ -32,6 +32,9 @@ pub struct StoredPushSubscription {
     pub created_at: i64,
 }
 
+/// A push goes to at most this many of a client's browsers, the newest.
+const MAX_PUSH_TARGETS: i64 = 10;
+
 impl Store {
     /// Store a subscription of `tenant_id`'s client `client_id` (again: a browser that
     /// subscribes anew gets new keys for the same endpoint, which replace the old).
@@ -122,9 +125,11 @@ impl Store {
     /// Where a client's web push messages go: for the worker.
     pub async fn push_subscriptions_of(&self, client_id: i64) -> Result<Vec<PushSubscription>> {
         Ok(sqlx::query(
-            "SELECT id, endpoint, p256dh, auth FROM push_subscriptions WHERE client_id = $1 ORDER BY id",
+            "SELECT id, endpoint, p256dh, auth FROM push_subscriptions WHERE client_id = $1
+             ORDER BY id DESC LIMIT $2",
         )
         .bind(client_id)
+        .bind(MAX_PUSH_TARGETS)
         .fetch_all(&self.pool)
         .await?
         .iter()

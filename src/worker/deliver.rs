@@ -240,6 +240,21 @@ fn push_payload_of(
     })
 }
 
+/// Which failure of one push among several decides the message: one that may have been
+/// delivered (never resent), then one that may pass, then one for good, then a gone
+/// subscription.
+fn push_rank(error: &DeliveryError) -> u8 {
+    match error {
+        DeliveryError::Indeterminate(_) => 4,
+        DeliveryError::Transient { .. }
+        | DeliveryError::Unavailable(_)
+        | DeliveryError::RateLimited { .. }
+        | DeliveryError::Moved { .. } => 3,
+        DeliveryError::Permanent(_) => 2,
+        DeliveryError::Blocked(_) => 1,
+    }
+}
+
 /// The media references of one Telegram send, one per medium of its content.
 fn media_refs<'a>(
     media: &'a ResolvedMedia,
@@ -473,7 +488,9 @@ impl Deliverer {
         if let Some(outcome) = self.unwanted(mailing, row) {
             return Some(outcome);
         }
-        if self.dedup_window_ms > 0 {
+        // A notification is its own event (its idempotency key guards against repeats): two
+        // with the same text are not duplicates.
+        if self.dedup_window_ms > 0 && mailing.notification_id.is_none() {
             let key = dedup_key(mailing, &address, text);
             match self
                 .dedup
@@ -639,9 +656,7 @@ impl Deliverer {
         subscriptions: &[PushSubscription],
         payload: &[u8],
     ) -> Result<Receipt, DeliveryError> {
-        let mut delivered = false;
-        let mut failure = None;
-        for subscription in subscriptions {
+        let sends = subscriptions.iter().map(|subscription| async move {
             let one = Outgoing {
                 push: Some(PushParts {
                     subscription,
@@ -649,23 +664,32 @@ impl Deliverer {
                 }),
                 ..msg.clone()
             };
-            match channel.send(&one).await {
-                Ok(_) => delivered = true,
+            (subscription.id, channel.send(&one).await)
+        });
+        let mut delivered = false;
+        let mut failure: Option<DeliveryError> = None;
+        for (id, result) in futures::future::join_all(sends).await {
+            let error = match result {
+                Ok(_) => {
+                    delivered = true;
+                    continue;
+                }
                 Err(DeliveryError::Blocked(reason)) => {
-                    tracing::info!(subscription = subscription.id, %reason, "deleting a push subscription");
-                    if let Err(e) = self.store.drop_push_subscription(subscription.id).await {
+                    tracing::info!(subscription = id, %reason, "deleting a push subscription");
+                    if let Err(e) = self.store.drop_push_subscription(id).await {
                         tracing::warn!(error = %e, "cannot delete an expired push subscription");
                     }
-                    failure.get_or_insert(DeliveryError::Blocked(format!(
+                    DeliveryError::Blocked(format!(
                         "every push subscription of the client is gone: {reason}"
-                    )));
+                    ))
                 }
-                // A failure that may pass outranks a gone subscription.
-                Err(other) => {
-                    if !matches!(failure, Some(ref f) if !matches!(f, DeliveryError::Blocked(_))) {
-                        failure = Some(other);
-                    }
-                }
+                Err(other) => other,
+            };
+            if failure
+                .as_ref()
+                .is_none_or(|f| push_rank(&error) > push_rank(f))
+            {
+                failure = Some(error);
             }
         }
         match failure {

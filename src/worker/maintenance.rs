@@ -23,7 +23,7 @@ pub async fn schedule_once(store: &Store, notifications: &NotificationSettings) 
         );
     }
     for mailing in store.finish_mailings(now).await? {
-        tracing::debug!(mailing, "mailing finished");
+        tracing::info!(mailing, "mailing finished");
     }
     let dispatched = store.dispatch_notifications(now, notifications).await?;
     if dispatched != Dispatched::default() {
