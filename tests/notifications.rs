@@ -211,6 +211,37 @@ async fn a_web_push_arrives_decrypted_and_an_expired_subscription_is_deleted() {
             .is_empty()
     );
 
+    // Web push is a mailing channel too: the subject is the title, the text a template.
+    let mailing =
+        s.db.store
+            .create_mailing(
+                s.db.tenant,
+                blast::store::NewMailing {
+                    channel: blast::domain::ChannelKind::WebPush,
+                    text: "Hi {{ name }}".into(),
+                    filter: blast::domain::AudienceFilter::default(),
+                    priority: blast::domain::Priority::Medium,
+                    start_at: common::now_ms(),
+                    end_at: common::now_ms() + 300_000,
+                    local_hours: None,
+                    subject: Some("Sale".into()),
+                    html: None,
+                    telegram: None,
+                    uploads: Vec::new(),
+                },
+                1000,
+            )
+            .await
+            .expect("web push mailing");
+    common::wait_done(&s.db, mailing.id, Duration::from_secs(30)).await;
+    let got = push.messages(&live.client_hash).await.expect("messages");
+    assert_eq!(got.len(), 2, "{got:?}");
+    let payload: Value = serde_json::from_str(&got[1]).expect("payload is JSON");
+    assert_eq!(
+        (payload["title"].as_str(), payload["body"].as_str()),
+        (Some("Sale"), Some("Hi ann"))
+    );
+
     // The push service said 410 for the expired one: it is gone, the live one stays.
     let (_, list) = s.call(reqwest::Method::GET, &path, None).await;
     let endpoints: Vec<&str> = list

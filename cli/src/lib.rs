@@ -284,7 +284,7 @@ pub struct MailingCreateArgs {
     /// 09:00-21:00; messages outside wait for the next opening.
     #[arg(long, value_name = "HH:MM-HH:MM")]
     pub local_hours: Option<String>,
-    #[arg(long, default_value = "sms", value_parser = ["sms", "email", "telegram", "log"])]
+    #[arg(long, default_value = "sms", value_parser = ["sms", "email", "telegram", "webpush", "log"])]
     pub channel: String,
     /// Email: the subject, a template like the text (required with --channel email).
     #[arg(long)]

@@ -276,6 +276,29 @@ impl Store {
 }
 
 /// True when a database error is a UNIQUE constraint violation.
+impl Store {
+    /// Delete row `id` of `table` if `tenant_id` owns it; otherwise "`what` {id} not found".
+    pub(crate) async fn delete_owned(
+        &self,
+        table: &'static str,
+        tenant_id: i64,
+        id: i64,
+        what: &str,
+    ) -> Result<()> {
+        let sql = format!("DELETE FROM {table} WHERE tenant_id = $1 AND id = $2");
+        let removed = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if removed == 0 {
+            return Err(StoreError::NotFound(format!("{what} {id}")));
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }

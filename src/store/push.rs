@@ -109,17 +109,8 @@ impl Store {
 
     /// Remove one of `tenant_id`'s subscriptions.
     pub async fn remove_push_subscription(&self, tenant_id: i64, id: i64) -> Result<()> {
-        let removed =
-            sqlx::query("DELETE FROM push_subscriptions WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant_id)
-                .bind(id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-        if removed == 0 {
-            return Err(StoreError::NotFound(format!("push subscription {id}")));
-        }
-        Ok(())
+        self.delete_owned("push_subscriptions", tenant_id, id, "push subscription")
+            .await
     }
 
     /// Where a client's web push messages go: for the worker.

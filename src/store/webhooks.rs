@@ -200,16 +200,8 @@ impl Store {
 
     /// Forget a webhook and every event still owed to it.
     pub async fn remove_webhook(&self, tenant_id: i64, id: i64) -> Result<()> {
-        let removed = sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if removed == 0 {
-            return Err(StoreError::NotFound(format!("webhook {id}")));
-        }
-        Ok(())
+        self.delete_owned("webhooks", tenant_id, id, "webhook")
+            .await
     }
 
     /// The latest `limit` events of one of `tenant_id`'s webhooks, newest first.
