@@ -146,15 +146,14 @@ async fn delivery_and_mailing_events_arrive_signed_and_are_retried_until_taken()
         .to_string();
     assert!(hook_secret.starts_with("whsec_"));
     *secret.lock().expect("lock") = hook_secret.clone();
-    let listed: Value = http
-        .get(api.url("/api/v1/webhooks"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let get = |path: String| {
+        let request = http.get(api.url(&path)).bearer_auth(&token);
+        async move {
+            let response = request.send().await.expect("get");
+            response.json::<Value>().await.expect("json")
+        }
+    };
+    let listed = get("/api/v1/webhooks".into()).await;
     assert_eq!(listed[0]["url"], url.as_str());
     assert!(
         listed[0].get("secret").is_none(),
@@ -239,15 +238,7 @@ async fn delivery_and_mailing_events_arrive_signed_and_are_retried_until_taken()
     }
 
     // The API shows what was posted and that the first ones needed more than one attempt.
-    let history: Value = http
-        .get(api.url(&format!("/api/v1/webhooks/{}/deliveries", created["id"])))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let history = get(format!("/api/v1/webhooks/{}/deliveries", created["id"])).await;
     let history = history.as_array().expect("list");
     assert!(
         history.iter().all(|d| d["state"] == "delivered"),

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use crate::store::IdempotencyClaim;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -48,18 +48,27 @@ pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Ap
     }
 }
 
-async fn handle(state: AppState, request: Request, next: Next) -> Result<Response, Response> {
-    let key = request
-        .headers()
-        .get(HEADER)
-        .and_then(|v| v.to_str().ok())
+/// The request's `Idempotency-Key`, if it has one: 1 to 255 visible characters, trimmed;
+/// anything else is a 400. Handlers that keep the key themselves (a notification's event) read
+/// it the same way.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 255)
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            ApiError::bad_request("Idempotency-Key must be 1 to 255 visible characters")
-                .into_response()
-        })?;
+        .map(|k| Some(k.to_owned()))
+        .ok_or_else(|| ApiError::bad_request("Idempotency-Key must be 1 to 255 visible characters"))
+}
+
+async fn handle(state: AppState, request: Request, next: Next) -> Result<Response, Response> {
+    // The middleware runs only where the header is present.
+    let key = idempotency_key(request.headers())
+        .map_err(IntoResponse::into_response)?
+        .unwrap_or_default();
     let (mut parts, body) = request.into_parts();
     // Without a valid token the handler answers 401 itself; nothing to remember.
     let Some(token) = bearer(&parts).map(str::to_owned) else {

@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::auth::Tenant;
-use super::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
+use super::error::{ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::domain::Priority;
 use crate::notify::Event;
 use crate::store::{
@@ -59,15 +59,7 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(input): ApiJson<NotificationInput>,
 ) -> ApiResult<(StatusCode, Json<Notification>)> {
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .map(|v| v.trim().to_string())
-                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?,
-        ),
-    };
+    let idempotency_key = super::idempotency::idempotency_key(&headers)?;
     let new = NewNotification {
         client_id: input.client_id,
         event: Event {

@@ -1,7 +1,7 @@
 //! Mailings: creation with validation, listing, cancellation, statistics, and the scheduler's
 //! transitions (materializing the message rows at start, finishing at the end).
 
-use super::{Backend, Result, Store, StoreError};
+use super::{Backend, Result, Store, StoreError, parse_priority};
 use crate::domain::{
     AudienceFilter, ChannelKind, LocalHours, MailingState, MessageState, Priority, invalid,
 };
@@ -126,10 +126,7 @@ fn mailing_from_row(r: &AnyRow) -> Result<Mailing> {
         channel: r.get::<String, _>(2).parse()?,
         text: r.get(3),
         filter: serde_json::from_str(&filter).unwrap_or_default(),
-        priority: r
-            .get::<String, _>(5)
-            .parse()
-            .map_err(|e: String| StoreError::Invalid(invalid(e)))?,
+        priority: parse_priority(r.get(5))?,
         start_at: r.get(6),
         end_at: r.get(7),
         state: r.get::<String, _>(8).parse()?,
@@ -161,24 +158,29 @@ fn counts_from_rows(rows: &[AnyRow]) -> Result<StateCounts> {
     Ok(counts)
 }
 
+/// Who can be reached on `channel`, as a condition over `clients c`: email only with an
+/// address and not unsubscribed, Telegram only with a chat that did not block the bot, web
+/// push only with a subscribed browser. The one definition behind a mailing's audience and a
+/// notification's choice of channel.
+pub(super) fn reachable_on(channel: ChannelKind) -> &'static str {
+    match channel {
+        ChannelKind::Email => "c.email IS NOT NULL AND c.email_opted_out_at IS NULL",
+        ChannelKind::Telegram => "c.telegram_chat_id IS NOT NULL AND c.telegram_blocked_at IS NULL",
+        ChannelKind::Sms | ChannelKind::Log => "c.phone IS NOT NULL",
+        ChannelKind::WebPush => {
+            "EXISTS (SELECT 1 FROM push_subscriptions ps WHERE ps.client_id = c.id)"
+        }
+    }
+}
+
 /// The clients of a tenant that an audience filter selects on `channel`, as a WHERE clause
 /// over `clients c`. Parameters: $1 tenant id, $2 operator codes and $3 tags, both JSON arrays
-/// (see [`audience_params`]); an empty array does not filter. Email goes only to clients with
-/// an address who did not unsubscribe. Shared by materialization and preview, so a preview
-/// counts exactly whom a start reaches.
+/// (see [`audience_params`]); an empty array does not filter. Only clients [`reachable_on`]
+/// the channel. Shared by materialization and preview, so a preview counts exactly whom a
+/// start reaches.
 fn audience_where(backend: Backend, channel: ChannelKind) -> String {
-    let reachable = match channel {
-        ChannelKind::Email => "c.email IS NOT NULL AND c.email_opted_out_at IS NULL AND ",
-        ChannelKind::Telegram => {
-            "c.telegram_chat_id IS NOT NULL AND c.telegram_blocked_at IS NULL AND "
-        }
-        ChannelKind::Sms | ChannelKind::Log => "c.phone IS NOT NULL AND ",
-        ChannelKind::WebPush => {
-            "EXISTS (SELECT 1 FROM push_subscriptions ps WHERE ps.client_id = c.id) AND "
-        }
-    };
     format!(
-        "{reachable}c.tenant_id = $1
+        "{reachable} AND c.tenant_id = $1
          AND ({codes_len} = 0 OR c.operator_code IN ({codes}))
          AND ({tags_len} = 0
               OR EXISTS (SELECT 1 FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
@@ -188,6 +190,7 @@ fn audience_where(backend: Backend, channel: ChannelKind) -> String {
         codes = backend.json_texts("$2"),
         tags_len = backend.json_len("$3"),
         tags = backend.json_texts("$3"),
+        reachable = reachable_on(channel),
     )
 }
 
@@ -704,13 +707,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                let lane: Priority = r
-                    .get::<String, _>(1)
-                    .parse()
-                    .map_err(|e: String| StoreError::Invalid(invalid(e)))?;
-                Ok((r.get(0), lane, r.get(2)))
-            })
+            .map(|r| Ok((r.get(0), parse_priority(r.get(1))?, r.get(2))))
             .collect()
     }
 }

@@ -299,6 +299,13 @@ impl Store {
     }
 }
 
+/// A priority as stored ("high", "medium", "low").
+pub(crate) fn parse_priority(stored: String) -> Result<crate::domain::Priority> {
+    stored
+        .parse()
+        .map_err(|e: String| StoreError::Invalid(crate::domain::invalid(e)))
+}
+
 pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }

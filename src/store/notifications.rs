@@ -7,7 +7,8 @@
 //! gone from that channel) moves on to the next channel; one that was sent, expired, was
 //! cancelled or may have been delivered (`unknown`) ends the notification.
 
-use super::{Result, Store, StoreError, is_unique_violation};
+use super::mailings::reachable_on;
+use super::{Result, Store, StoreError, is_unique_violation, parse_priority};
 use crate::domain::{ChannelKind, LocalHours, Priority, invalid};
 use crate::notify::{Event, compose};
 use crate::now_ms;
@@ -92,42 +93,43 @@ pub struct Dispatched {
     pub finished: usize,
 }
 
-/// Where a client can be reached now, per channel.
-struct Reach {
-    webpush: bool,
-    telegram: bool,
-    email: bool,
-    phone: bool,
-}
-
-impl Reach {
-    fn can(&self, channel: ChannelKind) -> bool {
-        match channel {
-            ChannelKind::WebPush => self.webpush,
-            ChannelKind::Telegram => self.telegram,
-            ChannelKind::Email => self.email,
-            ChannelKind::Sms => self.phone,
-            ChannelKind::Log => false,
-        }
-    }
-}
-
 const NOTIFICATION_COLUMNS: &str = "id, client_id, state, priority, urgent, channel, tried, deliver_after, expires_at, last_error, created_at, updated_at";
 
 const EVENTS_SQL: &str = "SELECT title, body, data, link FROM notification_events WHERE notification_id = $1 ORDER BY id";
 
-fn event_from_row(r: &sqlx::any::AnyRow) -> Event {
-    Event {
-        title: r.get(0),
-        body: r.get(1),
-        data: serde_json::from_str(&r.get::<String, _>(2)).unwrap_or_default(),
-        link: r.get(3),
-    }
+/// The events of a notification, in the order they came, on a connection of the caller's.
+async fn events_in(conn: &mut sqlx::AnyConnection, notification_id: i64) -> Result<Vec<Event>> {
+    let rows = sqlx::query(EVENTS_SQL)
+        .bind(notification_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Event {
+            title: r.get(0),
+            body: r.get(1),
+            data: serde_json::from_str(&r.get::<String, _>(2)).unwrap_or_default(),
+            link: r.get(3),
+        })
+        .collect())
 }
 
-fn parse_priority(s: String) -> Result<Priority> {
-    s.parse()
-        .map_err(|e: String| StoreError::Invalid(invalid(e)))
+/// Whether `client_id` can be reached on `channel` now, by the condition a mailing's audience
+/// uses.
+async fn reachable(
+    conn: &mut sqlx::AnyConnection,
+    client_id: i64,
+    channel: ChannelKind,
+) -> Result<bool> {
+    let sql = format!(
+        "SELECT 1 FROM clients c WHERE c.id = $1 AND {}",
+        reachable_on(channel)
+    );
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(client_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some())
 }
 
 /// A client's preferences, or `defaults` (no quiet hours) when it has none of its own. On a
@@ -363,11 +365,7 @@ impl Store {
 
     /// The events of a notification, in the order they came: for the worker too.
     pub async fn notification_events(&self, notification_id: i64) -> Result<Vec<Event>> {
-        let rows = sqlx::query(EVENTS_SQL)
-            .bind(notification_id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(event_from_row).collect())
+        events_in(&mut *self.pool.acquire().await?, notification_id).await
     }
 
     /// One pass of the dispatcher: start the first try of every notification that is due,
@@ -513,12 +511,16 @@ impl Store {
             return Ok(Some(false));
         }
         let preferences = preferences_in(&mut tx, client_id, settings).await?;
-        let reach = self.reach_of(&mut tx, client_id).await?;
-        let next = preferences
-            .channels
-            .iter()
-            .copied()
-            .find(|c| !tried.contains(c) && reach.can(*c));
+        let mut next = None;
+        for channel in preferences.channels.iter().copied() {
+            if channel != ChannelKind::Log
+                && !tried.contains(&channel)
+                && reachable(&mut tx, client_id, channel).await?
+            {
+                next = Some(channel);
+                break;
+            }
+        }
         let Some(channel) = next else {
             let names: Vec<&str> = preferences.channels.iter().map(|c| c.as_str()).collect();
             let why = match &last_error {
@@ -534,7 +536,7 @@ impl Store {
             return Ok(Some(false));
         };
         tried.push(channel);
-        let events = self.notification_events_in(&mut tx, id).await?;
+        let events = events_in(&mut tx, id).await?;
         let composed = compose(&events);
         // Quiet hours are the complement of the hours a message may go out in.
         let local_hours = preferences
@@ -614,54 +616,5 @@ impl Store {
         .execute(&mut **tx)
         .await?;
         super::webhooks::enqueue_notification_event(tx, tenant_id, id, state, last_error, now).await
-    }
-
-    async fn reach_of(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        client_id: i64,
-    ) -> Result<Reach> {
-        let row = sqlx::query(
-            "SELECT EXISTS (SELECT 1 FROM push_subscriptions WHERE client_id = c.id),
-                    c.telegram_chat_id IS NOT NULL AND c.telegram_blocked_at IS NULL,
-                    c.email IS NOT NULL AND c.email_opted_out_at IS NULL,
-                    c.phone IS NOT NULL
-             FROM clients c WHERE c.id = $1",
-        )
-        .bind(client_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-        // Booleans come back as integers on SQLite and as bools on PostgreSQL.
-        let flag = |r: &sqlx::any::AnyRow, i: usize| -> bool {
-            r.try_get::<bool, _>(i)
-                .or_else(|_| r.try_get::<i64, _>(i).map(|v| v != 0))
-                .unwrap_or(false)
-        };
-        Ok(match row {
-            Some(r) => Reach {
-                webpush: flag(&r, 0),
-                telegram: flag(&r, 1),
-                email: flag(&r, 2),
-                phone: flag(&r, 3),
-            },
-            None => Reach {
-                webpush: false,
-                telegram: false,
-                email: false,
-                phone: false,
-            },
-        })
-    }
-
-    async fn notification_events_in(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        notification_id: i64,
-    ) -> Result<Vec<Event>> {
-        let rows = sqlx::query(EVENTS_SQL)
-            .bind(notification_id)
-            .fetch_all(&mut **tx)
-            .await?;
-        Ok(rows.iter().map(event_from_row).collect())
     }
 }

@@ -55,38 +55,46 @@ pub struct MessageEvent<'a> {
     pub error: Option<&'a str>,
 }
 
-const ENQUEUE_FOR_TENANT: &str = "INSERT INTO webhook_deliveries (webhook_id, payload, state, attempts, next_attempt_at, created_at)
-     SELECT w.id, $1, 'pending', 0, $2, $2 FROM webhooks w WHERE w.tenant_id = $3";
+const ENQUEUE: &str = "INSERT INTO webhook_deliveries (webhook_id, payload, state, attempts, next_attempt_at, created_at)
+     SELECT w.id, $1, 'pending', 0, $2, $2 FROM webhooks w";
 
-/// Owe `payload` to every webhook of `tenant_id`, inside `tx`.
+/// Whose webhooks an event is owed to: a tenant's, or those of the tenant owning a mailing
+/// (found in the same statement, so a flush spends no query on a tenant without webhooks).
+enum Owner {
+    Tenant(i64),
+    Mailing { id: i64, tries_too: bool },
+}
+
+/// Owe `payload` to every webhook of `owner`, inside `tx`.
 async fn enqueue(
     tx: &mut Transaction<'static, Any>,
-    tenant_id: i64,
+    owner: Owner,
     payload: &serde_json::Value,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(ENQUEUE_FOR_TENANT)
+    let (sql, key) = match owner {
+        Owner::Tenant(tenant_id) => (format!("{ENQUEUE} WHERE w.tenant_id = $3"), tenant_id),
+        // A notification's try reports its messages; its own start and end are not
+        // reported (the notification's end is).
+        Owner::Mailing { id, tries_too } => (
+            format!(
+                "{ENQUEUE} JOIN mailings m ON m.tenant_id = w.tenant_id WHERE m.id = $3{}",
+                if tries_too {
+                    ""
+                } else {
+                    " AND m.notification_id IS NULL"
+                }
+            ),
+            id,
+        ),
+    };
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(payload.to_string())
         .bind(now)
-        .bind(tenant_id)
+        .bind(key)
         .execute(&mut **tx)
         .await?;
     Ok(())
-}
-
-/// The tenant of a mailing, and whether it is a notification's try (whose own start and end
-/// are not reported: the notification's are).
-async fn mailing_owner(
-    tx: &mut Transaction<'static, Any>,
-    mailing_id: i64,
-) -> Result<Option<(i64, bool)>> {
-    Ok(
-        sqlx::query("SELECT tenant_id, notification_id FROM mailings WHERE id = $1")
-            .bind(mailing_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .map(|r| (r.get(0), r.get::<Option<i64>, _>(1).is_some())),
-    )
 }
 
 /// Report messages of `mailing_id` that reached a final state.
@@ -99,16 +107,17 @@ pub(crate) async fn enqueue_message_events(
     if events.is_empty() {
         return Ok(());
     }
-    let Some((tenant_id, _)) = mailing_owner(tx, mailing_id).await? else {
-        return Ok(());
-    };
     let payload = serde_json::json!({
         "type": "messages",
         "at": now,
         "mailing_id": mailing_id,
         "messages": events,
     });
-    enqueue(tx, tenant_id, &payload, now).await
+    let owner = Owner::Mailing {
+        id: mailing_id,
+        tries_too: true,
+    };
+    enqueue(tx, owner, &payload, now).await
 }
 
 /// Report that a mailing started (`running`), finished (`done`) or was cancelled.
@@ -118,16 +127,17 @@ pub(crate) async fn enqueue_mailing_event(
     state: &str,
     now: i64,
 ) -> Result<()> {
-    let Some((tenant_id, false)) = mailing_owner(tx, mailing_id).await? else {
-        return Ok(());
-    };
     let payload = serde_json::json!({
         "type": "mailing",
         "at": now,
         "mailing_id": mailing_id,
         "state": state,
     });
-    enqueue(tx, tenant_id, &payload, now).await
+    let owner = Owner::Mailing {
+        id: mailing_id,
+        tries_too: false,
+    };
+    enqueue(tx, owner, &payload, now).await
 }
 
 /// Report that a notification ended (delivered, failed, expired, cancelled, unknown).
@@ -146,7 +156,7 @@ pub(crate) async fn enqueue_notification_event(
         "state": state,
         "error": error,
     });
-    enqueue(tx, tenant_id, &payload, now).await
+    enqueue(tx, Owner::Tenant(tenant_id), &payload, now).await
 }
 
 impl Store {
