@@ -191,6 +191,14 @@ pub enum ChannelKind {
 }
 
 impl ChannelKind {
+    pub const ALL: [ChannelKind; 5] = [
+        ChannelKind::Sms,
+        ChannelKind::Email,
+        ChannelKind::Telegram,
+        ChannelKind::Log,
+        ChannelKind::WebPush,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelKind::Sms => "sms",
@@ -540,18 +548,5 @@ mod local_hours_tests {
             night.next_opening("UTC", ms("2026-12-01T12:00:00Z")),
             Some(ms("2026-12-01T22:00:00Z"))
         );
-    }
-}
-
-/// Check a URL that blast will POST to on a tenant's word (a push endpoint, a webhook): an
-/// `https:` URL, or `http:` on a loopback host where allowed (a local peer in tests). Anything
-/// else would let a tenant make the worker call arbitrary places in the clear.
-pub fn check_outbound_url(url: &str, allow_loopback_http: bool) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    match parsed.scheme() {
-        "https" if parsed.host_str().is_some() => Ok(()),
-        "http" if allow_loopback_http && loopback => Ok(()),
-        scheme => Err(format!("must be an https: URL, not {scheme}:")),
     }
 }

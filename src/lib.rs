@@ -13,6 +13,7 @@ pub mod domain;
 pub mod limits;
 pub mod metrics;
 pub mod notify;
+pub mod outbound;
 pub mod queue;
 pub mod report;
 pub mod settings;

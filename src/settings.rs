@@ -75,6 +75,9 @@ pub struct WebhookSettings {
     /// Accept `http:` URLs on loopback hosts (a local receiver in tests); otherwise `https:`
     /// only.
     pub allow_loopback_http: bool,
+    /// Accept URLs whose host is or resolves to a loopback, private, link-local or other
+    /// non-public address (checked at registration and again at every connection).
+    pub allow_private_addresses: bool,
 }
 
 impl Default for WebhookSettings {
@@ -86,6 +89,7 @@ impl Default for WebhookSettings {
             max_delay_ms: 3_600_000,
             interval_ms: 500,
             allow_loopback_http: false,
+            allow_private_addresses: false,
         }
     }
 }
@@ -109,6 +113,9 @@ pub struct WebPushSettings {
     /// Accept `http:` endpoints on loopback hosts (a local push service in tests); real push
     /// services are `https:` only.
     pub allow_loopback_http: bool,
+    /// Accept endpoints whose host is or resolves to a loopback, private, link-local or other
+    /// non-public address (checked at subscription and again at every connection).
+    pub allow_private_addresses: bool,
 }
 
 impl Default for WebPushSettings {
@@ -120,6 +127,7 @@ impl Default for WebPushSettings {
             timeout_ms: 10_000,
             max_in_flight: 32,
             allow_loopback_http: false,
+            allow_private_addresses: false,
         }
     }
 }
@@ -474,6 +482,9 @@ pub struct WorkerSettings {
     pub sending_lease_secs: u64,
     /// How often a running batch checks for cancellation, in milliseconds.
     pub cancel_check_interval_ms: u64,
+    /// A running batch writes its outcomes at least this often, in milliseconds: the longest
+    /// an acknowledged send waits to be recorded (what a crash can leave undecided).
+    pub flush_interval_ms: u64,
     /// Finished queue jobs are deleted after this many seconds.
     pub job_retention_secs: u64,
     /// How often a process tells the others it is alive, in milliseconds.
@@ -513,6 +524,11 @@ pub struct SmsSettings {
     /// The provider's limit in messages per second; 0 for none. With Redis it holds across
     /// all worker processes together; embedded, per process.
     pub rate_limit_per_second: u32,
+    /// Whether a message the provider may have received but never acknowledged (a worker
+    /// killed mid-send, a timeout, a reset or a garbled answer after the request went out) is
+    /// sent again under its id. True for a provider that deduplicates by message id; false
+    /// records it `unknown` instead, never sending it twice.
+    pub resend_unacknowledged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -558,6 +574,7 @@ impl Default for WorkerSettings {
             queued_lease_secs: 120,
             sending_lease_secs: 60,
             cancel_check_interval_ms: 250,
+            flush_interval_ms: 100,
             job_retention_secs: 3600,
             heartbeat_interval_ms: 1000,
             instance_timeout_secs: 10,
@@ -585,6 +602,7 @@ impl Default for SmsSettings {
             max_in_flight: 64,
             max_text_chars: 1000,
             rate_limit_per_second: 0,
+            resend_unacknowledged: true,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The `blast` command line as an operator uses it: the real binary, a temporary directory.
 
+use blast_testkit::{TelegramStub, TelegramStubOptions};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -619,7 +620,14 @@ fn commands_act_on_a_remote_server_through_its_api() {
         .expect("free port")
         .port();
     let listen = format!("127.0.0.1:{port}");
+    // The Bot API stub that registrations check tokens with (getMe); it runs on a runtime of
+    // its own beside this synchronous test.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let stub = runtime
+        .block_on(TelegramStub::start(TelegramStubOptions::default()))
+        .expect("telegram stub");
     let serve = blast_cmd(server_dir.path())
+        .env("BLAST_TELEGRAM__API_URL", stub.url())
         .args(["serve", "--listen", &listen])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -714,8 +722,21 @@ fn commands_act_on_a_remote_server_through_its_api() {
     );
     assert!(photo["telegram"]["media"]["upload"].is_i64(), "{photo}");
     ok(&remote(&["mailing", "cancel", &photo["id"].to_string()]));
-    // A bot of the tenant's own, and an album of two local files sent through it.
+    // A bot of the tenant's own, and an album of two local files sent through it. A token
+    // Telegram does not know is refused (a 422: exit code 2) with the reason.
     let token = "7001:promo-secret-token";
+    let out = remote(&["telegram-bot", "add", "promo", "--bot-token", token]);
+    assert_eq!(out.status.code(), Some(2), "an unknown token");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Telegram refused the bot token (401 Unauthorized)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        json(&remote(&["telegram-bot", "list", "--json"])),
+        serde_json::json!([])
+    );
+    stub.add_bot(token);
     let out = ok(&remote(&[
         "telegram-bot",
         "add",
@@ -888,4 +909,64 @@ fn vapid_keys_are_made_for_the_configuration_and_checked_there() {
     let out = blast(d.path(), &["config", "show"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be 32 bytes"));
+}
+
+/// `blast telegram-bot add` on the local database checks the token with Telegram (getMe at
+/// `telegram.api_url`) as the API does: unknown is a usage error (2), no Telegram is a
+/// failure (1), both with the reason and nothing stored; a known token is registered.
+#[test]
+fn a_local_telegram_bot_registration_checks_the_token_with_telegram() {
+    let dir = new_dir_with_user();
+    let d = dir.path();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let stub = runtime
+        .block_on(TelegramStub::start(TelegramStubOptions::default()))
+        .expect("telegram stub");
+    let token = "7002:local-secret-token";
+    let add = |api_url: &str| {
+        let mut cmd = blast_cmd(d);
+        cmd.env("BLAST_TELEGRAM__API_URL", api_url).args([
+            "--user",
+            "alice",
+            "telegram-bot",
+            "add",
+            "news",
+            "--bot-token",
+            token,
+        ]);
+        with_deadline(&mut cmd, Duration::from_secs(60))
+    };
+    let out = add(&stub.url());
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown token is a usage error"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Telegram refused the bot token"),
+        "{stderr}"
+    );
+    let out = add("http://127.0.0.1:9");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no Telegram is not the caller's mistake"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot check the bot token") && !stderr.contains("local-secret"),
+        "{stderr}"
+    );
+    let list = |d: &Path| {
+        json(&blast(
+            d,
+            &["--user", "alice", "telegram-bot", "list", "--json"],
+        ))
+    };
+    assert_eq!(list(d), serde_json::json!([]), "nothing stored");
+    stub.add_bot(token);
+    let out = ok(&add(&stub.url()));
+    assert!(out.contains("7002"), "{out}");
+    assert_eq!(list(d)[0]["name"], "news");
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use blast::channels::ResendPolicy;
 use blast::domain::{MailingState, MessageState};
 use blast_testkit::{Fault, SmsStub};
 use common::{RunningWorker, TOKEN, TestDb, mailing_state, now_ms, wait_done, wait_until};
@@ -525,7 +526,7 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
             now_ms(),
             0,
             0,
-            blast::channels::Channels::unsafe_to_resend(),
+            &ResendPolicy::from_settings(&db.settings("")).unsafe_channels(),
         )
         .await
         .expect("recover");
@@ -541,6 +542,26 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
         log_counts.get(MessageState::Unknown),
         2,
         "the log channel would write twice"
+    );
+
+    // With sms.resend_unacknowledged = false the provider is not trusted to deduplicate.
+    sqlx::query("UPDATE messages SET state = 'sending', claim = 1 WHERE mailing_id = $1")
+        .bind(sms.id)
+        .execute(db.store.pool())
+        .await
+        .expect("simulate");
+    let mut settings = db.settings("");
+    settings.sms.resend_unacknowledged = false;
+    let policy = ResendPolicy::from_settings(&settings);
+    db.store
+        .recover_lost_rows(now_ms(), 0, 0, &policy.unsafe_channels())
+        .await
+        .expect("recover");
+    let sms_counts = db.store.mailing_counts(sms.id).await.expect("counts");
+    assert_eq!(
+        sms_counts.get(MessageState::Unknown),
+        2,
+        "never resent when the provider may not deduplicate"
     );
 }
 
@@ -857,4 +878,111 @@ async fn deleting_a_client_or_a_mailing_deletes_its_messages_and_a_vanished_clie
         .expect("count")
         .get(0);
     assert_eq!(left, 0, "a deleted mailing's rows went with it");
+}
+
+/// A provider on its worst day: resets, answers cut off halfway, garbled 200s, a hang past our
+/// timeout, and then it is killed mid-mailing (every connection reset, mid-request or
+/// mid-answer) and started again on the same port. Whatever `sms.resend_unacknowledged` says,
+/// no row is recorded `sent` unless the provider wrote it a whole `200 {"code":0}`.
+async fn through_a_killed_provider(resend_unacknowledged: bool) {
+    const N: usize = 1000;
+    let db = TestDb::new().await;
+    db.seed_clients(N, "all").await;
+    let stub = SmsStub::with_faults(TOKEN, Duration::from_millis(5), |id, nth| {
+        match (id % 10, nth) {
+            (1, 1) => Fault::Reset,
+            (2, 1) => Fault::Truncated200,
+            (3, 1) => Fault::Malformed200,
+            (4, 1) => Fault::Status(503),
+            (5, 1) => Fault::Hang(Duration::from_millis(600)),
+            _ => Fault::None,
+        }
+    })
+    .await
+    .expect("stub");
+    let mut settings = db.settings(&stub.base_url());
+    settings.sms.resend_unacknowledged = resend_unacknowledged;
+    let max_in_flight = settings.sms.max_in_flight as usize;
+    let worker = RunningWorker::start(&db.store, settings);
+    let m = db
+        .mailing("Hi {{ name }}", "all", now_ms(), now_ms() + 300_000)
+        .await;
+    wait_until(Duration::from_secs(120), "a third through", || async {
+        stub.requests_count() >= N / 3
+    })
+    .await;
+    stub.kill();
+    let at_kill = stub.requests_count();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let restarted_at = now_ms();
+    stub.restart().await.expect("restart on the same port");
+    wait_done(&db, m.id, Duration::from_secs(240)).await;
+    worker.stop().await;
+
+    let sent = common::ids_in_state(&db, "sent").await;
+    let unknown = common::ids_in_state(&db, "unknown").await;
+    let answered = stub.answered();
+    let requests = stub.requests();
+    let unacknowledged: Vec<&i64> = sent.difference(&answered).collect();
+    eprintln!(
+        "resend_unacknowledged = {resend_unacknowledged}: killed after {at_kill} requests; \
+         {} sent, {} unknown; {} requests in all",
+        sent.len(),
+        unknown.len(),
+        requests.len()
+    );
+    assert!(at_kill < N, "the kill came mid-mailing");
+    assert!(
+        requests.iter().any(|r| r.received_at >= restarted_at),
+        "the mailing went on after the restart"
+    );
+    assert!(
+        unacknowledged.is_empty(),
+        "recorded sent without an acknowledgement: {unacknowledged:?}"
+    );
+    let counts = db.store.mailing_counts(m.id).await.expect("counts");
+    assert_eq!(counts.total(), N as i64);
+    assert_eq!(counts.get(MessageState::Sent), sent.len() as i64);
+    if resend_unacknowledged {
+        assert_eq!(sent.len(), N, "every message is acknowledged in the end");
+        return;
+    }
+    // Never asked twice once the provider may have taken it: every request of an id but its
+    // last was refused outright (a 503, or a connection never made).
+    let mut by_id: HashMap<i64, Vec<Fault>> = HashMap::new();
+    for r in &requests {
+        by_id.entry(r.id).or_default().push(r.answer);
+    }
+    for (id, answers) in &by_id {
+        let earlier = &answers[..answers.len() - 1];
+        assert!(
+            earlier.iter().all(|a| matches!(a, Fault::Status(_))),
+            "message {id} was sent again after {earlier:?}"
+        );
+    }
+    let ambiguous: std::collections::HashSet<i64> = by_id
+        .keys()
+        .copied()
+        .filter(|id| matches!(id % 10, 1 | 2 | 3 | 5))
+        .collect();
+    assert!(
+        ambiguous.is_subset(&unknown),
+        "a reset, a cut-off or garbled answer or a timeout leaves the message unknown"
+    );
+    assert!(
+        unknown.len() - ambiguous.len() <= max_in_flight,
+        "beyond those, only requests the kill cut off are unknown: {} more",
+        unknown.len() - ambiguous.len()
+    );
+    assert_eq!(sent.len() + unknown.len(), N, "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_killed_mid_mailing_leaves_no_row_sent_without_its_acknowledgement() {
+    through_a_killed_provider(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_resending_unacknowledged_sends_nothing_reaches_the_provider_twice() {
+    through_a_killed_provider(false).await;
 }

@@ -1,7 +1,8 @@
 //! Notifications and web push against real peers on 127.0.0.1: web-push-testing (npm) as the
 //! push service (it checks the VAPID signature and decrypts the aes128gcm payload), the Bot
 //! API stub, and aiosmtpd as the SMTP server. Everything goes through the HTTP API and a
-//! running worker.
+//! running worker. Push endpoints on non-public addresses are refused at subscription, and
+//! again at every push by a worker whose settings do not allow them.
 
 mod common;
 
@@ -34,6 +35,7 @@ impl Setup {
         settings.webpush.vapid_private_key = Secret::new(keys.private_key.clone());
         settings.webpush.subject = "mailto:ops@blast.test".into();
         settings.webpush.allow_loopback_http = true;
+        settings.webpush.allow_private_addresses = true;
         tweak(&mut settings);
         let user = db.store.user_by_name("tester").await.expect("user");
         let token = db.store.create_token(&user, "test").await.expect("token");
@@ -565,4 +567,141 @@ async fn events_inside_the_coalescing_window_go_out_as_one_digest() {
     assert_ne!(later, ids[0]);
     assert_eq!(s.notification(other).await["state"], "waiting");
     worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_endpoints_on_non_public_addresses_are_refused_unless_allowed() {
+    let strict = Setup::new(|s| s.webpush.allow_private_addresses = false).await;
+    let client = strict.client("ann", None, None).await;
+    let path = format!("/api/v1/clients/{client}/push-subscriptions");
+    // Keys that decode: a P-256 public key and 16 bytes.
+    let keys = json!({"p256dh": strict.keys.public_key, "auth": "AAAAAAAAAAAAAAAAAAAAAA"});
+    let endpoints = [
+        (
+            "https://127.0.0.1/push/1",
+            "127.0.0.1 is a loopback address",
+        ),
+        (
+            "https://localhost/push/1",
+            "its host localhost resolves to ",
+        ),
+        ("https://10.1.2.3/push/1", "10.1.2.3 is a private address"),
+        (
+            "https://169.254.169.254/push/1",
+            "169.254.169.254 is a link-local address",
+        ),
+        ("https://[::1]/push/1", "::1 is a loopback address"),
+        ("https://[fd00::1]/push/1", "fd00::1 is a private address"),
+        ("https://no-such-host.invalid/push/1", "does not resolve"),
+    ];
+    for (endpoint, why) in endpoints {
+        let (status, body) = strict
+            .call(
+                reqwest::Method::POST,
+                &path,
+                Some(json!({"endpoint": endpoint, "keys": keys})),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{endpoint}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("the endpoint is refused") && message.contains(why),
+            "{endpoint}: {message}"
+        );
+        if !why.contains("resolve") {
+            assert!(
+                message.contains("webpush.allow_private_addresses = true"),
+                "{message}"
+            );
+        }
+    }
+    let (_, list) = strict.call(reqwest::Method::GET, &path, None).await;
+    assert_eq!(list, json!([]), "nothing stored");
+
+    let allowed = Setup::new(|_| {}).await;
+    let client = allowed.client("ann", None, None).await;
+    let path = format!("/api/v1/clients/{client}/push-subscriptions");
+    for (endpoint, _) in &endpoints[..6] {
+        let (status, body) = allowed
+            .call(
+                reqwest::Method::POST,
+                &path,
+                Some(json!({"endpoint": endpoint, "keys": keys})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{endpoint}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_to_a_stored_private_endpoint_fails_when_the_worker_does_not_allow_it() {
+    let push = WebPushPeer::start()
+        .await
+        .expect("web push peer (run scripts/peers)");
+    // Stored while allowed: one endpoint by the peer's name (localhost), one by its address.
+    let s = Setup::new(|_| {}).await;
+    let by_name = push.subscribe(&s.keys.public_key).await.expect("subscribe");
+    let by_address = push.subscribe(&s.keys.public_key).await.expect("subscribe");
+    let ann = s.client("ann", None, None).await;
+    let bob = s.client("bob", None, None).await;
+    for (client, sub, endpoint) in [
+        (ann, &by_name, by_name.endpoint.clone()),
+        (
+            bob,
+            &by_address,
+            by_address.endpoint.replace("localhost", "127.0.0.1"),
+        ),
+    ] {
+        let (status, body) = s
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/clients/{client}/push-subscriptions"),
+                Some(json!({"endpoint": endpoint,
+                            "keys": {"p256dh": sub.keys.p256dh, "auth": sub.keys.auth}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    let mut strict = s.settings.clone();
+    strict.webpush.allow_private_addresses = false;
+    let worker = RunningWorker::start(&s.db.store, strict);
+    let to_ann = s
+        .notify(json!({"client_id": ann, "title": "Hello Ann"}))
+        .await;
+    let to_bob = s
+        .notify(json!({"client_id": bob, "title": "Hello Bob"}))
+        .await;
+    for (id, why) in [
+        (to_ann, "its host localhost resolves to "),
+        (to_bob, "127.0.0.1 is a loopback address"),
+    ] {
+        let done = s.wait_state(id, "failed").await;
+        let error = done["last_error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("the endpoint is refused")
+                && error.contains(why)
+                && error.contains("a loopback address")
+                && error.contains("webpush.allow_private_addresses = true"),
+            "{done}"
+        );
+    }
+    worker.stop().await;
+    for sub in [&by_name, &by_address] {
+        let got = push.messages(&sub.client_hash).await.expect("messages");
+        assert!(got.is_empty(), "nothing reached the push service: {got:?}");
+    }
+    // A refusal is not the push service saying the subscription is gone: it is kept.
+    let (_, list) = s
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/clients/{ann}/push-subscriptions"),
+            None,
+        )
+        .await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
 }

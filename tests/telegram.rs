@@ -2,7 +2,8 @@
 //! which enforces Telegram's limits with real 429s and answers as the Bot API documents:
 //! every message kind's request shape, a local file uploaded once and then sent by file_id,
 //! blocked / deactivated / chat not found / migrated chats, a 429 honoured in place, and three
-//! worker processes sharing one bot's limit without a single 429.
+//! worker processes sharing one bot's limit without a single 429. A tenant's bot token is
+//! checked with the stub's getMe before it is registered.
 
 mod common;
 
@@ -13,7 +14,7 @@ use blast::telegram::{
     AlbumItem, MediaSource, ParseMode, TelegramContent, TelegramKind, UrlButton,
 };
 use blast_testkit::{BotRequest, ChatFault, TelegramStub, TelegramStubOptions};
-use common::{RunningWorker, TestDb, now_ms, wait_done};
+use common::{ApiServer, RunningWorker, TestDb, now_ms, wait_done};
 use serde_json::json;
 use sqlx::Row;
 use std::time::{Duration, Instant};
@@ -910,4 +911,128 @@ async fn registered_bots_send_under_their_own_tokens_and_a_429_holds_only_that_b
             "the reason is kept"
         );
     }
+}
+
+/// A tenant registers a bot through the API: the token is checked with getMe at
+/// `telegram.api_url` first. A token Telegram does not know, one of another bot than its id
+/// names, or no answer from Telegram at all: refused with the reason, nothing stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_token_is_checked_with_get_me_before_it_is_registered() {
+    let db = TestDb::new().await;
+    let stub = TelegramStub::start(TelegramStubOptions::default())
+        .await
+        .expect("stub");
+    let good = "5001:promo-secret-token";
+    stub.add_bot(good);
+    // A token edited to carry another bot's id: Telegram knows it as bot 5001's.
+    let borrowed = "5009:promo-secret-token";
+    stub.add_bot_as(borrowed, 5001);
+    let user = db.store.user_by_name("tester").await.expect("user");
+    let token = db.store.create_token(&user, "t").await.expect("token");
+    let api = ApiServer::start(&db.store, telegram_settings(&db, &stub)).await;
+    let register = |api: &ApiServer, name: &str, bot_token: &str| {
+        let request = api
+            .http
+            .post(api.url("/api/v1/telegram-bots"))
+            .bearer_auth(&token)
+            .json(&json!({"name": name, "token": bot_token}));
+        async move {
+            let response = request.send().await.expect("post");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.expect("json");
+            (status, body)
+        }
+    };
+
+    for (bot_token, status, code, why) in [
+        (
+            "5002:made-up-secret-token",
+            422,
+            "validation_failed",
+            "Telegram refused the bot token (401 Unauthorized)",
+        ),
+        (
+            borrowed,
+            422,
+            "validation_failed",
+            "Telegram says this token belongs to bot 5001, not to bot 5009",
+        ),
+        (
+            "not-a-token",
+            422,
+            "validation_failed",
+            "that is not a bot token",
+        ),
+    ] {
+        let (got, body) = register(&api, "promo", bot_token).await;
+        assert_eq!(got, status, "{bot_token}: {body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "{bot_token}: {message}");
+        assert!(
+            !message.contains("secret-token"),
+            "the token is not echoed: {message}"
+        );
+    }
+    assert!(
+        db.store
+            .telegram_bots(db.tenant)
+            .await
+            .expect("list")
+            .is_empty(),
+        "nothing stored"
+    );
+    let asked: Vec<BotRequest> = stub
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "getme")
+        .collect();
+    assert_eq!(asked.len(), 2, "getMe for each token that looks like one");
+    assert!(asked.iter().all(|r| r.status == 401 || r.token == borrowed));
+
+    // Telegram cannot be reached: a 502 that says so, nothing stored.
+    let mut down = telegram_settings(&db, &stub);
+    down.telegram.api_url = "http://127.0.0.1:9".into();
+    let unreachable = ApiServer::start(&db.store, down).await;
+    let (status, body) = register(&unreachable, "promo", good).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "bad_gateway", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("cannot check the bot token")
+            && message.contains("http://127.0.0.1:9/")
+            && message.contains("cannot be reached")
+            && message.contains("onnection refused"),
+        "the cause is named: {message}"
+    );
+    assert!(
+        !message.contains("secret-token"),
+        "the token is not echoed: {message}"
+    );
+    assert!(
+        db.store
+            .telegram_bots(db.tenant)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+
+    // A token Telegram knows under its own id: registered.
+    let (status, body) = register(&api, "promo", good).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["bot_id"], "5001");
+    let names: Vec<String> = db
+        .store
+        .telegram_bots(db.tenant)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["promo"]);
+    // A bad name is refused before Telegram is asked.
+    let before = stub.requests().len();
+    let (status, _) = register(&api, "Not A Name", good).await;
+    assert_eq!(status, 422);
+    assert_eq!(stub.requests().len(), before);
 }

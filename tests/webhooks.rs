@@ -1,6 +1,8 @@
 //! Status webhooks against a local receiver on 127.0.0.1 that checks every signature: message
 //! and mailing events of a real mailing arrive signed, a receiver that fails at first gets the
-//! event again, and a cancelled mailing is reported.
+//! event again, and a cancelled mailing is reported. URLs on non-public addresses (literal or
+//! after DNS) are refused at registration, and again at send time by a sender that does not
+//! allow them.
 
 mod common;
 
@@ -112,6 +114,7 @@ async fn delivery_and_mailing_events_arrive_signed_and_are_retried_until_taken()
     db.seed_clients(3, "hook").await;
     let mut settings = db.settings("http://127.0.0.1:9");
     settings.webhooks.allow_loopback_http = true;
+    settings.webhooks.allow_private_addresses = true;
     settings.webhooks.interval_ms = 50;
     settings.webhooks.base_delay_ms = 100;
     settings.webhooks.max_delay_ms = 200;
@@ -247,5 +250,176 @@ async fn delivery_and_mailing_events_arrive_signed_and_are_retried_until_taken()
     assert!(
         history.iter().any(|d| d["attempts"].as_i64() > Some(1)),
         "{history:?}"
+    );
+}
+
+/// POST a webhook URL; the status and the answer.
+async fn register(api: &ApiServer, token: &str, url: &str) -> (StatusCode, Value) {
+    let response = api
+        .http
+        .post(api.url("/api/v1/webhooks"))
+        .bearer_auth(token)
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .expect("post");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_public_urls_are_refused_at_registration_and_again_at_send_time() {
+    let db = TestDb::new().await;
+    db.seed_clients(2, "hook").await;
+    let mut strict = db.settings("http://127.0.0.1:9");
+    strict.webhooks.interval_ms = 50;
+    let mut allowed = strict.clone();
+    allowed.webhooks.allow_loopback_http = true;
+    allowed.webhooks.allow_private_addresses = true;
+    let user = db.store.user_by_name("tester").await.expect("user");
+    let token = db.store.create_token(&user, "t").await.expect("token");
+
+    // By default: refused with the reason, nothing stored. `localhost` is refused for what it
+    // resolves to.
+    let api = ApiServer::start(&db.store, strict.clone()).await;
+    for (url, why) in [
+        ("https://127.0.0.1/hook", "127.0.0.1 is a loopback address"),
+        ("https://localhost/hook", "localhost resolves to "),
+        ("https://10.1.2.3/hook", "10.1.2.3 is a private address"),
+        (
+            "https://169.254.169.254/latest/meta-data",
+            "169.254.169.254 is a link-local address",
+        ),
+        ("https://[::1]/hook", "::1 is a loopback address"),
+        (
+            "https://[::ffff:127.0.0.1]/hook",
+            "127.0.0.1 is a loopback address",
+        ),
+        (
+            "https://100.64.0.1/hook",
+            "a shared (carrier-grade NAT) address",
+        ),
+        ("https://no-such-host.invalid/hook", "does not resolve"),
+    ] {
+        let (status, body) = register(&api, &token, url).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("the webhook URL is refused") && message.contains(why),
+            "{url}: {message}"
+        );
+        if url.contains("localhost") {
+            assert!(message.contains("a loopback address"), "{message}");
+        }
+        if !why.contains("resolve") {
+            assert!(
+                message.contains("webhooks.allow_private_addresses = true"),
+                "the setting is named: {message}"
+            );
+        }
+    }
+    let listed = api
+        .http
+        .get(api.url("/api/v1/webhooks"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("list")
+        .json::<Value>()
+        .await
+        .expect("json");
+    assert_eq!(listed, json!([]), "nothing stored");
+    drop(api);
+
+    // Where the operator allows it: accepted (no DNS needed for that).
+    let api = ApiServer::start(&db.store, allowed.clone()).await;
+    for url in [
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://10.1.2.3/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/hook",
+    ] {
+        let (status, body) = register(&api, &token, url).await;
+        assert_eq!(status, StatusCode::CREATED, "{url}: {body}");
+        let deleted = api
+            .http
+            .delete(api.url(&format!("/api/v1/webhooks/{}", body["id"])))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    }
+
+    // Two local receivers' URLs stored while allowed, one by address and one by a name that
+    // resolves to loopback: a sender that does not allow private addresses posts nothing to
+    // either, and fails each event at once with the reason.
+    let (url, got) = receiver(Arc::new(Mutex::new(String::new())), 0).await;
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let mut hooks = Vec::new();
+    for url in [url.as_str(), by_name.as_str()] {
+        let (status, body) = register(&api, &token, url).await;
+        assert_eq!(status, StatusCode::CREATED, "{url}: {body}");
+        hooks.push((body["id"].as_i64().expect("id"), url.to_string()));
+    }
+    let mut sender = strict.clone();
+    sender.webhooks.allow_loopback_http = true;
+    let worker = RunningWorker::start(&db.store, sender);
+    let mailing = db
+        .store
+        .create_mailing(db.tenant, log_mailing(now_ms()), 1000)
+        .await
+        .expect("mailing");
+    common::wait_done(&db, mailing.id, Duration::from_secs(30)).await;
+    let deliveries = |id: i64| {
+        let request = api
+            .http
+            .get(api.url(&format!("/api/v1/webhooks/{id}/deliveries")))
+            .bearer_auth(&token);
+        async move {
+            request
+                .send()
+                .await
+                .expect("deliveries")
+                .json::<Vec<Value>>()
+                .await
+                .expect("json")
+        }
+    };
+    for (id, url) in &hooks {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("the events of {url} end"),
+            || async {
+                let list = deliveries(*id).await;
+                // running, done, and the messages
+                list.len() >= 3 && list.iter().all(|d| d["state"] != "pending")
+            },
+        )
+        .await;
+        let why = if url.contains("localhost") {
+            "its host localhost resolves to "
+        } else {
+            "127.0.0.1 is a loopback address"
+        };
+        for delivery in deliveries(*id).await {
+            assert_eq!(delivery["state"], "failed", "{url}: {delivery}");
+            assert_eq!(delivery["attempts"], 1, "not retried: {delivery}");
+            let error = delivery["last_error"].as_str().unwrap_or_default();
+            assert!(
+                error.starts_with("the webhook URL is refused")
+                    && error.contains(why)
+                    && error.contains("a loopback address")
+                    && error.contains("webhooks.allow_private_addresses = true"),
+                "{url}: {error}"
+            );
+        }
+    }
+    worker.stop().await;
+    let got = got.lock().expect("lock");
+    assert!(
+        got.events.is_empty() && got.refused == 0,
+        "the receiver was never called"
     );
 }

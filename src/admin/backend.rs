@@ -2,8 +2,9 @@
 //! (`--server URL --token TOKEN`). Both give the same answers, so each command prints alike.
 
 use super::{AdminError, Result};
+use crate::channels::{DeliveryError, TelegramBot};
 use crate::domain::invalid;
-use crate::settings::{NotificationSettings, Secret};
+use crate::settings::{NotificationSettings, Secret, TelegramSettings};
 use crate::store::{
     Client, ClientPatch, ClientQuery, ImportReport, Mailing, MailingStats, NewClient, NewMailing,
     NewNotification, Notification, RegisteredBot, StateCounts, Store,
@@ -445,9 +446,23 @@ impl Backend {
         }
     }
 
-    pub async fn add_telegram_bot(&self, name: &str, token: &Secret) -> Result<RegisteredBot> {
+    /// Register a bot; locally its token is first checked with Telegram (`getMe` at
+    /// `telegram.api_url`), as the API does for a remote server.
+    pub async fn add_telegram_bot(
+        &self,
+        name: &str,
+        token: &Secret,
+        telegram: &TelegramSettings,
+    ) -> Result<RegisteredBot> {
         match self {
             Backend::Local { store, tenant } => {
+                crate::store::validate_bot_name(name)?;
+                TelegramBot::verify(telegram, token)
+                    .await
+                    .map_err(|e| match e {
+                        DeliveryError::Permanent(reason) => AdminError::Invalid(invalid(reason)),
+                        other => AdminError::Delivery(other),
+                    })?;
                 Ok(store.add_telegram_bot(*tenant, name, token).await?)
             }
             Backend::Remote(api) => {

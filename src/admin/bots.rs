@@ -8,7 +8,7 @@ pub async fn add(ctx: &Context, name: &str, token: String) -> Result<()> {
     let bot = ctx
         .backend()
         .await?
-        .add_telegram_bot(name, &Secret::new(token))
+        .add_telegram_bot(name, &Secret::new(token), &ctx.settings.telegram)
         .await?;
     println!(
         "registered bot {} (Telegram bot id {}); send through it with: blast mailing create --channel telegram --bot {}",

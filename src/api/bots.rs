@@ -3,9 +3,10 @@
 
 use super::AppState;
 use super::auth::Tenant;
-use super::error::{ApiJson, ApiPath, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
+use crate::channels::{DeliveryError, TelegramBot};
 use crate::settings::Secret;
-use crate::store::RegisteredBot;
+use crate::store::{RegisteredBot, validate_bot_name};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -39,17 +40,31 @@ pub async fn list(
     Ok(Json(state.store.telegram_bots(user.id).await?))
 }
 
+/// Register a bot. Its token is checked with Telegram first (`getMe` at `telegram.api_url`):
+/// a token Telegram refuses, or one of another bot than its id names, is a 422; a Bot API
+/// that cannot be reached is a 502 (nothing is stored either way).
 #[utoipa::path(post, path = "/api/v1/telegram-bots", tag = "telegram", request_body = BotInput,
     security(("bearer" = [])),
-    responses((status = 201, body = RegisteredBot), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = RegisteredBot), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     Tenant(user): Tenant,
     ApiJson(input): ApiJson<BotInput>,
 ) -> ApiResult<(StatusCode, Json<RegisteredBot>)> {
+    // A bad name is told before Telegram is asked anything.
+    validate_bot_name(&input.name)?;
+    let token = Secret::new(input.token);
+    TelegramBot::verify(&state.settings.telegram, &token)
+        .await
+        .map_err(|e| match e {
+            DeliveryError::Permanent(reason) => ApiError::invalid(reason),
+            DeliveryError::Unavailable(reason) => ApiError::bad_gateway(reason),
+            other => ApiError::bad_gateway(other.to_string()),
+        })?;
     let bot = state
         .store
-        .add_telegram_bot(user.id, &input.name, &Secret::new(input.token))
+        .add_telegram_bot(user.id, &input.name, &token)
         .await?;
     Ok((StatusCode::CREATED, Json(bot)))
 }

@@ -27,7 +27,8 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable: bad_request, unauthorized, forbidden, not_found, method_not_allowed, conflict,
-    /// payload_too_large, unsupported_media_type, validation_failed, rate_limited, internal.
+    /// payload_too_large, unsupported_media_type, validation_failed, rate_limited,
+    /// bad_gateway (a service blast had to ask, such as Telegram, could not answer), internal.
     pub code: String,
     pub message: String,
 }
@@ -58,6 +59,11 @@ impl ApiError {
             "validation_failed",
             message,
         )
+    }
+    /// A service the request needed (Telegram's Bot API) could not be asked or gave no usable
+    /// answer: not the caller's mistake, and worth trying again later.
+    pub fn bad_gateway(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", message)
     }
     pub fn internal() -> ApiError {
         ApiError::new(

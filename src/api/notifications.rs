@@ -134,7 +134,8 @@ pub async fn put_preferences(
 }
 
 /// Store a browser's `PushSubscription` (its `toJSON()`) for a client. Subscribing the same
-/// endpoint again replaces its keys.
+/// endpoint again replaces its keys. An endpoint whose host is or resolves to a non-public
+/// address is refused (422) unless `webpush.allow_private_addresses`.
 #[utoipa::path(post, path = "/api/v1/clients/{id}/push-subscriptions", tag = "notifications",
     request_body = NewPushSubscription, security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 201, body = StoredPushSubscription), (status = 404, body = ErrorBody),
@@ -155,7 +156,7 @@ pub async fn subscribe(
             user.id,
             id,
             &new,
-            state.settings.webpush.allow_loopback_http,
+            &crate::outbound::OutboundPolicy::webpush(&state.settings.webpush),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(stored)))

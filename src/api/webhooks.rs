@@ -4,6 +4,7 @@
 use super::AppState;
 use super::auth::Tenant;
 use super::error::{ApiJson, ApiPath, ApiResult, ErrorBody};
+use crate::outbound::OutboundPolicy;
 use crate::store::{Webhook, WebhookDelivery};
 use axum::Json;
 use axum::extract::State;
@@ -14,7 +15,7 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookInput {
-    /// An https: URL.
+    /// An https: URL on a public address.
     pub url: String,
 }
 
@@ -28,7 +29,8 @@ pub async fn list(
 }
 
 /// Register a URL. The answer carries `secret`, the key of every event's `Blast-Signature`
-/// (HMAC-SHA256 over "<t>.<body>"); it is not shown again.
+/// (HMAC-SHA256 over "<t>.<body>"); it is not shown again. A URL whose host is or resolves
+/// to a non-public address is refused (422) unless `webhooks.allow_private_addresses`.
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = WebhookInput,
     security(("bearer" = [])),
     responses((status = 201, body = Webhook), (status = 422, body = ErrorBody)))]
@@ -42,7 +44,7 @@ pub async fn create(
         .add_webhook(
             user.id,
             &input.url,
-            state.settings.webhooks.allow_loopback_http,
+            &OutboundPolicy::webhooks(&state.settings.webhooks),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(webhook)))

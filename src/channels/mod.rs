@@ -138,6 +138,39 @@ impl Channel {
     }
 }
 
+/// Which channels may send a message again when its send was cut off after the request may
+/// have reached the provider (a worker killed mid-send, a timeout, a reset, a garbled answer).
+/// Elsewhere such a message is recorded `unknown` and never sent again: the log channel appends
+/// a line per send, and an SMTP server, the Bot API and a push service take the same message
+/// twice as two. The SMS provider deduplicates by message id where `sms.resend_unacknowledged`
+/// says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResendPolicy {
+    sms: bool,
+}
+
+impl ResendPolicy {
+    pub fn from_settings(settings: &Settings) -> ResendPolicy {
+        ResendPolicy {
+            sms: settings.sms.resend_unacknowledged,
+        }
+    }
+
+    /// Whether a send on `kind` may be repeated without a duplicate reaching the recipient.
+    pub fn is_safe(self, kind: ChannelKind) -> bool {
+        kind == ChannelKind::Sms && self.sms
+    }
+
+    /// The channels (by name) whose cut-off sends become `unknown`.
+    pub fn unsafe_channels(self) -> Vec<&'static str> {
+        ChannelKind::ALL
+            .into_iter()
+            .filter(|kind| !self.is_safe(*kind))
+            .map(ChannelKind::as_str)
+            .collect()
+    }
+}
+
 /// In-flight slots of one channel, one pool per priority lane: a high-priority send never
 /// queues behind low-priority sends that hold every slot while they wait for the rate limit.
 #[derive(Debug)]
@@ -235,19 +268,6 @@ impl Channels {
             tenant_per_second: settings.rate_limits.tenant_per_second,
             burst,
         })
-    }
-
-    /// Channels whose sends carry no idempotency key: a send cut off mid-flight on them must
-    /// not be repeated blindly. The log channel appends a line per send, and an SMTP server,
-    /// the Bot API and a push service take the same message twice as two.
-    pub fn unsafe_to_resend() -> &'static [&'static str] {
-        &["log", "email", "telegram", "webpush"]
-    }
-
-    /// Whether a send on `kind` may be repeated after a crash without a duplicate reaching the
-    /// recipient (the SMS provider deduplicates by message id).
-    pub fn resend_is_safe(kind: ChannelKind) -> bool {
-        !Channels::unsafe_to_resend().contains(&kind.as_str())
     }
 
     /// Wait for an in-flight slot of `lane` on `kind`. The caller checks whether the send is

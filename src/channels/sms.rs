@@ -43,6 +43,12 @@ impl SmsChannel {
         })
     }
 
+    /// Send one message. Only a complete `200 {"code": 0}` is a delivery. What went wrong
+    /// decides what may happen next: nothing reached the provider (it cannot be connected to:
+    /// `Unavailable`), the provider refused it (5xx, 429, a non-zero code: `Transient`; 4xx:
+    /// `Permanent`), or the request went out and no clear answer came back (a timeout, a reset,
+    /// an answer cut off or garbled: `Indeterminate`, which `sms.resend_unacknowledged` turns
+    /// into a retry under the same id or into `unknown`).
     pub async fn send(&self, msg: &Outgoing<'_>) -> Result<(), DeliveryError> {
         let phone: i64 = msg
             .address
@@ -60,25 +66,32 @@ impl SmsChannel {
             })
             .send()
             .await
-            .map_err(|e| {
-                provider_error(
-                    transport_kind(&e),
-                    DeliveryError::transient(describe_transport_error(&e)),
-                )
-            })?;
+            .map_err(|e| provider_error(transport_kind(&e), cut_off(&e)))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let body = response.bytes().await.map_err(|e| {
-            provider_error(
-                transport_kind(&e),
-                DeliveryError::transient(describe_transport_error(&e)),
-            )
-        })?;
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            // The provider answered 200 and the body broke off: it may well have taken it.
+            Err(e) if status == StatusCode::OK => {
+                return Err(provider_error(transport_kind(&e), cut_off(&e)));
+            }
+            // An error status stands for itself, whatever became of its body.
+            Err(_) => Default::default(),
+        };
         classify(status, retry_after, &body).map_err(|(kind, e)| provider_error(kind, e))
     }
 }
 
-/// Map the provider's answer onto Permanent / Transient.
+/// A request that failed in transport: not connected at all (nothing was sent: the provider is
+/// unreachable, which is no fault of this message), or cut off after it went out.
+fn cut_off(e: &reqwest::Error) -> DeliveryError {
+    if e.is_connect() {
+        DeliveryError::Unavailable(describe_transport_error(e))
+    } else {
+        DeliveryError::Indeterminate(describe_transport_error(e))
+    }
+}
+
 /// Count a provider error by kind (`blast_provider_errors_total`) and pass it on.
 fn provider_error(kind: &'static str, e: DeliveryError) -> DeliveryError {
     metrics::counter!("blast_provider_errors_total", "channel" => "sms", "kind" => kind)
@@ -87,16 +100,17 @@ fn provider_error(kind: &'static str, e: DeliveryError) -> DeliveryError {
 }
 
 fn transport_kind(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
+    if e.is_connect() {
         "connect"
+    } else if e.is_timeout() {
+        "timeout"
     } else {
         "transport"
     }
 }
 
-/// Map the provider's answer onto Permanent / Transient, with the kind of error for metrics.
+/// Map the provider's answer onto Permanent / Transient / Indeterminate, with the kind of error
+/// for metrics.
 fn classify(
     status: StatusCode,
     retry_after: Option<Duration>,
@@ -106,8 +120,7 @@ fn classify(
     if status == StatusCode::OK {
         return match serde_json::from_slice::<SendResponse>(body) {
             Ok(r) if r.code == 0 => Ok(()),
-            // A 200 that does not say "done" may or may not have been accepted; the provider
-            // deduplicates by message id, so asking again is safe.
+            // The provider says it did not take it: asking again cannot duplicate.
             Ok(r) => Err((
                 "refused_code",
                 DeliveryError::transient(format!(
@@ -115,9 +128,10 @@ fn classify(
                     r.code, r.message
                 )),
             )),
+            // A 200 we cannot read may or may not have been accepted.
             Err(_) => Err((
                 "malformed",
-                DeliveryError::transient(format!("malformed 200 response: {:?}", snippet())),
+                DeliveryError::Indeterminate(format!("malformed 200 response: {:?}", snippet())),
             )),
         };
     }
@@ -159,10 +173,10 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 fn describe_transport_error(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "provider did not answer in time".into()
-    } else if e.is_connect() {
+    if e.is_connect() {
         "cannot connect to the provider".into()
+    } else if e.is_timeout() {
+        "provider did not answer in time".into()
     } else {
         // The URL holds nothing secret (the token travels in a header).
         format!("transport error: {e}")
@@ -185,7 +199,11 @@ mod tests {
         );
         assert!(matches!(
             verdict(StatusCode::OK, None, b"<html>"),
-            Err(DeliveryError::Transient { .. })
+            Err(DeliveryError::Indeterminate(_))
+        ));
+        assert!(matches!(
+            verdict(StatusCode::OK, None, br#"{"code":0,"mess"#),
+            Err(DeliveryError::Indeterminate(_))
         ));
         assert_eq!(kind(StatusCode::OK, b"<html>"), Some("malformed"));
         assert!(matches!(

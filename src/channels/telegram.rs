@@ -42,6 +42,122 @@ impl TelegramBot {
             token,
         }
     }
+
+    /// Ask the Bot API at `telegram.api_url` who `token` is (`getMe`), before a tenant's bot
+    /// is registered: limits are keyed by the id before the colon, so a made-up token with
+    /// another bot's id would otherwise spend that bot's rate budget. `Permanent`: the token
+    /// is not a working token of the bot its id names (Telegram answered 401/404, or for
+    /// another bot). `Unavailable`: Telegram could not be asked or gave no Bot API answer.
+    pub async fn verify(
+        settings: &TelegramSettings,
+        token: &Secret,
+    ) -> Result<TelegramBot, DeliveryError> {
+        let secret = token.expose();
+        // The token goes into the request path: only the characters @BotFather uses.
+        let id = bot_id_of(secret)
+            .filter(|_| {
+                secret
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
+            })
+            .ok_or_else(|| DeliveryError::Permanent(NOT_A_TOKEN.into()))?;
+        let base = api_url(settings).map_err(DeliveryError::Unavailable)?;
+        let url = base
+            .join(&format!("/bot{secret}/getMe"))
+            .map_err(|e| DeliveryError::Unavailable(format!("telegram.api_url: {e}")))?;
+        let timeout = Duration::from_millis(settings.timeout_ms).min(VERIFY_TIMEOUT);
+        let client = http_client(Duration::from_secs(5).min(timeout), timeout)
+            .map_err(DeliveryError::Unavailable)?;
+        let unreachable = |why: String| {
+            DeliveryError::Unavailable(format!(
+                "cannot check the bot token: the Telegram Bot API at {base} {why}"
+            ))
+        };
+        let response = client
+            .post(url)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .map_err(|e| unreachable(format!("cannot be reached: {}", why_unreachable(e))))?;
+        let status = response.status();
+        let answer: GetMeAnswer = response
+            .json()
+            .await
+            .map_err(|_| unreachable(format!("answered {status} without a Bot API answer")))?;
+        match answer {
+            GetMeAnswer {
+                ok: true,
+                result: Some(me),
+                ..
+            } if me.id.to_string() == id => Ok(TelegramBot {
+                id: id.to_string(),
+                token: token.clone(),
+            }),
+            GetMeAnswer {
+                ok: true,
+                result: Some(me),
+                ..
+            } => Err(DeliveryError::Permanent(format!(
+                "Telegram says this token belongs to bot {}, not to bot {id} (the number before the colon)",
+                me.id
+            ))),
+            GetMeAnswer {
+                ok: false,
+                error_code: Some(code @ (401 | 404)),
+                description,
+                ..
+            } => Err(DeliveryError::Permanent(format!(
+                "Telegram refused the bot token ({code} {}): check it with @BotFather",
+                description.unwrap_or_default()
+            ))),
+            GetMeAnswer {
+                error_code,
+                description,
+                ..
+            } => Err(unreachable(format!(
+                "answered getMe with {} {}",
+                error_code.map_or_else(|| status.as_u16().to_string(), |c| c.to_string()),
+                description.unwrap_or_default()
+            ))),
+        }
+    }
+}
+
+/// A failed request's text for an operator: reqwest's own line says only "error sending
+/// request", the cause (refused, timed out, DNS) is at the end of its sources. Without the
+/// URL, which holds the token.
+fn why_unreachable(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut cause: &dyn std::error::Error = &error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if std::ptr::addr_eq(cause, &error) {
+        error.to_string()
+    } else {
+        format!("{error} ({cause})")
+    }
+}
+
+/// What a token that does not even look like one is told (as the store says it).
+const NOT_A_TOKEN: &str =
+    "that is not a bot token: digits, a colon, then the secret from @BotFather";
+
+/// The longest a registration waits for `getMe`.
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The parts of a Bot API answer to `getMe` that a registration looks at.
+#[derive(Debug, serde::Deserialize)]
+struct GetMeAnswer {
+    ok: bool,
+    result: Option<GetMeBot>,
+    error_code: Option<u16>,
+    description: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct GetMeBot {
+    id: i64,
 }
 
 /// The HTTP client Bot API requests go through; `request_timeout` bounds each request.

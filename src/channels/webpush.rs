@@ -6,6 +6,7 @@
 //! another try; other 4xx are this message's or this subscription's fault.
 
 use super::DeliveryError;
+use crate::outbound::{self, OutboundPolicy};
 use crate::settings::WebPushSettings;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -62,10 +63,11 @@ impl PushSubscription {
         })
     }
 
-    /// Check an endpoint: an `https:` URL, or `http:` on a loopback host where allowed (a
-    /// local push service in tests).
-    pub fn check_endpoint(endpoint: &str, allow_loopback_http: bool) -> Result<(), String> {
-        crate::domain::check_outbound_url(endpoint, allow_loopback_http)
+    /// Check an endpoint before it is stored: one `policy` lets blast call (see
+    /// [`crate::outbound`]), its host's DNS answer included.
+    pub async fn check_endpoint(endpoint: &str, policy: &OutboundPolicy) -> Result<(), String> {
+        outbound::check_at_registration(endpoint, policy)
+            .await
             .map_err(|e| format!("the endpoint {e}"))
     }
 }
@@ -111,6 +113,8 @@ pub struct WebPushChannel {
     subject: String,
     ttl: Duration,
     timeout: Duration,
+    /// What the endpoints may be, checked again before every push.
+    policy: OutboundPolicy,
 }
 
 impl std::fmt::Debug for WebPushChannel {
@@ -131,8 +135,10 @@ impl WebPushChannel {
             private_key => Some(vapid_key_pair(private_key).map_err(DeliveryError::Permanent)?),
         };
         let timeout = Duration::from_millis(settings.timeout_ms);
-        // Redirects are not followed: a push service answers where it was asked.
-        let http = reqwest::Client::builder()
+        let policy = OutboundPolicy::webpush(settings);
+        // Redirects are not followed: a push service answers where it was asked (and a
+        // redirect could lead anywhere). Names resolve to allowed addresses only.
+        let http = outbound::client_builder(&policy)
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -143,6 +149,7 @@ impl WebPushChannel {
             subject: settings.subject.clone(),
             ttl: Duration::from_secs(settings.ttl_secs),
             timeout,
+            policy,
         })
     }
 
@@ -165,8 +172,16 @@ impl WebPushChannel {
         }
         // A stored subscription whose keys do not decode can never be sent to: gone.
         let keys = subscription.keys().map_err(DeliveryError::Blocked)?;
-        let endpoint = subscription
+        let endpoint: reqwest::Url = subscription
             .endpoint
+            .parse()
+            .map_err(|_| DeliveryError::Blocked("the subscription's endpoint is invalid".into()))?;
+        // Checked again at every push: the settings may have changed since it was stored, and
+        // an IP-literal host never reaches the client's resolver.
+        outbound::check_before_send(&endpoint, &self.policy)
+            .map_err(|e| DeliveryError::permanent(format!("the endpoint {e}")))?;
+        let endpoint = endpoint
+            .as_str()
             .parse()
             .map_err(|_| DeliveryError::Blocked("the subscription's endpoint is invalid".into()))?;
         let request = WebPushBuilder::new(endpoint, keys.public, keys.auth)
@@ -188,6 +203,11 @@ impl WebPushChannel {
                 )));
             }
             Ok(Err(e)) => {
+                // The resolver refused every address of the endpoint's host: this push can
+                // never go there under the current settings.
+                if let Some(refused) = outbound::refusal(&e) {
+                    return Err(DeliveryError::permanent(format!("the endpoint {refused}")));
+                }
                 return Err(DeliveryError::transient(format!(
                     "cannot reach the push service: {e}"
                 )));

@@ -37,7 +37,8 @@ pub fn validate_bot_name(name: &str) -> Result<()> {
 }
 
 impl Store {
-    /// Register `token` as `tenant_id`'s bot `name`.
+    /// Register `token` as `tenant_id`'s bot `name`. The store does not ask Telegram about the
+    /// token: callers check it first with [`TelegramBot::verify`] (the API and the CLI do).
     pub async fn add_telegram_bot(
         &self,
         tenant_id: i64,

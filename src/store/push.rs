@@ -4,6 +4,7 @@ use super::{Result, Store, StoreError};
 use crate::channels::PushSubscription;
 use crate::domain::invalid;
 use crate::now_ms;
+use crate::outbound::OutboundPolicy;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -37,16 +38,18 @@ const MAX_PUSH_TARGETS: i64 = 10;
 
 impl Store {
     /// Store a subscription of `tenant_id`'s client `client_id` (again: a browser that
-    /// subscribes anew gets new keys for the same endpoint, which replace the old).
+    /// subscribes anew gets new keys for the same endpoint, which replace the old). The
+    /// endpoint must be one `policy` lets blast call (its host's DNS answer included).
     pub async fn add_push_subscription(
         &self,
         tenant_id: i64,
         client_id: i64,
         new: &NewPushSubscription,
-        allow_loopback_http: bool,
+        policy: &OutboundPolicy,
     ) -> Result<StoredPushSubscription> {
         self.client(tenant_id, client_id).await?;
-        PushSubscription::check_endpoint(&new.endpoint, allow_loopback_http)
+        PushSubscription::check_endpoint(&new.endpoint, policy)
+            .await
             .map_err(|e| StoreError::Invalid(invalid(e)))?;
         let candidate = PushSubscription {
             id: 0,

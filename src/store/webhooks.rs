@@ -6,8 +6,9 @@
 //! a lease, posts them and records the answer; nothing is kept only in memory.
 
 use super::{Result, Store, StoreError};
-use crate::domain::{check_outbound_url, invalid};
+use crate::domain::invalid;
 use crate::now_ms;
+use crate::outbound::{OutboundPolicy, check_at_registration};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 
@@ -160,14 +161,16 @@ pub(crate) async fn enqueue_notification_event(
 }
 
 impl Store {
-    /// Register `url` for `tenant_id`'s events; the answer carries the signing secret.
+    /// Register `url` for `tenant_id`'s events; the answer carries the signing secret. The
+    /// URL must be one `policy` lets blast call (its host's DNS answer included).
     pub async fn add_webhook(
         &self,
         tenant_id: i64,
         url: &str,
-        allow_loopback_http: bool,
+        policy: &OutboundPolicy,
     ) -> Result<Webhook> {
-        check_outbound_url(url, allow_loopback_http)
+        check_at_registration(url, policy)
+            .await
             .map_err(|e| StoreError::Invalid(invalid(format!("the webhook URL {e}"))))?;
         let secret = format!("whsec_{}", hex::encode(rand::random::<[u8; 24]>()));
         let created_at = now_ms();

@@ -1,20 +1,20 @@
 //! The job handler: deliver one claimed batch of a mailing and write what became of each row.
 //!
 //! Sends run concurrently (bounded by the channel's in-flight limit). Outcomes are flushed in
-//! batches every few hundred milliseconds; a batch that runs long also renews the lease of the
+//! batches every `worker.flush_interval_ms` (or every hundred outcomes); a batch that runs long also renews the lease of the
 //! rows it still holds (every quarter of the shorter lease), so the reconciler never takes back
 //! a row that is merely waiting for a slow provider. A flush that fails is retried (the
 //! outcomes stay in memory) rather than abandoning the batch.
 //!
-//! On channels that can resend safely the whole batch is marked `sending` at once; on the
-//! others each row is marked right before its own send, so that after a crash only the rows
-//! really in flight become `unknown`.
+//! On channels that can resend safely (SMS with `sms.resend_unacknowledged`) the whole batch is
+//! marked `sending` at once; on the others each row is marked right before its own send, so that
+//! after a crash only the rows really in flight become `unknown`.
 
 use super::backoff::RetrySchedule;
 use super::maintenance::Halted;
 use crate::channels::{
     Channel, Channels, DeliveryError, EmailParts, MediaRef, Outgoing, PushParts, PushSubscription,
-    Receipt, TelegramBot, TelegramParts, direct_media,
+    Receipt, ResendPolicy, TelegramBot, TelegramParts, direct_media,
 };
 use crate::dedup::DedupKeys;
 use crate::domain::{ChannelKind, InvalidInput, MailingState};
@@ -31,9 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Flush outcomes at least this often while a batch is running.
-const FLUSH_EVERY: Duration = Duration::from_millis(250);
-/// ... or as soon as this many are waiting.
+/// Flush outcomes as soon as this many are waiting (and every `flush_every` in any case).
 const FLUSH_AT: usize = 100;
 /// Flush attempts before a batch gives up (its rows are then recovered after their lease).
 const FLUSH_RETRIES: usize = 12;
@@ -44,6 +42,10 @@ pub struct Deliverer {
     pub store: Store,
     pub channels: Channels,
     pub retry: RetrySchedule,
+    /// Which channels may send a cut-off message again.
+    pub resend: ResendPolicy,
+    /// `worker.flush_interval_ms`: write outcomes at least this often while a batch runs.
+    pub flush_every: Duration,
     /// Cancelled and paused mailings, refreshed every `cancel_check_interval_ms`.
     pub halted: watch::Receiver<Halted>,
     /// Fires when the process is shutting down: sends not yet started are given back.
@@ -316,7 +318,7 @@ impl Deliverer {
 
     async fn deliver(self: Arc<Self>, batch: DeliverBatch) -> Result<(), StoreError> {
         let mailing = self.store.mailing_any_tenant(batch.mailing_id).await?;
-        let resend_is_safe = Channels::resend_is_safe(mailing.channel);
+        let resend_is_safe = self.resend.is_safe(mailing.channel);
         let rows = self
             .store
             .begin_sending(batch.claim, &batch.message_ids, resend_is_safe)
@@ -378,7 +380,7 @@ impl Deliverer {
 
         let mut pending: Vec<(i64, Outcome)> = Vec::with_capacity(FLUSH_AT);
         let mut lease = LeaseClock::new(self.renew_lease_every);
-        let mut flush_timer = tokio::time::interval(FLUSH_EVERY);
+        let mut flush_timer = tokio::time::interval(self.flush_every);
         flush_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         flush_timer.tick().await;
         loop {

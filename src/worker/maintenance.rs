@@ -1,7 +1,7 @@
 //! Periodic duties beside delivery: start and finish mailings (the scheduler), recover lost
 //! work (the reconciler), and keep the set of cancelled mailings fresh for running batches.
 
-use crate::channels::Channels;
+use crate::channels::ResendPolicy;
 use crate::domain::MailingState;
 use crate::now_ms;
 use crate::queue::Queue;
@@ -37,13 +37,18 @@ pub async fn schedule_once(store: &Store, notifications: &NotificationSettings) 
 }
 
 /// Give back rows whose job or worker was lost, and drop old finished jobs from the queue.
-pub async fn reconcile_once(store: &Store, queue: &Queue, settings: &WorkerSettings) -> Result<()> {
+pub async fn reconcile_once(
+    store: &Store,
+    queue: &Queue,
+    settings: &WorkerSettings,
+    resend: ResendPolicy,
+) -> Result<()> {
     let recovered = store
         .recover_lost_rows(
             now_ms(),
             secs_to_ms(settings.queued_lease_secs),
             secs_to_ms(settings.sending_lease_secs),
-            Channels::unsafe_to_resend(),
+            &resend.unsafe_channels(),
         )
         .await?;
     if recovered > 0 {

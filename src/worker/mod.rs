@@ -13,7 +13,7 @@ pub use deliver::{Deliverer, MediaUploads};
 pub use maintenance::{reconcile_once, schedule_once};
 pub use pump::{ClaimCursors, pump_once};
 
-use crate::channels::{Channels, DeliveryError, EmailChannel};
+use crate::channels::{Channels, DeliveryError, EmailChannel, ResendPolicy};
 use crate::dedup::DedupKeys;
 use crate::jobs::Lane;
 use crate::limits::Limiter;
@@ -121,11 +121,12 @@ async fn run_registered(
         }
     }));
 
+    let resend = ResendPolicy::from_settings(&settings);
     if tenancy == Tenancy::Exclusive {
         // Alone on the database (checked at registration): every claimed row and every
         // unfinished job is a leftover of a previous run.
         let recovered = store
-            .recover_lost_rows(crate::now_ms(), 0, 0, Channels::unsafe_to_resend())
+            .recover_lost_rows(crate::now_ms(), 0, 0, &resend.unsafe_channels())
             .await?;
         let voided = queue.void_unfinished().await?;
         if recovered > 0 || voided > 0 {
@@ -143,6 +144,8 @@ async fn run_registered(
         store: store.clone(),
         channels: Channels::from_settings(&settings, limiter)?,
         retry: RetrySchedule::new(&settings.retry),
+        resend,
+        flush_every: Duration::from_millis(w.flush_interval_ms.max(1)),
         halted: cancelled_rx,
         shutdown: token.clone(),
         dedup_window_ms: i64::try_from(settings.mailing.dedup_window_secs.saturating_mul(1000))
@@ -234,7 +237,7 @@ async fn run_registered(
             let w = w.clone();
             move || {
                 let (store, queue, w) = (store.clone(), queue.clone(), w.clone());
-                async move { reconcile_once(&store, &queue, &w).await }
+                async move { reconcile_once(&store, &queue, &w, resend).await }
             }
         },
     ));

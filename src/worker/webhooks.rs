@@ -1,6 +1,7 @@
 //! The webhook sender: posts the events owed to tenants' URLs, signed, and records each
 //! answer in the store (a 2xx delivers; anything else retries on the backoff schedule until
-//! `webhooks.max_attempts`).
+//! `webhooks.max_attempts`). A URL the settings no longer let blast call (see
+//! [`crate::outbound`]: a non-public address, now or after DNS) fails its event at once.
 //!
 //! Signature: `Blast-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`,
 //! so a receiver checks the body and how old it is (replays) with the secret it was given.
@@ -9,6 +10,7 @@
 
 use super::backoff::RetrySchedule;
 use crate::now_ms;
+use crate::outbound::{self, OutboundPolicy};
 use crate::settings::{RetrySettings, WebhookSettings};
 use crate::store::{DueDelivery, Store, StoreError};
 use hmac::{Hmac, Mac};
@@ -40,14 +42,26 @@ pub struct WebhookSender {
     http: reqwest::Client,
     schedule: RetrySchedule,
     lease_ms: i64,
+    policy: OutboundPolicy,
+}
+
+/// How one posting went.
+enum Outcome {
+    Delivered,
+    /// Worth another try on the schedule.
+    Failed(String),
+    /// Never worth another try: blast may not call that URL.
+    Refused(String),
 }
 
 impl WebhookSender {
     pub fn new(store: Store, settings: &WebhookSettings) -> Result<WebhookSender, reqwest::Error> {
         let timeout = Duration::from_millis(settings.timeout_ms);
+        let policy = OutboundPolicy::webhooks(settings);
         Ok(WebhookSender {
             store,
-            http: reqwest::Client::builder()
+            // Names resolve to allowed addresses only, at every connection (DNS rebinding).
+            http: outbound::client_builder(&policy)
                 .timeout(timeout)
                 // A receiver's redirect is not followed: the signature was made for its URL.
                 .redirect(reqwest::redirect::Policy::none())
@@ -59,6 +73,7 @@ impl WebhookSender {
             }),
             // Longer than one posting can take, so a live sender keeps what it claimed.
             lease_ms: i64::try_from(settings.timeout_ms.saturating_add(30_000)).unwrap_or(i64::MAX),
+            policy,
         })
     }
 
@@ -72,11 +87,20 @@ impl WebhookSender {
         Ok(())
     }
 
-    async fn post(&self, delivery: DueDelivery) {
+    /// Post one event, unless its URL is not one blast may call.
+    async fn attempt(&self, delivery: &DueDelivery) -> Outcome {
+        let url = match reqwest::Url::parse(&delivery.url) {
+            Ok(url) => url,
+            Err(e) => return Outcome::Refused(format!("the webhook URL is not a URL: {e}")),
+        };
+        // The resolver sees only names; an IP-literal host (and the scheme) is checked here.
+        if let Err(e) = outbound::check_before_send(&url, &self.policy) {
+            return Outcome::Refused(format!("the webhook URL {e}"));
+        }
         let timestamp = now_ms() / 1000;
         let answer = self
             .http
-            .post(&delivery.url)
+            .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(
                 "Blast-Signature",
@@ -86,14 +110,25 @@ impl WebhookSender {
             .body(delivery.payload.clone())
             .send()
             .await;
-        let failure = match answer {
-            Ok(response) if response.status().is_success() => None,
-            Ok(response) => Some(format!("the receiver answered {}", response.status())),
-            Err(e) => Some(format!("cannot reach the receiver: {e}")),
-        };
-        let record = match failure {
-            None => Ok(()),
-            Some(error) => {
+        match answer {
+            Ok(response) if response.status().is_success() => Outcome::Delivered,
+            Ok(response) => Outcome::Failed(format!("the receiver answered {}", response.status())),
+            Err(e) => match outbound::refusal(&e) {
+                Some(refused) => Outcome::Refused(format!("the webhook URL {refused}")),
+                None => Outcome::Failed(format!("cannot reach the receiver: {e}")),
+            },
+        }
+    }
+
+    async fn post(&self, delivery: DueDelivery) {
+        let record = match self.attempt(&delivery).await {
+            Outcome::Delivered => Ok(()),
+            Outcome::Refused(error) => {
+                tracing::warn!(delivery = delivery.id, %error, "webhook event refused");
+                metrics::counter!("blast_webhook_failures_total").increment(1);
+                Err((error, None))
+            }
+            Outcome::Failed(error) => {
                 let attempts = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
                 let next = self.schedule.delay(attempts, None).map(|delay| {
                     now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2)

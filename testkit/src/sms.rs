@@ -3,8 +3,11 @@
 //!
 //! It speaks HTTP/1.1 by hand (keep-alive, Content-Length bodies) so that it can misbehave
 //! exactly like a real provider on a bad day: answer 5xx, hang past the client's timeout, reset
-//! the connection, or send a malformed 200. Like the real provider it deduplicates by message id:
-//! a second successful request for an id is recorded but delivers nothing new.
+//! the connection, cut its answer off halfway, or send a malformed 200; it can also be killed
+//! (every connection reset at once, mid-request or mid-answer) and started again on the same
+//! port. Like the real provider it deduplicates by message id: a second successful request for
+//! an id is recorded but delivers nothing new. What it acknowledged (a whole `200 {"code":0}`
+//! written to the socket) is kept across a kill, as a real provider's records would be.
 
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -28,6 +31,9 @@ pub enum Fault {
     Reset,
     /// 200 with a body that is not the documented JSON; nothing delivered.
     Malformed200,
+    /// 200 with the documented JSON's Content-Length, but only half of it written before the
+    /// connection is reset. Delivered: the provider took it and its answer was cut off.
+    Truncated200,
 }
 
 /// One request as the stub saw it.
@@ -53,6 +59,11 @@ struct State {
     attempts: Mutex<HashMap<i64, u32>>,
     /// Ids acknowledged as delivered, to mark repeats without scanning every request.
     acknowledged: Mutex<HashSet<i64>>,
+    /// How many times the stub was started again after a kill.
+    lives: std::sync::atomic::AtomicU64,
+    /// Ids whose whole `200 {"code":0}` answer was written to the socket: the only messages a
+    /// client can have seen acknowledged.
+    answered: Mutex<HashSet<i64>>,
     rejected: Mutex<u64>,
 }
 
@@ -60,7 +71,9 @@ struct State {
 pub struct SmsStub {
     addr: SocketAddr,
     state: Arc<State>,
-    _stop: watch::Sender<bool>,
+    /// `Some(n)` while the stub's `n`th life is serving; `None` while it is killed. Connections
+    /// of an earlier life are reset as soon as it changes; dropping it stops everything.
+    life: watch::Sender<Option<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -99,15 +112,66 @@ impl SmsStub {
             requests: Mutex::new(Vec::new()),
             attempts: Mutex::new(HashMap::new()),
             acknowledged: Mutex::new(HashSet::new()),
+            answered: Mutex::new(HashSet::new()),
+            lives: std::sync::atomic::AtomicU64::new(0),
             rejected: Mutex::new(0),
         });
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(accept_loop(listener, state.clone(), stop_rx));
-        Ok(SmsStub {
-            addr,
-            state,
-            _stop: stop_tx,
-        })
+        let (life, watching) = watch::channel(Some(0));
+        tokio::spawn(accept_loop(listener, state.clone(), watching, 0));
+        Ok(SmsStub { addr, state, life })
+    }
+
+    /// Kill the provider as `kill -9` would: stop listening and reset every connection at
+    /// once, whatever it was doing (reading a request, waiting, writing an answer). New
+    /// connections are refused until [`SmsStub::restart`].
+    pub fn kill(&self) {
+        self.life.send_replace(None);
+    }
+
+    /// Start serving again on the same port after [`SmsStub::kill`], with the same records.
+    pub async fn restart(&self) -> std::io::Result<()> {
+        let previous = self.life.borrow().is_none().then(|| {
+            self.state
+                .lives
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1
+        });
+        let Some(generation) = previous else {
+            return Ok(()); // not killed: still serving
+        };
+        // The killed accept loop drops its listener as soon as it sees the kill; until then
+        // the port may still be taken.
+        let mut tries = 0;
+        let listener = loop {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            match socket.bind(self.addr).and_then(|()| socket.listen(1024)) {
+                Ok(listener) => break listener,
+                Err(e) if tries >= 100 => return Err(e),
+                Err(_) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        self.life.send_replace(Some(generation));
+        tokio::spawn(accept_loop(
+            listener,
+            self.state.clone(),
+            self.life.subscribe(),
+            generation,
+        ));
+        Ok(())
+    }
+
+    /// Ids whose whole `200 {"code":0}` answer the stub wrote to a socket: a client can have
+    /// seen an acknowledgement for these and no others.
+    pub fn answered(&self) -> HashSet<i64> {
+        self.state
+            .answered
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
     }
 
     pub fn base_url(&self) -> String {
@@ -137,11 +201,12 @@ impl SmsStub {
         self.state.rejected.lock().map(|r| *r).unwrap_or_default()
     }
 
-    /// Message id → how many requests acknowledged it as delivered (None or Hang answers).
+    /// Message id → how many requests delivered it (None, Hang or Truncated200 answers,
+    /// including requests whose answer a kill cut off).
     pub fn deliveries(&self) -> HashMap<i64, u32> {
         let mut out = HashMap::new();
         for r in self.requests() {
-            if matches!(r.answer, Fault::None | Fault::Hang(_)) {
+            if matches!(r.answer, Fault::None | Fault::Hang(_) | Fault::Truncated200) {
                 *out.entry(r.id).or_insert(0) += 1;
             }
         }
@@ -154,14 +219,33 @@ impl SmsStub {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+/// Whether life `generation` is over (killed, or the stub dropped).
+fn over(life: &watch::Receiver<Option<u64>>, generation: u64) -> bool {
+    *life.borrow() != Some(generation)
+}
+
+/// Wait until life `generation` is over.
+async fn ended(mut life: watch::Receiver<Option<u64>>, generation: u64) {
+    while !over(&life, generation) {
+        if life.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    life: watch::Receiver<Option<u64>>,
+    generation: u64,
+) {
     loop {
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = ended(life.clone(), generation) => return,
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve(stream, state.clone(), stop.clone()));
+                    tokio::spawn(serve(stream, state.clone(), life.clone(), generation));
                 }
             }
         }
@@ -246,21 +330,46 @@ fn response(status: u16, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<State>, stop: watch::Receiver<bool>) {
+async fn serve(
+    mut stream: TcpStream,
+    state: Arc<State>,
+    life: watch::Receiver<Option<u64>>,
+    generation: u64,
+) {
     let mut buf = Vec::new();
-    while !*stop.borrow() {
-        let Some(req) = read_request(&mut stream, &mut buf).await else {
+    // Killed at any point of a request, the connection is reset, as the kernel does for a
+    // process killed with data unread: the client sees it cut off, with or without an answer.
+    tokio::select! {
+        _ = ended(life.clone(), generation) => {}
+        () = exchange(&mut stream, &mut buf, &state) => return,
+    }
+    let _ = stream.set_zero_linger();
+}
+
+/// Answer requests on one connection until it closes.
+async fn exchange(stream: &mut TcpStream, buf: &mut Vec<u8>, state: &State) {
+    loop {
+        let Some(req) = read_request(stream, buf).await else {
             return;
         };
-        let answer = handle(&state, &req).await;
+        let answer = handle(state, &req).await;
         match answer {
             Answer::Reset => {
                 let _ = stream.set_zero_linger();
                 return;
             }
-            Answer::Bytes(bytes) => {
+            Answer::Cut(bytes) => {
+                let _ = stream.write_all(&bytes).await;
+                let _ = stream.flush().await;
+                let _ = stream.set_zero_linger();
+                return;
+            }
+            Answer::Bytes(bytes, acknowledged) => {
                 if stream.write_all(&bytes).await.is_err() {
                     return;
+                }
+                if let (Some(id), Ok(mut answered)) = (acknowledged, state.answered.lock()) {
+                    answered.insert(id);
                 }
             }
         }
@@ -271,7 +380,10 @@ async fn serve(mut stream: TcpStream, state: Arc<State>, stop: watch::Receiver<b
 }
 
 enum Answer {
-    Bytes(Vec<u8>),
+    /// A whole answer; with the message id when it acknowledges that message.
+    Bytes(Vec<u8>, Option<i64>),
+    /// The first part of an answer, then a reset.
+    Cut(Vec<u8>),
     Reset,
 }
 
@@ -281,7 +393,7 @@ async fn handle(state: &State, req: &Http) -> Answer {
         if let Ok(mut n) = state.rejected.lock() {
             *n += 1;
         }
-        return Answer::Bytes(response(401, r#"{"code":401,"message":"bad token"}"#));
+        return Answer::Bytes(response(401, r#"{"code":401,"message":"bad token"}"#), None);
     }
     let url_id = req
         .path
@@ -292,13 +404,19 @@ async fn handle(state: &State, req: &Http) -> Answer {
         if let Ok(mut n) = state.rejected.lock() {
             *n += 1;
         }
-        return Answer::Bytes(response(400, r#"{"code":400,"message":"bad request"}"#));
+        return Answer::Bytes(
+            response(400, r#"{"code":400,"message":"bad request"}"#),
+            None,
+        );
     };
     if body.id != url_id {
         if let Ok(mut n) = state.rejected.lock() {
             *n += 1;
         }
-        return Answer::Bytes(response(400, r#"{"code":400,"message":"id mismatch"}"#));
+        return Answer::Bytes(
+            response(400, r#"{"code":400,"message":"id mismatch"}"#),
+            None,
+        );
     }
     let nth = match state.attempts.lock() {
         Ok(mut attempts) => {
@@ -328,17 +446,26 @@ async fn handle(state: &State, req: &Http) -> Answer {
     if !state.latency.is_zero() {
         tokio::time::sleep(state.latency).await;
     }
+    let ok = || response(200, r#"{"code":0,"message":"OK"}"#);
     match fault {
-        Fault::None => Answer::Bytes(response(200, r#"{"code":0,"message":"OK"}"#)),
-        Fault::Status(status) => Answer::Bytes(response(
-            status,
-            &format!(r#"{{"code":{status},"message":"injected"}}"#),
-        )),
+        Fault::None => Answer::Bytes(ok(), Some(body.id)),
+        Fault::Status(status) => Answer::Bytes(
+            response(
+                status,
+                &format!(r#"{{"code":{status},"message":"injected"}}"#),
+            ),
+            None,
+        ),
         Fault::Hang(delay) => {
             tokio::time::sleep(delay).await;
-            Answer::Bytes(response(200, r#"{"code":0,"message":"OK"}"#))
+            Answer::Bytes(ok(), Some(body.id))
         }
         Fault::Reset => Answer::Reset,
-        Fault::Malformed200 => Answer::Bytes(response(200, "<html>gateway hiccup</html>")),
+        Fault::Malformed200 => Answer::Bytes(response(200, "<html>gateway hiccup</html>"), None),
+        Fault::Truncated200 => {
+            let mut bytes = ok();
+            bytes.truncate(bytes.len() - 12);
+            Answer::Cut(bytes)
+        }
     }
 }

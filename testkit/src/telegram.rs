@@ -10,6 +10,10 @@
 //! (403), deactivated (403), not found (400), upgraded to a supergroup (400 with
 //! `migrate_to_chat_id`) or with a server error, see [`ChatFault`]. Uploaded files get a fresh
 //! `file_id`; a send by `file_id` must name one the stub handed out to the same bot.
+//!
+//! `getMe` answers only for bots made known with [`TelegramStub::add_bot`], and 401
+//! "Unauthorized" for any other token, as Telegram does for a wrong one. Other methods take any
+//! token (the sends of a test need no registration).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
@@ -139,6 +143,8 @@ struct Inner {
     polling: HashSet<String>,
     /// Webhook URLs set by `setWebhook`, by bot token; `getUpdates` is refused while set.
     webhooks: HashMap<String, String>,
+    /// The tokens `getMe` answers for, with the bot id it answers.
+    bots: HashMap<String, i64>,
 }
 
 impl Inner {
@@ -178,6 +184,7 @@ impl TelegramStub {
             next_update_id: 1,
             polling: HashSet::new(),
             webhooks: HashMap::new(),
+            bots: HashMap::new(),
         }));
         let app = axum::Router::new()
             .route("/{bot}/{method}", axum::routing::any(handle))
@@ -206,6 +213,22 @@ impl TelegramStub {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Know `token` from now on: `getMe` answers with the bot its id (before the colon) names.
+    pub fn add_bot(&self, token: &str) {
+        let id = token
+            .split(':')
+            .next()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or(1);
+        self.add_bot_as(token, id);
+    }
+
+    /// Know `token` as the token of bot `id`, whatever its own prefix says (a token edited to
+    /// borrow another bot's id).
+    pub fn add_bot_as(&self, token: &str, id: i64) {
+        self.lock().bots.insert(token.to_string(), id);
     }
 
     /// Answer sends to `chat_id` with `fault` from now on.
@@ -510,12 +533,21 @@ fn answer(
 ) -> (u16, Value, Option<Duration>) {
     let method = req.method.clone();
     match method.as_str() {
-        "getme" => {
+        "getme" if inner.bots.contains_key(&req.token) => {
+            let id = inner.bots.get(&req.token).copied().unwrap_or_default();
             return (
                 200,
-                json!({"ok": true, "result": {"id": req.bot_id(), "is_bot": true, "first_name": "blast test bot", "username": "blast_test_bot"}}),
+                json!({"ok": true, "result": {
+                    "id": id, "is_bot": true, "first_name": "blast test bot",
+                    "username": format!("blast_test_{id}_bot"), "can_join_groups": true,
+                    "can_read_all_group_messages": false, "supports_inline_queries": false,
+                }}),
                 None,
             );
+        }
+        "getme" => {
+            let (status, body) = api_error(401, "Unauthorized", None);
+            return (status, body, None);
         }
         "setwebhook" => {
             let url = req.fields.get("url").and_then(Value::as_str).unwrap_or("");
