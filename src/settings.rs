@@ -574,7 +574,7 @@ impl Default for WorkerSettings {
             queued_lease_secs: 120,
             sending_lease_secs: 60,
             cancel_check_interval_ms: 250,
-            flush_interval_ms: 100,
+            flush_interval_ms: 250,
             job_retention_secs: 3600,
             heartbeat_interval_ms: 1000,
             instance_timeout_secs: 10,

@@ -13,6 +13,11 @@ use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// Each test here runs several worker processes; on a 2-core machine two such tests at once make
+/// the timing assertions (a rate limit per second, an overtaking deadline) measure the scheduler
+/// rather than blast, so they take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A production-profile database whose Redis lives in DB `redis_db` (for the flush test, which
 /// must not wipe the keys of tests running beside it) or in DB 0 under the test's own prefix.
 async fn production_db(redis_db: u8) -> TestDb {
@@ -115,6 +120,7 @@ fn busiest_window(received_at: &mut [i64], window_ms: i64) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_worker_processes_hold_one_shared_rate_limit() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let db = production_db(0).await;
     db.seed_clients(500, "all").await;
     let stub = SmsStub::start(TOKEN, Duration::from_millis(2))
@@ -194,6 +200,7 @@ async fn four_worker_processes_hold_one_shared_rate_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_high_priority_mailing_overtakes_a_low_backlog_under_a_shared_limit() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let db = production_db(0).await;
     db.seed_clients(50_000, "backlog").await;
     db.seed_clients_from("78", "v", 100, "vip").await;
@@ -239,6 +246,7 @@ async fn a_high_priority_mailing_overtakes_a_low_backlog_under_a_shared_limit() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_text_to_the_same_recipient_goes_once_across_processes() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let db = production_db(0).await;
     db.seed_clients(300, "all").await;
     let stub = SmsStub::start(TOKEN, Duration::from_millis(2))
@@ -307,6 +315,7 @@ async fn redis_flushdb(url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_flush_and_killing_every_worker_lose_nothing_and_resend_nothing_recorded() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     // Its own Redis DB, so that flushing it wipes only this test's queues.
     let db = production_db(9).await;
     // The scale: a 100,000-message mailing.
