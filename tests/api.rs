@@ -1014,3 +1014,113 @@ async fn preview_counts_recipients_and_the_time_they_need_at_the_rate_limit() {
         "a preview creates nothing"
     );
 }
+
+/// The same import on SQLite (multi-row INSERTs) and PostgreSQL (COPY into a staging table and
+/// a set-based merge) leaves the same clients: new phones added, known ones updated, the last
+/// copy of a repeated phone winning, tags of every row linked, empty fields kept apart from
+/// missing ones.
+#[tokio::test]
+async fn an_import_merges_the_same_way_on_both_profiles() {
+    use blast::domain::Phone;
+    use blast::store::{ClientQuery, NewClient};
+    fn client(phone: &str, name: &str, tags: &[&str]) -> NewClient {
+        NewClient {
+            phone: phone.parse::<Phone>().ok(),
+            name: name.into(),
+            timezone: "UTC".into(),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            ..NewClient::default()
+        }
+    }
+    let mut outcomes = Vec::new();
+    for production in [false, true] {
+        let db = TestDb::with_profile(production).await;
+        let store = &db.store;
+        let first = store
+            .import_clients(
+                db.tenant,
+                &[
+                    client("79001234567", "Anna", &["old"]),
+                    client("79001234568", "Bob", &[]),
+                ],
+                |_| {},
+            )
+            .await
+            .expect("first import");
+        assert_eq!((first.inserted, first.updated), (2, 0));
+        let mut carl = client("79001234569", "", &["vip", "new"]);
+        carl.email = Some("carl@example.com".into());
+        carl.telegram_chat_id = Some(-1001234);
+        carl.timezone = "Europe/Moscow".into();
+        carl.attributes
+            .insert("city".into(), "Kazan, \"center\"".into());
+        let mut seen = Vec::new();
+        let second = store
+            .import_clients(
+                db.tenant,
+                &[
+                    client("79001234567", "Anna first", &["vip"]),
+                    carl,
+                    client("79001234567", "Anna last", &["again"]),
+                ],
+                |done| seen.push(done),
+            )
+            .await
+            .expect("second import");
+        assert_eq!((second.inserted, second.updated), (1, 2));
+        assert_eq!(seen.last(), Some(&3), "progress ends at the row count");
+        let clients = store
+            .list_clients(
+                db.tenant,
+                &ClientQuery {
+                    limit: 100,
+                    ..ClientQuery::default()
+                },
+            )
+            .await
+            .expect("list");
+        let view: Vec<_> = clients
+            .into_iter()
+            .map(|c| {
+                (
+                    c.phone,
+                    c.operator_code,
+                    c.name,
+                    c.email,
+                    c.telegram_chat_id,
+                    c.timezone,
+                    c.tags,
+                    c.attributes,
+                )
+            })
+            .collect();
+        // A row without a phone refuses the whole import.
+        assert!(
+            store
+                .import_clients(
+                    db.tenant,
+                    &[client("79001234570", "x", &[]), NewClient::default()],
+                    |_| {}
+                )
+                .await
+                .is_err()
+        );
+        assert_eq!(store.count_clients(db.tenant).await.expect("count"), 3);
+        outcomes.push(view);
+    }
+    let anna = &outcomes[0][0];
+    assert_eq!(anna.2, "Anna last");
+    assert_eq!(anna.6, ["again", "old", "vip"]);
+    let carl = &outcomes[0][2];
+    assert_eq!(
+        (carl.2.as_str(), carl.3.as_deref(), carl.4, carl.5.as_str()),
+        (
+            "",
+            Some("carl@example.com"),
+            Some(-1001234),
+            "Europe/Moscow"
+        )
+    );
+    assert_eq!(outcomes[0][1].3, None, "no email stays none");
+    assert_eq!(outcomes[0], outcomes[1], "SQLite and PostgreSQL agree");
+}

@@ -351,7 +351,10 @@ impl Store {
         clients: &[NewClient],
         mut progress: impl FnMut(u64),
     ) -> Result<ImportReport> {
-        // Multi-row statements: one round trip per chunk instead of two per client.
+        if let Some(pg) = &self.postgres {
+            return super::copy_import::import(pg, tenant_id, clients, progress).await;
+        }
+        // SQLite: multi-row statements: one round trip per chunk instead of two per client.
         const CHUNK: usize = 500;
         let mut tx = self.write_tx().await?;
         let mut tag_ids = TagIds::default();

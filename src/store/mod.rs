@@ -7,6 +7,7 @@
 
 mod bots;
 mod clients;
+mod copy_import;
 mod idempotency;
 mod instances;
 mod mailings;
@@ -37,6 +38,7 @@ use crate::domain::InvalidInput;
 use sqlx::AnyPool;
 use sqlx::Row;
 use sqlx::any::AnyPoolOptions;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -143,6 +145,9 @@ pub struct Store {
     backend: Backend,
     /// The embedded profile's own handle on the same file, for the apalis-sqlite queue.
     sqlite: Option<SqlitePool>,
+    /// The production profile's native handle, for what the `Any` driver cannot do (`COPY`).
+    /// Lazy: most processes never import, so it opens no connection until one does.
+    postgres: Option<PgPool>,
 }
 
 impl Store {
@@ -164,10 +169,15 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(url)
                     .await?;
+                let postgres = PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_lazy(url)?;
                 Ok(Store {
                     pool,
                     backend: Backend::Postgres,
                     sqlite: None,
+                    postgres: Some(postgres),
                 })
             }
         }
@@ -205,6 +215,7 @@ impl Store {
             pool,
             backend: Backend::Sqlite,
             sqlite: Some(sqlite),
+            postgres: None,
         })
     }
 
@@ -271,6 +282,9 @@ impl Store {
         self.pool.close().await;
         if let Some(sqlite) = &self.sqlite {
             sqlite.close().await;
+        }
+        if let Some(postgres) = &self.postgres {
+            postgres.close().await;
         }
     }
 }
