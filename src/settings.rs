@@ -418,6 +418,9 @@ pub struct ApiSettings {
     pub import_body_limit_bytes: usize,
     /// Lifetime of a token from POST /api/v1/auth/token, in seconds.
     pub session_ttl_secs: u64,
+    /// A valid bearer token is trusted for this many seconds before the database is asked
+    /// again (a disabled user's tokens stop working within it); 0 asks on every request.
+    pub token_cache_secs: u64,
     /// Whether POST /api/v1/auth/register creates users.
     pub allow_registration: bool,
     /// Password attempts allowed per user name per minute.
@@ -443,6 +446,7 @@ impl Default for ApiSettings {
             body_limit_bytes: 1024 * 1024,
             import_body_limit_bytes: 64 * 1024 * 1024,
             session_ttl_secs: 3600,
+            token_cache_secs: 5,
             allow_registration: false,
             login_attempts_per_minute: 10,
             idempotency_ttl_secs: 86_400,

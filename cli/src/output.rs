@@ -58,6 +58,19 @@ impl Progress {
         Progress(bar)
     }
 
+    /// A bar over `total` bytes.
+    pub fn bytes(total: u64, what: &str) -> Progress {
+        let progress = Progress::new(total, what);
+        progress.0.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:40.cyan/blue}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        progress
+    }
+
     pub fn set_total(&self, total: u64) {
         self.0.set_length(total);
     }

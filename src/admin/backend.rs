@@ -1,6 +1,7 @@
 //! Where tenant commands act: the local database, or a remote blast through its HTTP API
 //! (`--server URL --token TOKEN`). Both give the same answers, so each command prints alike.
 
+use super::import::{ImportOutcome, RowError};
 use super::{AdminError, Result};
 use crate::channels::{DeliveryError, TelegramBot};
 use crate::domain::invalid;
@@ -13,6 +14,8 @@ use crate::telegram::MediaSource;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A remote blast API and the token to act with.
 #[derive(Debug, Clone)]
@@ -20,6 +23,22 @@ pub struct RemoteApi {
     base: String,
     token: String,
     http: reqwest::Client,
+}
+
+/// The error of an API answer that is not a success.
+fn remote_error(status: reqwest::StatusCode, bytes: &[u8]) -> AdminError {
+    let message = serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned());
+    // 408 and 429 are the server's passing trouble, not a mistake in the command.
+    let usage = status.is_client_error()
+        && status != reqwest::StatusCode::REQUEST_TIMEOUT
+        && status != reqwest::StatusCode::TOO_MANY_REQUESTS;
+    AdminError::Remote {
+        message: format!("{message} ({status})"),
+        usage,
+    }
 }
 
 impl RemoteApi {
@@ -78,9 +97,6 @@ impl RemoteApi {
         }
         req = match body {
             Some(RemoteBody::Json(v)) => req.json(&v),
-            Some(RemoteBody::Lines(text)) => req
-                .header("content-type", "application/x-ndjson")
-                .body(text),
             None => req,
         };
         let response = req.send().await.map_err(|e| AdminError::Remote {
@@ -103,17 +119,77 @@ impl RemoteApi {
                 usage: false,
             });
         }
-        let message = serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-        // 408 and 429 are the server's passing trouble, not a mistake in the command.
-        let usage = status.is_client_error()
-            && status != reqwest::StatusCode::REQUEST_TIMEOUT
-            && status != reqwest::StatusCode::TOO_MANY_REQUESTS;
-        Err(AdminError::Remote {
-            message: format!("{message} ({status})"),
-            usage,
+        Err(remote_error(status, &bytes))
+    }
+
+    /// Upload a CSV client list as it is read (`POST /api/v1/clients/import`); the server
+    /// validates it. `progress` hears the bytes sent so far.
+    async fn import_csv(
+        &self,
+        file: std::fs::File,
+        skip_invalid: bool,
+        progress: impl Fn(u64),
+    ) -> Result<ImportOutcome> {
+        use futures::StreamExt;
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        let body =
+            tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)).map(move |chunk| {
+                if let Ok(bytes) = &chunk {
+                    counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
+                chunk
+            });
+        let request = self
+            .http
+            .post(format!("{}/api/v1/clients/import", self.base))
+            .query(&[("skip_invalid", skip_invalid.to_string())])
+            .bearer_auth(&self.token)
+            .header("content-type", "text/csv")
+            // A large file over a slow link takes longer than the client's usual timeout.
+            .timeout(std::time::Duration::from_secs(6 * 3600))
+            .body(reqwest::Body::wrap_stream(body))
+            .send();
+        tokio::pin!(request);
+        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(200));
+        let response = loop {
+            tokio::select! {
+                response = &mut request => break response,
+                _ = ticker.tick() => progress(sent.load(Ordering::Relaxed)),
+            }
+        }
+        .map_err(|e| AdminError::Remote {
+            message: format!("cannot send the import to {}: {e}", self.base),
+            usage: false,
+        })?;
+        progress(sent.load(Ordering::Relaxed));
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| AdminError::Remote {
+            message: format!("reading the answer of {}: {e}", self.base),
+            usage: false,
+        })?;
+        if status != reqwest::StatusCode::OK && status != reqwest::StatusCode::UNPROCESSABLE_ENTITY
+        {
+            return Err(remote_error(status, &bytes));
+        }
+        // A 422 is a whole-file refusal (no header) or the row report.
+        let result: ImportResult =
+            serde_json::from_slice(&bytes).map_err(|_| remote_error(status, &bytes))?;
+        Ok(ImportOutcome {
+            imported: result.imported,
+            report: ImportReport {
+                inserted: result.inserted,
+                updated: result.updated,
+            },
+            committed: status == reqwest::StatusCode::OK,
+            errors: result
+                .errors
+                .into_iter()
+                .map(|e| RowError {
+                    line: e.line,
+                    message: e.message,
+                })
+                .collect(),
         })
     }
 
@@ -147,7 +223,6 @@ const PAGE: usize = 100;
 
 enum RemoteBody {
     Json(Value),
-    Lines(String),
 }
 
 #[derive(Deserialize)]
@@ -165,8 +240,16 @@ struct MailingView {
 
 #[derive(Deserialize)]
 struct ImportResult {
+    imported: u64,
     inserted: u64,
     updated: u64,
+    errors: Vec<ImportRowError>,
+}
+
+#[derive(Deserialize)]
+struct ImportRowError {
+    line: u64,
+    message: String,
 }
 
 fn client_json(c: &NewClient) -> Value {
@@ -343,34 +426,22 @@ impl Backend {
         }
     }
 
-    pub async fn import_clients(
+    /// Import a CSV client list: streamed into the local store, or uploaded as it is read.
+    /// `progress` hears the bytes of the file done so far.
+    pub async fn import_csv(
         &self,
-        clients: &[NewClient],
-        progress: impl FnMut(u64),
-    ) -> Result<ImportReport> {
+        file: std::fs::File,
+        skip_invalid: bool,
+        progress: impl Fn(u64),
+    ) -> Result<ImportOutcome> {
         match self {
             Backend::Local { store, tenant } => {
-                Ok(store.import_clients(*tenant, clients, progress).await?)
+                Ok(
+                    super::import::import_local_csv(store, *tenant, file, skip_invalid, progress)
+                        .await?,
+                )
             }
-            Backend::Remote(api) => {
-                let mut lines = String::new();
-                for c in clients {
-                    lines.push_str(&client_json(c).to_string());
-                    lines.push('\n');
-                }
-                let result: ImportResult = api
-                    .call(
-                        reqwest::Method::POST,
-                        "/api/v1/clients/import",
-                        &[],
-                        Some(RemoteBody::Lines(lines)),
-                    )
-                    .await?;
-                Ok(ImportReport {
-                    inserted: result.inserted,
-                    updated: result.updated,
-                })
-            }
+            Backend::Remote(api) => api.import_csv(file, skip_invalid, progress).await,
         }
     }
 

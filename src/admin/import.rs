@@ -1,13 +1,20 @@
-//! `blast client import FILE.csv`: validate every row first, then write them in one transaction.
+//! Client import as a stream, for `blast client import FILE.csv` and `POST /clients/import`:
+//! rows are parsed on a blocking thread and staged batch by batch, so a file of any size
+//! costs the memory of a batch; the import is then all or nothing (or the valid rows, with
+//! `skip_invalid`), each bad row reported by its line.
 
 use super::client::parse_tag_list;
 use super::{Context, Result};
 use crate::domain::parse_attribute_name;
 use crate::domain::{InvalidInput, Phone, invalid, parse_email, parse_timezone};
-use crate::store::NewClient;
+use crate::store::{ImportReport, NewClient, Store, StoreError};
 use blast_cli::Progress;
-use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use crate::store::RowError;
 
 /// Where each known column sits in the file.
 enum Column {
@@ -34,30 +41,48 @@ fn column_for(header: &str) -> Result<Column, InvalidInput> {
     })
 }
 
-/// A row that cannot be imported, by its line number in the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowError {
-    pub line: u64,
-    pub message: String,
+/// A parsed row: the client and its line, or why the line is not a client.
+pub type RowResult = Result<(u64, NewClient), RowError>;
+
+/// Why an import as a whole could not be done (bad rows are not this: they are reported).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The input is not a client list at all (no header, no phone column).
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// Reading the input failed (or it was cut off, or it is over the size limit).
+    #[error("cannot read the import: {0}")]
+    Read(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-/// Parse and validate a CSV file. `Err` for a file that cannot be read as a client list at all;
-/// otherwise the valid clients and the invalid rows.
-pub fn parse_file(path: &Path) -> Result<(Vec<NewClient>, Vec<RowError>)> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| invalid(format!("cannot open {}: {e}", path.display())))?;
-    parse_reader(file)
+/// What an import did. `committed` is false when bad rows refused the whole import.
+#[derive(Debug)]
+pub struct ImportOutcome {
+    pub imported: u64,
+    pub report: ImportReport,
+    pub errors: Vec<RowError>,
+    pub committed: bool,
 }
 
-pub fn parse_reader(reader: impl std::io::Read) -> Result<(Vec<NewClient>, Vec<RowError>)> {
+/// Rows handed from the parser to the store at a time.
+const BATCH: usize = 10_000;
+
+/// The rows of a CSV client list (a header row with a `phone` column). `Err` for input that
+/// is not a client list; afterwards an `Err` item is a failure to read, and bad rows are
+/// `Ok(Err(..))`.
+pub fn csv_rows(
+    reader: impl Read,
+) -> Result<impl Iterator<Item = std::io::Result<RowResult>>, ImportError> {
     let mut csv = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(false)
         .from_reader(reader);
-    let headers = csv
-        .headers()
-        .map_err(|e| invalid(format!("cannot read the CSV header: {e}")))?
-        .clone();
+    let headers = match csv.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => return Err(csv_failure(e).map_or_else(ImportError::Read, ImportError::Invalid)),
+    };
     if headers.iter().all(|h| h.trim().is_empty()) {
         return Err(
             invalid("the CSV file is empty: expected a header row with a phone column").into(),
@@ -71,43 +96,101 @@ pub fn parse_reader(reader: impl std::io::Read) -> Result<(Vec<NewClient>, Vec<R
         ))
         .into());
     }
-    let mut clients = Vec::new();
-    let mut errors = Vec::new();
-    let mut first_line_of: HashMap<String, u64> = HashMap::new();
-    for record in csv.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                errors.push(RowError {
+    Ok(csv.into_records().map(move |record| match record {
+        Ok(record) => {
+            let line = record.position().map_or(0, |p| p.line());
+            Ok(parse_row(&columns, &record)
+                .map(|client| (line, client))
+                .map_err(|e| RowError { line, message: e.0 }))
+        }
+        Err(e) => {
+            let line = e.position().map_or(0, |p| p.line());
+            csv_failure(e).map(|bad| {
+                Err(RowError {
                     line,
-                    message: format!("malformed row: {e}"),
-                });
-                continue;
+                    message: format!("malformed row: {}", bad.0),
+                })
+            })
+        }
+    }))
+}
+
+/// A CSV error as a failure to read (`Err`) or a malformed input (`Ok`).
+fn csv_failure(e: csv::Error) -> std::io::Result<InvalidInput> {
+    let message = e.to_string();
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => Err(io),
+        _ => Ok(invalid(format!("cannot read the CSV: {message}"))),
+    }
+}
+
+/// Import the rows that `open` yields (it runs on a blocking thread, so it may read a file or
+/// a bridged request body) for `tenant_id`. `progress` hears the rows staged so far.
+pub async fn stream_import<I>(
+    store: &Store,
+    tenant_id: i64,
+    skip_invalid: bool,
+    open: impl FnOnce() -> Result<I, ImportError> + Send + 'static,
+    mut progress: impl FnMut(u64),
+) -> Result<ImportOutcome, ImportError>
+where
+    I: Iterator<Item = std::io::Result<RowResult>>,
+{
+    let mut import = store.begin_import(tenant_id).await?;
+    let (batches, mut received) = tokio::sync::mpsc::channel::<Vec<(u64, NewClient)>>(2);
+    let parser = tokio::task::spawn_blocking(move || -> Result<Vec<RowError>, ImportError> {
+        let mut errors = Vec::new();
+        let mut batch = Vec::with_capacity(BATCH);
+        for row in open()? {
+            match row.map_err(ImportError::Read)? {
+                Ok(parsed) => batch.push(parsed),
+                Err(e) => errors.push(e),
             }
-        };
-        let line = record.position().map_or(0, |p| p.line());
-        match parse_row(&columns, &record) {
-            Ok(client) => {
-                let phone = client
-                    .phone
-                    .as_ref()
-                    .map(|p| p.to_string())
-                    .unwrap_or_default();
-                if let Some(first) = first_line_of.get(&phone) {
-                    errors.push(RowError {
-                        line,
-                        message: format!("phone {phone} already appears on line {first}"),
-                    });
-                } else {
-                    first_line_of.insert(phone, line);
-                    clients.push(client);
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                // A closed channel: the store side failed and says why itself.
+                if batches.blocking_send(full).is_err() {
+                    return Ok(errors);
                 }
             }
-            Err(e) => errors.push(RowError { line, message: e.0 }),
         }
+        if !batch.is_empty() {
+            let _ = batches.blocking_send(batch);
+        }
+        Ok(errors)
+    });
+    while let Some(batch) = received.recv().await {
+        let rows: Vec<(u64, &NewClient)> = batch.iter().map(|(line, c)| (*line, c)).collect();
+        import.stage(&rows).await?;
+        progress(import.staged());
     }
-    Ok((clients, errors))
+    let mut errors = parser.await.map_err(|e| {
+        ImportError::Read(std::io::Error::other(format!("the parser stopped: {e}")))
+    })??;
+    let repeated = import.repeated_phones().await?;
+    let has_repeats = !repeated.is_empty();
+    errors.extend(repeated);
+    errors.sort_by_key(|e| e.line);
+    if !errors.is_empty() && !skip_invalid {
+        // Dropping the import throws the stage away: nothing was written.
+        return Ok(ImportOutcome {
+            imported: 0,
+            report: ImportReport::default(),
+            errors,
+            committed: false,
+        });
+    }
+    if has_repeats {
+        import.drop_repeated_phones().await?;
+    }
+    let imported = import.staged();
+    let report = import.commit().await?;
+    Ok(ImportOutcome {
+        imported,
+        report,
+        errors,
+        committed: true,
+    })
 }
 
 fn parse_row(columns: &[Column], record: &csv::StringRecord) -> Result<NewClient, InvalidInput> {
@@ -141,47 +224,95 @@ fn parse_row(columns: &[Column], record: &csv::StringRecord) -> Result<NewClient
     Ok(client)
 }
 
+/// Reads through to `inner`, counting the bytes read so far in `count`.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 pub async fn run(ctx: &Context, path: &Path, skip_invalid: bool) -> Result<()> {
     let backend = ctx.backend().await?;
-    let (clients, errors) = parse_file(path)?;
-    for e in &errors {
+    let file = std::fs::File::open(path)
+        .map_err(|e| invalid(format!("cannot open {}: {e}", path.display())))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let progress = Progress::bytes(size, "importing");
+    let outcome = backend
+        .import_csv(file, skip_invalid, |bytes| progress.set(bytes))
+        .await?;
+    progress.finish("done".into());
+    for e in &outcome.errors {
         eprintln!("line {}: {}", e.line, e.message);
     }
-    if !errors.is_empty() && !skip_invalid {
+    if !outcome.committed {
         return Err(invalid(format!(
-            "{} invalid row(s); nothing imported (fix them, or pass --skip-invalid to import the {} valid ones)",
-            errors.len(),
-            clients.len()
+            "{} invalid row(s); nothing imported (fix them, or pass --skip-invalid to import the valid ones)",
+            outcome.errors.len()
         ))
         .into());
     }
-    let progress = Progress::new(clients.len() as u64, "importing");
-    let report = backend
-        .import_clients(&clients, |done| progress.set(done))
-        .await?;
-    progress.finish("done".into());
     println!(
         "imported {} client(s): {} new, {} updated, {} invalid row(s) skipped",
-        clients.len(),
-        report.inserted,
-        report.updated,
-        errors.len()
+        outcome.imported,
+        outcome.report.inserted,
+        outcome.report.updated,
+        outcome.errors.len()
     );
     Ok(())
+}
+
+/// Import a CSV file into the local store, reporting the bytes read so far to `progress`.
+pub async fn import_local_csv(
+    store: &Store,
+    tenant_id: i64,
+    file: std::fs::File,
+    skip_invalid: bool,
+    progress: impl Fn(u64),
+) -> Result<ImportOutcome, ImportError> {
+    let read = Arc::new(AtomicU64::new(0));
+    let counting = Counting {
+        inner: std::io::BufReader::new(file),
+        count: read.clone(),
+    };
+    stream_import(
+        store,
+        tenant_id,
+        skip_invalid,
+        move || csv_rows(counting),
+        |_| progress(read.load(Ordering::Relaxed)),
+    )
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(csv: &str) -> Result<(Vec<NewClient>, Vec<RowError>), ImportError> {
+        let (mut clients, mut errors) = (Vec::new(), Vec::new());
+        for row in csv_rows(csv.as_bytes())? {
+            match row.map_err(ImportError::Read)? {
+                Ok((_, client)) => clients.push(client),
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok((clients, errors))
+    }
+
     #[test]
     fn reads_known_columns_attributes_and_reports_bad_rows() {
         let csv = "phone,name,tags,tz,city\n\
                    79001234567,Anna,vip;new,Europe/Moscow,Kazan\n\
                    123,Bob,,,\n\
-                   79001234568,Carl,,,\n\
-                   79001234567,Dup,,,\n";
-        let (clients, errors) = parse_reader(csv.as_bytes()).expect("parses");
+                   79001234568,Carl,,,\n";
+        let (clients, errors) = parse(csv).expect("parses");
         assert_eq!(clients.len(), 2);
         assert_eq!(clients[0].tags, ["new", "vip"]);
         assert_eq!(clients[0].timezone, "Europe/Moscow");
@@ -189,21 +320,23 @@ mod tests {
             clients[0].attributes.get("city").map(String::as_str),
             Some("Kazan")
         );
-        assert_eq!(errors.len(), 2);
+        assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, 3);
         assert!(errors[0].message.contains("invalid phone"));
-        assert!(errors[1].message.contains("already appears on line 2"));
     }
 
     #[test]
     fn a_file_that_is_not_a_client_list_is_an_error() {
-        assert!(parse_reader("name,email\nAnna,a@b.ru\n".as_bytes()).is_err());
-        assert!(parse_reader("".as_bytes()).is_err());
+        assert!(matches!(
+            parse("name,email\nAnna,a@b.ru\n"),
+            Err(ImportError::Invalid(_))
+        ));
+        assert!(matches!(parse(""), Err(ImportError::Invalid(_))));
         assert!(
-            parse_reader("phone,name\n79001234567,a,extra\n".as_bytes())
-                .map(|(_, errors)| errors.len() == 1)
+            parse("phone,name\n79001234567,a,extra\n")
+                .map(|(_, errors)| errors.len() == 1 && errors[0].message.contains("malformed"))
                 .unwrap_or(false)
         );
-        assert!(parse_reader("phone,bad col\n".as_bytes()).is_err());
+        assert!(parse("phone,bad col\n").is_err());
     }
 }

@@ -24,6 +24,8 @@ pub enum AdminError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
+    Import(#[from] import::ImportError),
+    #[error(transparent)]
     Delivery(#[from] crate::channels::DeliveryError),
     /// The remote API refused or failed; `usage` when it answered 4xx.
     #[error("{message}")]
@@ -37,6 +39,9 @@ impl AdminError {
             AdminError::Store(e) => e.is_client_error(),
             AdminError::Invalid(_) => true,
             AdminError::Io(_) | AdminError::Delivery(_) => false,
+            AdminError::Import(import::ImportError::Invalid(_)) => true,
+            AdminError::Import(import::ImportError::Store(e)) => e.is_client_error(),
+            AdminError::Import(import::ImportError::Read(_)) => false,
             AdminError::Remote { usage, .. } => *usage,
         }
     }

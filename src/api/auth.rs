@@ -3,13 +3,14 @@
 
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiResult};
-use crate::store::{StoreError, User, is_plausible_user_name};
+use crate::store::{StoreError, TokenOwner, User, is_plausible_user_name};
 use axum::Json;
 use axum::extract::ConnectInfo;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use utoipa::ToSchema;
 
@@ -29,6 +30,41 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Tokens checked recently, by the SHA-256 of the token: a request with one skips the
+/// database. The database is asked again after `api.token_cache_secs`, so a disabled user's
+/// tokens stop working within that time in every process; a token's own expiry is exact.
+pub struct TokenCache(Option<moka::sync::Cache<[u8; 32], TokenOwner>>);
+
+impl TokenCache {
+    pub fn new(ttl_secs: u64) -> TokenCache {
+        TokenCache((ttl_secs > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(ttl_secs))
+                .build()
+        }))
+    }
+}
+
+/// The user `token` acts for, if it is valid.
+pub async fn token_user(state: &AppState, token: &str) -> ApiResult<Option<User>> {
+    let Some(cache) = &state.tokens.0 else {
+        return Ok(state.store.user_by_token(token).await?);
+    };
+    let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let now = crate::now_ms();
+    let live = |owner: &TokenOwner| owner.expires_at.is_none_or(|at| at > now);
+    if let Some(owner) = cache.get(&key).filter(live) {
+        return Ok(Some(owner.user));
+    }
+    let Some(owner) = state.store.token_owner(token).await? else {
+        cache.invalidate(&key);
+        return Ok(None);
+    };
+    cache.insert(key, owner.clone());
+    Ok(Some(owner.user))
+}
+
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
@@ -39,9 +75,7 @@ impl FromRequestParts<AppState> for Tenant {
         let token = bearer(parts).ok_or_else(|| {
             ApiError::unauthorized("missing bearer token: send Authorization: Bearer <token>")
         })?;
-        let user = state
-            .store
-            .user_by_token(token)
+        let user = token_user(state, token)
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
         let tenant = Tenant(user);

@@ -13,6 +13,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use futures::TryStreamExt;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
@@ -283,8 +284,6 @@ pub async fn import_clients(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<ImportResult>), ApiError> {
-    let body =
-        super::idempotency::read_body(body, state.settings.api.import_body_limit_bytes).await?;
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -294,12 +293,25 @@ pub async fn import_clients(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let (clients, errors) = match content_type.as_str() {
+    // The body is read as it arrives, on the parser's thread: never whole in memory.
+    let limit = state.settings.api.import_body_limit_bytes;
+    let chunks = http_body_util::BodyDataStream::new(http_body_util::Limited::new(body, limit))
+        .map_err(std::io::Error::other);
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(chunks));
+    let (store, tenant, skip) = (&state.store, user.id, q.skip_invalid);
+    let outcome = match content_type.as_str() {
         "text/csv" => {
-            import::parse_reader(&body[..]).map_err(|e| ApiError::invalid(e.to_string()))?
+            import::stream_import(
+                store,
+                tenant,
+                skip,
+                move || import::csv_rows(reader),
+                |_| {},
+            )
+            .await
         }
         "application/x-ndjson" | "application/jsonl" | "application/json-lines" => {
-            parse_json_lines(&body)
+            import::stream_import(store, tenant, skip, move || Ok(json_lines(reader)), |_| {}).await
         }
         _ => {
             return Err(ApiError::new(
@@ -308,74 +320,84 @@ pub async fn import_clients(
                 "send text/csv or application/x-ndjson",
             ));
         }
-    };
-    let errors: Vec<RowErrorView> = errors
-        .into_iter()
-        .map(|e| RowErrorView {
-            line: e.line,
-            message: e.message,
-        })
-        .collect();
-    if !errors.is_empty() && !q.skip_invalid {
-        return Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(ImportResult {
-                imported: 0,
-                inserted: 0,
-                updated: 0,
-                errors,
-            }),
-        ));
     }
-    let report = state
-        .store
-        .import_clients(user.id, &clients, |_| {})
-        .await?;
+    .map_err(|e| match e {
+        import::ImportError::Invalid(e) => ApiError::invalid(e.to_string()),
+        import::ImportError::Store(e) => e.into(),
+        import::ImportError::Read(e) if is_over_limit(&e) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        ),
+        import::ImportError::Read(e) => {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })?;
+    let status = if outcome.committed {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
     Ok((
-        StatusCode::OK,
+        status,
         Json(ImportResult {
-            imported: clients.len() as u64,
-            inserted: report.inserted,
-            updated: report.updated,
-            errors,
+            imported: outcome.imported,
+            inserted: outcome.report.inserted,
+            updated: outcome.report.updated,
+            errors: outcome
+                .errors
+                .into_iter()
+                .map(|e| RowErrorView {
+                    line: e.line,
+                    message: e.message,
+                })
+                .collect(),
         }),
     ))
 }
 
-fn parse_json_lines(body: &[u8]) -> (Vec<NewClient>, Vec<import::RowError>) {
-    let mut clients = Vec::new();
-    let mut errors = Vec::new();
-    let mut seen = std::collections::HashMap::new();
-    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
-        let line_no = i as u64 + 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+/// Whether a read failed because the body went past its size limit.
+fn is_over_limit(e: &std::io::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> =
+        e.get_ref().map(|inner| inner as _);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
         }
-        let parsed = serde_json::from_slice::<ClientInput>(line)
-            .map_err(|e| e.to_string())
-            .and_then(|input| input.into_new_client().map_err(|e| e.message));
-        match parsed {
-            Ok(client) => {
-                let phone = client
-                    .phone
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                if let Some(first) = seen.get(&phone) {
-                    errors.push(import::RowError {
-                        line: line_no,
-                        message: format!("phone {phone} already appears on line {first}"),
-                    });
-                } else {
-                    seen.insert(phone, line_no);
-                    clients.push(client);
-                }
-            }
-            Err(message) => errors.push(import::RowError {
-                line: line_no,
-                message,
-            }),
-        }
+        source = err.source();
     }
-    (clients, errors)
+    false
+}
+
+/// The clients of a JSON-lines body, one object a line; blank lines are passed over.
+fn json_lines(
+    reader: impl std::io::Read,
+) -> impl Iterator<Item = std::io::Result<import::RowResult>> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(reader);
+    let mut line_no = 0u64;
+    let mut line = Vec::new();
+    std::iter::from_fn(move || {
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => return Some(Err(e)),
+            }
+            line_no += 1;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let parsed = serde_json::from_slice::<ClientInput>(&line)
+                .map_err(|e| e.to_string())
+                .and_then(|input| input.into_new_client().map_err(|e| e.message));
+            return Some(Ok(parsed.map(|client| (line_no, client)).map_err(
+                |message| import::RowError {
+                    line: line_no,
+                    message,
+                },
+            )));
+        }
+    })
 }

@@ -74,11 +74,9 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     let Some(token) = bearer(&parts).map(str::to_owned) else {
         return Ok(next.run(Request::from_parts(parts, body)).await);
     };
-    let Some(user) = state
-        .store
-        .user_by_token(&token)
+    let Some(user) = super::auth::token_user(&state, &token)
         .await
-        .map_err(|e| ApiError::from(e).into_response())?
+        .map_err(IntoResponse::into_response)?
     else {
         return Ok(next.run(Request::from_parts(parts, body)).await);
     };

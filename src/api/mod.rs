@@ -42,6 +42,8 @@ pub struct Inner {
     pub login_limiter: DefaultKeyedRateLimiter<String>,
     /// Login and registration attempts per client address.
     pub address_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Recently checked bearer tokens.
+    pub tokens: auth::TokenCache,
     /// Fires when the server shuts down: long-lived streams end.
     pub shutdown: CancellationToken,
     /// The job queues, opened on first use (readiness checks them).
@@ -65,6 +67,7 @@ impl AppState {
             address_limiter: RateLimiter::keyed(per_minute(
                 settings.api.auth_attempts_per_minute_per_ip,
             )),
+            tokens: auth::TokenCache::new(settings.api.token_cache_secs),
             store,
             settings,
             shutdown,

@@ -90,7 +90,7 @@ fn client_from_row(r: &AnyRow) -> Client {
 }
 
 /// `($1, $2), ($3, $4)` for `rows` rows of `columns` values each.
-fn placeholders(rows: usize, columns: usize) -> String {
+pub(super) fn placeholders(rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|r| {
             let row: Vec<String> = (1..=columns)
@@ -341,107 +341,5 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Insert or update (by phone) many clients in one transaction: all or nothing.
-    /// `progress` is called with the number of rows written so far.
-    pub async fn import_clients(
-        &self,
-        tenant_id: i64,
-        clients: &[NewClient],
-        mut progress: impl FnMut(u64),
-    ) -> Result<ImportReport> {
-        if let Some(pg) = &self.postgres {
-            return super::copy_import::import(pg, tenant_id, clients, progress).await;
-        }
-        // SQLite: multi-row statements: one round trip per chunk instead of two per client.
-        const CHUNK: usize = 500;
-        let mut tx = self.write_tx().await?;
-        let mut tag_ids = TagIds::default();
-        let before = count_clients(&mut *tx, tenant_id).await?;
-        let now = now_ms();
-        let mut done = 0u64;
-        for chunk in clients.chunks(CHUNK) {
-            let mut rows = Vec::with_capacity(chunk.len());
-            for (i, client) in chunk.iter().enumerate() {
-                let Some(phone) = &client.phone else {
-                    let row = done as usize + i + 1;
-                    return Err(invalid(format!("row {row}: a client needs a phone")).into());
-                };
-                rows.push((phone, client));
-            }
-            // PostgreSQL refuses to upsert one row twice in a statement: the last copy of a
-            // phone within the chunk wins, as it would row by row.
-            let mut last_of_phone: HashMap<&str, usize> = HashMap::new();
-            for (i, (phone, _)) in rows.iter().enumerate() {
-                last_of_phone.insert(phone.as_str(), i);
-            }
-            let unique: Vec<&(&Phone, &NewClient)> = rows
-                .iter()
-                .enumerate()
-                .filter(|(i, (phone, _))| last_of_phone.get(phone.as_str()) == Some(i))
-                .map(|(_, row)| row)
-                .collect();
-            let sql = format!(
-                "INSERT INTO clients (tenant_id, phone, operator_code, name, email, telegram_chat_id,
-                                      timezone, attributes, created_at, updated_at) VALUES {}
-                 ON CONFLICT (tenant_id, phone) DO UPDATE SET
-                     name = excluded.name, email = excluded.email,
-                     telegram_chat_id = excluded.telegram_chat_id, timezone = excluded.timezone,
-                     attributes = excluded.attributes, updated_at = excluded.updated_at
-                 RETURNING id, phone",
-                placeholders(unique.len(), 10)
-            );
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (phone, client) in &unique {
-                insert = insert
-                    .bind(tenant_id)
-                    .bind(phone.as_str())
-                    .bind(phone.operator_code())
-                    .bind(client.name.as_str())
-                    .bind(client.email.as_deref())
-                    .bind(client.telegram_chat_id)
-                    .bind(client.timezone.as_str())
-                    .bind(attributes_json(&client.attributes))
-                    .bind(now)
-                    .bind(now);
-            }
-            let ids: HashMap<String, i64> = insert
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| (r.get(1), r.get(0)))
-                .collect();
-            let mut links: Vec<(i64, i64)> = Vec::new();
-            for (phone, client) in &rows {
-                let Some(&client_id) = ids.get(phone.as_str()) else {
-                    continue;
-                };
-                for tag in &client.tags {
-                    links.push((client_id, tag_ids.get(&mut tx, tenant_id, tag).await?));
-                }
-            }
-            // 2 parameters a link: far below SQLite's 32766 and PostgreSQL's 65535 a statement.
-            for links in links.chunks(5000) {
-                let sql = format!(
-                    "INSERT INTO client_tags (client_id, tag_id) VALUES {} ON CONFLICT DO NOTHING",
-                    placeholders(links.len(), 2)
-                );
-                let mut link = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (client_id, tag_id) in links {
-                    link = link.bind(*client_id).bind(*tag_id);
-                }
-                link.execute(&mut *tx).await?;
-            }
-            done += chunk.len() as u64;
-            progress(done);
-        }
-        let inserted = (count_clients(&mut *tx, tenant_id).await? - before) as u64;
-        tx.commit().await?;
-        progress(clients.len() as u64);
-        Ok(ImportReport {
-            inserted,
-            updated: clients.len() as u64 - inserted,
-        })
     }
 }

@@ -7,8 +7,8 @@
 
 mod bots;
 mod clients;
-mod copy_import;
 mod idempotency;
+mod import;
 mod instances;
 mod mailings;
 mod media;
@@ -23,6 +23,7 @@ mod webhooks;
 pub use bots::{RegisteredBot, validate_bot_name};
 pub use clients::{Client, ClientPatch, ClientQuery, ImportReport, NewClient};
 pub use idempotency::IdempotencyClaim;
+pub use import::{ClientImport, RowError};
 pub use instances::InstanceKind;
 pub(crate) use instances::hostname;
 pub use mailings::{Mailing, MailingStats, MediaUpload, MessageRow, NewMailing, StateCounts};
@@ -31,7 +32,7 @@ pub use notifications::{Dispatched, NewNotification, Notification, NotificationP
 pub use push::{NewPushSubscription, PushKeys, StoredPushSubscription};
 pub use reports::{CronClaim, ReportCounts, ReportError};
 pub use subscribers::Subscribed;
-pub use users::{User, UserSummary, is_plausible_user_name};
+pub use users::{TokenOwner, User, UserSummary, is_plausible_user_name};
 pub use webhooks::{DueDelivery, MessageEvent, Webhook, WebhookDelivery};
 
 use crate::domain::InvalidInput;

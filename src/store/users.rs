@@ -16,6 +16,13 @@ pub struct User {
     pub disabled: bool,
 }
 
+/// Who a token acts for, and until when (Unix ms; never when `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub user: User,
+    pub expires_at: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserSummary {
     pub user: User,
@@ -197,10 +204,15 @@ impl Store {
     /// The enabled user a token belongs to, if any. `last_used_at` is refreshed at most once a
     /// minute, so that authenticating a request is a read, not a write.
     pub async fn user_by_token(&self, token: &str) -> Result<Option<User>> {
+        Ok(self.token_owner(token).await?.map(|owner| owner.user))
+    }
+
+    /// The enabled user `token` belongs to, with the time the token stops working.
+    pub async fn token_owner(&self, token: &str) -> Result<Option<TokenOwner>> {
         let now = now_ms();
         let hash = hash_token(token);
         let row = sqlx::query(
-            "SELECT u.id, u.name, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id
+            "SELECT u.id, u.name, t.last_used_at, t.expires_at FROM api_tokens t JOIN users u ON u.id = t.user_id
              WHERE t.token_hash = $1 AND u.disabled = 0 AND (t.expires_at IS NULL OR t.expires_at > $2)",
         )
         .bind(&hash)
@@ -216,10 +228,13 @@ impl Store {
                 .execute(&self.pool)
                 .await?;
         }
-        Ok(Some(User {
-            id: row.get(0),
-            name: row.get(1),
-            disabled: false,
+        Ok(Some(TokenOwner {
+            user: User {
+                id: row.get(0),
+                name: row.get(1),
+                disabled: false,
+            },
+            expires_at: row.get(3),
         }))
     }
 
