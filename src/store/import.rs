@@ -156,26 +156,23 @@ impl ClientImport {
         if self.indexed {
             return Ok(());
         }
-        let sql = match self.backend() {
+        match self.backend() {
             Backend::Sqlite => {
-                "CREATE INDEX temp.import_staging_phone ON import_staging (phone, line)"
+                self.execute(
+                    "CREATE INDEX temp.import_staging_phone ON import_staging (phone, line)",
+                    None,
+                )
+                .await?;
             }
-            // A temporary table has no statistics until asked; without them the merge is
-            // planned as if the stage were tiny.
             Backend::Postgres => {
-                "CREATE INDEX import_staging_phone ON import_staging (phone, line); ANALYZE import_staging"
-            }
-        };
-        match &mut self.staging {
-            Staging::Postgres(conn) => {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut **conn)
-                    .await?;
-            }
-            Staging::Sqlite(conn) => {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut **conn)
-                    .await?;
+                self.execute(
+                    "CREATE INDEX import_staging_phone ON import_staging (phone, line)",
+                    None,
+                )
+                .await?;
+                // A temporary table has no statistics until asked; without them the merge is
+                // planned as if the stage were tiny.
+                self.execute("ANALYZE import_staging", None).await?;
             }
         }
         self.indexed = true;
@@ -190,18 +187,8 @@ impl ClientImport {
                          GROUP BY phone HAVING COUNT(*) > 1) f ON f.phone = s.phone
                    WHERE s.line <> f.first_line ORDER BY s.line";
         let rows: Vec<(i64, String, i64)> = match &mut self.staging {
-            Staging::Postgres(conn) => sqlx::query(sql)
-                .fetch_all(&mut **conn)
-                .await?
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
-                .collect(),
-            Staging::Sqlite(conn) => sqlx::query(sql)
-                .fetch_all(&mut **conn)
-                .await?
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
-                .collect(),
+            Staging::Postgres(conn) => sqlx::query_as(sql).fetch_all(&mut **conn).await?,
+            Staging::Sqlite(conn) => sqlx::query_as(sql).fetch_all(&mut **conn).await?,
         };
         Ok(rows
             .into_iter()
