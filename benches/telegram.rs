@@ -75,7 +75,7 @@ async fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
                 telegram: Some(TelegramContent::text_message()),
                 uploads: Vec::new(),
             },
-            4096,
+            blast::template::TextLimits::with_default_budget(4096),
         )
         .await?;
     let started = Instant::now();

@@ -396,6 +396,11 @@ pub struct MailingSettings {
     /// The same text to the same recipient on the same channel is sent once within this many
     /// seconds, across mailings and re-runs; later copies are `skipped`. 0 turns it off.
     pub dedup_window_secs: u64,
+    /// Instructions one render of a message template may execute; a template that needs more
+    /// is refused at creation (or fails that message), and the process stays responsive.
+    pub template_fuel: u64,
+    /// Milliseconds one render may take (it runs off the async runtime).
+    pub template_timeout_ms: u64,
 }
 
 impl Default for MailingSettings {
@@ -403,6 +408,8 @@ impl Default for MailingSettings {
         MailingSettings {
             default_window_hours: 24,
             dedup_window_secs: 0,
+            template_fuel: crate::template::DEFAULT_FUEL,
+            template_timeout_ms: crate::template::DEFAULT_TIMEOUT_MS,
         }
     }
 }
@@ -711,6 +718,11 @@ impl Settings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
+        if self.mailing.template_fuel < 1000 || self.mailing.template_timeout_ms == 0 {
+            return Err(SettingsError::Rule(
+                "mailing.template_fuel must be at least 1000 and mailing.template_timeout_ms at least 1".into(),
+            ));
+        }
         let vapid = self.webpush.vapid_private_key.expose();
         if !vapid.is_empty() {
             crate::channels::vapid_key_pair(vapid).map_err(SettingsError::Rule)?;
@@ -839,6 +851,15 @@ impl Settings {
             }
             // A push payload is at most 4 KB once encrypted; the text is its body.
             crate::domain::ChannelKind::WebPush => crate::channels::MAX_PUSH_TEXT_CHARS,
+        }
+    }
+
+    /// How far a message template on `channel` may go: its rendered length, fuel and time.
+    pub fn text_limits(&self, channel: crate::domain::ChannelKind) -> crate::template::TextLimits {
+        crate::template::TextLimits {
+            max_chars: self.max_text_chars(channel) as usize,
+            fuel: self.mailing.template_fuel,
+            timeout: Duration::from_millis(self.mailing.template_timeout_ms),
         }
     }
 

@@ -1,12 +1,58 @@
 //! Message templates: `{{ name }}` and any other client attribute, rendered per recipient.
 //!
-//! Templates are Jinja (minijinja). A variable the client does not have is an error, not an
-//! empty string: a message that says "Hello, !" is worse than one not sent.
+//! Templates are Jinja (minijinja), written by tenants, so they are bounded: a template is
+//! accepted only in a subset of the language that cannot grow a value beyond the size of its
+//! inputs (no `set`, `with`, macros, includes or `*`; only the filters listed in
+//! [`add_filters`], `join` and `replace` with a bound), every render runs on a fuel budget
+//! (instructions), and its output may not exceed the channel's text limit. A variable the
+//! client does not have is an error, not an empty string: a message that says "Hello, !" is
+//! worse than one not sent.
 
 use crate::domain::{InvalidInput, invalid};
 use crate::store::Client;
-use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use minijinja::machinery::{Token, WhitespaceConfig, tokenize};
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value};
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How far one render of a template may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextLimits {
+    /// The longest rendered text, in characters (the channel's text limit).
+    pub max_chars: usize,
+    /// Instructions one render may execute (`mailing.template_fuel`).
+    pub fuel: u64,
+    /// Wall-clock time one render may take off the async runtime
+    /// (`mailing.template_timeout_ms`).
+    pub timeout: Duration,
+}
+
+/// `mailing.template_fuel` unless configured.
+pub const DEFAULT_FUEL: u64 = 100_000;
+/// `mailing.template_timeout_ms` unless configured.
+pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
+
+impl TextLimits {
+    /// `max_chars` with the default fuel and time limit.
+    pub fn with_default_budget(max_chars: usize) -> TextLimits {
+        TextLimits {
+            max_chars,
+            fuel: DEFAULT_FUEL,
+            timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
+        }
+    }
+
+    /// The same limits with another length (an email subject's, say).
+    pub fn with_max_chars(self, max_chars: usize) -> TextLimits {
+        TextLimits { max_chars, ..self }
+    }
+
+    /// The byte budget of the output buffer: a character is at most four bytes.
+    fn max_bytes(self) -> usize {
+        self.max_chars.saturating_mul(4)
+    }
+}
 
 /// A compiled message text.
 #[derive(Debug)]
@@ -14,41 +60,109 @@ pub struct MessageTemplate {
     env: Environment<'static>,
     /// A text sent as it is (a notification's: its caller's words, never a template).
     literal: Option<String>,
+    limits: TextLimits,
 }
 
 const NAME: &str = "message";
 
+/// Statements a message template may use. The others either bind names (`set`, `with`,
+/// `macro`, `call`, `filter`), which lets a template double a value as often as it likes,
+/// or read other templates.
+const ALLOWED_STATEMENTS: &[&str] = &[
+    "if", "elif", "else", "endif", "for", "endfor", "break", "continue",
+];
+
 impl MessageTemplate {
-    pub fn compile(source: &str) -> Result<MessageTemplate, InvalidInput> {
-        MessageTemplate::compile_as(source, AutoEscape::None)
+    pub fn compile(source: &str, limits: TextLimits) -> Result<MessageTemplate, InvalidInput> {
+        MessageTemplate::compile_as(source, AutoEscape::None, UndefinedBehavior::Strict, limits)
     }
 
     /// An HTML body: every value is escaped, so a client named `Tom & <Jerry>` cannot break
     /// the markup or inject a link.
-    pub fn compile_html(source: &str) -> Result<MessageTemplate, InvalidInput> {
-        MessageTemplate::compile_as(source, AutoEscape::Html)
+    pub fn compile_html(source: &str, limits: TextLimits) -> Result<MessageTemplate, InvalidInput> {
+        MessageTemplate::compile_as(source, AutoEscape::Html, UndefinedBehavior::Strict, limits)
     }
 
-    fn compile_as(source: &str, escape: AutoEscape) -> Result<MessageTemplate, InvalidInput> {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
+    fn compile_as(
+        source: &str,
+        escape: AutoEscape,
+        undefined: UndefinedBehavior,
+        limits: TextLimits,
+    ) -> Result<MessageTemplate, InvalidInput> {
+        check_language(source)?;
+        let mut env = Environment::empty();
+        env.set_undefined_behavior(undefined);
         env.set_auto_escape_callback(move |_| escape);
+        env.set_fuel(Some(limits.fuel));
+        add_filters(&mut env, limits.max_bytes());
         env.add_template_owned(NAME, source.to_owned())
             .map_err(|e| invalid(format!("invalid message template: {e}")))?;
-        Ok(MessageTemplate { env, literal: None })
+        Ok(MessageTemplate {
+            env,
+            literal: None,
+            limits,
+        })
     }
 
     /// A text that is not a template: `{{` in it is sent as written.
     pub fn literal(text: &str) -> MessageTemplate {
         MessageTemplate {
-            env: Environment::new(),
+            env: Environment::empty(),
             literal: Some(text.to_owned()),
+            limits: TextLimits {
+                max_chars: usize::MAX,
+                fuel: 0,
+                timeout: Duration::ZERO,
+            },
         }
+    }
+
+    /// Check, when a mailing is created, that `source` compiles and that a render for a
+    /// sample client stays within `limits`. The render runs off the async runtime under the
+    /// time limit; variables the sample does not have render empty here (they are checked
+    /// per recipient at send time).
+    pub async fn check(source: &str, html: bool, limits: TextLimits) -> Result<(), InvalidInput> {
+        let escape = if html {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        };
+        MessageTemplate::compile_as(source, escape, UndefinedBehavior::Strict, limits)?;
+        let sample =
+            MessageTemplate::compile_as(source, escape, UndefinedBehavior::Lenient, limits)?;
+        let client = sample_client();
+        sample
+            .render_off_runtime(client, Vec::new())
+            .await
+            .map(drop)
     }
 
     /// The text for one client. Errors name the variable that is missing.
     pub fn render(&self, client: &Client) -> Result<String, InvalidInput> {
         self.render_with(client, &[])
+    }
+
+    /// [`MessageTemplate::render_with`] on a blocking thread, given up after the time limit
+    /// (the thread itself stops when its fuel runs out).
+    pub async fn render_off_runtime(
+        self,
+        client: Client,
+        extra: Vec<(&'static str, String)>,
+    ) -> Result<String, InvalidInput> {
+        let timeout = self.limits.timeout;
+        let work = tokio::task::spawn_blocking(move || {
+            let extra: Vec<(&'static str, &str)> =
+                extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            self.render_with(&client, &extra)
+        });
+        match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(rendered)) => rendered,
+            Ok(Err(_)) => Err(invalid("the message template could not be rendered")),
+            Err(_) => Err(invalid(format!(
+                "the message template took longer than {} ms to render",
+                timeout.as_millis()
+            ))),
+        }
     }
 
     /// The text for one client, with `extra` variables beside the client's (an email's
@@ -65,13 +179,219 @@ impl MessageTemplate {
             .env
             .get_template(NAME)
             .map_err(|e| invalid(format!("template: {e}")))?;
-        template.render(client_context(client, extra)).map_err(|e| {
-            invalid(format!(
-                "cannot render the message for client {}: {e}",
-                client.id
-            ))
-        })
+        let max_bytes = self.limits.max_bytes();
+        let mut out = BoundedBuffer {
+            bytes: Vec::new(),
+            max_bytes,
+        };
+        let context = client_context(client, extra);
+        if let Err(e) = template.render_captured_to(&context, &mut out) {
+            return Err(invalid(self.explain(e, &template, &context, client)));
+        }
+        let text = String::from_utf8(out.bytes)
+            .map_err(|_| invalid("the message template rendered invalid UTF-8"))?;
+        let chars = text.chars().count();
+        if chars > self.limits.max_chars {
+            return Err(too_long(self.limits.max_chars));
+        }
+        Ok(text)
     }
+
+    /// A render error in the words of the person who wrote the template.
+    fn explain(
+        &self,
+        e: Error,
+        template: &minijinja::Template<'_, '_>,
+        context: &Value,
+        client: &Client,
+    ) -> String {
+        match e.kind() {
+            ErrorKind::WriteFailure => too_long(self.limits.max_chars).0,
+            ErrorKind::OutOfFuel => format!(
+                "the message template does too much work (more than {} steps per message)",
+                self.limits.fuel
+            ),
+            ErrorKind::UndefinedError => {
+                let missing: Vec<String> = template
+                    .undeclared_variables(false)
+                    .into_iter()
+                    .filter(|name| {
+                        context
+                            .get_attr(name)
+                            .map(|v| v.is_undefined())
+                            .unwrap_or(true)
+                    })
+                    .collect();
+                if missing.is_empty() {
+                    format!("cannot render the message for client {}: {e}", client.id)
+                } else {
+                    format!(
+                        "the message uses {} which client {} does not have",
+                        missing.join(", "),
+                        client.id
+                    )
+                }
+            }
+            _ => format!("cannot render the message for client {}: {e}", client.id),
+        }
+    }
+}
+
+/// The client a template is tried on when a mailing is created.
+fn sample_client() -> Client {
+    Client {
+        id: 1,
+        phone: Some("79001234567".into()),
+        operator_code: "900".into(),
+        name: "Sample Client".into(),
+        email: Some("client@example.com".into()),
+        telegram_chat_id: Some(1),
+        timezone: "UTC".into(),
+        tags: vec!["sample".into()],
+        attributes: BTreeMap::new(),
+    }
+}
+
+fn too_long(max_chars: usize) -> InvalidInput {
+    invalid(format!(
+        "the rendered message is longer than the channel's limit of {max_chars} characters"
+    ))
+}
+
+/// The output of one render, refusing to grow past the limit (the render then stops with a
+/// write failure instead of filling memory).
+struct BoundedBuffer {
+    bytes: Vec<u8>,
+    max_bytes: usize,
+}
+
+impl std::io::Write for BoundedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > self.max_bytes {
+            return Err(std::io::Error::other("the rendered message is too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Refuse the parts of Jinja a message does not need and that let a template grow a value
+/// without bound: statements that bind names, other templates, and `*` / `**` (a string
+/// times a number).
+// SyntaxConfig is a unit struct unless minijinja's `custom_syntax` feature is on.
+#[allow(clippy::default_constructed_unit_structs)]
+fn check_language(source: &str) -> Result<(), InvalidInput> {
+    let mut after_block_start = false;
+    for token in tokenize(
+        source,
+        false,
+        SyntaxConfig::default(),
+        WhitespaceConfig::default(),
+    ) {
+        let (token, _) = token.map_err(|e| invalid(format!("invalid message template: {e}")))?;
+        match token {
+            Token::Mul | Token::Pow => {
+                return Err(invalid(
+                    "message templates cannot multiply (`*` and `**` are not allowed)",
+                ));
+            }
+            Token::Ident(word) if after_block_start && !ALLOWED_STATEMENTS.contains(&word) => {
+                return Err(invalid(format!(
+                    "message templates cannot use `{{% {word} %}}` (allowed: if, elif, else, for, break, continue)"
+                )));
+            }
+            _ => {}
+        }
+        after_block_start = matches!(token, Token::BlockStart);
+    }
+    Ok(())
+}
+
+/// The filters, tests and functions a message template may call: none of them makes its
+/// output more than a bounded factor larger than its input, and `join` and `replace` check
+/// their result against the output limit (chained, they could otherwise grow it
+/// exponentially).
+fn add_filters(env: &mut Environment<'static>, max_bytes: usize) {
+    use minijinja::{filters as f, functions, tests as t};
+    env.add_filter("upper", f::upper);
+    env.add_filter("lower", f::lower);
+    env.add_filter("title", f::title);
+    env.add_filter("capitalize", f::capitalize);
+    env.add_filter("trim", f::trim);
+    env.add_filter("default", f::default);
+    env.add_filter("d", f::default);
+    env.add_filter("length", f::length);
+    env.add_filter("count", f::length);
+    env.add_filter("first", f::first);
+    env.add_filter("last", f::last);
+    env.add_filter("round", f::round);
+    env.add_filter("abs", f::abs);
+    env.add_filter("int", f::int);
+    env.add_filter("float", f::float);
+    env.add_filter("min", f::min);
+    env.add_filter("max", f::max);
+    env.add_filter("sort", f::sort);
+    env.add_filter("reverse", f::reverse);
+    env.add_filter("unique", f::unique);
+    env.add_filter("select", f::select);
+    env.add_filter("reject", f::reject);
+    env.add_filter("join", move |value: Value, joiner: Option<String>| {
+        bounded_join(&value, joiner.as_deref().unwrap_or(""), max_bytes)
+    });
+    env.add_filter("replace", move |value: String, from: String, to: String| {
+        bounded_replace(&value, &from, &to, max_bytes)
+    });
+    env.add_test("defined", t::is_defined);
+    env.add_test("undefined", t::is_undefined);
+    env.add_test("none", t::is_none);
+    env.add_test("number", t::is_number);
+    env.add_test("string", t::is_string);
+    env.add_test("odd", t::is_odd);
+    env.add_test("even", t::is_even);
+    env.add_test("in", t::is_in);
+    env.add_test("true", t::is_true);
+    env.add_test("false", t::is_false);
+    env.add_test("startingwith", t::is_startingwith);
+    env.add_test("endingwith", t::is_endingwith);
+    env.add_function("range", functions::range);
+}
+
+fn output_too_large() -> Error {
+    Error::new(ErrorKind::WriteFailure, "the rendered message is too long")
+}
+
+fn bounded_join(value: &Value, joiner: &str, max_bytes: usize) -> Result<String, Error> {
+    let mut out = String::new();
+    for (i, item) in value.try_iter()?.enumerate() {
+        if i > 0 {
+            out.push_str(joiner);
+        }
+        out.push_str(&item.to_string());
+        if out.len() > max_bytes {
+            return Err(output_too_large());
+        }
+    }
+    Ok(out)
+}
+
+fn bounded_replace(value: &str, from: &str, to: &str, max_bytes: usize) -> Result<String, Error> {
+    if from.is_empty() {
+        return Ok(value.to_owned());
+    }
+    let grows_by = to.len().saturating_sub(from.len());
+    let grown = value
+        .matches(from)
+        .count()
+        .saturating_mul(grows_by)
+        .saturating_add(value.len());
+    if grown > max_bytes {
+        return Err(output_too_large());
+    }
+    Ok(value.replace(from, to))
 }
 
 /// The variables a template sees: the client's own fields, then its free-form attributes
@@ -117,10 +437,21 @@ mod tests {
         }
     }
 
+    fn limits() -> TextLimits {
+        TextLimits {
+            max_chars: 1000,
+            fuel: 100_000,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn compile(source: &str) -> Result<MessageTemplate, InvalidInput> {
+        MessageTemplate::compile(source, limits())
+    }
+
     #[test]
     fn renders_fields_and_attributes() {
-        let t =
-            MessageTemplate::compile("Hi {{ name }} from {{ city }} ({{ phone }})").expect("ok");
+        let t = compile("Hi {{ name }} from {{ city }} ({{ phone }})").expect("ok");
         assert_eq!(
             t.render(&client()).expect("renders"),
             "Hi Anna from Kazan (79001234567)"
@@ -129,29 +460,93 @@ mod tests {
 
     #[test]
     fn a_missing_variable_is_an_error_that_names_it() {
-        let t = MessageTemplate::compile("Hi {{ nickname }}").expect("compiles");
+        let t = compile("Hi {{ nickname }}").expect("compiles");
         let err = t.render(&client()).expect_err("undefined");
-        assert!(
-            err.0.contains("nickname") || err.0.contains("undefined"),
-            "{err}"
-        );
+        assert!(err.0.contains("nickname"), "{err}");
     }
 
     #[test]
     fn html_bodies_escape_values_and_texts_do_not() {
         let mut c = client();
         c.name = "Tom & <Jerry>".into();
-        let html = MessageTemplate::compile_html("<p>Hi {{ name }}</p>").expect("ok");
+        let html = MessageTemplate::compile_html("<p>Hi {{ name }}</p>", limits()).expect("ok");
         assert_eq!(
             html.render(&c).expect("renders"),
             "<p>Hi Tom &amp; &lt;Jerry&gt;</p>"
         );
-        let text = MessageTemplate::compile("Hi {{ name }}").expect("ok");
+        let text = compile("Hi {{ name }}").expect("ok");
         assert_eq!(text.render(&c).expect("renders"), "Hi Tom & <Jerry>");
     }
 
     #[test]
     fn bad_syntax_is_reported_at_compile_time() {
-        assert!(MessageTemplate::compile("Hi {{ name ").is_err());
+        assert!(compile("Hi {{ name ").is_err());
+    }
+
+    #[test]
+    fn loops_conditions_and_the_allowed_filters_work() {
+        let t = compile(
+            "{% for t in tags %}{{ t|upper }}{% endfor %} {{ tags|join(', ') }} {{ name|replace('A', 'E') }}{% if city is defined %} {{ city|lower }}{% endif %}",
+        )
+        .expect("ok");
+        assert_eq!(t.render(&client()).expect("renders"), "VIP vip Enna kazan");
+    }
+
+    #[test]
+    fn statements_that_bind_names_and_multiplication_are_refused() {
+        for source in [
+            "{% set a = name %}{{ a }}",
+            "{% with a = name %}{{ a }}{% endwith %}",
+            "{% macro m() %}x{% endmacro %}",
+            "{% include 'x' %}",
+            "{% filter upper %}x{% endfilter %}",
+            "{{ 'x' * 99999999 }}",
+            "{{ 2 ** 64 }}",
+        ] {
+            assert!(compile(source).is_err(), "{source} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_template_that_loops_forever_runs_out_of_fuel() {
+        let t = compile(
+            "{% for a in range(10000) %}{% for b in range(10000) %}{% for c in range(10000) %}{% endfor %}{% endfor %}{% endfor %}",
+        )
+        .expect("compiles");
+        let err = t.render(&client()).expect_err("out of fuel");
+        assert!(err.0.contains("too much work"), "{err}");
+    }
+
+    #[test]
+    fn the_rendered_text_is_held_to_the_channel_limit() {
+        let t = compile("{% for a in range(10000) %}xxxxxxxxxx{% endfor %}").expect("compiles");
+        let err = t.render(&client()).expect_err("too long");
+        assert!(err.0.contains("limit of 1000 characters"), "{err}");
+        let chained = compile(
+            "{{ name|replace('a', 'aaaaaaaaaa')|replace('a', 'aaaaaaaaaa')|replace('a', 'aaaaaaaaaa')|replace('a', 'aaaaaaaaaa') }}",
+        )
+        .expect("compiles");
+        let err = chained.render(&client()).expect_err("too long");
+        assert!(err.0.contains("limit"), "{err}");
+        let joined = compile("{{ range(10000)|join('-') }}").expect("compiles");
+        assert!(joined.render(&client()).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_create_time_check_renders_a_sample_off_the_runtime() {
+        MessageTemplate::check("Hi {{ nickname }} {{ name }}", false, limits())
+            .await
+            .expect("unknown attributes are checked per recipient");
+        let err = MessageTemplate::check(
+            "{% for a in range(10000) %}{% for b in range(10000) %}{{ a }}{% endfor %}{% endfor %}",
+            false,
+            limits(),
+        )
+        .await
+        .expect_err("too long or too much work");
+        assert!(
+            err.0.contains("limit") || err.0.contains("too much work"),
+            "{err}"
+        );
     }
 }

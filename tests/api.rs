@@ -3,76 +3,11 @@
 mod common;
 
 use blast_testkit::{Fault, SmsStub};
+use common::api_client::{Api, error_code, second_tenant, send, setup};
 use common::{ApiServer, RunningWorker, TOKEN, TestDb, wait_until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-struct Api {
-    server: ApiServer,
-    token: String,
-}
-
-impl Api {
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.server
-            .http
-            .request(method, self.server.url(path))
-            .bearer_auth(&self.token)
-    }
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        send(self.req(reqwest::Method::GET, path)).await
-    }
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        send(self.req(reqwest::Method::POST, path).json(&body)).await
-    }
-    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        send(self.req(reqwest::Method::PUT, path).json(&body)).await
-    }
-    async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        send(self.req(reqwest::Method::PATCH, path).json(&body)).await
-    }
-    async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        send(self.req(reqwest::Method::DELETE, path)).await
-    }
-}
-
-async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let response = req.send().await.expect("request");
-    let status = response.status();
-    let text = response.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("<no error code>")
-}
-
-async fn setup(settings: impl FnOnce(&mut blast::settings::Settings)) -> (TestDb, Api) {
-    let db = TestDb::new().await;
-    let mut s = db.settings("http://127.0.0.1:9");
-    settings(&mut s);
-    let user = db.store.user_by_name("tester").await.expect("user");
-    let token = db.store.create_token(&user, "test").await.expect("token");
-    let server = ApiServer::start(&db.store, s).await;
-    (db, Api { server, token })
-}
-
-async fn second_tenant(db: &TestDb, api: &Api) -> Api {
-    let user = db
-        .store
-        .add_user("intruder", "intruder password")
-        .await
-        .expect("user");
-    let token = db.store.create_token(&user, "t").await.expect("token");
-    Api {
-        server: api.server.detached(),
-        token,
-    }
-}
 
 #[tokio::test]
 async fn authentication_is_required_and_both_kinds_of_token_work() {

@@ -90,7 +90,11 @@ fn mailing_to(tag: &str, channel: ChannelKind, text: &str) -> NewMailing {
 async fn recipients(db: &TestDb, tag: &str, channel: ChannelKind) -> i64 {
     let m = db
         .store
-        .create_mailing(db.tenant, mailing_to(tag, channel, "news"), 4096)
+        .create_mailing(
+            db.tenant,
+            mailing_to(tag, channel, "news"),
+            blast::template::TextLimits::with_default_budget(4096),
+        )
         .await
         .expect("mailing");
     let started = db.store.start_due_mailings(now_ms()).await.expect("start");
@@ -180,7 +184,7 @@ async fn start_subscribes_a_chat_with_its_tag_and_stop_opts_it_out() {
         .create_mailing(
             db.tenant,
             mailing_to("promo", ChannelKind::Telegram, "Hello {{ name }}"),
-            4096,
+            blast::template::TextLimits::with_default_budget(4096),
         )
         .await
         .expect("mailing");

@@ -357,7 +357,7 @@ async fn filters_pick_the_audience_and_templates_use_attributes() {
                 telegram: None,
                 uploads: Vec::new(),
             },
-            1000,
+            blast::template::TextLimits::with_default_budget(1000),
         )
         .await
         .expect("mailing");
@@ -510,7 +510,7 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
                 telegram: None,
                 uploads: Vec::new(),
             },
-            1000,
+            blast::template::TextLimits::with_default_budget(1000),
         )
         .await
         .expect("log mailing");
@@ -623,7 +623,7 @@ async fn a_large_mailing_on_the_log_channel_writes_every_line_once() {
                 telegram: None,
                 uploads: Vec::new(),
             },
-            1000,
+            blast::template::TextLimits::with_default_budget(1000),
         )
         .await
         .expect("mailing");
@@ -760,7 +760,7 @@ async fn messages_wait_for_the_recipients_local_hours() {
                 telegram: None,
                 uploads: Vec::new(),
             },
-            1000,
+            blast::template::TextLimits::with_default_budget(1000),
         )
         .await
         .expect("mailing");

@@ -65,7 +65,7 @@ async fn email_mailing(db: &TestDb, tag: &str) -> i64 {
                 end_at: start + HOUR,
                 local_hours: None,
             },
-            100_000,
+            blast::template::TextLimits::with_default_budget(100_000),
         )
         .await
         .expect("create email mailing")

@@ -231,7 +231,7 @@ async fn a_web_push_arrives_decrypted_and_an_expired_subscription_is_deleted() {
                     telegram: None,
                     uploads: Vec::new(),
                 },
-                1000,
+                blast::template::TextLimits::with_default_budget(1000),
             )
             .await
             .expect("web push mailing");

@@ -89,7 +89,7 @@ async fn create(db: &TestDb, text: &str, tag: &str, priority: Priority) -> i64 {
                 telegram: None,
                 uploads: Vec::new(),
             },
-            1000,
+            blast::template::TextLimits::with_default_budget(1000),
         )
         .await
         .expect("create mailing")

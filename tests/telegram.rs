@@ -91,7 +91,7 @@ async fn telegram_mailing(
         .create_mailing(
             db.tenant,
             new_telegram_mailing(tag, text, content, upload.into_iter().collect()),
-            4096,
+            blast::template::TextLimits::with_default_budget(4096),
         )
         .await
         .expect("create telegram mailing")
@@ -605,7 +605,11 @@ async fn editing_a_scheduled_mailing_into_a_photo_keeps_its_file() {
     };
     let id = db
         .store
-        .create_mailing(db.tenant, draft.clone(), 4096)
+        .create_mailing(
+            db.tenant,
+            draft.clone(),
+            blast::template::TextLimits::with_default_budget(4096),
+        )
         .await
         .expect("draft")
         .id;
@@ -621,7 +625,7 @@ async fn editing_a_scheduled_mailing_into_a_photo_keeps_its_file() {
                 start_at: now_ms(),
                 ..draft
             },
-            4096,
+            blast::template::TextLimits::with_default_budget(4096),
         )
         .await
         .expect("edit");
@@ -686,7 +690,7 @@ async fn an_album_uploads_its_files_once_and_counts_each_item_against_the_limit(
                 content,
                 vec![upload("a.jpg"), upload("b.jpg")],
             ),
-            4096,
+            blast::template::TextLimits::with_default_budget(4096),
         )
         .await
         .expect("create album mailing")
@@ -819,7 +823,7 @@ async fn registered_bots_send_under_their_own_tokens_and_a_429_holds_only_that_b
         .create_mailing(
             other.id,
             new_telegram_mailing("promo", "x", through("promo"), Vec::new()),
-            4096,
+            blast::template::TextLimits::with_default_budget(4096),
         )
         .await;
     assert!(

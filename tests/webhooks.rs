@@ -166,12 +166,20 @@ async fn delivery_and_mailing_events_arrive_signed_and_are_retried_until_taken()
     let worker = RunningWorker::start(&db.store, settings.clone());
     let mailing = db
         .store
-        .create_mailing(db.tenant, log_mailing(now_ms()), 1000)
+        .create_mailing(
+            db.tenant,
+            log_mailing(now_ms()),
+            blast::template::TextLimits::with_default_budget(1000),
+        )
         .await
         .expect("mailing");
     let later = db
         .store
-        .create_mailing(db.tenant, log_mailing(now_ms() + 3_600_000), 1000)
+        .create_mailing(
+            db.tenant,
+            log_mailing(now_ms() + 3_600_000),
+            blast::template::TextLimits::with_default_budget(1000),
+        )
         .await
         .expect("mailing");
     db.store
@@ -368,7 +376,11 @@ async fn non_public_urls_are_refused_at_registration_and_again_at_send_time() {
     let worker = RunningWorker::start(&db.store, sender);
     let mailing = db
         .store
-        .create_mailing(db.tenant, log_mailing(now_ms()), 1000)
+        .create_mailing(
+            db.tenant,
+            log_mailing(now_ms()),
+            blast::template::TextLimits::with_default_budget(1000),
+        )
         .await
         .expect("mailing");
     common::wait_done(&db, mailing.id, Duration::from_secs(30)).await;

@@ -65,7 +65,7 @@ pub async fn create_mailing(store: &Store, tenant: i64, now: i64) -> Result<Mail
                 telegram: None,
                 uploads: Vec::new(),
             },
-            1000,
+            blast::template::TextLimits::with_default_budget(1000),
         )
         .await
 }

@@ -445,10 +445,14 @@ impl Backend {
         }
     }
 
-    pub async fn create_mailing(&self, new: NewMailing, max_text_chars: u32) -> Result<Mailing> {
+    pub async fn create_mailing(
+        &self,
+        new: NewMailing,
+        limits: crate::template::TextLimits,
+    ) -> Result<Mailing> {
         match self {
             Backend::Local { store, tenant } => {
-                Ok(store.create_mailing(*tenant, new, max_text_chars).await?)
+                Ok(store.create_mailing(*tenant, new, limits).await?)
             }
             Backend::Remote(api) => {
                 let view: MailingView = api

@@ -205,8 +205,8 @@ pub async fn create(ctx: &Context, args: &MailingCreateArgs) -> Result<()> {
         ctx.settings.mailing.default_window_hours,
         ctx.settings.telegram.max_upload_bytes,
     )?;
-    let max_chars = ctx.settings.max_text_chars(new.channel);
-    let mailing = ctx.backend().await?.create_mailing(new, max_chars).await?;
+    let limits = ctx.settings.text_limits(new.channel);
+    let mailing = ctx.backend().await?.create_mailing(new, limits).await?;
     if args.json {
         print_json(&MailingView {
             mailing: &mailing,

@@ -286,8 +286,8 @@ pub async fn create(
         state.settings.mailing.default_window_hours,
         state.settings.telegram.max_upload_bytes,
     )?;
-    let max_chars = state.settings.max_text_chars(new.channel);
-    let mailing = state.store.create_mailing(user.id, new, max_chars).await?;
+    let limits = state.settings.text_limits(new.channel);
+    let mailing = state.store.create_mailing(user.id, new, limits).await?;
     Ok((StatusCode::CREATED, Json(view(&state, mailing).await?)))
 }
 
@@ -317,11 +317,8 @@ pub async fn replace(
         state.settings.mailing.default_window_hours,
         state.settings.telegram.max_upload_bytes,
     )?;
-    let max_chars = state.settings.max_text_chars(new.channel);
-    let mailing = state
-        .store
-        .update_mailing(user.id, id, new, max_chars)
-        .await?;
+    let limits = state.settings.text_limits(new.channel);
+    let mailing = state.store.update_mailing(user.id, id, new, limits).await?;
     Ok(Json(view(&state, mailing).await?))
 }
 

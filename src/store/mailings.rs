@@ -7,7 +7,7 @@ use crate::domain::{
 };
 use crate::now_ms;
 use crate::telegram::{MediaSource, TelegramContent, TelegramKind};
-use crate::template::MessageTemplate;
+use crate::template::{MessageTemplate, TextLimits};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -203,7 +203,8 @@ fn audience_params(filter: &AudienceFilter) -> (String, String) {
 /// An email mailing needs a subject of one line; its subject and HTML are templates like the
 /// text. A web push may have a subject (the notification's title); other channels take
 /// neither.
-fn validate_email_parts(new: &NewMailing, max_chars: u32) -> Result<()> {
+async fn validate_email_parts(new: &NewMailing, limits: TextLimits) -> Result<()> {
+    let max_chars = limits.max_chars;
     if new.channel == ChannelKind::WebPush && new.html.is_none() {
         let subject = new.subject.as_deref().unwrap_or_default();
         if subject.contains(['\r', '\n'])
@@ -215,7 +216,13 @@ fn validate_email_parts(new: &NewMailing, max_chars: u32) -> Result<()> {
             ))
             .into());
         }
-        MessageTemplate::compile(subject).map_err(|e| invalid(format!("subject: {}", e.0)))?;
+        MessageTemplate::check(
+            subject,
+            false,
+            limits.with_max_chars(crate::notify::MAX_TITLE_CHARS),
+        )
+        .await
+        .map_err(|e| invalid(format!("subject: {}", e.0)))?;
         return Ok(());
     }
     if new.channel != ChannelKind::Email {
@@ -235,16 +242,20 @@ fn validate_email_parts(new: &NewMailing, max_chars: u32) -> Result<()> {
     if subject.contains(['\r', '\n']) || subject.chars().count() > 998 {
         return Err(invalid("the subject must be one line of at most 998 characters").into());
     }
-    MessageTemplate::compile(subject).map_err(|e| invalid(format!("subject: {}", e.0)))?;
+    MessageTemplate::check(subject, false, limits.with_max_chars(998))
+        .await
+        .map_err(|e| invalid(format!("subject: {}", e.0)))?;
     if let Some(html) = &new.html {
         let chars = html.chars().count();
-        if chars > max_chars as usize {
+        if chars > max_chars {
             return Err(invalid(format!(
                 "the HTML body has {chars} characters; the limit is {max_chars}"
             ))
             .into());
         }
-        MessageTemplate::compile_html(html).map_err(|e| invalid(format!("HTML body: {}", e.0)))?;
+        MessageTemplate::check(html, true, limits)
+            .await
+            .map_err(|e| invalid(format!("HTML body: {}", e.0)))?;
     }
     Ok(())
 }
@@ -341,12 +352,11 @@ impl Store {
         &self,
         tenant_id: i64,
         new: NewMailing,
-        max_text_chars: u32,
+        limits: TextLimits,
     ) -> Result<Mailing> {
         let mut new = new;
         prepare_telegram(&mut new)?;
-        self.validate_mailing(tenant_id, &new, max_text_chars)
-            .await?;
+        self.validate_mailing(tenant_id, &new, limits).await?;
         let mut tx = self.write_tx().await?;
         let telegram = store_telegram(&mut tx, tenant_id, &mut new).await?;
         let id: i64 = sqlx::query(
@@ -377,7 +387,7 @@ impl Store {
         &self,
         tenant_id: i64,
         new: &NewMailing,
-        max_text_chars: u32,
+        limits: TextLimits,
     ) -> Result<()> {
         if new.end_at <= new.start_at {
             return Err(invalid("the end of the mailing must be after its start").into());
@@ -390,14 +400,15 @@ impl Store {
             return Err(invalid("the message text is empty").into());
         }
         let chars = new.text.chars().count();
-        if chars > max_text_chars as usize {
+        let max_chars = limits.max_chars;
+        if chars > max_chars {
             return Err(invalid(format!(
-                "the message text has {chars} characters; the limit is {max_text_chars}"
+                "the message text has {chars} characters; the limit is {max_chars}"
             ))
             .into());
         }
-        MessageTemplate::compile(&new.text)?;
-        validate_email_parts(new, max_text_chars)?;
+        MessageTemplate::check(&new.text, false, limits).await?;
+        validate_email_parts(new, limits).await?;
         match (&new.telegram, new.channel) {
             (Some(content), ChannelKind::Telegram) => content.validate(&new.text)?,
             (None, ChannelKind::Telegram) => {}
@@ -526,7 +537,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         let cancelled = sqlx::query(
-            "UPDATE mailings SET state = 'cancelled', finished_at = $1 WHERE id = $2 AND state IN ('scheduled', 'running', 'paused')",
+            "UPDATE mailings SET state = 'cancelled', finished_at = $1 WHERE id = $2 AND state IN ('scheduled', 'running', 'paused') AND notification_id IS NULL",
         )
         .bind(now)
         .bind(id)
@@ -750,7 +761,7 @@ impl Store {
         tenant_id: i64,
         id: i64,
         new: NewMailing,
-        max_text_chars: u32,
+        limits: TextLimits,
     ) -> Result<Mailing> {
         let current = self.mailing(tenant_id, id).await?;
         if current.state != MailingState::Scheduled {
@@ -761,8 +772,7 @@ impl Store {
         }
         let mut new = new;
         prepare_telegram(&mut new)?;
-        self.validate_mailing(tenant_id, &new, max_text_chars)
-            .await?;
+        self.validate_mailing(tenant_id, &new, limits).await?;
         let mut tx = self.write_tx().await?;
         let telegram = store_telegram(&mut tx, tenant_id, &mut new).await?;
         let done = sqlx::query(
@@ -846,8 +856,10 @@ impl Store {
         from: MailingState,
         to: MailingState,
     ) -> Result<Mailing> {
+        // A notification's try is not the tenant's to pause: the same rows as `mailing`
+        // sees, so that a 404 changes nothing.
         let done = sqlx::query(
-            "UPDATE mailings SET state = $1 WHERE tenant_id = $2 AND id = $3 AND state = $4",
+            "UPDATE mailings SET state = $1 WHERE tenant_id = $2 AND id = $3 AND state = $4 AND notification_id IS NULL",
         )
         .bind(to.as_str())
         .bind(tenant_id)

@@ -17,12 +17,12 @@ use crate::channels::{
     Receipt, ResendPolicy, TelegramBot, TelegramParts, direct_media,
 };
 use crate::dedup::DedupKeys;
-use crate::domain::{ChannelKind, InvalidInput, MailingState};
+use crate::domain::{ChannelKind, InvalidInput, MailingState, invalid};
 use crate::jobs::{DeliverBatch, Job};
 use crate::now_ms;
-use crate::store::{DeliveryRow, Mailing, Outcome, Store, StoreError};
+use crate::store::{Client, DeliveryRow, Mailing, Outcome, Store, StoreError};
 use crate::telegram::{MediaSource, TelegramContent};
-use crate::template::MessageTemplate;
+use crate::template::{MessageTemplate, TextLimits};
 use crate::unsubscribe::UnsubscribeKeys;
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::Arc;
@@ -72,6 +72,8 @@ pub struct Deliverer {
     pub default_bot: TelegramBot,
     /// `telegram.retries_after_429`.
     pub retries_after_429: u32,
+    /// How far a message template may go on each channel (length, fuel, time).
+    pub text_limits: std::collections::HashMap<ChannelKind, TextLimits>,
 }
 
 /// The file_id of one stored media file once uploaded, behind the lock its uploader holds.
@@ -122,6 +124,8 @@ struct Templates {
     html: Option<Result<MessageTemplate, InvalidInput>>,
     /// A notification's events, read once per batch: its web push payload.
     events: Option<Vec<crate::notify::Event>>,
+    /// How long one render may take; `None` for literal texts (a notification's).
+    timeout: Option<Duration>,
 }
 
 /// One recipient's message, rendered.
@@ -132,7 +136,7 @@ struct Rendered {
 }
 
 impl Templates {
-    fn compile(mailing: &Mailing) -> Templates {
+    fn compile(mailing: &Mailing, limits: TextLimits) -> Templates {
         if mailing.notification_id.is_some() {
             let literal = |text: &str| Ok(MessageTemplate::literal(text));
             return Templates {
@@ -140,31 +144,70 @@ impl Templates {
                 subject: mailing.subject.as_deref().map(literal),
                 html: None,
                 events: None,
+                timeout: None,
             };
         }
+        let subject_limits = limits.with_max_chars(match mailing.channel {
+            ChannelKind::WebPush => crate::notify::MAX_TITLE_CHARS,
+            _ => 998,
+        });
         Templates {
-            text: MessageTemplate::compile(&mailing.text),
-            subject: mailing.subject.as_deref().map(MessageTemplate::compile),
-            html: mailing.html.as_deref().map(MessageTemplate::compile_html),
+            text: MessageTemplate::compile(&mailing.text, limits),
+            subject: mailing
+                .subject
+                .as_deref()
+                .map(|subject| MessageTemplate::compile(subject, subject_limits)),
+            html: mailing
+                .html
+                .as_deref()
+                .map(|html| MessageTemplate::compile_html(html, limits)),
             events: None,
+            timeout: Some(limits.timeout),
         }
     }
 
     fn render(
         &self,
-        row: &DeliveryRow,
+        client: &Client,
         extra: &[(&'static str, &str)],
     ) -> Result<Rendered, InvalidInput> {
         let one = |t: &Result<MessageTemplate, InvalidInput>| -> Result<String, InvalidInput> {
-            t.as_ref()
-                .map_err(Clone::clone)?
-                .render_with(&row.client, extra)
+            t.as_ref().map_err(Clone::clone)?.render_with(client, extra)
         };
         Ok(Rendered {
             text: one(&self.text)?,
             subject: self.subject.as_ref().map(one).transpose()?,
             html: self.html.as_ref().map(one).transpose()?,
         })
+    }
+
+    /// Render on a blocking thread under the time limit: a tenant's template never holds up
+    /// the runtime that every other send (and the process's shutdown) runs on. Literal texts
+    /// render in place.
+    async fn render_off_runtime(
+        self: &Arc<Self>,
+        client: &Client,
+        extra: &[(&'static str, &str)],
+    ) -> Result<Rendered, InvalidInput> {
+        let Some(timeout) = self.timeout else {
+            return self.render(client, extra);
+        };
+        let (me, client) = (self.clone(), client.clone());
+        let extra: Vec<(&'static str, String)> =
+            extra.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        let work = tokio::task::spawn_blocking(move || {
+            let extra: Vec<(&'static str, &str)> =
+                extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            me.render(&client, &extra)
+        });
+        match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(rendered)) => rendered,
+            Ok(Err(_)) => Err(invalid("the message template could not be rendered")),
+            Err(_) => Err(invalid(format!(
+                "the message template took longer than {} ms to render",
+                timeout.as_millis()
+            ))),
+        }
     }
 }
 
@@ -347,7 +390,12 @@ impl Deliverer {
                     .await;
             }
         };
-        let mut templates = Templates::compile(&mailing);
+        let limits = self
+            .text_limits
+            .get(&mailing.channel)
+            .copied()
+            .unwrap_or_else(|| TextLimits::with_default_budget(1000));
+        let mut templates = Templates::compile(&mailing, limits);
         if let (Some(id), ChannelKind::WebPush) = (mailing.notification_id, mailing.channel) {
             templates.events = Some(self.store.notification_events(id).await?);
         }
@@ -458,7 +506,7 @@ impl Deliverer {
         &self,
         mailing: &Mailing,
         bot: &TelegramBot,
-        templates: &Templates,
+        templates: &Arc<Templates>,
         row: &DeliveryRow,
         claim: i64,
         resend_is_safe: bool,
@@ -475,7 +523,7 @@ impl Deliverer {
             .map(|url| ("unsubscribe_url", url))
             .into_iter()
             .collect();
-        let rendered = match templates.render(row, &extra) {
+        let rendered = match templates.render_off_runtime(&row.client, &extra).await {
             Ok(rendered) => rendered,
             Err(e) => return Some(Outcome::Failed { error: e.0 }),
         };

@@ -15,6 +15,7 @@ pub use pump::{ClaimCursors, pump_once};
 
 use crate::channels::{Channels, DeliveryError, EmailChannel, ResendPolicy};
 use crate::dedup::DedupKeys;
+use crate::domain::ChannelKind;
 use crate::jobs::Lane;
 use crate::limits::Limiter;
 use crate::queue::Queue;
@@ -158,6 +159,10 @@ async fn run_registered(
         uploads: MediaUploads::default(),
         default_bot: crate::channels::TelegramBot::configured(&settings.telegram),
         retries_after_429: settings.telegram.retries_after_429,
+        text_limits: ChannelKind::ALL
+            .into_iter()
+            .map(|channel| (channel, settings.text_limits(channel)))
+            .collect(),
     });
 
     if !settings.stats.recipients.is_empty() {

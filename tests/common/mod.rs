@@ -7,6 +7,8 @@
 //! `BLAST_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`). Otherwise: a temporary SQLite file.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod api_client;
+
 use blast::domain::{AudienceFilter, ChannelKind, Phone, Priority};
 use blast::settings::{Secret, Settings};
 use blast::store::{Mailing, NewClient, NewMailing, Store};
@@ -174,7 +176,7 @@ impl TestDb {
                     telegram: None,
                     uploads: Vec::new(),
                 },
-                1000,
+                blast::template::TextLimits::with_default_budget(1000),
             )
             .await
             .expect("create mailing")
