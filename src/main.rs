@@ -170,7 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(dispatch(&ctx, cli.command).await?);
     }
 
-    let store = Store::open(&settings.database_url)
+    let store = Store::open_sized(&settings.database_url, settings.pool.sizes())
         .await
         .with_context(|| format!("cannot open the database {}", settings.database_url))?;
 

@@ -57,6 +57,44 @@ pub struct Settings {
     pub webpush: WebPushSettings,
     pub notifications: NotificationSettings,
     pub webhooks: WebhookSettings,
+    pub pool: PoolSettings,
+}
+
+/// Database connections each process keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolSettings {
+    /// The main pool on PostgreSQL.
+    pub postgres_connections: u32,
+    /// The main pool on SQLite.
+    pub sqlite_connections: u32,
+    /// PostgreSQL connections for client imports (COPY), apart from the main pool.
+    pub import_connections: u32,
+    /// Seconds a request waits for a connection before it fails.
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        let sizes = crate::store::PoolSizes::default();
+        PoolSettings {
+            postgres_connections: sizes.postgres,
+            sqlite_connections: sizes.sqlite,
+            import_connections: sizes.imports,
+            acquire_timeout_secs: sizes.acquire_timeout.as_secs(),
+        }
+    }
+}
+
+impl PoolSettings {
+    pub fn sizes(&self) -> crate::store::PoolSizes {
+        crate::store::PoolSizes {
+            postgres: self.postgres_connections,
+            sqlite: self.sqlite_connections,
+            imports: self.import_connections,
+            acquire_timeout: Duration::from_secs(self.acquire_timeout_secs.max(1)),
+        }
+    }
 }
 
 /// Status webhooks: how events are posted to tenants' URLs.
@@ -441,6 +479,19 @@ pub struct ApiSettings {
     pub auth_attempts_per_minute_per_ip: u32,
     /// The largest page a list endpoint returns.
     pub max_page_size: u32,
+    /// An import reports its first this many row errors (and counts the rest).
+    pub import_max_errors: usize,
+    /// Imports of one tenant that may run at once; more are answered 429.
+    pub max_concurrent_imports_per_tenant: usize,
+    /// A large upload (an import, a mailing with media) slower than this on average, once it
+    /// has run for `body_read_timeout_secs`, is cut off with 408; it holds no database
+    /// connection meanwhile.
+    pub upload_min_bytes_per_sec: u64,
+    /// A request whose body sends nothing for this many seconds is cut off with 408.
+    pub body_read_timeout_secs: u64,
+    /// A connection that does not finish its request headers within this many seconds is
+    /// closed.
+    pub header_read_timeout_secs: u64,
     /// Where people reach this API from outside: the base of the links blast puts in
     /// messages (unsubscribe), e.g. `https://blast.example.com`.
     pub public_url: String,
@@ -460,6 +511,11 @@ impl Default for ApiSettings {
             idempotency_lease_secs: 60,
             auth_attempts_per_minute_per_ip: 60,
             max_page_size: 1000,
+            import_max_errors: 1000,
+            max_concurrent_imports_per_tenant: 2,
+            upload_min_bytes_per_sec: 10_000,
+            body_read_timeout_secs: 30,
+            header_read_timeout_secs: 30,
             public_url: "http://127.0.0.1:8080".into(),
         }
     }
@@ -569,6 +625,7 @@ impl Default for Settings {
             webpush: WebPushSettings::default(),
             notifications: NotificationSettings::default(),
             webhooks: WebhookSettings::default(),
+            pool: PoolSettings::default(),
         }
     }
 }

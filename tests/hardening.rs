@@ -174,3 +174,235 @@ async fn a_notifications_own_mailing_answers_404_and_stays_as_it_was() {
     }
     worker.stop().await;
 }
+
+/// A request body the test feeds by hand: each `send` is one chunk; dropping the sender ends
+/// the body.
+fn hand_fed_body() -> (tokio::sync::mpsc::Sender<Vec<u8>>, reqwest::Body) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+    });
+    (tx, reqwest::Body::wrap_stream(stream))
+}
+
+fn start_import(api: &Api, body: reqwest::Body) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    let request = api
+        .req(reqwest::Method::POST, "/api/v1/clients/import")
+        .header("content-type", "text/csv")
+        .body(body);
+    tokio::spawn(common::api_client::send(request))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_uploads_hold_no_connection_and_are_cut_off() {
+    let (db, api) = setup(|s| {
+        s.api.max_concurrent_imports_per_tenant = 8;
+        s.api.body_read_timeout_secs = 3;
+        s.api.upload_min_bytes_per_sec = 1;
+    })
+    .await;
+    let other = common::api_client::second_tenant(&db, &api).await;
+    // Eight uploads of one tenant, each sending its header row and then nothing: as many as
+    // the embedded pool has connections.
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let (tx, body) = hand_fed_body();
+        tx.send(b"phone,name\n".to_vec())
+            .await
+            .expect("first chunk");
+        stalled.push((tx, start_import(&api, body)));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A ninth of the same tenant is refused at once; the other tenant is served as usual.
+    let (tx, body) = hand_fed_body();
+    drop(tx);
+    let (status, ninth) = start_import(&api, body).await.expect("ninth");
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{ninth}");
+    for path in ["/api/v1/clients", "/api/v1/mailings"] {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(5), other.get(path))
+            .await
+            .expect("another tenant's read answers while the uploads stall");
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let ready = api
+        .server
+        .http
+        .get(api.server.url("/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), StatusCode::OK);
+    // The stalled bodies are cut off with 408 after body_read_timeout_secs.
+    for (tx, upload) in stalled {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(30), upload)
+            .await
+            .expect("cut off")
+            .expect("upload task");
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
+        drop(tx);
+    }
+    let (_, clients) = api.get("/api/v1/clients").await;
+    assert_eq!(clients["items"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_below_the_minimum_rate_gets_408() {
+    let (_db, api) = setup(|s| {
+        s.api.body_read_timeout_secs = 1;
+        s.api.upload_min_bytes_per_sec = 100_000;
+    })
+    .await;
+    let (tx, body) = hand_fed_body();
+    let upload = start_import(&api, body);
+    tx.send(b"phone,name\n".to_vec()).await.expect("header");
+    let feeder = tokio::spawn(async move {
+        for i in 0..100 {
+            let row = format!("7900{i:07},n\n").into_bytes();
+            if tx.send(row).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let (status, body) = tokio::time::timeout(Duration::from_secs(20), upload)
+        .await
+        .expect("cut off")
+        .expect("upload task");
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bytes/s"),
+        "{body}"
+    );
+    feeder.abort();
+}
+
+#[tokio::test]
+async fn a_request_head_that_never_ends_loses_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_db, api) = setup(|s| s.api.header_read_timeout_secs = 1).await;
+    let addr = api.server.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    socket
+        .write_all(b"GET /health HTTP/1.1\r\nHost: blast\r\n")
+        .await
+        .expect("half a head");
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), socket.read_to_end(&mut rest))
+        .await
+        .expect("the server closes the connection")
+        .ok();
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("200 OK"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+#[tokio::test]
+async fn an_import_reports_its_first_errors_and_counts_the_rest() {
+    let (_db, api) = setup(|s| s.api.import_max_errors = 5).await;
+    let mut csv = String::from("phone,name\n");
+    let huge = "9".repeat(10_000);
+    for i in 0..100 {
+        csv.push_str(&format!("{huge}{i},n\n"));
+    }
+    csv.push_str("79001234567,ok\n");
+    let response = api
+        .req(reqwest::Method::POST, "/api/v1/clients/import")
+        .header("content-type", "text/csv")
+        .header("idempotency-key", "bounded-report")
+        .body(csv.clone())
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let text = response.text().await.expect("body");
+    assert!(text.len() < 5_000, "the report is {} bytes", text.len());
+    let report: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(report["error_count"], 100, "{report}");
+    let errors = report["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 5);
+    assert_eq!(errors[0]["line"], 2);
+    for e in errors {
+        assert!(
+            e["message"].as_str().expect("message").chars().count() <= 201,
+            "{e}"
+        );
+    }
+    // The replay of the same request answers the same bounded report.
+    let replay = api
+        .req(reqwest::Method::POST, "/api/v1/clients/import")
+        .header("content-type", "text/csv")
+        .header("idempotency-key", "bounded-report")
+        .body(csv)
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.text().await.expect("body"), text);
+}
+
+#[tokio::test]
+async fn the_auth_scheme_is_case_insensitive_and_a_401_names_it() {
+    let (_db, api) = setup(|_| {}).await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let response = api
+            .server
+            .http
+            .get(api.server.url("/api/v1/clients"))
+            .header("authorization", format!("{scheme} {}", api.token))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "{scheme}");
+    }
+    let refused = api
+        .server
+        .http
+        .get(api.server.url("/api/v1/clients"))
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refused.headers()["www-authenticate"],
+        "Bearer realm=\"blast\""
+    );
+}
+
+#[tokio::test]
+async fn a_nul_character_in_text_is_a_422_on_every_profile() {
+    let (_db, api) = setup(|_| {}).await;
+    let (status, body) = api
+        .post(
+            "/api/v1/clients",
+            json!({"phone": "79001110009", "name": "a\u{0}b"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("NUL")
+    );
+    // An escaped backslash followed by u0000 is no NUL.
+    let (status, body) = api
+        .post(
+            "/api/v1/clients",
+            json!({"phone": "79001110009", "name": "a\\u0000b"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // In a query string too: never a server error.
+    let (status, body) = api.get("/api/v1/clients?tag=%00").await;
+    assert!(!status.is_server_error(), "{status}: {body}");
+}

@@ -182,6 +182,7 @@ impl RemoteApi {
                 updated: result.updated,
             },
             committed: status == reqwest::StatusCode::OK,
+            error_count: result.error_count.unwrap_or(result.errors.len() as u64),
             errors: result
                 .errors
                 .into_iter()
@@ -244,6 +245,8 @@ struct ImportResult {
     inserted: u64,
     updated: u64,
     errors: Vec<ImportRowError>,
+    /// All row errors; `errors` lists the first of them.
+    error_count: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -428,19 +431,24 @@ impl Backend {
 
     /// Import a CSV client list: streamed into the local store, or uploaded as it is read.
     /// `progress` hears the bytes of the file done so far.
+    /// `max_errors` bounds the local report; a server applies its own.
     pub async fn import_csv(
         &self,
         file: std::fs::File,
         skip_invalid: bool,
+        max_errors: usize,
         progress: impl Fn(u64),
     ) -> Result<ImportOutcome> {
         match self {
-            Backend::Local { store, tenant } => {
-                Ok(
-                    super::import::import_local_csv(store, *tenant, file, skip_invalid, progress)
-                        .await?,
-                )
-            }
+            Backend::Local { store, tenant } => Ok(super::import::import_local_csv(
+                store,
+                *tenant,
+                file,
+                skip_invalid,
+                max_errors,
+                progress,
+            )
+            .await?),
             Backend::Remote(api) => api.import_csv(file, skip_invalid, progress).await,
         }
     }

@@ -62,8 +62,52 @@ pub enum ImportError {
 pub struct ImportOutcome {
     pub imported: u64,
     pub report: ImportReport,
+    /// The first row errors, in line order (at most the import's `max_errors`).
     pub errors: Vec<RowError>,
+    /// All row errors, reported or not.
+    pub error_count: u64,
     pub committed: bool,
+}
+
+/// A row error quotes at most this many characters of its message (which may quote the row).
+const MAX_ERROR_CHARS: usize = 200;
+
+/// Keep the first `max` row errors in line order, each cut to [`MAX_ERROR_CHARS`], and count
+/// them all: the report stays small whatever the file.
+#[derive(Debug)]
+struct ErrorReport {
+    kept: Vec<RowError>,
+    count: u64,
+    max: usize,
+}
+
+impl ErrorReport {
+    fn new(max: usize) -> ErrorReport {
+        ErrorReport {
+            kept: Vec::new(),
+            count: 0,
+            max,
+        }
+    }
+
+    fn push(&mut self, mut e: RowError) {
+        self.count += 1;
+        if self.kept.len() < self.max {
+            if let Some((cut, _)) = e.message.char_indices().nth(MAX_ERROR_CHARS) {
+                e.message.truncate(cut);
+                e.message.push('…');
+            }
+            self.kept.push(e);
+        }
+    }
+
+    /// Merge errors found later (repeated phones, `count` of them in all) in line order.
+    fn merge(&mut self, more: Vec<RowError>, count: u64) {
+        self.kept.extend(more);
+        self.kept.sort_by_key(|e| e.line);
+        self.kept.truncate(self.max);
+        self.count += count;
+    }
 }
 
 /// Rows handed from the parser to the store at a time.
@@ -130,6 +174,7 @@ pub async fn stream_import<I>(
     store: &Store,
     tenant_id: i64,
     skip_invalid: bool,
+    max_errors: usize,
     open: impl FnOnce() -> Result<I, ImportError> + Send + 'static,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportOutcome, ImportError>
@@ -138,8 +183,8 @@ where
 {
     let mut import = store.begin_import(tenant_id).await?;
     let (batches, mut received) = tokio::sync::mpsc::channel::<Vec<(u64, NewClient)>>(2);
-    let parser = tokio::task::spawn_blocking(move || -> Result<Vec<RowError>, ImportError> {
-        let mut errors = Vec::new();
+    let parser = tokio::task::spawn_blocking(move || -> Result<ErrorReport, ImportError> {
+        let mut errors = ErrorReport::new(max_errors);
         let mut batch = Vec::with_capacity(BATCH);
         for row in open()? {
             match row.map_err(ImportError::Read)? {
@@ -167,16 +212,16 @@ where
     let mut errors = parser.await.map_err(|e| {
         ImportError::Read(std::io::Error::other(format!("the parser stopped: {e}")))
     })??;
-    let repeated = import.repeated_phones().await?;
-    let has_repeats = !repeated.is_empty();
-    errors.extend(repeated);
-    errors.sort_by_key(|e| e.line);
-    if !errors.is_empty() && !skip_invalid {
+    let (repeated, repeats) = import.repeated_phones(max_errors).await?;
+    let has_repeats = repeats > 0;
+    errors.merge(repeated, repeats);
+    if errors.count > 0 && !skip_invalid {
         // Dropping the import throws the stage away: nothing was written.
         return Ok(ImportOutcome {
             imported: 0,
             report: ImportReport::default(),
-            errors,
+            errors: errors.kept,
+            error_count: errors.count,
             committed: false,
         });
     }
@@ -188,7 +233,8 @@ where
     Ok(ImportOutcome {
         imported,
         report,
-        errors,
+        errors: errors.kept,
+        error_count: errors.count,
         committed: true,
     })
 }
@@ -245,25 +291,33 @@ pub async fn run(ctx: &Context, path: &Path, skip_invalid: bool) -> Result<()> {
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let progress = Progress::bytes(size, "importing");
     let outcome = backend
-        .import_csv(file, skip_invalid, |bytes| progress.set(bytes))
+        .import_csv(
+            file,
+            skip_invalid,
+            ctx.settings.api.import_max_errors,
+            |bytes| progress.set(bytes),
+        )
         .await?;
     progress.finish("done".into());
     for e in &outcome.errors {
         eprintln!("line {}: {}", e.line, e.message);
     }
+    let unlisted = outcome
+        .error_count
+        .saturating_sub(outcome.errors.len() as u64);
+    if unlisted > 0 {
+        eprintln!("… and {unlisted} more invalid row(s)");
+    }
     if !outcome.committed {
         return Err(invalid(format!(
             "{} invalid row(s); nothing imported (fix them, or pass --skip-invalid to import the valid ones)",
-            outcome.errors.len()
+            outcome.error_count
         ))
         .into());
     }
     println!(
         "imported {} client(s): {} new, {} updated, {} invalid row(s) skipped",
-        outcome.imported,
-        outcome.report.inserted,
-        outcome.report.updated,
-        outcome.errors.len()
+        outcome.imported, outcome.report.inserted, outcome.report.updated, outcome.error_count
     );
     Ok(())
 }
@@ -274,6 +328,7 @@ pub async fn import_local_csv(
     tenant_id: i64,
     file: std::fs::File,
     skip_invalid: bool,
+    max_errors: usize,
     progress: impl Fn(u64),
 ) -> Result<ImportOutcome, ImportError> {
     let read = Arc::new(AtomicU64::new(0));
@@ -285,6 +340,7 @@ pub async fn import_local_csv(
         store,
         tenant_id,
         skip_invalid,
+        max_errors,
         move || csv_rows(counting),
         |_| progress(read.load(Ordering::Relaxed)),
     )

@@ -2,7 +2,7 @@
 
 use super::auth::Tenant;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
-use super::{AppState, Page};
+use super::{AppState, Page, upload};
 use crate::admin::import;
 use crate::domain::{
     Phone, parse_attribute_name, parse_email, parse_operator_code, parse_tag, parse_tags,
@@ -13,7 +13,6 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use futures::TryStreamExt;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
@@ -261,7 +260,10 @@ pub struct ImportResult {
     pub imported: u64,
     pub inserted: u64,
     pub updated: u64,
+    /// The first row errors in line order (at most `api.import_max_errors`).
     pub errors: Vec<RowErrorView>,
+    /// All row errors, listed or not.
+    pub error_count: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -293,26 +295,9 @@ pub async fn import_clients(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    // The body is read as it arrives, on the parser's thread: never whole in memory.
-    let limit = state.settings.api.import_body_limit_bytes;
-    let chunks = http_body_util::BodyDataStream::new(http_body_util::Limited::new(body, limit))
-        .map_err(std::io::Error::other);
-    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(chunks));
-    let (store, tenant, skip) = (&state.store, user.id, q.skip_invalid);
-    let outcome = match content_type.as_str() {
-        "text/csv" => {
-            import::stream_import(
-                store,
-                tenant,
-                skip,
-                move || import::csv_rows(reader),
-                |_| {},
-            )
-            .await
-        }
-        "application/x-ndjson" | "application/jsonl" | "application/json-lines" => {
-            import::stream_import(store, tenant, skip, move || Ok(json_lines(reader)), |_| {}).await
-        }
+    let is_csv = match content_type.as_str() {
+        "text/csv" => true,
+        "application/x-ndjson" | "application/jsonl" | "application/json-lines" => false,
         _ => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -320,15 +305,42 @@ pub async fn import_clients(
                 "send text/csv or application/x-ndjson",
             ));
         }
+    };
+    let api = &state.settings.api;
+    let _slot = state
+        .imports
+        .take(user.id, api.max_concurrent_imports_per_tenant, "imports")?;
+    // The whole body is on disk before the import takes a database connection: a slow
+    // upload holds a file, not the pool.
+    let limit = api.import_body_limit_bytes;
+    let spooled = upload::spool(body, upload::UploadRules::of(api, limit)).await?;
+    let reader = spooled.file;
+    let (store, tenant, skip, max_errors) =
+        (&state.store, user.id, q.skip_invalid, api.import_max_errors);
+    let outcome = if is_csv {
+        import::stream_import(
+            store,
+            tenant,
+            skip,
+            max_errors,
+            move || import::csv_rows(reader),
+            |_| {},
+        )
+        .await
+    } else {
+        import::stream_import(
+            store,
+            tenant,
+            skip,
+            max_errors,
+            move || Ok(json_lines(reader)),
+            |_| {},
+        )
+        .await
     }
     .map_err(|e| match e {
         import::ImportError::Invalid(e) => ApiError::invalid(e.to_string()),
         import::ImportError::Store(e) => e.into(),
-        import::ImportError::Read(e) if is_over_limit(&e) => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the request body is larger than the limit of {limit} bytes"),
-        ),
         import::ImportError::Read(e) => {
             ApiError::bad_request(format!("cannot read the request body: {e}"))
         }
@@ -344,6 +356,7 @@ pub async fn import_clients(
             imported: outcome.imported,
             inserted: outcome.report.inserted,
             updated: outcome.report.updated,
+            error_count: outcome.error_count,
             errors: outcome
                 .errors
                 .into_iter()
@@ -354,19 +367,6 @@ pub async fn import_clients(
                 .collect(),
         }),
     ))
-}
-
-/// Whether a read failed because the body went past its size limit.
-fn is_over_limit(e: &std::io::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> =
-        e.get_ref().map(|inner| inner as _);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
 }
 
 /// The clients of a JSON-lines body, one object a line; blank lines are passed over.

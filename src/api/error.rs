@@ -27,7 +27,8 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable: bad_request, unauthorized, forbidden, not_found, method_not_allowed, conflict,
-    /// payload_too_large, unsupported_media_type, validation_failed, rate_limited,
+    /// request_timeout (a body that stopped arriving or came too slowly), payload_too_large,
+    /// unsupported_media_type, validation_failed, rate_limited,
     /// bad_gateway (a service blast had to ask, such as Telegram, could not answer), internal.
     pub code: String,
     pub message: String,
@@ -44,6 +45,7 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
+    /// A 401; the response names the scheme (`WWW-Authenticate: Bearer`).
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
@@ -82,7 +84,14 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"blast\""),
+            );
+        }
+        response
     }
 }
 
@@ -140,9 +149,55 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        // Read within the route's body limit, like axum::Json would.
+        let limited = Request::from_parts(parts.clone(), body);
+        let bytes = axum::body::Bytes::from_request(limited, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "the request body is larger than the configured limit",
+                    )
+                } else {
+                    ApiError::bad_request(e.body_text())
+                }
+            })?;
+        // PostgreSQL refuses NUL in text; both profiles refuse it here, with 422.
+        if has_nul(&bytes) {
+            return Err(ApiError::invalid(
+                "text may not contain the NUL character (\\u0000)",
+            ));
+        }
+        parts.extensions = axum::http::Extensions::new();
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
         Ok(ApiJson(value))
     }
+}
+
+/// Whether a JSON text holds a NUL character: the escape `\u0000` outside an escaped
+/// backslash (raw control characters are a syntax error already). The cheap byte search
+/// decides almost every body; a hit is confirmed by parsing.
+fn has_nul(json: &[u8]) -> bool {
+    let lower = |b: &u8| b.to_ascii_lowercase();
+    let hit = json
+        .windows(6)
+        .any(|w| w.iter().map(lower).eq(b"\\u0000".iter().copied()));
+    if !hit {
+        return false;
+    }
+    fn walk(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(walk),
+            serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || walk(v)),
+            _ => false,
+        }
+    }
+    serde_json::from_slice::<serde_json::Value>(json).is_ok_and(|v| walk(&v))
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

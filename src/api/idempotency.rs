@@ -9,6 +9,7 @@
 use super::AppState;
 use super::auth::{Tenant, bearer};
 use super::error::ApiError;
+use super::upload::{UploadRules, spool};
 use crate::store::IdempotencyClaim;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -80,23 +81,35 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     else {
         return Ok(next.run(Request::from_parts(parts, body)).await);
     };
-    let limit = if matches!(
+    let large = matches!(
         parts.uri.path(),
         "/api/v1/clients/import" | "/api/v1/mailings"
-    ) {
-        state.settings.api.import_body_limit_bytes
-    } else {
-        state.settings.api.body_limit_bytes
-    };
-    let bytes = read_body(body, limit)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    );
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str().as_bytes());
     hasher.update(b" ");
     hasher.update(parts.uri.to_string().as_bytes());
     hasher.update(b"\n");
-    hasher.update(&bytes);
+    // A large body is hashed as it is spooled to disk and handed on from there: never whole
+    // in memory, and never stored (only the handler's answer is).
+    let body = if large {
+        let rules = UploadRules::of(
+            &state.settings.api,
+            state.settings.api.import_body_limit_bytes,
+        );
+        let spooled = spool(body, rules)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        hasher.update(spooled.digest);
+        let file = tokio::fs::File::from_std(spooled.file);
+        Body::from_stream(tokio_util::io::ReaderStream::new(file))
+    } else {
+        let bytes = read_body(body, state.settings.api.body_limit_bytes)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        hasher.update(&bytes);
+        Body::from(bytes)
+    };
     let hash = hex::encode(hasher.finalize());
     let lease_ms = i64::try_from(
         state
@@ -137,7 +150,7 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     }
 
     parts.extensions.insert(Tenant(user.clone()));
-    let request = Request::from_parts(parts, Body::from(bytes));
+    let request = Request::from_parts(parts, body);
     let store = state.store.clone();
     // Its own task: if the client hangs up, the request still completes and is remembered.
     let handled = tokio::spawn(async move {

@@ -10,7 +10,9 @@ mod idempotency;
 mod mailings;
 mod notifications;
 pub(crate) mod ops;
+mod server;
 mod unsubscribe;
+mod upload;
 mod webhooks;
 
 use crate::settings::Settings;
@@ -50,6 +52,8 @@ pub struct Inner {
     pub queue: tokio::sync::OnceCell<crate::queue::Queue>,
     /// Checks unsubscribe links; its secret is read from the store on first use.
     pub unsubscribe: tokio::sync::OnceCell<crate::unsubscribe::UnsubscribeKeys>,
+    /// Imports running per tenant (`api.max_concurrent_imports_per_tenant`).
+    pub imports: Arc<upload::TenantSlots>,
 }
 
 impl std::ops::Deref for AppState {
@@ -73,6 +77,7 @@ impl AppState {
             shutdown,
             queue: tokio::sync::OnceCell::new(),
             unsubscribe: tokio::sync::OnceCell::new(),
+            imports: Arc::default(),
         }))
     }
 }
@@ -182,6 +187,10 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        // A body that stops arriving ends the request (408) instead of holding it open.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_secs(state.settings.api.body_read_timeout_secs.max(1)),
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::middleware,
@@ -226,12 +235,9 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "API listening");
     }
-    let result = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop.cancelled_owned())
-    .await;
+    let header_timeout =
+        std::time::Duration::from_secs(settings.api.header_read_timeout_secs.max(1));
+    server::serve_http1(listener, router, header_timeout, stop).await;
     upkeep.abort();
-    result
+    Ok(())
 }

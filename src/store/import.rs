@@ -180,23 +180,45 @@ impl ClientImport {
     }
 
     /// Every row whose phone appeared on an earlier line, as an error naming that line.
-    pub async fn repeated_phones(&mut self) -> Result<Vec<RowError>> {
+    pub async fn repeated_phones(&mut self, limit: usize) -> Result<(Vec<RowError>, u64)> {
         self.index().await?;
-        let sql = "SELECT s.line, s.phone, f.first_line FROM import_staging s
+        let repeats = "FROM import_staging s
                    JOIN (SELECT phone, MIN(line) AS first_line FROM import_staging
                          GROUP BY phone HAVING COUNT(*) > 1) f ON f.phone = s.phone
-                   WHERE s.line <> f.first_line ORDER BY s.line";
-        let rows: Vec<(i64, String, i64)> = match &mut self.staging {
-            Staging::Postgres(conn) => sqlx::query_as(sql).fetch_all(&mut **conn).await?,
-            Staging::Sqlite(conn) => sqlx::query_as(sql).fetch_all(&mut **conn).await?,
+                   WHERE s.line <> f.first_line";
+        // The report keeps the first `limit`; the rest are only counted.
+        let first = format!(
+            "SELECT s.line, s.phone, f.first_line {repeats} ORDER BY s.line LIMIT {}",
+            limit.max(1)
+        );
+        let count = format!("SELECT COUNT(*) {repeats}");
+        let (rows, total): (Vec<(i64, String, i64)>, i64) = match &mut self.staging {
+            Staging::Postgres(conn) => (
+                sqlx::query_as(sqlx::AssertSqlSafe(first))
+                    .fetch_all(&mut **conn)
+                    .await?,
+                sqlx::query_scalar(sqlx::AssertSqlSafe(count))
+                    .fetch_one(&mut **conn)
+                    .await?,
+            ),
+            Staging::Sqlite(conn) => (
+                sqlx::query_as(sqlx::AssertSqlSafe(first))
+                    .fetch_all(&mut **conn)
+                    .await?,
+                sqlx::query_scalar(sqlx::AssertSqlSafe(count))
+                    .fetch_one(&mut **conn)
+                    .await?,
+            ),
         };
-        Ok(rows
+        let errors = rows
             .into_iter()
+            .take(limit)
             .map(|(line, phone, first)| RowError {
                 line: line as u64,
                 message: format!("phone {phone} already appears on line {first}"),
             })
-            .collect())
+            .collect();
+        Ok((errors, u64::try_from(total).unwrap_or(0)))
     }
 
     /// Keep only the first row of each phone (the others were reported by

@@ -59,11 +59,26 @@ pub enum StoreError {
     #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     #[error("queue error: {0}")]
     Queue(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        // PostgreSQL refuses NUL in text (22021, "invalid byte sequence"): the caller's text is
+        // at fault, not the store.
+        if let sqlx::Error::Database(db) = &e
+            && db.code().as_deref() == Some("22021")
+        {
+            return StoreError::Invalid(crate::domain::invalid(
+                "text may not contain the NUL character (\\u0000)",
+            ));
+        }
+        StoreError::Db(e)
+    }
 }
 
 impl StoreError {
@@ -151,28 +166,61 @@ pub struct Store {
     postgres: Option<PgPool>,
 }
 
+/// How many connections a process keeps (`[pool]` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSizes {
+    /// The main pool on PostgreSQL.
+    pub postgres: u32,
+    /// The main pool on SQLite (one writer at a time whatever the size).
+    pub sqlite: u32,
+    /// PostgreSQL connections for imports (COPY); an import holds one while it stages.
+    pub imports: u32,
+    /// How long a request waits for a connection before it fails.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSizes {
+    fn default() -> PoolSizes {
+        PoolSizes {
+            postgres: 16,
+            sqlite: 8,
+            imports: 2,
+            acquire_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 impl Store {
     /// Open (creating it if needed) the database at `url` and bring its schema up to date.
     pub async fn open(url: &str) -> Result<Store> {
-        let store = Store::connect(url).await?;
+        Store::open_sized(url, PoolSizes::default()).await
+    }
+
+    /// [`Store::open`] with pools of the given sizes.
+    pub async fn open_sized(url: &str, sizes: PoolSizes) -> Result<Store> {
+        let store = Store::connect_sized(url, sizes).await?;
         store.migrate().await?;
         Ok(store)
     }
 
     /// Open without migrating.
     pub async fn connect(url: &str) -> Result<Store> {
+        Store::connect_sized(url, PoolSizes::default()).await
+    }
+
+    async fn connect_sized(url: &str, sizes: PoolSizes) -> Result<Store> {
         sqlx::any::install_default_drivers();
         match Backend::from_url(url)? {
-            Backend::Sqlite => Store::connect_sqlite(url).await,
+            Backend::Sqlite => Store::connect_sqlite(url, sizes).await,
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(30))
+                    .max_connections(sizes.postgres.max(2))
+                    .acquire_timeout(sizes.acquire_timeout)
                     .connect(url)
                     .await?;
                 let postgres = PgPoolOptions::new()
-                    .max_connections(2)
-                    .acquire_timeout(Duration::from_secs(30))
+                    .max_connections(sizes.imports.max(1))
+                    .acquire_timeout(sizes.acquire_timeout)
                     .connect_lazy(url)?;
                 Ok(Store {
                     pool,
@@ -184,7 +232,7 @@ impl Store {
         }
     }
 
-    async fn connect_sqlite(url: &str) -> Result<Store> {
+    async fn connect_sqlite(url: &str, sizes: PoolSizes) -> Result<Store> {
         // Creating the file and switching it to WAL (which sticks to the file) happens here,
         // through the native driver, which knows those options.
         let options = SqliteConnectOptions::from_str(url)?
@@ -200,7 +248,8 @@ impl Store {
             .connect_with(options)
             .await?;
         let pool = AnyPoolOptions::new()
-            .max_connections(8)
+            .max_connections(sizes.sqlite.max(2))
+            .acquire_timeout(sizes.acquire_timeout)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute(

@@ -1,0 +1,58 @@
+//! The accept loop: HTTP/1.1 with a deadline for each request head, the client's address on
+//! every request, and a graceful stop that lets requests in flight finish.
+//!
+//! `axum::serve` offers no header read timeout (it sets no timer), so a client sending half a
+//! header held its connection forever; hyper's own timeout needs the timer given here.
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serve `router` on `listener` until `stop` fires, then wait for open requests to end.
+pub async fn serve_http1(
+    listener: TcpListener,
+    router: Router,
+    header_read_timeout: Duration,
+    stop: CancellationToken,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    loop {
+        let (stream, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => break,
+        };
+        let router = router.clone();
+        let service = tower::ServiceExt::map_request(
+            router,
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(addr));
+                request.map(axum::body::Body::new)
+            },
+        );
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+}
