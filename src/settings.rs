@@ -116,11 +116,14 @@ pub struct WebhookSettings {
     /// Accept URLs whose host is or resolves to a loopback, private, link-local or other
     /// non-public address (checked at registration and again at every connection).
     pub allow_private_addresses: bool,
+    /// Webhooks one tenant may register.
+    pub max_per_tenant: usize,
 }
 
 impl Default for WebhookSettings {
     fn default() -> Self {
         WebhookSettings {
+            max_per_tenant: 10,
             timeout_ms: 10_000,
             max_attempts: 12,
             base_delay_ms: 1_000,
@@ -492,6 +495,9 @@ pub struct ApiSettings {
     /// A connection that does not finish its request headers within this many seconds is
     /// closed.
     pub header_read_timeout_secs: u64,
+    /// Live event streams (`/api/v1/mailings/{id}/events`) one tenant may hold open; more
+    /// get 429.
+    pub max_event_streams_per_tenant: usize,
     /// Where people reach this API from outside: the base of the links blast puts in
     /// messages (unsubscribe), e.g. `https://blast.example.com`.
     pub public_url: String,
@@ -516,6 +522,7 @@ impl Default for ApiSettings {
             upload_min_bytes_per_sec: 10_000,
             body_read_timeout_secs: 30,
             header_read_timeout_secs: 30,
+            max_event_streams_per_tenant: 16,
             public_url: "http://127.0.0.1:8080".into(),
         }
     }

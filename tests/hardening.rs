@@ -406,3 +406,66 @@ async fn a_nul_character_in_text_is_a_422_on_every_profile() {
     let (status, body) = api.get("/api/v1/clients?tag=%00").await;
     assert!(!status.is_server_error(), "{status}: {body}");
 }
+
+#[tokio::test]
+async fn webhooks_are_capped_per_tenant_and_their_secret_is_never_replayed() {
+    let (_db, api) = setup(|s| {
+        s.webhooks.max_per_tenant = 2;
+        s.webhooks.allow_loopback_http = true;
+        s.webhooks.allow_private_addresses = true;
+    })
+    .await;
+    let create = |key: &'static str| {
+        api.req(reqwest::Method::POST, "/api/v1/webhooks")
+            .header("idempotency-key", key)
+            .json(&json!({"url": "http://127.0.0.1:9/hook"}))
+    };
+    let (status, first) = common::api_client::send(create("hook-1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert!(first["secret"].as_str().is_some_and(|s| !s.is_empty()));
+    let replay = create("hook-1").send().await.expect("replay");
+    assert_eq!(replay.status(), StatusCode::CREATED);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let replayed: Value = replay.json().await.expect("json");
+    assert_eq!(replayed["id"], first["id"]);
+    assert!(replayed.get("secret").is_none(), "{replayed}");
+    let (status, _) = common::api_client::send(create("hook-2")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, third) = common::api_client::send(create("hook-3")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{third}");
+    let (_, list) = api.get("/api/v1/webhooks").await;
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+}
+
+#[tokio::test]
+async fn a_tenant_holds_a_bounded_number_of_event_streams() {
+    let (db, api) = setup(|s| s.api.max_event_streams_per_tenant = 1).await;
+    db.seed_clients(1, "all").await;
+    let (start, end) = window();
+    let (status, m) = api
+        .post(
+            "/api/v1/mailings",
+            json!({"text": "x", "tags": ["all"], "start_at": start, "end_at": end}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    let path = format!("/api/v1/mailings/{}/events", m["id"]);
+    let first = api
+        .req(reqwest::Method::GET, &path)
+        .send()
+        .await
+        .expect("first stream");
+    assert_eq!(first.status(), StatusCode::OK);
+    let (status, body) = api.get(&path).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    drop(first);
+    wait_until(Duration::from_secs(40), "the slot to come back", || async {
+        let response = api
+            .req(reqwest::Method::GET, &path)
+            .send()
+            .await
+            .expect("stream");
+        response.status() == StatusCode::OK
+    })
+    .await;
+}

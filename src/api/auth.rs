@@ -20,8 +20,12 @@ pub struct Tenant(pub User);
 
 /// The bearer token of a request, if it carries one.
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
+    bearer_token(&parts.headers)
+}
+
+/// The bearer token of an `Authorization` header.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?

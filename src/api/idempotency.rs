@@ -149,6 +149,7 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
         IdempotencyClaim::Fresh => {}
     }
 
+    let shows_secret = parts.uri.path() == "/api/v1/webhooks";
     parts.extensions.insert(Tenant(user.clone()));
     let request = Request::from_parts(parts, body);
     let store = state.store.clone();
@@ -161,8 +162,14 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
+        // A secret is shown once: the stored answer leaves it out.
+        let kept = if shows_secret {
+            without_secret(&bytes)
+        } else {
+            bytes.to_vec()
+        };
         if let Err(e) = store
-            .finish_idempotent(user.id, &key, parts.status.as_u16(), &bytes)
+            .finish_idempotent(user.id, &key, parts.status.as_u16(), &kept)
             .await
         {
             tracing::warn!(error = %e, "cannot store the idempotent response; the key frees after its lease");
@@ -173,4 +180,15 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
         tracing::error!(error = %e, "request handler panicked");
         ApiError::internal().into_response()
     })
+}
+
+/// A JSON answer without its `secret` field (anything else is kept as it is).
+fn without_secret(body: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut map)) if map.contains_key("secret") => {
+            map.remove("secret");
+            serde_json::to_vec(&map).unwrap_or_default()
+        }
+        _ => body.to_vec(),
+    }
 }

@@ -564,12 +564,14 @@ pub async fn events(
     headers: axum::http::HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     state.store.mailing(user.id, id).await?;
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    // Each stream reads the database twice a second: a tenant holds a bounded number.
+    let slot = state.event_streams.take(
+        user.id,
+        state.settings.api.max_event_streams_per_tenant,
+        "event streams",
+    )?;
+    let token = super::auth::bearer_token(&headers)
         .unwrap_or_default()
-        .trim()
         .to_owned();
     let stop = state.shutdown.clone().cancelled_owned();
     let follow = Follow {
@@ -580,6 +582,7 @@ pub async fn events(
         last: None,
         finished: false,
         ticks: 0,
+        _slot: slot,
     };
     let stream = futures::stream::unfold(follow, |mut f| async move {
         let event = f.next_event().await?;
@@ -598,6 +601,8 @@ struct Follow {
     last: Option<String>,
     finished: bool,
     ticks: u32,
+    /// The tenant's stream slot, given back when the stream ends.
+    _slot: super::upload::Slot,
 }
 
 impl Follow {

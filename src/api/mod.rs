@@ -54,6 +54,8 @@ pub struct Inner {
     pub unsubscribe: tokio::sync::OnceCell<crate::unsubscribe::UnsubscribeKeys>,
     /// Imports running per tenant (`api.max_concurrent_imports_per_tenant`).
     pub imports: Arc<upload::TenantSlots>,
+    /// Live event streams per tenant (`api.max_event_streams_per_tenant`).
+    pub event_streams: Arc<upload::TenantSlots>,
 }
 
 impl std::ops::Deref for AppState {
@@ -78,6 +80,7 @@ impl AppState {
             queue: tokio::sync::OnceCell::new(),
             unsubscribe: tokio::sync::OnceCell::new(),
             imports: Arc::default(),
+            event_streams: Arc::default(),
         }))
     }
 }

@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::auth::Tenant;
-use super::error::{ApiJson, ApiPath, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::outbound::OutboundPolicy;
 use crate::store::{Webhook, WebhookDelivery};
 use axum::Json;
@@ -33,12 +33,18 @@ pub async fn list(
 /// to a non-public address is refused (422) unless `webhooks.allow_private_addresses`.
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = WebhookInput,
     security(("bearer" = [])),
-    responses((status = 201, body = Webhook), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Webhook), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     Tenant(user): Tenant,
     ApiJson(input): ApiJson<WebhookInput>,
 ) -> ApiResult<(StatusCode, Json<Webhook>)> {
+    let max = state.settings.webhooks.max_per_tenant;
+    if state.store.webhooks(user.id).await?.len() >= max {
+        return Err(ApiError::conflict(format!(
+            "a tenant may register at most {max} webhooks (webhooks.max_per_tenant); remove one first"
+        )));
+    }
     let webhook = state
         .store
         .add_webhook(
