@@ -471,8 +471,12 @@ pub struct ApiSettings {
     pub token_cache_secs: u64,
     /// Whether POST /api/v1/auth/register creates users.
     pub allow_registration: bool,
-    /// Password attempts allowed per user name per minute.
+    /// Password attempts allowed per user name and client address per minute (a stranger
+    /// elsewhere cannot lock the user out).
     pub login_attempts_per_minute: u32,
+    /// Proxies (addresses or networks such as `10.0.0.0/8`) whose `X-Forwarded-For` names the
+    /// client address that login limits count; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<String>,
     /// How long an Idempotency-Key is remembered, in seconds.
     pub idempotency_ttl_secs: u64,
     /// A key whose first request never answered (its process died) is free again after this
@@ -513,6 +517,7 @@ impl Default for ApiSettings {
             token_cache_secs: 5,
             allow_registration: false,
             login_attempts_per_minute: 10,
+            trusted_proxies: Vec::new(),
             idempotency_ttl_secs: 86_400,
             idempotency_lease_secs: 60,
             auth_attempts_per_minute_per_ip: 60,
@@ -782,6 +787,13 @@ impl Settings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
+        for proxy in &self.api.trusted_proxies {
+            if crate::settings::parse_proxy(proxy).is_none() {
+                return Err(SettingsError::Rule(format!(
+                    "api.trusted_proxies: {proxy:?} is not an IP address or network (10.0.0.0/8)"
+                )));
+            }
+        }
         if self.mailing.template_fuel < 1000 || self.mailing.template_timeout_ms == 0 {
             return Err(SettingsError::Rule(
                 "mailing.template_fuel must be at least 1000 and mailing.template_timeout_ms at least 1".into(),
@@ -945,6 +957,16 @@ impl Settings {
         // Settings hold only strings, numbers and tables, which TOML always represents.
         toml::to_string(&shown).unwrap_or_default()
     }
+}
+
+/// A trusted proxy: an address (one host) or a network.
+pub fn parse_proxy(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 #[cfg(test)]

@@ -469,3 +469,46 @@ async fn a_tenant_holds_a_bounded_number_of_event_streams() {
     })
     .await;
 }
+
+async fn login(api: &Api, forwarded_for: &str, password: &str) -> StatusCode {
+    api.server
+        .http
+        .post(api.server.url("/api/v1/auth/token"))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"username": "tester", "password": password}))
+        .send()
+        .await
+        .expect("login")
+        .status()
+}
+
+#[tokio::test]
+async fn a_stranger_guessing_passwords_does_not_lock_the_user_out() {
+    let (_db, api) = setup(|s| {
+        s.api.login_attempts_per_minute = 3;
+        s.api.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(login(&api, "203.0.113.5", "a guess").await);
+    }
+    assert_eq!(statuses[0], StatusCode::UNAUTHORIZED);
+    assert_eq!(statuses[4], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    // The user, from their own address behind the same proxy, gets in.
+    assert_eq!(
+        login(&api, "198.51.100.7, 127.0.0.1", "correct horse battery").await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn x_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let (_db, api) = setup(|s| s.api.login_attempts_per_minute = 3).await;
+    let mut statuses = Vec::new();
+    // A client naming a new address each time is still one address: the peer's.
+    for i in 0..5 {
+        statuses.push(login(&api, &format!("203.0.113.{i}"), "a guess").await);
+    }
+    assert_eq!(statuses[4], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+}

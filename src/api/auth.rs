@@ -7,11 +7,11 @@ use crate::store::{StoreError, TokenOwner, User, is_plausible_user_name};
 use axum::Json;
 use axum::extract::ConnectInfo;
 use axum::extract::{FromRequestParts, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use utoipa::ToSchema;
 
 /// The authenticated tenant of a request.
@@ -114,11 +114,37 @@ fn too_many(message: &str) -> ApiError {
     ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
 }
 
+/// The address of the client: the peer, or behind a trusted proxy the last address in
+/// `X-Forwarded-For` that is not itself a trusted proxy (the hops a client can forge come
+/// first).
+pub fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let trusted = |ip: &IpAddr| state.trusted_proxies.iter().any(|net| net.contains(ip));
+    let mut client = peer.ip();
+    if !trusted(&client) {
+        return client;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    for hop in hops.into_iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if trusted(&ip) => client = ip,
+            Ok(ip) => return ip,
+            // A hop we cannot read: the last one we could stands.
+            Err(_) => return client,
+        }
+    }
+    client
+}
+
 /// Login and registration attempts per client address.
-fn limit_address(state: &AppState, peer: SocketAddr) -> ApiResult<()> {
+fn limit_address(state: &AppState, client: IpAddr) -> ApiResult<()> {
     state
         .address_limiter
-        .check_key(&peer.ip())
+        .check_key(&client)
         .map_err(|_| too_many("too many attempts from this address; wait a minute"))
 }
 
@@ -129,20 +155,24 @@ fn limit_address(state: &AppState, peer: SocketAddr) -> ApiResult<()> {
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> ApiResult<Json<TokenResponse>> {
-    limit_address(&state, peer)?;
+    let client = client_address(&state, peer, &headers);
+    limit_address(&state, client)?;
     // Names that cannot exist are refused before they cost a limiter entry or argon2 work.
     if !is_plausible_user_name(&credentials.username) {
         return Err(ApiError::unauthorized("wrong user name or password"));
     }
+    // Per address and user: guessing from one place is slowed without locking the user out
+    // everywhere else.
     if state
         .login_limiter
-        .check_key(&credentials.username)
+        .check_key(&(client, credentials.username.clone()))
         .is_err()
     {
         return Err(too_many(
-            "too many login attempts for this user; wait a minute",
+            "too many login attempts for this user from this address; wait a minute",
         ));
     }
     let user = state
@@ -169,9 +199,10 @@ pub async fn login(
 pub async fn register(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> ApiResult<(StatusCode, Json<RegisteredUser>)> {
-    limit_address(&state, peer)?;
+    limit_address(&state, client_address(&state, peer, &headers))?;
     if !state.settings.api.allow_registration {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -40,8 +40,10 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub store: Store,
     pub settings: Settings,
-    /// Password attempts per user name.
-    pub login_limiter: DefaultKeyedRateLimiter<String>,
+    /// Password attempts per client address and user name.
+    pub login_limiter: DefaultKeyedRateLimiter<(IpAddr, String)>,
+    /// `api.trusted_proxies`, parsed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Login and registration attempts per client address.
     pub address_limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// Recently checked bearer tokens.
@@ -74,6 +76,12 @@ impl AppState {
                 settings.api.auth_attempts_per_minute_per_ip,
             )),
             tokens: auth::TokenCache::new(settings.api.token_cache_secs),
+            trusted_proxies: settings
+                .api
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| crate::settings::parse_proxy(p))
+                .collect(),
             store,
             settings,
             shutdown,
