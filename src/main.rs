@@ -6,8 +6,8 @@ use blast::settings::{Settings, SettingsError};
 use blast::store::{Store, StoreError};
 use blast::worker::{self, Tenancy, WorkerError};
 use blast_cli::{
-    Cli, ClientCommand, Command, ConfigCommand, MailingCommand, TelegramBotCommand, TokenCommand,
-    UserCommand,
+    Cli, ClientCommand, Command, ConfigCommand, MailingCommand, SecretsCommand, TelegramBotCommand,
+    TokenCommand, UserCommand,
 };
 use clap::Parser;
 use std::process::ExitCode;
@@ -127,6 +127,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", settings.to_redacted_toml());
         return Ok(());
     }
+    if let Command::Config(ConfigCommand::SecretKey) = cli.command {
+        println!("# config.toml (keep it secret; losing it loses the sealed secrets):");
+        println!("[secrets]");
+        println!("key = \"{}\"", blast::store::SecretKeys::generate());
+        return Ok(());
+    }
     if let Command::Config(ConfigCommand::VapidKeys) = cli.command {
         let keys = blast::channels::VapidKeys::generate();
         println!("# config.toml (keep the private key secret):");
@@ -172,7 +178,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let store = Store::open_sized(&settings.database_url, settings.pool.sizes())
         .await
-        .with_context(|| format!("cannot open the database {}", settings.database_url))?;
+        .with_context(|| format!("cannot open the database {}", settings.database_url))?
+        .with_secret_keys(settings.secret_keys()?)
+        .with_media_quota(settings.telegram.media_quota_bytes);
+    if serving && !store.seals_secrets() {
+        tracing::warn!(
+            "secrets.key is not set: tenants' bot tokens and webhook secrets are stored unsealed (blast config secret-key makes a key)"
+        );
+    }
 
     match cli.command {
         Command::Up { listen, no_api } => {
@@ -239,6 +252,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
             password_stdin,
         }) => admin::user::add(ctx, &name, password_stdin).await,
         Command::User(UserCommand::List) => admin::user::list(ctx).await,
+        Command::Secrets(SecretsCommand::Rotate) => admin::secrets::rotate(ctx).await,
         Command::User(UserCommand::Disable { name }) => {
             admin::user::set_disabled(ctx, &name, true).await
         }

@@ -58,6 +58,18 @@ pub struct Settings {
     pub notifications: NotificationSettings,
     pub webhooks: WebhookSettings,
     pub pool: PoolSettings,
+    pub secrets: SecretsSettings,
+}
+
+/// The key tenants' secrets (registered bots' tokens, webhook secrets) are sealed with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsSettings {
+    /// 32 bytes in base64 (`blast config secret-key`); empty: stored unsealed.
+    pub key: Secret,
+    /// Keys that sealed values before `key`: they still open them until `blast secrets
+    /// rotate` has sealed everything under `key`.
+    pub previous_keys: Vec<Secret>,
 }
 
 /// Database connections each process keeps.
@@ -280,6 +292,9 @@ pub struct TelegramSettings {
     pub max_in_flight: u32,
     /// Largest media file accepted with a mailing, in bytes (the Bot API takes 50 MB).
     pub max_upload_bytes: u64,
+    /// The bytes of media files one tenant may keep stored (they are deleted with their
+    /// mailing, or when an edit replaces them).
+    pub media_quota_bytes: u64,
     /// After a 429 the send waits the `retry_after` Telegram named (on this bot's limit only,
     /// keeping its slot) and tries again, this many times before it goes back to wait its turn.
     pub retries_after_429: u32,
@@ -353,6 +368,7 @@ impl Default for TelegramSettings {
             timeout_ms: 30_000,
             max_in_flight: 16,
             max_upload_bytes: 50 * 1024 * 1024,
+            media_quota_bytes: crate::store::DEFAULT_MEDIA_QUOTA_BYTES,
             retries_after_429: 3,
         }
     }
@@ -638,6 +654,7 @@ impl Default for Settings {
             notifications: NotificationSettings::default(),
             webhooks: WebhookSettings::default(),
             pool: PoolSettings::default(),
+            secrets: SecretsSettings::default(),
         }
     }
 }
@@ -787,6 +804,7 @@ impl Settings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
+        self.secret_keys()?;
         for proxy in &self.api.trusted_proxies {
             if crate::settings::parse_proxy(proxy).is_none() {
                 return Err(SettingsError::Rule(format!(
@@ -930,6 +948,18 @@ impl Settings {
         }
     }
 
+    /// The keys that seal tenant secrets, from `[secrets]`.
+    pub fn secret_keys(&self) -> Result<crate::store::SecretKeys, SettingsError> {
+        let previous: Vec<&str> = self
+            .secrets
+            .previous_keys
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        crate::store::SecretKeys::new(self.secrets.key.expose(), &previous)
+            .map_err(|e| SettingsError::Rule(format!("secrets: {e}")))
+    }
+
     /// How far a message template on `channel` may go: its rendered length, fuel and time.
     pub fn text_limits(&self, channel: crate::domain::ChannelKind) -> crate::template::TextLimits {
         crate::template::TextLimits {
@@ -949,7 +979,11 @@ impl Settings {
             &mut shown.bot.webhook_secret,
             &mut shown.redis.url,
             &mut shown.webpush.vapid_private_key,
-        ] {
+            &mut shown.secrets.key,
+        ]
+        .into_iter()
+        .chain(shown.secrets.previous_keys.iter_mut())
+        {
             if !secret.is_empty() {
                 *secret = Secret::new("***");
             }

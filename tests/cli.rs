@@ -970,3 +970,39 @@ fn a_local_telegram_bot_registration_checks_the_token_with_telegram() {
     assert!(out.contains("7002"), "{out}");
     assert_eq!(list(d)[0]["name"], "news");
 }
+
+/// `blast config secret-key` makes a key for `[secrets]`; `config show` hides it; `blast
+/// secrets rotate` refuses to run without one and seals what is there with one.
+#[test]
+fn a_secrets_key_is_made_hidden_and_rotated_to() {
+    let d = new_dir_with_user();
+    let out = blast(d.path(), &["secrets", "rotate"]);
+    assert_eq!(out.status.code(), Some(2), "no key: a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("secrets.key"));
+    let made = ok(&blast(d.path(), &["config", "secret-key"]));
+    let key = made
+        .lines()
+        .find_map(|l| l.strip_prefix("key = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("a key line")
+        .to_owned();
+    std::fs::write(
+        d.path().join("config.toml"),
+        format!("[secrets]\nkey = \"{key}\"\n"),
+    )
+    .expect("config");
+    let shown = ok(&blast(d.path(), &["config", "show"]));
+    assert!(
+        shown.contains("key = \"***\"") && !shown.contains(&key),
+        "{shown}"
+    );
+    let rotated = ok(&blast(d.path(), &["secrets", "rotate"]));
+    assert!(rotated.contains("0 tenant secret(s)"), "{rotated}");
+    std::fs::write(
+        d.path().join("config.toml"),
+        "[secrets]\nkey = \"c2hvcnQ\"\n",
+    )
+    .expect("config");
+    let out = blast(d.path(), &["config", "show"]);
+    assert!(!out.status.success(), "a key of the wrong size is refused");
+}

@@ -512,3 +512,165 @@ async fn x_forwarded_for_from_an_untrusted_peer_is_ignored() {
     }
     assert_eq!(statuses[4], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
 }
+
+#[tokio::test]
+async fn tenant_secrets_are_sealed_at_rest_and_survive_a_key_rotation() {
+    use blast::settings::Secret;
+    use blast::store::{SecretKeys, StoreError};
+    let db = TestDb::new().await;
+    let mut settings = db.settings("http://127.0.0.1:9");
+    settings.webhooks.allow_loopback_http = true;
+    settings.webhooks.allow_private_addresses = true;
+    let policy = blast::outbound::OutboundPolicy::webhooks(&settings.webhooks);
+    let old_key = SecretKeys::generate();
+    let sealing = |current: &str, previous: &[&str]| {
+        db.store
+            .clone()
+            .with_secret_keys(SecretKeys::new(current, previous).expect("keys"))
+    };
+    // One bot registered before any key was set, one after; one webhook.
+    let unsealed = blast::store::Store::connect(&db.url).await.expect("store");
+    unsealed
+        .add_telegram_bot(db.tenant, "legacy", &Secret::new("111:legacy-token"))
+        .await
+        .expect("legacy bot");
+    let store = sealing(&old_key, &[]);
+    store
+        .add_telegram_bot(db.tenant, "sealed", &Secret::new("222:sealed-token"))
+        .await
+        .expect("sealed bot");
+    let hook = store
+        .add_webhook(db.tenant, "http://127.0.0.1:9/hook", &policy)
+        .await
+        .expect("webhook");
+    let secret = hook.secret.expect("shown once");
+    let stored = || async {
+        use sqlx::Row;
+        let mut values: Vec<String> = Vec::new();
+        for sql in [
+            "SELECT token FROM telegram_bots ORDER BY name",
+            "SELECT secret FROM webhooks",
+        ] {
+            for row in sqlx::query(sql)
+                .fetch_all(db.store.pool())
+                .await
+                .expect("raw")
+            {
+                values.push(row.get(0));
+            }
+        }
+        values
+    };
+    let raw = stored().await;
+    assert_eq!(
+        raw[0], "111:legacy-token",
+        "stored before the key: as it was"
+    );
+    assert!(raw[1].starts_with("sealed1:") && !raw[1].contains("sealed-token"));
+    assert!(raw[2].starts_with("sealed1:") && !raw[2].contains(&secret));
+    let token = |s: blast::store::Store, name: &'static str| async move {
+        s.telegram_bot(db.tenant, name)
+            .await
+            .map(|bot| bot.expect("bot").token.expose().to_owned())
+    };
+    assert_eq!(
+        token(store.clone(), "sealed").await.expect("opens"),
+        "222:sealed-token"
+    );
+    assert_eq!(
+        token(store.clone(), "legacy").await.expect("plain"),
+        "111:legacy-token"
+    );
+    // Without its key, a sealed value is a clear error, never garbage.
+    assert!(matches!(
+        token(unsealed.clone(), "sealed").await,
+        Err(StoreError::Secret(_))
+    ));
+
+    // Rotation: the new key with the old one kept; everything sealed again under the new key.
+    let new_key = SecretKeys::generate();
+    let rotated = sealing(&new_key, &[&old_key]);
+    assert_eq!(rotated.reseal_secrets().await.expect("reseal"), 3);
+    assert_eq!(rotated.reseal_secrets().await.expect("again"), 0);
+    let only_new = sealing(&new_key, &[]);
+    assert_eq!(
+        token(only_new.clone(), "sealed").await.expect("opens"),
+        "222:sealed-token"
+    );
+    assert_eq!(
+        token(only_new.clone(), "legacy").await.expect("opens"),
+        "111:legacy-token"
+    );
+    for value in stored().await {
+        assert!(value.starts_with("sealed1:"), "{value}");
+    }
+    assert!(
+        token(store, "sealed").await.is_err(),
+        "the old key alone no longer opens it"
+    );
+}
+
+/// Media files go with their mailing (and with an edit that replaces them), and a tenant's
+/// files stay within its quota.
+#[tokio::test]
+async fn media_files_are_deleted_with_their_mailing_and_held_to_a_quota() {
+    use base64::Engine;
+    let db = TestDb::new().await;
+    db.seed_clients(1, "tg").await;
+    let store = db.store.clone().with_media_quota(12_000);
+    let user = db.store.user_by_name("tester").await.expect("user");
+    let token = db.store.create_token(&user, "t").await.expect("token");
+    let api = Api {
+        server: ApiServer::start(&store, db.settings("http://127.0.0.1:9")).await,
+        token,
+    };
+    let start = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let end = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let with_file = |name: &str| {
+        json!({
+            "channel": "telegram", "text": "Your invoice", "tags": ["tg"],
+            "start_at": start, "end_at": end,
+            "telegram": {"kind": "document", "media": {"file": {
+                "name": name,
+                "base64": base64::engine::general_purpose::STANDARD.encode(vec![7u8; 5000]),
+            }}},
+        })
+    };
+    let files = || async {
+        use sqlx::Row;
+        sqlx::query("SELECT COUNT(*) FROM media_files")
+            .fetch_one(db.store.pool())
+            .await
+            .expect("count")
+            .get::<i64, _>(0)
+    };
+    let (status, a) = api.post("/api/v1/mailings", with_file("a.pdf")).await;
+    assert_eq!(status, StatusCode::CREATED, "{a}");
+    let (status, b) = api.post("/api/v1/mailings", with_file("b.pdf")).await;
+    assert_eq!(status, StatusCode::CREATED, "{b}");
+    assert_eq!(files().await, 2);
+    let (status, c) = api.post("/api/v1/mailings", with_file("c.pdf")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{c}");
+    assert!(
+        c["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("quota"),
+        "{c}"
+    );
+    assert_eq!(files().await, 2, "nothing stored for the refused mailing");
+    let (status, _) = api.delete(&format!("/api/v1/mailings/{}", a["id"])).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(files().await, 1, "the deleted mailing's file went with it");
+    let (status, c) = api.post("/api/v1/mailings", with_file("c.pdf")).await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    // An edit that brings a new file frees the one it replaces.
+    let (status, edited) = api
+        .put(
+            &format!("/api/v1/mailings/{}", b["id"]),
+            with_file("b2.pdf"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(files().await, 2);
+}

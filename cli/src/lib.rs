@@ -91,6 +91,16 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Tenant secrets at rest (registered bots' tokens, webhook secrets).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Seal every tenant secret again under secrets.key: after setting a key for the first
+    /// time, or after changing it (keep the old one in secrets.previous_keys until this ran).
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -388,6 +398,8 @@ pub enum ConfigCommand {
     /// Make a VAPID key pair for web push: the private key goes into
     /// webpush.vapid_private_key, the public one to browsers as applicationServerKey.
     VapidKeys,
+    /// Make a key for secrets.key, which seals tenants' bot tokens and webhook secrets.
+    SecretKey,
 }
 
 #[derive(Debug, Args)]

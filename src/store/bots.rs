@@ -9,6 +9,9 @@ use crate::settings::Secret;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+/// What a bot's token is sealed for (`telegram_bots.token`).
+pub(super) const SEALED_AS: &str = "telegram_bots.token";
+
 /// A registered bot as its tenant sees it: never its token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisteredBot {
@@ -59,7 +62,7 @@ impl Store {
         .bind(tenant_id)
         .bind(name)
         .bind(&bot_id)
-        .bind(token.expose())
+        .bind(self.keys.seal(SEALED_AS, token.expose()))
         .bind(created_at)
         .execute(&self.pool)
         .await;
@@ -95,17 +98,18 @@ impl Store {
 
     /// The bot `name` of `tenant_id` to send through, if it is registered.
     pub async fn telegram_bot(&self, tenant_id: i64, name: &str) -> Result<Option<TelegramBot>> {
-        Ok(sqlx::query(
-            "SELECT bot_id, token FROM telegram_bots WHERE tenant_id = $1 AND name = $2",
-        )
-        .bind(tenant_id)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| TelegramBot {
-            id: r.get(0),
-            token: Secret::new(r.get::<String, _>(1)),
-        }))
+        sqlx::query("SELECT bot_id, token FROM telegram_bots WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| -> Result<TelegramBot> {
+                Ok(TelegramBot {
+                    id: r.get(0),
+                    token: Secret::new(self.keys.open(SEALED_AS, &r.get::<String, _>(1))?),
+                })
+            })
+            .transpose()
     }
 
     /// Forget bot `name` of `tenant_id`; refused while a mailing that has not finished names

@@ -299,13 +299,62 @@ fn prepare_telegram(new: &mut NewMailing) -> Result<()> {
     Ok(())
 }
 
+/// The stored media files (uploads) a mailing's content uses.
+fn stored_media(content: Option<&TelegramContent>) -> Vec<i64> {
+    content
+        .map(|content| {
+            content
+                .sources()
+                .filter_map(|source| match source {
+                    MediaSource::Upload(id) if *id > 0 => Some(*id),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Delete `tenant_id`'s media files `ids` (their file_ids go with them).
+async fn delete_media(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: i64,
+    ids: &[i64],
+) -> Result<()> {
+    for id in ids {
+        sqlx::query("DELETE FROM media_files WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Store the mailing's files in `tx`, point its media at them, and return the Telegram
-/// content as the JSON the mailings row keeps.
+/// content as the JSON the mailings row keeps. The tenant's files together stay within
+/// `quota_bytes`.
 async fn store_telegram(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: i64,
     new: &mut NewMailing,
+    quota_bytes: u64,
 ) -> Result<Option<String>> {
+    if !new.uploads.is_empty() {
+        let used: i64 = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(LENGTH(content)), 0) AS BIGINT) FROM media_files WHERE tenant_id = $1",
+        )
+        .bind(tenant_id)
+        .fetch_one(&mut **tx)
+        .await?
+        .get(0);
+        let incoming: u64 = new.uploads.iter().map(|u| u.content.len() as u64).sum();
+        if u64::try_from(used).unwrap_or(0).saturating_add(incoming) > quota_bytes {
+            return Err(invalid(format!(
+                "the tenant's media files would take more than its quota of {quota_bytes} bytes (telegram.media_quota_bytes); delete finished mailings with media first"
+            ))
+            .into());
+        }
+    }
     let mut stored = Vec::with_capacity(new.uploads.len());
     for upload in std::mem::take(&mut new.uploads) {
         let media_id: i64 = sqlx::query(
@@ -358,7 +407,7 @@ impl Store {
         prepare_telegram(&mut new)?;
         self.validate_mailing(tenant_id, &new, limits).await?;
         let mut tx = self.write_tx().await?;
-        let telegram = store_telegram(&mut tx, tenant_id, &mut new).await?;
+        let telegram = store_telegram(&mut tx, tenant_id, &mut new, self.media_quota_bytes).await?;
         let id: i64 = sqlx::query(
             "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, local_hours, state, created_at, subject, html, telegram)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'scheduled', $9, $10, $11, $12) RETURNING id",
@@ -774,7 +823,15 @@ impl Store {
         prepare_telegram(&mut new)?;
         self.validate_mailing(tenant_id, &new, limits).await?;
         let mut tx = self.write_tx().await?;
-        let telegram = store_telegram(&mut tx, tenant_id, &mut new).await?;
+        // Files the edit no longer uses go with it, before its new ones count to the quota
+        // (new uploads have no id yet: what has one is kept).
+        let kept = stored_media(new.telegram.as_ref());
+        let replaced: Vec<i64> = stored_media(current.telegram.as_ref())
+            .into_iter()
+            .filter(|id| !kept.contains(id))
+            .collect();
+        delete_media(&mut tx, tenant_id, &replaced).await?;
+        let telegram = store_telegram(&mut tx, tenant_id, &mut new, self.media_quota_bytes).await?;
         let done = sqlx::query(
             "UPDATE mailings SET channel = $1, text = $2, filter = $3, priority = $4, start_at = $5, end_at = $6,
                                  local_hours = $7, subject = $10, html = $11, telegram = $12
@@ -833,6 +890,7 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        delete_media(&mut tx, tenant_id, &stored_media(current.telegram.as_ref())).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -16,6 +16,7 @@ mod messages;
 mod notifications;
 mod push;
 mod reports;
+mod sealing;
 mod subscribers;
 mod users;
 mod webhooks;
@@ -31,6 +32,7 @@ pub use messages::{ClaimedBatch, DeliveryRow, Outcome};
 pub use notifications::{Dispatched, NewNotification, Notification, NotificationPreferences};
 pub use push::{NewPushSubscription, PushKeys, StoredPushSubscription};
 pub use reports::{CronClaim, ReportCounts, ReportError};
+pub use sealing::SecretKeys;
 pub use subscribers::Subscribed;
 pub use users::{TokenOwner, User, UserSummary, is_plausible_user_name};
 pub use webhooks::{DueDelivery, MessageEvent, Webhook, WebhookDelivery};
@@ -62,6 +64,9 @@ pub enum StoreError {
     Db(sqlx::Error),
     #[error("queue error: {0}")]
     Queue(String),
+    /// A sealed tenant secret that no configured key opens.
+    #[error("{0}")]
+    Secret(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -164,7 +169,14 @@ pub struct Store {
     /// The production profile's native handle, for what the `Any` driver cannot do (`COPY`).
     /// Lazy: most processes never import, so it opens no connection until one does.
     postgres: Option<PgPool>,
+    /// Seals tenant secrets at rest (`[secrets]`).
+    keys: std::sync::Arc<SecretKeys>,
+    /// The bytes of media files one tenant may keep (`telegram.media_quota_bytes`).
+    media_quota_bytes: u64,
 }
+
+/// `telegram.media_quota_bytes` unless configured: 1 GiB.
+pub const DEFAULT_MEDIA_QUOTA_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// How many connections a process keeps (`[pool]` in the configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +203,18 @@ impl Default for PoolSizes {
 }
 
 impl Store {
+    /// This store sealing tenant secrets with `keys` (before it is cloned).
+    pub fn with_secret_keys(mut self, keys: SecretKeys) -> Store {
+        self.keys = std::sync::Arc::new(keys);
+        self
+    }
+
+    /// This store holding each tenant's media files to `bytes` in all.
+    pub fn with_media_quota(mut self, bytes: u64) -> Store {
+        self.media_quota_bytes = bytes;
+        self
+    }
+
     /// Open (creating it if needed) the database at `url` and bring its schema up to date.
     pub async fn open(url: &str) -> Result<Store> {
         Store::open_sized(url, PoolSizes::default()).await
@@ -227,6 +251,8 @@ impl Store {
                     backend: Backend::Postgres,
                     sqlite: None,
                     postgres: Some(postgres),
+                    keys: Default::default(),
+                    media_quota_bytes: DEFAULT_MEDIA_QUOTA_BYTES,
                 })
             }
         }
@@ -266,6 +292,8 @@ impl Store {
             backend: Backend::Sqlite,
             sqlite: Some(sqlite),
             postgres: None,
+            keys: Default::default(),
+            media_quota_bytes: DEFAULT_MEDIA_QUOTA_BYTES,
         })
     }
 

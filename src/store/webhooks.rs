@@ -12,6 +12,9 @@ use crate::outbound::{OutboundPolicy, check_at_registration};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 
+/// What a webhook's secret is sealed for (`webhooks.secret`).
+pub(super) const SEALED_AS: &str = "webhooks.secret";
+
 /// A registered webhook as its tenant sees it (the secret only once, at creation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Webhook {
@@ -179,7 +182,7 @@ impl Store {
         )
         .bind(tenant_id)
         .bind(url)
-        .bind(&secret)
+        .bind(self.keys.seal(SEALED_AS, &secret))
         .bind(created_at)
         .fetch_one(&self.pool)
         .await?
@@ -291,7 +294,7 @@ impl Store {
             out.push(DueDelivery {
                 id,
                 url: hook.get(0),
-                secret: hook.get(1),
+                secret: self.keys.open(SEALED_AS, &hook.get::<String, _>(1))?,
                 payload,
                 attempts,
             });
@@ -331,5 +334,46 @@ impl Store {
         };
         query.execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Seal every tenant secret again under the current key (`blast secrets rotate`): those
+    /// stored in plain text before a key was set, and those sealed under a previous key.
+    /// Returns how many were sealed again.
+    pub async fn reseal_secrets(&self) -> Result<u64> {
+        let mut resealed = 0;
+        for (table, column, context) in [
+            ("telegram_bots", "token", super::bots::SEALED_AS),
+            ("webhooks", "secret", SEALED_AS),
+        ] {
+            let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT id, {column} FROM {table}"
+            )))
+            .fetch_all(&self.pool)
+            .await?;
+            for (id, stored) in rows {
+                if !self.keys.needs_reseal(&stored) {
+                    continue;
+                }
+                let plain = self.keys.open(context, &stored)?;
+                // Only if unchanged meanwhile: a concurrent write wins.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE {table} SET {column} = $1 WHERE id = $2 AND {column} = $3"
+                )))
+                .bind(self.keys.seal(context, &plain))
+                .bind(id)
+                .bind(&stored)
+                .execute(&self.pool)
+                .await?;
+                resealed += 1;
+            }
+        }
+        Ok(resealed)
+    }
+
+    /// Whether tenant secrets are sealed (a key is configured).
+    pub fn seals_secrets(&self) -> bool {
+        self.keys.is_sealing()
     }
 }

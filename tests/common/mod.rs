@@ -80,7 +80,12 @@ impl TestDb {
             )
         };
         let redis_prefix = format!("blast-test-{:016x}", rand::random::<u64>());
-        let store = Store::open(&url).await.expect("open store");
+        // Every suite runs with tenant secrets sealed, as production should.
+        let key = blast::store::SecretKeys::generate();
+        let store = Store::open(&url)
+            .await
+            .expect("open store")
+            .with_secret_keys(blast::store::SecretKeys::new(&key, &[]).expect("key"));
         let tenant = store
             .add_user("tester", "correct horse battery")
             .await
