@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct BotInput {
     /// What mailings call it: 1-64 of a-z, 0-9, - and _.
+    #[schema(value_type = super::document::rules::BotName)]
     pub name: String,
     /// The token from @BotFather.
     pub token: String,

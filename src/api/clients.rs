@@ -22,6 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 #[serde(deny_unknown_fields)]
 pub struct ClientInput {
     /// 7XXXXXXXXXX
+    #[schema(value_type = super::document::rules::PhoneNumber)]
     pub phone: String,
     #[serde(default)]
     pub name: String,
@@ -30,6 +31,7 @@ pub struct ClientInput {
     /// IANA zone; UTC when absent.
     pub timezone: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<super::document::rules::TagName>)]
     pub tags: Vec<String>,
     /// Free-form values for templates.
     #[serde(default)]
@@ -40,6 +42,7 @@ pub struct ClientInput {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientPatchInput {
+    #[schema(value_type = Option<super::document::rules::PhoneNumber>)]
     pub phone: Option<String>,
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
@@ -50,10 +53,13 @@ pub struct ClientPatchInput {
     pub telegram_chat_id: Option<Option<i64>>,
     pub timezone: Option<String>,
     /// Replace all tags.
+    #[schema(value_type = Option<Vec<super::document::rules::TagName>>)]
     pub tags: Option<Vec<String>>,
     #[serde(default)]
+    #[schema(value_type = Vec<super::document::rules::TagName>)]
     pub add_tags: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<super::document::rules::TagName>)]
     pub remove_tags: Vec<String>,
     /// Set attributes; a `null` value removes one.
     #[serde(default)]
@@ -93,6 +99,7 @@ impl ClientInput {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ClientListQuery {
     /// Only clients with this tag.
@@ -248,6 +255,7 @@ pub async fn delete(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ImportQuery {
     /// Import the valid rows and report the others, instead of importing nothing.
@@ -266,6 +274,16 @@ pub struct ImportResult {
     pub error_count: u64,
 }
 
+/// A refused import: the report of its bad rows, or the whole file refused (no header row,
+/// not CSV) in the one error shape.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // the document's alternatives; the handler answers either body itself
+pub enum ImportRefusal {
+    Rows(ImportResult),
+    File(ErrorBody),
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RowErrorView {
     pub line: u64,
@@ -278,7 +296,7 @@ pub struct RowErrorView {
 #[utoipa::path(post, path = "/api/v1/clients/import", tag = "clients", params(ImportQuery),
     request_body(content = String, content_type = "text/csv"), security(("bearer" = [])),
     responses((status = 200, body = ImportResult), (status = 413, body = ErrorBody),
-              (status = 415, body = ErrorBody), (status = 422, body = ImportResult)))]
+              (status = 415, body = ErrorBody), (status = 422, body = ImportRefusal)))]
 pub async fn import_clients(
     State(state): State<AppState>,
     Tenant(user): Tenant,

@@ -66,10 +66,6 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
 }
 
 async fn handle(state: AppState, request: Request, next: Next) -> Result<Response, Response> {
-    // The middleware runs only where the header is present.
-    let key = idempotency_key(request.headers())
-        .map_err(IntoResponse::into_response)?
-        .unwrap_or_default();
     let (mut parts, body) = request.into_parts();
     // Without a valid token the handler answers 401 itself; nothing to remember.
     let Some(token) = bearer(&parts).map(str::to_owned) else {
@@ -81,6 +77,11 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     else {
         return Ok(next.run(Request::from_parts(parts, body)).await);
     };
+    // Read once the caller is known: a request without a valid token is a 401 whatever its
+    // key. The middleware runs only where the header is present.
+    let key = idempotency_key(&parts.headers)
+        .map_err(IntoResponse::into_response)?
+        .unwrap_or_default();
     let large = matches!(
         parts.uri.path(),
         "/api/v1/clients/import" | "/api/v1/mailings"

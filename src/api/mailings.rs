@@ -31,15 +31,18 @@ pub struct MailingInput {
     pub text: String,
     /// `sms` (default), `email`, `telegram` or `log`.
     #[serde(default = "default_channel")]
+    #[schema(value_type = crate::domain::ChannelKind)]
     pub channel: String,
     /// Clients with any of these tags (none: every client).
     #[serde(default)]
+    #[schema(value_type = Vec<super::document::rules::TagName>)]
     pub tags: Vec<String>,
     /// Clients of any of these operator codes (none: every operator).
     #[serde(default)]
     pub operator_codes: Vec<String>,
     /// `high`, `medium` (default) or `low`.
     #[serde(default = "default_priority")]
+    #[schema(value_type = super::document::rules::PriorityName)]
     pub priority: String,
     /// RFC 3339; default now.
     pub start_at: Option<DateTime<Utc>>,
@@ -253,6 +256,7 @@ async fn view(state: &AppState, mailing: Mailing) -> ApiResult<MailingView> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     pub cursor: Option<String>,
@@ -468,6 +472,7 @@ pub async fn stats(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MessageQuery {
     /// Only messages in this state.
@@ -506,6 +511,7 @@ pub async fn messages(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatsQuery {
     /// A UTC day (YYYY-MM-DD): only messages whose state changed on it.
@@ -551,11 +557,37 @@ pub struct ProgressEvent {
     pub counts: StateCounts,
 }
 
+/// One Server-Sent Event of a mailing's stream (the document's view; events are written as
+/// they go).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct StreamEvent {
+    pub event: StreamEventKind,
+    /// JSON: a `ProgressEvent` for `progress` and `done`; an `ErrorBody` for `error` (the
+    /// token expired or the mailing was deleted: the stream ends).
+    pub data: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StreamEventKind {
+    Progress,
+    Done,
+    Error,
+}
+
+/// An `error` event: the stream ends.
+fn error_event(code: &str, message: &str) -> Event {
+    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    Event::default().event("error").data(body.to_string())
+}
+
 /// Live progress as Server-Sent Events: a `progress` event whenever the counts or the state
 /// change, and a final `done` event when the mailing is done or cancelled.
 #[utoipa::path(get, path = "/api/v1/mailings/{id}/events", tag = "mailings", security(("bearer" = [])),
     params(("id" = i64, Path)),
-    responses((status = 200, content_type = "text/event-stream", body = ProgressEvent),
+    responses((status = 200, content_type = "text/event-stream", body = StreamEvent),
               (status = 404, body = ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
@@ -623,15 +655,11 @@ impl Follow {
                 )
             {
                 self.finished = true;
-                return Some(
-                    Event::default()
-                        .event("error")
-                        .data("token no longer valid"),
-                );
+                return Some(error_event("unauthorized", "the token is no longer valid"));
             }
             let Ok(progress) = progress(&self.state, self.tenant, self.mailing).await else {
                 self.finished = true;
-                return Some(Event::default().event("error").data("mailing unavailable"));
+                return Some(error_event("not_found", "the mailing is no longer there"));
             };
             let data = serde_json::to_string(&progress).unwrap_or_default();
             if matches!(progress.state, MailingState::Done | MailingState::Cancelled) {

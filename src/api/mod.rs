@@ -5,6 +5,7 @@
 mod auth;
 mod bots;
 mod clients;
+mod document;
 pub mod error;
 mod idempotency;
 mod mailings;
@@ -179,6 +180,8 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
         .split_for_parts();
+    let mut api = api;
+    document::add_common_responses(&mut api, state.settings.api.max_page_size);
     let document = api.clone();
     let router = router
         .route(

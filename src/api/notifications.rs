@@ -22,6 +22,7 @@ use utoipa::ToSchema;
 pub struct NotificationInput {
     pub client_id: i64,
     /// One line, at most 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     /// At most 1000 characters.
     #[serde(default)]
@@ -32,7 +33,7 @@ pub struct NotificationInput {
     /// Where the event leads: an http(s) URL.
     pub link: Option<String>,
     /// high (default), medium or low.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<super::document::rules::PriorityName>)]
     pub priority: Option<Priority>,
     /// Deliver even in the client's quiet hours.
     #[serde(default)]

@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct WebhookInput {
     /// An https: URL on a public address.
+    #[schema(pattern = "^https?://")]
     pub url: String,
 }
 

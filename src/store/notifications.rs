@@ -37,6 +37,7 @@ pub struct NewNotification {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NotificationPreferences {
     /// Channels in the order to try them (webpush, telegram, email, sms).
+    #[schema(min_items = 1)]
     pub channels: Vec<ChannelKind>,
     /// "22:00-07:00" in the client's time zone: a notification waits until the end of them,
     /// unless it is urgent.
