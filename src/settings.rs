@@ -506,9 +506,9 @@ pub struct ApiSettings {
     pub import_max_errors: usize,
     /// Imports of one tenant that may run at once; more are answered 429.
     pub max_concurrent_imports_per_tenant: usize,
-    /// A large upload (an import, a mailing with media) slower than this on average, once it
-    /// has run for `body_read_timeout_secs`, is cut off with 408; it holds no database
-    /// connection meanwhile.
+    /// An import's upload slower than this on average, once it has run for
+    /// `body_read_timeout_secs`, is cut off with 408; it holds no database connection
+    /// meanwhile.
     pub upload_min_bytes_per_sec: u64,
     /// A request whose body sends nothing for this many seconds is cut off with 408.
     pub body_read_timeout_secs: u64,

@@ -2,7 +2,7 @@
 //!
 //! Templates are Jinja (minijinja), written by tenants, so they are bounded: a template is
 //! accepted only in a subset of the language that cannot grow a value beyond the size of its
-//! inputs (no `set`, `with`, macros, includes or `*`; only the filters listed in
+//! inputs (no `set`, `with`, macros, includes, `*`, `~` or `+`; only the filters listed in
 //! [`add_filters`], `join` and `replace` with a bound), every render runs on a fuel budget
 //! (instructions), and its output may not exceed the channel's text limit. A variable the
 //! client does not have is an error, not an empty string: a message that says "Hello, !" is
@@ -280,8 +280,10 @@ impl std::io::Write for BoundedBuffer {
 }
 
 /// Refuse the parts of Jinja a message does not need and that let a template grow a value
-/// without bound: statements that bind names, other templates, and `*` / `**` (a string
-/// times a number).
+/// without bound: statements that bind names, other templates, `*` / `**` (a string times a
+/// number) and `~` / `+` (joining strings: a `for` over `[a ~ a]`, nested, doubles a value at
+/// each level). Without them every value is an input, a literal of the source, or the result
+/// of a filter that checks its size.
 // SyntaxConfig is a unit struct unless minijinja's `custom_syntax` feature is on.
 #[allow(clippy::default_constructed_unit_structs)]
 fn check_language(source: &str) -> Result<(), InvalidInput> {
@@ -294,9 +296,9 @@ fn check_language(source: &str) -> Result<(), InvalidInput> {
     ) {
         let (token, _) = token.map_err(|e| invalid(format!("invalid message template: {e}")))?;
         match token {
-            Token::Mul | Token::Pow => {
+            Token::Mul | Token::Pow | Token::Tilde | Token::Plus => {
                 return Err(invalid(
-                    "message templates cannot multiply (`*` and `**` are not allowed)",
+                    "message templates cannot multiply or join values (`*`, `**`, `~` and `+` are not allowed; write `{{ a }}{{ b }}`)",
                 ));
             }
             Token::Ident(word) if after_block_start && !ALLOWED_STATEMENTS.contains(&word) => {
@@ -502,6 +504,8 @@ mod tests {
             "{% filter upper %}x{% endfilter %}",
             "{{ 'x' * 99999999 }}",
             "{{ 2 ** 64 }}",
+            "{% for a in [name ~ name] %}{% for b in [a ~ a] %}{{ b }}{% endfor %}{% endfor %}",
+            "{{ name + name }}",
         ] {
             assert!(compile(source).is_err(), "{source} was accepted");
         }

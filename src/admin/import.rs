@@ -188,6 +188,11 @@ where
         let mut batch = Vec::with_capacity(BATCH);
         for row in open()? {
             match row.map_err(ImportError::Read)? {
+                // PostgreSQL refuses NUL in text: the row is bad on both profiles alike.
+                Ok((line, client)) if holds_nul(&client) => errors.push(RowError {
+                    line,
+                    message: "a field holds the NUL character".into(),
+                }),
                 Ok(parsed) => batch.push(parsed),
                 Err(e) => errors.push(e),
             }
@@ -237,6 +242,16 @@ where
         error_count: errors.count,
         committed: true,
     })
+}
+
+/// Whether any text of `client` holds a NUL character.
+fn holds_nul(client: &NewClient) -> bool {
+    let nul = |s: &str| s.contains('\0');
+    nul(&client.name)
+        || client.email.as_deref().is_some_and(nul)
+        || nul(&client.timezone)
+        || client.tags.iter().any(|t| nul(t))
+        || client.attributes.iter().any(|(k, v)| nul(k) || nul(v))
 }
 
 fn parse_row(columns: &[Column], record: &csv::StringRecord) -> Result<NewClient, InvalidInput> {

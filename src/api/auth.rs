@@ -119,9 +119,10 @@ fn too_many(message: &str) -> ApiError {
 /// first).
 pub fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     let trusted = |ip: &IpAddr| state.trusted_proxies.iter().any(|net| net.contains(ip));
-    let mut client = peer.ip();
+    // Mapped IPv4 (a dual-stack listener) is compared as IPv4.
+    let mut client = peer.ip().to_canonical();
     if !trusted(&client) {
-        return client;
+        return limited_unit(client);
     }
     let hops: Vec<&str> = headers
         .get_all("x-forwarded-for")
@@ -130,14 +131,26 @@ pub fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -
         .flat_map(|v| v.split(','))
         .collect();
     for hop in hops.into_iter().rev() {
-        match hop.trim().parse::<IpAddr>() {
+        match hop.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
             Ok(ip) if trusted(&ip) => client = ip,
-            Ok(ip) => return ip,
+            Ok(ip) => return limited_unit(ip),
             // A hop we cannot read: the last one we could stands.
-            Err(_) => return client,
+            Err(_) => break,
         }
     }
-    client
+    limited_unit(client)
+}
+
+/// The unit limits count by: an IPv4 address (also when it arrives mapped into IPv6), or an
+/// IPv6 /64 (one subscriber's network: its host half is theirs to vary).
+fn limited_unit(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
 }
 
 /// Login and registration attempts per client address.
@@ -225,4 +238,24 @@ pub async fn register(
             username: user.name,
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::limited_unit;
+    use std::net::IpAddr;
+
+    #[test]
+    fn limits_count_ipv4_mapped_as_ipv4_and_ipv6_by_its_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("address");
+        assert_eq!(limited_unit(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(
+            limited_unit(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            limited_unit(ip("2001:db8:1:2::1"))
+        );
+        assert_ne!(
+            limited_unit(ip("2001:db8:1:2::1")),
+            limited_unit(ip("2001:db8:1:3::1"))
+        );
+    }
 }

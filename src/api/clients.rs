@@ -302,8 +302,10 @@ pub async fn import_clients(
     Tenant(user): Tenant,
     ApiQuery(q): ApiQuery<ImportQuery>,
     headers: HeaderMap,
+    held: Option<axum::Extension<super::idempotency::HeldImportSlot>>,
     body: Body,
 ) -> Result<(StatusCode, Json<ImportResult>), ApiError> {
+    let held = held.map(|axum::Extension(slot)| slot);
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -325,9 +327,14 @@ pub async fn import_clients(
         }
     };
     let api = &state.settings.api;
-    let _slot = state
-        .imports
-        .take(user.id, api.max_concurrent_imports_per_tenant, "imports")?;
+    let _slot = match held {
+        Some(held) => held,
+        None => super::idempotency::HeldImportSlot(std::sync::Arc::new(state.imports.take(
+            user.id,
+            api.max_concurrent_imports_per_tenant,
+            "imports",
+        )?)),
+    };
     // The whole body is on disk before the import takes a database connection: a slow
     // upload holds a file, not the pool.
     let limit = api.import_body_limit_bytes;

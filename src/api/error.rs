@@ -149,7 +149,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         // Read within the route's body limit, like axum::Json would.
         let limited = Request::from_parts(parts.clone(), body);
         let bytes = axum::body::Bytes::from_request(limited, state)
@@ -171,9 +171,15 @@ where
                 "text may not contain the NUL character (\\u0000)",
             ));
         }
-        parts.extensions = axum::http::Extensions::new();
-        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        // The body is read (within the route's limit, kept in `parts`' extensions): parse it
+        // here, with axum's own content-type rule.
+        let req = Request::from_parts(parts, axum::body::Body::empty());
+        if let Err(JsonRejection::MissingJsonContentType(e)) =
+            axum::Json::<serde::de::IgnoredAny>::from_request(req, state).await
+        {
+            return Err(JsonRejection::MissingJsonContentType(e).into());
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
         Ok(ApiJson(value))
     }
 }

@@ -21,6 +21,10 @@ use sha2::{Digest, Sha256};
 
 const HEADER: &str = "idempotency-key";
 
+/// An import slot the middleware took for the request.
+#[derive(Clone)]
+pub struct HeldImportSlot(#[allow(dead_code)] pub std::sync::Arc<super::upload::Slot>);
+
 pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let applies = request.method() == Method::POST
         && request.headers().contains_key(HEADER)
@@ -93,6 +97,21 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     hasher.update(b"\n");
     // A large body is hashed as it is spooled to disk and handed on from there: never whole
     // in memory, and never stored (only the handler's answer is).
+    if parts.uri.path() == "/api/v1/clients/import" {
+        // The import's slot, held from before the upload is spooled until the import ends
+        // (the handler finds it here and takes no second one).
+        let slot = state
+            .imports
+            .take(
+                user.id,
+                state.settings.api.max_concurrent_imports_per_tenant,
+                "imports",
+            )
+            .map_err(IntoResponse::into_response)?;
+        parts
+            .extensions
+            .insert(HeldImportSlot(std::sync::Arc::new(slot)));
+    }
     let body = if large {
         let rules = UploadRules::of(
             &state.settings.api,
@@ -169,10 +188,20 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
         } else {
             bytes.to_vec()
         };
-        if let Err(e) = store
-            .finish_idempotent(user.id, &key, parts.status.as_u16(), &kept)
-            .await
-        {
+        // A refusal to try again later (too many at once, too slow) is not this request's
+        // answer: the key is freed so that the retry is handled.
+        let transient = matches!(
+            parts.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT
+        );
+        let kept_or_freed = if transient {
+            store.release_idempotency_key(user.id, &key).await
+        } else {
+            store
+                .finish_idempotent(user.id, &key, parts.status.as_u16(), &kept)
+                .await
+        };
+        if let Err(e) = kept_or_freed {
             tracing::warn!(error = %e, "cannot store the idempotent response; the key frees after its lease");
         }
         Response::from_parts(parts, Body::from(bytes))

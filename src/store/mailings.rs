@@ -314,13 +314,33 @@ fn stored_media(content: Option<&TelegramContent>) -> Vec<i64> {
         .unwrap_or_default()
 }
 
-/// Delete `tenant_id`'s media files `ids` (their file_ids go with them).
+/// Delete `tenant_id`'s media files `ids` (their file_ids go with them), except those another
+/// of its mailings than `mailing_id` still uses (a mailing may name a stored file).
 async fn delete_media(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: i64,
+    mailing_id: i64,
     ids: &[i64],
 ) -> Result<()> {
-    for id in ids {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let others: Vec<String> = sqlx::query(
+        "SELECT telegram FROM mailings WHERE tenant_id = $1 AND id <> $2 AND telegram IS NOT NULL",
+    )
+    .bind(tenant_id)
+    .bind(mailing_id)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    let in_use: Vec<i64> = others
+        .iter()
+        .filter_map(|json| serde_json::from_str::<TelegramContent>(json).ok())
+        .flat_map(|content| stored_media(Some(&content)))
+        .collect();
+    for id in ids.iter().filter(|id| !in_use.contains(id)) {
         sqlx::query("DELETE FROM media_files WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id)
             .bind(id)
@@ -830,7 +850,7 @@ impl Store {
             .into_iter()
             .filter(|id| !kept.contains(id))
             .collect();
-        delete_media(&mut tx, tenant_id, &replaced).await?;
+        delete_media(&mut tx, tenant_id, id, &replaced).await?;
         let telegram = store_telegram(&mut tx, tenant_id, &mut new, self.media_quota_bytes).await?;
         let done = sqlx::query(
             "UPDATE mailings SET channel = $1, text = $2, filter = $3, priority = $4, start_at = $5, end_at = $6,
@@ -890,7 +910,13 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        delete_media(&mut tx, tenant_id, &stored_media(current.telegram.as_ref())).await?;
+        delete_media(
+            &mut tx,
+            tenant_id,
+            id,
+            &stored_media(current.telegram.as_ref()),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
