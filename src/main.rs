@@ -64,7 +64,7 @@ async fn run_roles(
     tenancy: Option<Tenancy>,
 ) -> anyhow::Result<()> {
     let stop = cancelled_on_signal();
-    tracing::info!(database = %settings.database_url, "blast is up; Ctrl-C stops it");
+    tracing::info!(database = %blast::settings::redacted_url(&settings.database_url), "blast is up; Ctrl-C stops it");
     let api_task = api.map(|listener| {
         let (store, settings, stop) = (store.clone(), settings.clone(), stop.clone());
         tokio::spawn(async move {
@@ -178,7 +178,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let store = Store::open_sized(&settings.database_url, settings.pool.sizes())
         .await
-        .with_context(|| format!("cannot open the database {}", settings.database_url))?
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                blast::settings::redacted_url(&settings.database_url)
+            )
+        })?
         .with_secret_keys(settings.secret_keys()?)
         .with_media_quota(settings.telegram.media_quota_bytes);
     if serving && !store.seals_secrets() {
@@ -228,7 +233,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(result?);
         }
         Command::Migrate => {
-            println!("database {} is up to date", settings.database_url);
+            println!(
+                "database {} is up to date",
+                blast::settings::redacted_url(&settings.database_url)
+            );
             return Ok(());
         }
         _ => {}

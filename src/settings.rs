@@ -972,6 +972,7 @@ impl Settings {
     /// The settings as TOML, with secrets replaced by a placeholder.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
+        shown.database_url = redacted_url(&shown.database_url);
         for secret in [
             &mut shown.sms.token,
             &mut shown.email.password,
@@ -990,6 +991,22 @@ impl Settings {
         }
         // Settings hold only strings, numbers and tables, which TOML always represents.
         toml::to_string(&shown).unwrap_or_default()
+    }
+}
+
+/// `url` with its password (if any) replaced by `***`, for logs and terminals.
+pub fn redacted_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            if parsed.set_password(Some("***")).is_ok() {
+                parsed.to_string()
+            } else {
+                "(a URL with a password)".into()
+            }
+        }
+        Ok(_) => url.to_owned(),
+        // Unparsable: it may still hold a secret.
+        Err(_) => "(an unreadable URL)".into(),
     }
 }
 

