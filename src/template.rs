@@ -150,19 +150,12 @@ impl MessageTemplate {
         extra: Vec<(&'static str, String)>,
     ) -> Result<String, InvalidInput> {
         let timeout = self.limits.timeout;
-        let work = tokio::task::spawn_blocking(move || {
+        off_runtime(timeout, move || {
             let extra: Vec<(&'static str, &str)> =
                 extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
             self.render_with(&client, &extra)
-        });
-        match tokio::time::timeout(timeout, work).await {
-            Ok(Ok(rendered)) => rendered,
-            Ok(Err(_)) => Err(invalid("the message template could not be rendered")),
-            Err(_) => Err(invalid(format!(
-                "the message template took longer than {} ms to render",
-                timeout.as_millis()
-            ))),
-        }
+        })
+        .await
     }
 
     /// The text for one client, with `extra` variables beside the client's (an email's
@@ -234,6 +227,22 @@ impl MessageTemplate {
             }
             _ => format!("cannot render the message for client {}: {e}", client.id),
         }
+    }
+}
+
+/// Run `render` on the blocking pool and give up waiting after `timeout` (the thread itself
+/// stops when its fuel runs out): a tenant's template never holds up the async runtime.
+pub async fn off_runtime<T: Send + 'static>(
+    timeout: Duration,
+    render: impl FnOnce() -> Result<T, InvalidInput> + Send + 'static,
+) -> Result<T, InvalidInput> {
+    match tokio::time::timeout(timeout, tokio::task::spawn_blocking(render)).await {
+        Ok(Ok(rendered)) => rendered,
+        Ok(Err(_)) => Err(invalid("the message template could not be rendered")),
+        Err(_) => Err(invalid(format!(
+            "the message template took longer than {} ms to render",
+            timeout.as_millis()
+        ))),
     }
 }
 

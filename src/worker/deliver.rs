@@ -17,7 +17,7 @@ use crate::channels::{
     Receipt, ResendPolicy, TelegramBot, TelegramParts, direct_media,
 };
 use crate::dedup::DedupKeys;
-use crate::domain::{ChannelKind, InvalidInput, MailingState, invalid};
+use crate::domain::{ChannelKind, InvalidInput, MailingState};
 use crate::jobs::{DeliverBatch, Job};
 use crate::now_ms;
 use crate::store::{Client, DeliveryRow, Mailing, Outcome, Store, StoreError};
@@ -195,19 +195,12 @@ impl Templates {
         let (me, client) = (self.clone(), client.clone());
         let extra: Vec<(&'static str, String)> =
             extra.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-        let work = tokio::task::spawn_blocking(move || {
+        crate::template::off_runtime(timeout, move || {
             let extra: Vec<(&'static str, &str)> =
                 extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
             me.render(&client, &extra)
-        });
-        match tokio::time::timeout(timeout, work).await {
-            Ok(Ok(rendered)) => rendered,
-            Ok(Err(_)) => Err(invalid("the message template could not be rendered")),
-            Err(_) => Err(invalid(format!(
-                "the message template took longer than {} ms to render",
-                timeout.as_millis()
-            ))),
-        }
+        })
+        .await
     }
 }
 
