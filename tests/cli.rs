@@ -1046,3 +1046,49 @@ fn a_secrets_key_is_made_hidden_and_rotated_to() {
     let out = blast(d.path(), &["config", "show"]);
     assert!(!out.status.success(), "a key of the wrong size is refused");
 }
+
+/// The help says what blast is, every option of the commands operators type most says what
+/// it does, and the global flags stand apart from each command's own.
+#[test]
+fn the_help_explains_every_option() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let top = ok(&blast(d.path(), &["--help"]));
+    assert!(top.starts_with("blast: bulk messaging"), "{top}");
+    for command in [
+        &["mailing", "create"][..],
+        &["mailing", "list"],
+        &["client", "list"],
+        &["client", "add"],
+        &["notify"],
+        &["stats"],
+    ] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let help = ok(&blast(d.path(), &args));
+        let (own, global) = help
+            .split_once("Global options:")
+            .unwrap_or_else(|| panic!("{command:?}: no global options heading\n{help}"));
+        assert!(!own.contains("--database-url"), "{command:?}\n{help}");
+        assert!(global.contains("--database-url"), "{command:?}\n{help}");
+        let lines: Vec<&str> = help.lines().collect();
+        let is_flag = |line: &str| {
+            let flag = line.trim_start();
+            flag.starts_with("--") || (flag.starts_with('-') && flag.contains(", --"))
+        };
+        for (i, line) in lines.iter().enumerate() {
+            if !is_flag(line) {
+                continue;
+            }
+            // "--flag <VALUE>   what it does", or the description on the next line (clap's
+            // long layout).
+            let beside = line
+                .trim_start()
+                .split_once("  ")
+                .is_some_and(|(_, rest)| !rest.trim().is_empty());
+            let below = lines
+                .get(i + 1)
+                .is_some_and(|next| !next.trim().is_empty() && !is_flag(next));
+            assert!(beside || below, "{command:?}: {line:?} has no help text");
+        }
+    }
+}

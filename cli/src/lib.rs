@@ -10,22 +10,46 @@ use std::path::PathBuf;
 
 /// blast: bulk messaging and notifications.
 #[derive(Debug, Parser)]
-#[command(name = "blast", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "blast",
+    version,
+    about = "blast: bulk messaging and notifications (SMS, email, Telegram, web push)",
+    long_about = None,
+    propagate_version = true
+)]
 pub struct Cli {
     /// Configuration file (default: ./config.toml when it exists).
-    #[arg(long, global = true, env = "BLAST_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "BLAST_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
     /// Database URL; overrides database_url from the configuration.
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "URL"
+    )]
     pub database_url: Option<String>,
     /// The user (tenant) to act as; may be left out when there is only one.
-    #[arg(long, global = true, env = "BLAST_USER", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "BLAST_USER",
+        value_name = "NAME"
+    )]
     pub user: Option<String>,
     /// Act through a remote blast's HTTP API instead of the local database
     /// (client, mailing and stats commands).
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "BLAST_SERVER",
         value_name = "URL",
         requires = "token"
@@ -35,6 +59,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "BLAST_TOKEN",
         value_name = "TOKEN",
         hide_env_values = true
@@ -133,6 +158,7 @@ pub enum TelegramBotCommand {
     },
     /// List the registered bots (never their tokens).
     List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -162,6 +188,7 @@ impl std::fmt::Debug for TelegramBotCommand {
 pub enum TokenCommand {
     /// Create an API token for USER and print it once.
     Create {
+        /// The user the token acts as.
         user: String,
         /// A note to tell tokens apart.
         #[arg(long, default_value = "")]
@@ -174,10 +201,13 @@ pub struct ClientFields {
     /// Phone in the form 7XXXXXXXXXX.
     #[arg(long)]
     pub phone: Option<String>,
+    /// The client's name ({{ name }} in templates).
     #[arg(long)]
     pub name: Option<String>,
+    /// Email address, for email mailings and notifications.
     #[arg(long)]
     pub email: Option<String>,
+    /// Telegram chat id, for Telegram mailings and notifications.
     #[arg(long, allow_negative_numbers = true)]
     pub telegram_chat_id: Option<i64>,
     /// IANA time zone, e.g. Europe/Moscow.
@@ -200,6 +230,7 @@ pub enum ClientCommand {
     },
     /// List clients, oldest first, a page at a time.
     List {
+        /// Only clients with this tag.
         #[arg(long)]
         tag: Option<String>,
         /// Operator code, e.g. 900.
@@ -208,14 +239,17 @@ pub enum ClientCommand {
         /// Show clients after this id (the last id of the previous page).
         #[arg(long)]
         after: Option<i64>,
+        /// How many to show at most.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Show one client.
     Show {
         id: i64,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -253,14 +287,17 @@ pub enum MailingCommand {
     Create(Box<MailingCreateArgs>),
     /// List mailings, newest first.
     List {
+        /// How many to show at most.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Show a mailing with its message counts per state.
     Show {
         id: i64,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -288,12 +325,14 @@ pub struct MailingCreateArgs {
     /// When to stop; unsent messages then expire. Default: start + mailing.default_window_hours.
     #[arg(long)]
     pub end: Option<String>,
+    /// The priority lane: high, medium or low.
     #[arg(long, default_value = "medium", value_parser = ["high", "medium", "low"])]
     pub priority: String,
     /// Send only within these hours of each recipient's own day (its time zone), e.g.
     /// 09:00-21:00; messages outside wait for the next opening.
     #[arg(long, value_name = "HH:MM-HH:MM")]
     pub local_hours: Option<String>,
+    /// The channel: sms, email, telegram, webpush, or log (a JSON-lines file, for trials).
     #[arg(long, default_value = "sms", value_parser = ["sms", "email", "telegram", "webpush", "log"])]
     pub channel: String,
     /// Email: the subject, a template like the text (required with --channel email).
@@ -304,6 +343,7 @@ pub struct MailingCreateArgs {
     pub html_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub telegram: TelegramArgs,
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
@@ -384,6 +424,7 @@ pub struct StatsArgs {
     /// own mailings' counts for that UTC day.
     #[arg(long)]
     pub day: Option<String>,
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
     /// Mail the day's report to stats.recipients now (as the daily job does).
@@ -418,6 +459,7 @@ pub struct NotifyArgs {
     /// Free JSON for the receiving app (a web push carries it).
     #[arg(long, value_name = "JSON")]
     pub data: Option<String>,
+    /// The priority lane: high, medium or low.
     #[arg(long, default_value = "high", value_parser = ["high", "medium", "low"])]
     pub priority: String,
     /// Deliver even in the client's quiet hours.
@@ -427,12 +469,14 @@ pub struct NotifyArgs {
     /// same --coalesce-key) as one digest.
     #[arg(long, default_value_t = 0, value_name = "MINUTES")]
     pub coalesce_minutes: u32,
+    /// Which waiting notifications coalesce with this one (default: all of the client's).
     #[arg(long, value_name = "KEY")]
     pub coalesce_key: Option<String>,
     /// Running the command again with the same key does not notify twice.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
     /// Print the notification as JSON.
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
