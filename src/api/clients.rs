@@ -329,11 +329,9 @@ pub async fn import_clients(
     let api = &state.settings.api;
     let _slot = match held {
         Some(held) => held,
-        None => super::idempotency::HeldImportSlot(std::sync::Arc::new(state.imports.take(
-            user.id,
-            api.max_concurrent_imports_per_tenant,
-            "imports",
-        )?)),
+        None => {
+            super::idempotency::HeldImportSlot(std::sync::Arc::new(state.import_slot(user.id)?))
+        }
     };
     // The whole body is on disk before the import takes a database connection: a slow
     // upload holds a file, not the pool.

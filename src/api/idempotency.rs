@@ -42,11 +42,7 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
 pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the request body is larger than the limit of {limit} bytes"),
-        )),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
         Err(e) => Err(ApiError::bad_request(format!(
             "cannot read the request body: {e}"
         ))),
@@ -101,12 +97,7 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
         // The import's slot, held from before the upload is spooled until the import ends
         // (the handler finds it here and takes no second one).
         let slot = state
-            .imports
-            .take(
-                user.id,
-                state.settings.api.max_concurrent_imports_per_tenant,
-                "imports",
-            )
+            .import_slot(user.id)
             .map_err(IntoResponse::into_response)?;
         parts
             .extensions

@@ -69,6 +69,15 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// One of `tenant`'s import slots (`api.max_concurrent_imports_per_tenant`), or a 429.
+    pub fn import_slot(&self, tenant: i64) -> Result<upload::Slot, error::ApiError> {
+        self.imports.take(
+            tenant,
+            self.settings.api.max_concurrent_imports_per_tenant,
+            "imports",
+        )
+    }
+
     pub fn new(store: Store, settings: Settings, shutdown: CancellationToken) -> AppState {
         let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         AppState(Arc::new(Inner {

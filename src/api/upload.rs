@@ -72,14 +72,7 @@ pub async fn spool(body: Body, rules: UploadRules) -> Result<Spooled, ApiError> 
         let chunk = chunk.map_err(|e| body_error(&e, rules.idle))?;
         len += chunk.len() as u64;
         if len > rules.limit as u64 {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "the request body is larger than the limit of {} bytes",
-                    rules.limit
-                ),
-            ));
+            return Err(ApiError::too_large(rules.limit));
         }
         hasher.update(&chunk);
         file.write_all(&chunk).await.map_err(|e| {

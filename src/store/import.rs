@@ -192,23 +192,23 @@ impl ClientImport {
             limit.max(1)
         );
         let count = format!("SELECT COUNT(*) {repeats}");
+        // The same two queries on either connection type (they share no trait sqlx would
+        // take here).
+        macro_rules! first_and_count {
+            ($conn:expr) => {
+                (
+                    sqlx::query_as(sqlx::AssertSqlSafe(first))
+                        .fetch_all(&mut **$conn)
+                        .await?,
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(count))
+                        .fetch_one(&mut **$conn)
+                        .await?,
+                )
+            };
+        }
         let (rows, total): (Vec<(i64, String, i64)>, i64) = match &mut self.staging {
-            Staging::Postgres(conn) => (
-                sqlx::query_as(sqlx::AssertSqlSafe(first))
-                    .fetch_all(&mut **conn)
-                    .await?,
-                sqlx::query_scalar(sqlx::AssertSqlSafe(count))
-                    .fetch_one(&mut **conn)
-                    .await?,
-            ),
-            Staging::Sqlite(conn) => (
-                sqlx::query_as(sqlx::AssertSqlSafe(first))
-                    .fetch_all(&mut **conn)
-                    .await?,
-                sqlx::query_scalar(sqlx::AssertSqlSafe(count))
-                    .fetch_one(&mut **conn)
-                    .await?,
-            ),
+            Staging::Postgres(conn) => first_and_count!(conn),
+            Staging::Sqlite(conn) => first_and_count!(conn),
         };
         let errors = rows
             .into_iter()

@@ -200,29 +200,35 @@ fn audience_params(filter: &AudienceFilter) -> (String, String) {
     (json(&filter.operator_codes), json(&filter.tags))
 }
 
+/// An email subject's limit (RFC 5322's line length).
+const MAX_EMAIL_SUBJECT_CHARS: usize = 998;
+
+/// The longest subject a mailing on `channel` may have: a web push's title, or an email's
+/// subject line.
+pub fn max_subject_chars(channel: ChannelKind) -> usize {
+    match channel {
+        ChannelKind::WebPush => crate::notify::MAX_TITLE_CHARS,
+        _ => MAX_EMAIL_SUBJECT_CHARS,
+    }
+}
+
 /// An email mailing needs a subject of one line; its subject and HTML are templates like the
 /// text. A web push may have a subject (the notification's title); other channels take
 /// neither.
 async fn validate_email_parts(new: &NewMailing, limits: TextLimits) -> Result<()> {
     let max_chars = limits.max_chars;
+    let max_subject = max_subject_chars(new.channel);
     if new.channel == ChannelKind::WebPush && new.html.is_none() {
         let subject = new.subject.as_deref().unwrap_or_default();
-        if subject.contains(['\r', '\n'])
-            || subject.chars().count() > crate::notify::MAX_TITLE_CHARS
-        {
+        if subject.contains(['\r', '\n']) || subject.chars().count() > max_subject {
             return Err(invalid(format!(
-                "the title (subject) must be one line of at most {} characters",
-                crate::notify::MAX_TITLE_CHARS
+                "the title (subject) must be one line of at most {max_subject} characters"
             ))
             .into());
         }
-        MessageTemplate::check(
-            subject,
-            false,
-            limits.with_max_chars(crate::notify::MAX_TITLE_CHARS),
-        )
-        .await
-        .map_err(|e| invalid(format!("subject: {}", e.0)))?;
+        MessageTemplate::check(subject, false, limits.with_max_chars(max_subject))
+            .await
+            .map_err(|e| invalid(format!("subject: {}", e.0)))?;
         return Ok(());
     }
     if new.channel != ChannelKind::Email {
@@ -239,10 +245,13 @@ async fn validate_email_parts(new: &NewMailing, limits: TextLimits) -> Result<()
     if subject.trim().is_empty() {
         return Err(invalid("an email mailing needs a subject").into());
     }
-    if subject.contains(['\r', '\n']) || subject.chars().count() > 998 {
-        return Err(invalid("the subject must be one line of at most 998 characters").into());
+    if subject.contains(['\r', '\n']) || subject.chars().count() > max_subject {
+        return Err(invalid(format!(
+            "the subject must be one line of at most {max_subject} characters"
+        ))
+        .into());
     }
-    MessageTemplate::check(subject, false, limits.with_max_chars(998))
+    MessageTemplate::check(subject, false, limits.with_max_chars(max_subject))
         .await
         .map_err(|e| invalid(format!("subject: {}", e.0)))?;
     if let Some(html) = &new.html {

@@ -27,7 +27,9 @@ pub use idempotency::IdempotencyClaim;
 pub use import::{ClientImport, RowError};
 pub use instances::InstanceKind;
 pub(crate) use instances::hostname;
-pub use mailings::{Mailing, MailingStats, MediaUpload, MessageRow, NewMailing, StateCounts};
+pub use mailings::{
+    Mailing, MailingStats, MediaUpload, MessageRow, NewMailing, StateCounts, max_subject_chars,
+};
 pub use messages::{ClaimedBatch, DeliveryRow, Outcome};
 pub use notifications::{Dispatched, NewNotification, Notification, NotificationPreferences};
 pub use push::{NewPushSubscription, PushKeys, StoredPushSubscription};

@@ -147,10 +147,8 @@ impl Templates {
                 timeout: None,
             };
         }
-        let subject_limits = limits.with_max_chars(match mailing.channel {
-            ChannelKind::WebPush => crate::notify::MAX_TITLE_CHARS,
-            _ => 998,
-        });
+        let subject_limits =
+            limits.with_max_chars(crate::store::max_subject_chars(mailing.channel));
         Templates {
             text: MessageTemplate::compile(&mailing.text, limits),
             subject: mailing
