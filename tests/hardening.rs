@@ -176,7 +176,11 @@ async fn a_notifications_own_mailing_answers_404_and_stays_as_it_was() {
         let (_, after) = state_of_try().await.expect("try");
         assert_eq!(after, before, "{action} changed the try");
     }
-    worker.stop().await;
+    // Dropped, not stopped: this test is about the 404s. Stopping a worker whose email try
+    // keeps failing against a closed port sometimes waited out SQLite's 30 s busy timeout on
+    // this machine (an open question on the shutdown path, noted on issue 26); clean stops are
+    // tested by the delivery suite.
+    drop(worker);
 }
 
 /// A request body the test feeds by hand: each `send` is one chunk; dropping the sender ends
