@@ -7,7 +7,7 @@ use blast::store::{Store, StoreError};
 use blast::worker::{self, Tenancy, WorkerError};
 use blast_cli::{
     Cli, ClientCommand, Command, ConfigCommand, MailingCommand, SecretsCommand, TelegramBotCommand,
-    TokenCommand, UserCommand,
+    TokenCommand, UserCommand, WebhookCommand,
 };
 use clap::Parser;
 use std::process::ExitCode;
@@ -122,6 +122,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up { .. } | Command::Serve { .. } | Command::Worker | Command::Bot
     );
     blast::telemetry::init(settings.log_format, if serving { "info" } else { "warn" });
+    for name in &settings.ignored_env {
+        tracing::warn!(
+            variable = %name,
+            "{name} names no setting of blast; ignored (settings are BLAST_SECTION__KEY, e.g. BLAST_SMS__TOKEN)"
+        );
+    }
 
     if let Command::Config(ConfigCommand::Show) = cli.command {
         print!("{}", settings.to_redacted_toml());
@@ -152,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Client(_)
             | Command::Mailing(_)
             | Command::TelegramBot(_)
+            | Command::Webhook(_)
             | Command::Notify(_)
             | Command::Stats(_),
         ) => Some(admin::backend::RemoteApi::new(server, token)?),
@@ -255,7 +262,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
     match command {
-        Command::User(UserCommand::Add {
+        Command::User(UserCommand::Create {
             name,
             password_stdin,
         }) => admin::user::add(ctx, &name, password_stdin).await,
@@ -267,10 +274,18 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
         Command::User(UserCommand::Enable { name }) => {
             admin::user::set_disabled(ctx, &name, false).await
         }
-        Command::Token(TokenCommand::Create { user, label }) => {
-            admin::user::create_token(ctx, &user, &label).await
+        Command::Token(TokenCommand::Create {
+            user,
+            label,
+            expires_in,
+        }) => admin::user::create_token(ctx, &user, &label, expires_in).await,
+        Command::Token(TokenCommand::List { user, json }) => {
+            admin::user::list_tokens(ctx, &user, json).await
         }
-        Command::Client(ClientCommand::Add { fields, tags }) => {
+        Command::Token(TokenCommand::Revoke { user, id }) => {
+            admin::user::revoke_token(ctx, &user, id).await
+        }
+        Command::Client(ClientCommand::Create { fields, tags }) => {
             admin::client::add(ctx, &fields, &tags).await
         }
         Command::Client(ClientCommand::List {
@@ -306,16 +321,39 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
         Command::Mailing(MailingCommand::Show { id, json }) => {
             admin::mailing::show(ctx, id, json).await
         }
+        Command::Mailing(MailingCommand::Preview(args)) => {
+            admin::mailing::preview(ctx, &args).await
+        }
+        Command::Mailing(MailingCommand::Messages {
+            id,
+            state,
+            after,
+            limit,
+            json,
+        }) => admin::mailing::messages(ctx, id, state, after, limit, json).await,
+        Command::Mailing(MailingCommand::Pause { id }) => admin::mailing::pause(ctx, id).await,
+        Command::Mailing(MailingCommand::Resume { id }) => admin::mailing::resume(ctx, id).await,
+        Command::Mailing(MailingCommand::RetryFailed { id }) => {
+            admin::mailing::retry_failed(ctx, id).await
+        }
         Command::Mailing(MailingCommand::Cancel { id }) => admin::mailing::cancel(ctx, id).await,
         Command::Mailing(MailingCommand::Watch { id }) => admin::mailing::watch(ctx, id).await,
-        Command::TelegramBot(TelegramBotCommand::Add { name, bot_token }) => {
+        Command::TelegramBot(TelegramBotCommand::Create { name, bot_token }) => {
             admin::bots::add(ctx, &name, bot_token).await
         }
         Command::TelegramBot(TelegramBotCommand::List { json }) => {
             admin::bots::list(ctx, json).await
         }
-        Command::TelegramBot(TelegramBotCommand::Remove { name }) => {
+        Command::TelegramBot(TelegramBotCommand::Delete { name }) => {
             admin::bots::remove(ctx, &name).await
+        }
+        Command::Webhook(WebhookCommand::Create { url, json }) => {
+            admin::webhook::create(ctx, &url, json).await
+        }
+        Command::Webhook(WebhookCommand::List { json }) => admin::webhook::list(ctx, json).await,
+        Command::Webhook(WebhookCommand::Delete { id }) => admin::webhook::delete(ctx, id).await,
+        Command::Webhook(WebhookCommand::Deliveries { id, json }) => {
+            admin::webhook::deliveries(ctx, id, json).await
         }
         Command::Stats(args) => admin::stats::run(ctx, &args).await,
         Command::Notify(args) => admin::notify::run(ctx, &args).await,

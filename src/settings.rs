@@ -59,6 +59,10 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub pool: PoolSettings,
     pub secrets: SecretsSettings,
+    /// `BLAST_*` environment variables that name no setting (a script's own `BLAST_BIN`):
+    /// left out of the configuration, to be warned about once logging runs.
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 /// The key tenants' secrets (registered bots' tokens, webhook secrets) are sealed with.
@@ -655,6 +659,7 @@ impl Default for Settings {
             webhooks: WebhookSettings::default(),
             pool: PoolSettings::default(),
             secrets: SecretsSettings::default(),
+            ignored_env: Vec::new(),
         }
     }
 }
@@ -724,6 +729,36 @@ pub enum SettingsError {
     Rule(String),
 }
 
+/// The names of the top-level settings and sections (`database_url`, `sms`, …).
+fn top_level_keys() -> Vec<String> {
+    match serde_json::to_value(Settings::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// figment's error, with the key meant when an unknown one is close to a known one.
+fn explain_figment_error(e: figment::Error) -> SettingsError {
+    if let figment::error::Kind::UnknownField(found, expected) = &e.kind {
+        let closest = expected
+            .iter()
+            .map(|known| (strsim::damerau_levenshtein(found, known), *known))
+            .filter(|(distance, _)| *distance <= 3)
+            .min();
+        if let Some((_, known)) = closest {
+            // The path ends with the unknown key itself.
+            let section = e.path[..e.path.len().saturating_sub(1)].join(".");
+            let meant = if section.is_empty() {
+                known.to_owned()
+            } else {
+                format!("{section}.{known}")
+            };
+            return SettingsError::Rule(format!("{e}; did you mean `{meant}`?"));
+        }
+    }
+    SettingsError::Invalid(Box::new(e))
+}
+
 impl Settings {
     /// Load settings. `config_file` is the explicit `--config` path (which must exist); without
     /// it, `./config.toml` is read if present. `overrides` are the command-line flags.
@@ -743,20 +778,37 @@ impl Settings {
             }
             None => {}
         }
-        figment = figment.merge(Env::prefixed("BLAST_").split("__").ignore(&[
-            "config",
-            "user",
-            "server",
-            "token",
-            "new_bot_token",
-        ]));
+        // Variables the command line reads itself (clap's `env`), not settings.
+        const FLAGS: &[&str] = &["config", "user", "server", "token", "new_bot_token"];
+        let known = top_level_keys();
+        // `SMS__TOKEN` as the variable is named, `sms.token` as figment's filter sees it.
+        let names_a_setting = move |key: &str| {
+            let dotted = key.to_ascii_lowercase().replace("__", ".");
+            let top = dotted.split('.').next().unwrap_or_default().to_owned();
+            known.contains(&top)
+        };
+        let ignored_env: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter_map(|name| {
+                let key = name.strip_prefix("BLAST_")?;
+                let flag = FLAGS.iter().any(|f| key.eq_ignore_ascii_case(f));
+                (!flag && !names_a_setting(key)).then_some(name)
+            })
+            .collect();
+        // A misspelt key inside a known section (BLAST_SMS__TOKN) still reaches the
+        // settings and is refused there; a variable outside every section is not ours.
+        figment = figment.merge(
+            Env::prefixed("BLAST_")
+                .split("__")
+                .ignore(FLAGS)
+                .filter(move |key| names_a_setting(key.as_str())),
+        );
         for (key, value) in overrides {
             figment = figment.merge(Serialized::default(key, value));
         }
-        let settings: Settings = figment
-            .extract()
-            .map_err(|e| SettingsError::Invalid(Box::new(e)))?;
+        let mut settings: Settings = figment.extract().map_err(explain_figment_error)?;
         settings.check()?;
+        settings.ignored_env = ignored_env;
         Ok(settings)
     }
 
@@ -969,6 +1021,18 @@ impl Settings {
         }
     }
 
+    /// Messages per second a channel's provider is held to (0: no configured limit), for the
+    /// time a mailing is expected to take.
+    pub fn send_rate_per_second(&self, channel: crate::domain::ChannelKind) -> u32 {
+        use crate::domain::ChannelKind;
+        match channel {
+            ChannelKind::Sms => self.sms.rate_limit_per_second,
+            ChannelKind::Email => self.email.rate_limit_per_second,
+            ChannelKind::Telegram => self.telegram.bot_per_second,
+            ChannelKind::Log | ChannelKind::WebPush => 0,
+        }
+    }
+
     /// The settings as TOML, with secrets replaced by a placeholder.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
@@ -1058,6 +1122,28 @@ mod tests {
             let s =
                 Settings::load(None, &[("database_url", "sqlite://x.db".into())]).expect("loads");
             assert_eq!(s.database_url, "sqlite://x.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_misspelt_key_names_the_one_meant_and_a_stranger_variable_is_only_noted() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("BLAST_BIN", "/usr/local/bin/blast");
+            jail.set_env("BLAST_SMS__TIMEOUT_MS", "333");
+            let settings = Settings::load(None, &[]).expect("a stranger variable is no error");
+            assert_eq!(settings.ignored_env, ["BLAST_BIN"]);
+            assert_eq!(settings.sms.timeout_ms, 333);
+            jail.set_env("BLAST_SMS__TOKN", "x");
+            let err = Settings::load(None, &[]).expect_err("a misspelt key");
+            assert!(
+                err.to_string().contains("did you mean `sms.token`?"),
+                "{err}"
+            );
+            jail.clear_env();
+            jail.create_file("config.toml", "[email]\nsmtp_hots = \"smtp.example.com\"\n")?;
+            let err = Settings::load(None, &[]).expect_err("misspelt in the file");
+            assert!(err.to_string().contains("`email.smtp_host`"), "{err}");
             Ok(())
         });
     }

@@ -1092,3 +1092,389 @@ fn the_help_explains_every_option() {
         }
     }
 }
+
+/// A `blast up` that is killed if the test fails before it stops it.
+struct Daemon(Option<Child>);
+
+impl Daemon {
+    /// Stop it with SIGTERM, as an operator would, and return how it exited.
+    fn stop(mut self) -> std::process::ExitStatus {
+        stop(self.0.take().expect("running"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Start `blast up` in `dir` on a free port and wait until it answers; returns the process and
+/// its base URL.
+fn start_up(dir: &Path, envs: &[(&str, &str)]) -> (Daemon, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = blast_cmd(dir);
+    for (key, value) in envs {
+        cmd.env(key, value);
+    }
+    let child = Daemon(Some(
+        cmd.args(["up", "--listen", &listen])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("blast up"),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "blast up did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, format!("http://{listen}"))
+}
+
+/// Poll `mailing show` until the mailing is in `state`.
+fn wait_for_state(run: &dyn Fn(&[&str]) -> Output, id: &str, state: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let shown = json(&run(&["mailing", "show", id, "--json"]));
+        if shown["state"] == state {
+            return shown;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mailing {id} never became {state}: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The mailing and webhook commands the API has, run through `run` (the local database, or a
+/// server through its API): each must act and answer the same way.
+fn mailing_and_webhook_commands(run: &dyn Fn(&[&str]) -> Output, tag: &str, phones: [&str; 2]) {
+    for (phone, name) in phones.iter().zip(["Anna", "Boris"]) {
+        ok(&run(&[
+            "client", "create", "--phone", phone, "--name", name, "--tag", tag,
+        ]));
+    }
+    // A webhook first, so that the mailing's events are owed to it.
+    let out = ok(&run(&["webhook", "create", "http://127.0.0.1:9/hook"]));
+    let secret = out.lines().last().unwrap_or_default().to_owned();
+    assert!(
+        secret.starts_with("whsec_"),
+        "the secret is shown once: {out}"
+    );
+    let hooks = json(&run(&["webhook", "list", "--json"]));
+    let hook_id = hooks[0]["id"].to_string();
+    assert_eq!(hooks[0]["url"], "http://127.0.0.1:9/hook");
+    assert!(!hooks.to_string().contains(&secret), "never again: {hooks}");
+
+    // Preview: the audience, and the text as its first client gets it.
+    let preview = json(&run(&[
+        "mailing",
+        "preview",
+        "--channel",
+        "log",
+        "--tag",
+        tag,
+        "--text",
+        "Hi {{ name }}",
+        "--json",
+    ]));
+    assert_eq!(preview["recipients"], 2, "{preview}");
+    assert_eq!(preview["sample"]["text"], "Hi Anna", "{preview}");
+    let preview = ok(&run(&[
+        "mailing",
+        "preview",
+        "--channel",
+        "log",
+        "--tag",
+        tag,
+        "--text",
+        "Hi {{ nickname }}",
+    ]));
+    assert!(
+        preview.contains("nickname"),
+        "a sample that cannot render names the variable: {preview}"
+    );
+    let count_before = json(&run(&["mailing", "list", "--json"]))
+        .as_array()
+        .map_or(0, Vec::len);
+
+    // A mailing that runs to the end, and its messages page by page.
+    let done = json(&run(&[
+        "mailing",
+        "create",
+        "--channel",
+        "log",
+        "--tag",
+        tag,
+        "--text",
+        "Hi {{ name }}",
+        "--json",
+    ]));
+    assert_eq!(
+        json(&run(&["mailing", "list", "--json"]))
+            .as_array()
+            .map_or(0, Vec::len),
+        count_before + 1,
+        "a preview creates nothing"
+    );
+    let id = done["id"].to_string();
+    wait_for_state(run, &id, "done");
+    let sent = json(&run(&[
+        "mailing", "messages", &id, "--state", "sent", "--json",
+    ]));
+    assert_eq!(sent.as_array().map_or(0, Vec::len), 2, "{sent}");
+    assert!(
+        sent.as_array()
+            .into_iter()
+            .flatten()
+            .all(|m| m["state"] == "sent")
+    );
+    let first = json(&run(&[
+        "mailing", "messages", &id, "--limit", "1", "--json",
+    ]));
+    assert_eq!(first.as_array().map_or(0, Vec::len), 1);
+    let rest = json(&run(&[
+        "mailing",
+        "messages",
+        &id,
+        "--after",
+        &first[0]["id"].to_string(),
+        "--json",
+    ]));
+    assert_eq!(rest.as_array().map_or(0, Vec::len), 1);
+    assert_ne!(rest[0]["id"], first[0]["id"]);
+    let none = json(&run(&[
+        "mailing",
+        "messages",
+        &id,
+        "--state",
+        "failed_permanent",
+        "--json",
+    ]));
+    assert_eq!(none, serde_json::json!([]));
+    let out = run(&["mailing", "messages", &id, "--state", "lost"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown state is a usage error"
+    );
+    let table = ok(&run(&["mailing", "messages", &id]));
+    assert!(
+        table.contains("sent") && table.contains(phones[0]),
+        "{table}"
+    );
+    let out = ok(&run(&["mailing", "retry-failed", &id]));
+    assert!(out.contains("0 failed messages"), "{out}");
+
+    // Pause and resume: a mailing that runs but waits for its recipients' sending hours.
+    let hour = (chrono::Utc::now() + chrono::Duration::hours(3))
+        .format("%H")
+        .to_string();
+    let hours = format!("{hour}:00-{hour}:30");
+    let waiting = json(&run(&[
+        "mailing",
+        "create",
+        "--channel",
+        "log",
+        "--tag",
+        tag,
+        "--text",
+        "Later",
+        "--local-hours",
+        &hours,
+        "--json",
+    ]));
+    let wid = waiting["id"].to_string();
+    wait_for_state(run, &wid, "running");
+    let out = ok(&run(&["mailing", "pause", &wid]));
+    assert!(out.contains("paused"), "{out}");
+    assert_eq!(
+        json(&run(&["mailing", "show", &wid, "--json"]))["state"],
+        "paused"
+    );
+    let out = run(&["mailing", "pause", &wid]);
+    assert_eq!(out.status.code(), Some(2), "pausing twice is a 409");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("paused"));
+    ok(&run(&["mailing", "resume", &wid]));
+    assert_eq!(
+        json(&run(&["mailing", "show", &wid, "--json"]))["state"],
+        "running"
+    );
+    ok(&run(&["mailing", "cancel", &wid]));
+
+    // The webhook is owed the mailing's events; then it is forgotten.
+    let deliveries = json(&run(&["webhook", "deliveries", &hook_id, "--json"]));
+    assert!(
+        deliveries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["payload"]["type"] == "mailing" && d["payload"]["mailing_id"] == done["id"]),
+        "{deliveries}"
+    );
+    let table = ok(&run(&["webhook", "deliveries", &hook_id]));
+    assert!(table.contains("mailing"), "{table}");
+    ok(&run(&["webhook", "delete", &hook_id]));
+    assert_eq!(
+        json(&run(&["webhook", "list", "--json"])),
+        serde_json::json!([])
+    );
+    let out = run(&["webhook", "deliveries", &hook_id]);
+    assert_eq!(out.status.code(), Some(2), "a webhook that is gone: 404");
+    let out = run(&["webhook", "create", "ftp://127.0.0.1/hook"]);
+    assert_eq!(out.status.code(), Some(2), "not an http(s) URL");
+}
+
+#[test]
+fn every_mailing_and_webhook_command_acts_locally_and_through_the_api() {
+    let dir = new_dir_with_user();
+    let envs = [
+        ("BLAST_WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "true"),
+        ("BLAST_WEBHOOKS__ALLOW_LOOPBACK_HTTP", "true"),
+    ];
+    let (up, url) = start_up(dir.path(), &envs);
+    let local = |args: &[&str]| {
+        let mut cmd = blast_cmd(dir.path());
+        cmd.envs(envs).args(args);
+        with_deadline(&mut cmd, Duration::from_secs(60))
+    };
+    mailing_and_webhook_commands(&local, "here", ["79001110001", "79001110002"]);
+    let token = ok(&blast(dir.path(), &["token", "create", "alice"]))
+        .trim()
+        .to_owned();
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let remote = |args: &[&str]| {
+        let mut full = vec!["--server", url.as_str(), "--token", token.as_str()];
+        full.extend_from_slice(args);
+        blast(elsewhere.path(), &full)
+    };
+    mailing_and_webhook_commands(&remote, "there", ["79001110003", "79001110004"]);
+    assert!(!elsewhere.path().join("blast.db").exists());
+    assert!(up.stop().success());
+}
+
+#[test]
+fn tokens_are_listed_expire_and_are_revoked() {
+    let dir = new_dir_with_user();
+    let forever = ok(&blast(
+        dir.path(),
+        &["token", "create", "alice", "--label", "ci"],
+    ));
+    let hour = ok(&blast(
+        dir.path(),
+        &[
+            "token",
+            "create",
+            "alice",
+            "--label",
+            "trial",
+            "--expires-in",
+            "1h",
+        ],
+    ));
+    let listed = json(&blast(dir.path(), &["token", "list", "alice", "--json"]));
+    let tokens = listed.as_array().expect("a list");
+    assert_eq!(tokens.len(), 2, "{listed}");
+    assert_eq!(tokens[0]["label"], "ci");
+    assert!(tokens[0]["expires_at"].is_null());
+    let expires = tokens[1]["expires_at"].as_i64().expect("an expiry");
+    let in_an_hour = chrono::Utc::now().timestamp_millis() + 3_600_000;
+    assert!(
+        (expires - in_an_hour).abs() < 60_000,
+        "{expires} vs {in_an_hour}"
+    );
+    for token in [&forever, &hour] {
+        assert!(
+            !listed.to_string().contains(token.trim()),
+            "a token is never shown again"
+        );
+    }
+    let table = ok(&blast(dir.path(), &["token", "list", "alice"]));
+    assert!(
+        table.contains("trial") && table.contains("never"),
+        "{table}"
+    );
+
+    // A revoked token stops working (the cache is off here, so at once).
+    let (up, url) = start_up(dir.path(), &[("BLAST_API__TOKEN_CACHE_SECS", "0")]);
+    let list_with = |token: &str| {
+        blast(
+            dir.path(),
+            &["--server", &url, "--token", token.trim(), "client", "list"],
+        )
+    };
+    ok(&list_with(&forever));
+    let id = tokens[0]["id"].to_string();
+    let out = ok(&blast(dir.path(), &["token", "revoke", "alice", &id]));
+    assert!(out.contains("revoked"), "{out}");
+    let out = list_with(&forever);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    ok(&list_with(&hour));
+    let listed = json(&blast(dir.path(), &["token", "list", "alice", "--json"]));
+    assert_eq!(listed.as_array().map_or(0, Vec::len), 1);
+    let out = blast(dir.path(), &["token", "revoke", "alice", &id]);
+    assert_eq!(out.status.code(), Some(2), "revoked already: not found");
+    assert!(up.stop().success());
+
+    for bad in ["0d", "5", "5x", "-1h", "99999999999w"] {
+        let out = blast(
+            dir.path(),
+            &["token", "create", "alice", "--expires-in", bad],
+        );
+        assert_eq!(out.status.code(), Some(2), "--expires-in {bad}");
+    }
+}
+
+/// The README's command reference names every command the binary has.
+#[test]
+fn the_readme_lists_every_command() {
+    use clap::CommandFactory;
+    let readme = include_str!("../README.md");
+    let reference = readme
+        .split_once("### Command reference")
+        .and_then(|(_, rest)| rest.split_once("\n### "))
+        .map(|(section, _)| section)
+        .expect("README has a command reference section");
+    let mut missing = Vec::new();
+    for group in blast_cli::Cli::command().get_subcommands() {
+        let name = group.get_name();
+        if name == "help" {
+            continue;
+        }
+        let rows: Vec<&str> = reference
+            .lines()
+            .filter(|line| line.contains(&format!("`blast {name}")))
+            .collect();
+        if rows.is_empty() {
+            missing.push(name.to_owned());
+        }
+        for sub in group.get_subcommands() {
+            let sub_name = sub.get_name();
+            let named = |row: &&str| {
+                row.contains(&format!("`blast {name} {sub_name}"))
+                    || row.contains(&format!("`{sub_name}`"))
+                    || row.contains(&format!("`{sub_name} "))
+            };
+            if sub_name != "help" && !rows.iter().any(named) {
+                missing.push(format!("{name} {sub_name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in the README's command reference: {missing:?}"
+    );
+}

@@ -577,7 +577,7 @@ async fn tenant_secrets_are_sealed_at_rest_and_survive_a_key_rotation() {
         .await
         .expect("sealed bot");
     let hook = store
-        .add_webhook(db.tenant, "http://127.0.0.1:9/hook", &policy)
+        .add_webhook(db.tenant, "http://127.0.0.1:9/hook", &policy, 10)
         .await
         .expect("webhook");
     let secret = hook.secret.expect("shown once");

@@ -103,12 +103,15 @@ pub enum Command {
     /// Manage clients (the recipients).
     #[command(subcommand)]
     Client(ClientCommand),
-    /// Create, inspect, follow and cancel mailings.
+    /// Create, preview, follow, pause, resume, retry and cancel mailings.
     #[command(subcommand)]
     Mailing(MailingCommand),
     /// Register the tenant's own Telegram bots; a mailing names one with --bot.
     #[command(subcommand)]
     TelegramBot(TelegramBotCommand),
+    /// URLs your delivery, mailing and notification events are posted to, signed.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Send one event to one client over its preferred channels (web push, Telegram, email).
     Notify(NotifyArgs),
     /// Message counts per mailing and state.
@@ -122,6 +125,37 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Register a URL; prints the signing secret once (the key of each event's
+    /// Blast-Signature, HMAC-SHA256 over "<t>.<body>").
+    #[command(visible_alias = "add")]
+    Create {
+        /// Where events are posted (http(s), on a public address unless
+        /// webhooks.allow_private_addresses).
+        url: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the registered webhooks (never their secrets).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a webhook and the events still owed to it.
+    #[command(visible_alias = "remove")]
+    Delete { id: i64 },
+    /// The latest events of a webhook, newest first: state, attempts, last error.
+    Deliveries {
+        id: i64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
     /// Seal every tenant secret again under secrets.key: after setting a key for the first
     /// time, or after changing it (keep the old one in secrets.previous_keys until this ran).
@@ -130,8 +164,9 @@ pub enum SecretsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Add a user; the password is asked for twice, or read from stdin.
-    Add {
+    /// Create a user; the password is asked for twice, or read from stdin.
+    #[command(visible_alias = "add")]
+    Create {
         name: String,
         /// Read the password from the first line of standard input.
         #[arg(long)]
@@ -148,7 +183,8 @@ pub enum UserCommand {
 #[derive(Subcommand)]
 pub enum TelegramBotCommand {
     /// Register a bot under NAME. Its messages count against its own Telegram limits.
-    Add {
+    #[command(visible_alias = "add")]
+    Create {
         /// What mailings call it (--bot NAME): 1-64 of a-z, 0-9, - and _.
         name: String,
         /// The token from @BotFather (better given by the environment than on the command
@@ -163,22 +199,23 @@ pub enum TelegramBotCommand {
         json: bool,
     },
     /// Forget a bot; refused while an unfinished mailing names it.
-    Remove { name: String },
+    #[command(visible_alias = "remove")]
+    Delete { name: String },
 }
 
 /// Without the token: a command is logged or shown in errors.
 impl std::fmt::Debug for TelegramBotCommand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TelegramBotCommand::Add { name, .. } => f
-                .debug_struct("Add")
+            TelegramBotCommand::Create { name, .. } => f
+                .debug_struct("Create")
                 .field("name", name)
                 .finish_non_exhaustive(),
             TelegramBotCommand::List { json } => {
                 f.debug_struct("List").field("json", json).finish()
             }
-            TelegramBotCommand::Remove { name } => {
-                f.debug_struct("Remove").field("name", name).finish()
+            TelegramBotCommand::Delete { name } => {
+                f.debug_struct("Delete").field("name", name).finish()
             }
         }
     }
@@ -187,13 +224,60 @@ impl std::fmt::Debug for TelegramBotCommand {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create an API token for USER and print it once.
+    #[command(visible_alias = "add")]
     Create {
         /// The user the token acts as.
         user: String,
         /// A note to tell tokens apart.
         #[arg(long, default_value = "")]
         label: String,
+        /// The token stops working after this long: a number and a unit, s, m, h, d or w
+        /// (e.g. 90d). Default: it works until revoked.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs)]
+        expires_in: Option<u64>,
     },
+    /// List USER's working tokens (never the tokens themselves).
+    List {
+        /// The user whose tokens to list.
+        user: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke token ID of USER (the id `token list` shows): API processes stop taking it
+    /// within api.token_cache_secs.
+    #[command(visible_alias = "delete")]
+    Revoke {
+        /// The user the token belongs to.
+        user: String,
+        /// The token's id.
+        id: i64,
+    },
+}
+
+/// "90d" as seconds: a whole number and one unit, s, m, h, d or w.
+pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit: add s, m, h, d or w (e.g. 90d)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number (e.g. 90d)"))?;
+    let unit_secs = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        other => return Err(format!("unknown unit {other:?}: use s, m, h, d or w")),
+    };
+    match number.checked_mul(unit_secs) {
+        Some(0) => Err("a duration of 0 would make a token that never works".to_owned()),
+        Some(secs) if secs <= 100 * 365 * 86_400 => Ok(secs),
+        _ => Err(format!("{text:?} is longer than 100 years")),
+    }
 }
 
 #[derive(Debug, Clone, Args, Default)]
@@ -220,8 +304,9 @@ pub struct ClientFields {
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
-    /// Add one client.
-    Add {
+    /// Create one client.
+    #[command(visible_alias = "add")]
+    Create {
         #[command(flatten)]
         fields: ClientFields,
         /// A tag (repeatable).
@@ -268,7 +353,8 @@ pub enum ClientCommand {
         #[arg(long = "unset-attr", value_name = "KEY")]
         unset_attributes: Vec<String>,
     },
-    /// Delete a client.
+    /// Delete a client (its messages stay in the mailings' counts).
+    #[command(visible_alias = "remove")]
     Delete { id: i64 },
     /// Import clients from a CSV file with a header row: phone, and optionally name, email,
     /// telegram_chat_id, timezone, tags (separated by ';'); other columns become attributes.
@@ -284,7 +370,11 @@ pub enum ClientCommand {
 #[derive(Debug, Subcommand)]
 pub enum MailingCommand {
     /// Create a mailing; it starts by itself at --start.
+    #[command(visible_alias = "add")]
     Create(Box<MailingCreateArgs>),
+    /// What a mailing would do, without creating it: how many clients it reaches, how long it
+    /// takes at the channel's rate, and its text for the first of them.
+    Preview(Box<MailingCreateArgs>),
     /// List mailings, newest first.
     List {
         /// How many to show at most.
@@ -301,10 +391,66 @@ pub enum MailingCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The messages of a mailing, one per recipient, by id: state, attempts, last error.
+    Messages {
+        id: i64,
+        /// Only messages in this state.
+        #[arg(long, value_enum)]
+        state: Option<MessageStateArg>,
+        /// Show messages after this message id (the last id of the previous page).
+        #[arg(long, value_name = "MESSAGE_ID")]
+        after: Option<i64>,
+        /// How many to show at most.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a mailing: nothing more is sent until it is resumed (its end still applies).
+    Pause { id: i64 },
+    /// Resume a paused mailing.
+    Resume { id: i64 },
+    /// Send the permanently failed messages of a mailing again, within its window.
+    RetryFailed { id: i64 },
     /// Cancel a mailing: nothing more of it is sent.
     Cancel { id: i64 },
     /// Follow a mailing with a progress bar until it is done.
     Watch { id: i64 },
+}
+
+/// A message's state, as `mailing messages --state` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum MessageStateArg {
+    Pending,
+    Queued,
+    Sending,
+    Sent,
+    FailedTemporary,
+    FailedPermanent,
+    Expired,
+    Cancelled,
+    Skipped,
+    Unknown,
+}
+
+impl MessageStateArg {
+    /// The state's name as the API and the database spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStateArg::Pending => "pending",
+            MessageStateArg::Queued => "queued",
+            MessageStateArg::Sending => "sending",
+            MessageStateArg::Sent => "sent",
+            MessageStateArg::FailedTemporary => "failed_temporary",
+            MessageStateArg::FailedPermanent => "failed_permanent",
+            MessageStateArg::Expired => "expired",
+            MessageStateArg::Cancelled => "cancelled",
+            MessageStateArg::Skipped => "skipped",
+            MessageStateArg::Unknown => "unknown",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -451,6 +597,7 @@ pub struct NotifyArgs {
     /// One line.
     #[arg(long)]
     pub title: String,
+    /// The text under the title.
     #[arg(long, default_value = "")]
     pub body: String,
     /// Where the event leads (an http(s) URL).
@@ -475,7 +622,6 @@ pub struct NotifyArgs {
     /// Running the command again with the same key does not notify twice.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
-    /// Print the notification as JSON.
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -489,6 +635,35 @@ mod tests {
     #[test]
     fn the_command_tree_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every flag of every command says what it does in `--help`.
+    #[test]
+    fn every_flag_has_help_text() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if arg.get_long().is_some() && !builtin && arg.get_help().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_long().unwrap_or_default()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "blast", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
+    }
+
+    #[test]
+    fn durations_are_a_number_and_a_unit() {
+        assert_eq!(parse_duration_secs("90d"), Ok(90 * 86_400));
+        assert_eq!(parse_duration_secs("2w"), Ok(14 * 86_400));
+        assert_eq!(parse_duration_secs("30m"), Ok(1_800));
+        for bad in ["", "d", "10", "10y", "0h", "-1h", "1.5h", "99999999999999w"] {
+            assert!(parse_duration_secs(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

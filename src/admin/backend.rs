@@ -4,11 +4,13 @@
 use super::import::{ImportOutcome, RowError};
 use super::{AdminError, Result};
 use crate::channels::{DeliveryError, TelegramBot};
+use crate::domain::MessageState;
 use crate::domain::invalid;
 use crate::settings::{NotificationSettings, Secret, TelegramSettings};
 use crate::store::{
-    Client, ClientPatch, ClientQuery, ImportReport, Mailing, MailingStats, NewClient, NewMailing,
-    NewNotification, Notification, RegisteredBot, StateCounts, Store,
+    Client, ClientPatch, ClientQuery, ImportReport, Mailing, MailingPreview, MailingStats,
+    MessageRow, NewClient, NewMailing, NewNotification, Notification, RegisteredBot, StateCounts,
+    Store, Webhook, WebhookDelivery,
 };
 use crate::telegram::MediaSource;
 use serde::Deserialize;
@@ -192,6 +194,19 @@ impl RemoteApi {
                 })
                 .collect(),
         })
+    }
+
+    /// `POST /api/v1/mailings/{id}/{action}` (pause, resume, cancel): the mailing after it.
+    async fn mailing_action(&self, id: i64, action: &str) -> Result<Mailing> {
+        let view: MailingView = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/mailings/{id}/{action}"),
+                &[],
+                None,
+            )
+            .await?;
+        Ok(view.mailing)
     }
 
     /// Up to `limit` items of a list endpoint, page after page.
@@ -526,6 +541,170 @@ impl Backend {
                 )
                 .await
                 .map(drop),
+        }
+    }
+
+    /// Pause a running or scheduled mailing: queued messages wait until it is resumed.
+    pub async fn pause_mailing(&self, id: i64) -> Result<Mailing> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store.pause_mailing(*tenant, id).await?),
+            Backend::Remote(api) => api.mailing_action(id, "pause").await,
+        }
+    }
+
+    pub async fn resume_mailing(&self, id: i64) -> Result<Mailing> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store.resume_mailing(*tenant, id).await?),
+            Backend::Remote(api) => api.mailing_action(id, "resume").await,
+        }
+    }
+
+    /// Queue a mailing's permanently failed messages again; the answer is how many.
+    pub async fn retry_failed(&self, id: i64) -> Result<u64> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store.retry_failed(*tenant, id).await?),
+            Backend::Remote(api) => {
+                #[derive(Deserialize)]
+                struct Retried {
+                    retried: u64,
+                }
+                let answer: Retried = api
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/api/v1/mailings/{id}/retry-failed"),
+                        &[],
+                        None,
+                    )
+                    .await?;
+                Ok(answer.retried)
+            }
+        }
+    }
+
+    /// One page of a mailing's messages after id `after`, optionally in one state.
+    pub async fn mailing_messages(
+        &self,
+        id: i64,
+        state: Option<MessageState>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<MessageRow>> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store
+                .list_messages(*tenant, id, state, after, limit)
+                .await?),
+            Backend::Remote(api) => {
+                let mut params = Vec::new();
+                if let Some(state) = state {
+                    params.push(("state", state.as_str().to_owned()));
+                }
+                if let Some(after) = after {
+                    params.push(("cursor", after.to_string()));
+                }
+                api.collect(
+                    &format!("/api/v1/mailings/{id}/messages"),
+                    params,
+                    limit as usize,
+                )
+                .await
+            }
+        }
+    }
+
+    /// What a mailing would do if it started now: audience, duration, a rendered sample.
+    pub async fn preview_mailing(
+        &self,
+        new: NewMailing,
+        settings: &crate::settings::Settings,
+    ) -> Result<MailingPreview> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store
+                .preview_mailing(
+                    *tenant,
+                    &new,
+                    settings.text_limits(new.channel),
+                    settings.send_rate_per_second(new.channel),
+                )
+                .await?),
+            Backend::Remote(api) => {
+                api.call(
+                    reqwest::Method::POST,
+                    "/api/v1/mailings/preview",
+                    &[],
+                    Some(RemoteBody::Json(mailing_json(&new))),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Register a webhook URL; the answer carries its signing secret, shown this once.
+    pub async fn add_webhook(
+        &self,
+        url: &str,
+        settings: &crate::settings::WebhookSettings,
+    ) -> Result<Webhook> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store
+                .add_webhook(
+                    *tenant,
+                    url,
+                    &crate::outbound::OutboundPolicy::webhooks(settings),
+                    settings.max_per_tenant,
+                )
+                .await?),
+            Backend::Remote(api) => {
+                api.call(
+                    reqwest::Method::POST,
+                    "/api/v1/webhooks",
+                    &[],
+                    Some(RemoteBody::Json(json!({ "url": url }))),
+                )
+                .await
+            }
+        }
+    }
+
+    pub async fn webhooks(&self) -> Result<Vec<Webhook>> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store.webhooks(*tenant).await?),
+            Backend::Remote(api) => {
+                api.call(reqwest::Method::GET, "/api/v1/webhooks", &[], None)
+                    .await
+            }
+        }
+    }
+
+    pub async fn remove_webhook(&self, id: i64) -> Result<()> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store.remove_webhook(*tenant, id).await?),
+            Backend::Remote(api) => api
+                .call::<Value>(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/webhooks/{id}"),
+                    &[],
+                    None,
+                )
+                .await
+                .map(drop),
+        }
+    }
+
+    /// The latest events of a webhook, newest first, as the API lists them.
+    pub async fn webhook_deliveries(&self, id: i64) -> Result<Vec<WebhookDelivery>> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store
+                .webhook_deliveries(*tenant, id, crate::store::WEBHOOK_DELIVERIES_LISTED)
+                .await?),
+            Backend::Remote(api) => {
+                api.call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/webhooks/{id}/deliveries"),
+                    &[],
+                    None,
+                )
+                .await
+            }
         }
     }
 

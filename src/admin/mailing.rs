@@ -1,4 +1,5 @@
-//! `blast mailing …`: create, list, show, cancel and watch mailings.
+//! `blast mailing …`: create, preview, list, show, follow, pause, resume, retry and cancel
+//! mailings, and list their messages.
 
 use super::{Context, Result, print_json};
 use crate::domain::{
@@ -9,7 +10,8 @@ use crate::now_ms;
 use crate::store::{Mailing, MediaUpload, NewMailing, StateCounts};
 use crate::telegram::{AlbumItem, MediaSource, TelegramContent, TelegramKind, UrlButton};
 use blast_cli::{
-    MailingCreateArgs, Progress, TelegramArgs, format_duration_ms, format_time_ms, table,
+    MailingCreateArgs, MessageStateArg, Progress, TelegramArgs, format_duration_ms, format_time_ms,
+    table,
 };
 use serde::Serialize;
 use std::time::Duration;
@@ -227,6 +229,43 @@ pub async fn create(ctx: &Context, args: &MailingCreateArgs) -> Result<()> {
     Ok(())
 }
 
+pub async fn preview(ctx: &Context, args: &MailingCreateArgs) -> Result<()> {
+    let new = new_mailing(
+        args,
+        ctx.settings.mailing.default_window_hours,
+        ctx.settings.telegram.max_upload_bytes,
+    )?;
+    let audience = filter_text(&new.filter);
+    let preview = ctx
+        .backend()
+        .await?
+        .preview_mailing(new, &ctx.settings)
+        .await?;
+    if args.json {
+        print_json(&preview);
+        return Ok(());
+    }
+    println!("recipients  {} ({audience})", preview.recipients);
+    if let Some(secs) = preview.expected_duration_secs {
+        println!(
+            "duration    about {} at the channel's rate",
+            format_duration_ms((secs * 1000.0).ceil() as i64)
+        );
+    }
+    match &preview.sample {
+        None => println!("sample      nobody matches, so there is no sample"),
+        Some(sample) => match (&sample.text, &sample.error) {
+            (Some(text), _) => println!("sample      for client {}:\n{text}", sample.client_id),
+            (None, error) => println!(
+                "sample      cannot be rendered for client {}: {}",
+                sample.client_id,
+                error.as_deref().unwrap_or("unknown error")
+            ),
+        },
+    }
+    Ok(())
+}
+
 fn filter_text(f: &AudienceFilter) -> String {
     let mut parts = Vec::new();
     if !f.tags.is_empty() {
@@ -342,6 +381,88 @@ pub async fn cancel(ctx: &Context, id: i64) -> Result<()> {
         counts.get(MessageState::Sent),
         counts.get(MessageState::Cancelled)
     );
+    Ok(())
+}
+
+pub async fn pause(ctx: &Context, id: i64) -> Result<()> {
+    let mailing = ctx.backend().await?.pause_mailing(id).await?;
+    println!(
+        "mailing {id} {}: nothing more is sent until `blast mailing resume {id}`",
+        mailing.state
+    );
+    Ok(())
+}
+
+pub async fn resume(ctx: &Context, id: i64) -> Result<()> {
+    let mailing = ctx.backend().await?.resume_mailing(id).await?;
+    println!("mailing {id} {}", mailing.state);
+    Ok(())
+}
+
+pub async fn retry_failed(ctx: &Context, id: i64) -> Result<()> {
+    let retried = ctx.backend().await?.retry_failed(id).await?;
+    println!("mailing {id}: {retried} failed messages queued again");
+    Ok(())
+}
+
+pub async fn messages(
+    ctx: &Context,
+    id: i64,
+    state: Option<MessageStateArg>,
+    after: Option<i64>,
+    limit: u32,
+    json: bool,
+) -> Result<()> {
+    if limit == 0 || limit > 10_000 {
+        return Err(invalid("--limit must be between 1 and 10000").into());
+    }
+    let state = state
+        .map(|s| s.as_str().parse::<MessageState>())
+        .transpose()?;
+    let rows = ctx
+        .backend()
+        .await?
+        .mailing_messages(id, state, after, limit)
+        .await?;
+    if json {
+        print_json(&rows);
+        return Ok(());
+    }
+    println!(
+        "{}",
+        table(
+            &[
+                "id",
+                "client",
+                "phone",
+                "state",
+                "attempts",
+                "sent",
+                "updated",
+                "last error"
+            ],
+            rows.iter().map(|m| {
+                vec![
+                    m.id.to_string(),
+                    m.client_id.to_string(),
+                    m.phone.clone(),
+                    m.state.to_string(),
+                    m.attempts.to_string(),
+                    m.sent_at.map(format_time_ms).unwrap_or_default(),
+                    format_time_ms(m.updated_at),
+                    m.last_error.clone().unwrap_or_default(),
+                ]
+            })
+        )
+    );
+    if rows.len() == limit as usize
+        && let Some(last) = rows.last()
+    {
+        eprintln!(
+            "more may follow: blast mailing messages {id} --after {}",
+            last.id
+        );
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ pub mod notify;
 pub mod secrets;
 pub mod stats;
 pub mod user;
+pub mod webhook;
 
 use crate::domain::InvalidInput;
 use crate::settings::Settings;

@@ -70,11 +70,65 @@ pub async fn set_disabled(ctx: &Context, name: &str, disabled: bool) -> Result<(
     Ok(())
 }
 
-pub async fn create_token(ctx: &Context, name: &str, label: &str) -> Result<()> {
+pub async fn create_token(
+    ctx: &Context,
+    name: &str,
+    label: &str,
+    expires_in_secs: Option<u64>,
+) -> Result<()> {
     let store = ctx.store("blast token create")?;
     let user = store.user_by_name(name).await?;
-    let token = store.create_token(&user, label).await?;
-    eprintln!("API token for {name} (shown once; store it now):");
+    let ttl_ms =
+        expires_in_secs.map(|secs| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+    let token = store.create_token_with_ttl(&user, label, ttl_ms).await?;
+    match ttl_ms {
+        Some(ttl) => eprintln!(
+            "API token for {name}, working until {} (shown once; store it now):",
+            format_time_ms(crate::now_ms().saturating_add(ttl))
+        ),
+        None => eprintln!("API token for {name} (shown once; store it now):"),
+    }
     println!("{token}");
+    Ok(())
+}
+
+pub async fn list_tokens(ctx: &Context, name: &str, json: bool) -> Result<()> {
+    let store = ctx.store("blast token list")?;
+    let user = store.user_by_name(name).await?;
+    let tokens = store.tokens(&user).await?;
+    if json {
+        super::print_json(&tokens);
+        return Ok(());
+    }
+    println!(
+        "{}",
+        table(
+            &["id", "label", "created", "last used", "expires"],
+            tokens.iter().map(|t| {
+                vec![
+                    t.id.to_string(),
+                    t.label.clone(),
+                    format_time_ms(t.created_at),
+                    t.last_used_at
+                        .map(format_time_ms)
+                        .unwrap_or_else(|| "never".into()),
+                    t.expires_at
+                        .map(format_time_ms)
+                        .unwrap_or_else(|| "never".into()),
+                ]
+            })
+        )
+    );
+    Ok(())
+}
+
+pub async fn revoke_token(ctx: &Context, name: &str, id: i64) -> Result<()> {
+    let store = ctx.store("blast token revoke")?;
+    let user = store.user_by_name(name).await?;
+    store.revoke_token(&user, id).await?;
+    println!(
+        "token {id} of {name} revoked (API processes stop taking it within api.token_cache_secs = {} s)",
+        ctx.settings.api.token_cache_secs
+    );
     Ok(())
 }

@@ -8,7 +8,9 @@ use crate::domain::{
     AudienceFilter, ChannelKind, MailingState, MessageState, Priority, parse_operator_code,
     parse_tags,
 };
-use crate::store::{Mailing, MailingStats, MediaUpload, MessageRow, NewMailing, StateCounts};
+use crate::store::{
+    Mailing, MailingPreview, MailingStats, MediaUpload, MessageRow, NewMailing, StateCounts,
+};
 use crate::telegram::{
     AlbumItem, MediaSource, ParseMode, TelegramContent, TelegramKind, UrlButton,
 };
@@ -399,40 +401,29 @@ pub async fn retry_failed(
     }))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Preview {
-    /// Clients the mailing would go to if it started now.
-    pub recipients: i64,
-    /// Seconds the mailing needs at `sms.rate_limit_per_second`, when one is configured.
-    pub expected_duration_secs: Option<f64>,
-}
-
-/// How many clients a mailing would reach, without creating it.
+/// How many clients a mailing would reach and its text for the first of them, without
+/// creating it.
 #[utoipa::path(post, path = "/api/v1/mailings/preview", tag = "mailings", request_body = MailingInput,
-    security(("bearer" = [])), responses((status = 200, body = Preview), (status = 422, body = ErrorBody)))]
+    security(("bearer" = [])), responses((status = 200, body = MailingPreview), (status = 422, body = ErrorBody)))]
 pub async fn preview(
     State(state): State<AppState>,
     Tenant(user): Tenant,
     ApiJson(input): ApiJson<MailingInput>,
-) -> ApiResult<Json<Preview>> {
+) -> ApiResult<Json<MailingPreview>> {
     let new = input.into_new_mailing(
         state.settings.mailing.default_window_hours,
         state.settings.telegram.max_upload_bytes,
     )?;
-    let recipients = state
+    let preview = state
         .store
-        .count_audience(user.id, &new.filter, new.channel)
+        .preview_mailing(
+            user.id,
+            &new,
+            state.settings.text_limits(new.channel),
+            state.settings.send_rate_per_second(new.channel),
+        )
         .await?;
-    let rate = match new.channel {
-        ChannelKind::Sms => state.settings.sms.rate_limit_per_second,
-        ChannelKind::Email => state.settings.email.rate_limit_per_second,
-        ChannelKind::Telegram => state.settings.telegram.bot_per_second,
-        ChannelKind::Log | ChannelKind::WebPush => 0,
-    };
-    Ok(Json(Preview {
-        recipients,
-        expected_duration_secs: (rate > 0).then(|| recipients as f64 / f64::from(rate)),
-    }))
+    Ok(Json(preview))
 }
 
 /// Counts per state and timings of one mailing.

@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::auth::Tenant;
-use super::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
+use super::error::{ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::outbound::OutboundPolicy;
 use crate::store::{Webhook, WebhookDelivery};
 use axum::Json;
@@ -40,18 +40,13 @@ pub async fn create(
     Tenant(user): Tenant,
     ApiJson(input): ApiJson<WebhookInput>,
 ) -> ApiResult<(StatusCode, Json<Webhook>)> {
-    let max = state.settings.webhooks.max_per_tenant;
-    if state.store.webhooks(user.id).await?.len() >= max {
-        return Err(ApiError::conflict(format!(
-            "a tenant may register at most {max} webhooks (webhooks.max_per_tenant); remove one first"
-        )));
-    }
     let webhook = state
         .store
         .add_webhook(
             user.id,
             &input.url,
             &OutboundPolicy::webhooks(&state.settings.webhooks),
+            state.settings.webhooks.max_per_tenant,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(webhook)))
@@ -81,6 +76,9 @@ pub async fn deliveries(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Vec<WebhookDelivery>>> {
     Ok(Json(
-        state.store.webhook_deliveries(user.id, id, 100).await?,
+        state
+            .store
+            .webhook_deliveries(user.id, id, crate::store::WEBHOOK_DELIVERIES_LISTED)
+            .await?,
     ))
 }

@@ -8,7 +8,7 @@ use crate::domain::{
 use crate::now_ms;
 use crate::telegram::{MediaSource, TelegramContent, TelegramKind};
 use crate::template::{MessageTemplate, TextLimits};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
@@ -369,6 +369,8 @@ async fn store_telegram(
     quota_bytes: u64,
 ) -> Result<Option<String>> {
     if !new.uploads.is_empty() {
+        // Two mailings with media at once must not both fit in what is left of the quota.
+        super::lock_tenant(tx, tenant_id).await?;
         let used: i64 = sqlx::query(
             "SELECT CAST(COALESCE(SUM(LENGTH(content)), 0) AS BIGINT) FROM media_files WHERE tenant_id = $1",
         )
@@ -818,8 +820,28 @@ impl Store {
     }
 }
 
+/// What a mailing would do if it started now ([`Store::preview_mailing`]).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MailingPreview {
+    /// Clients the mailing would go to if it started now.
+    pub recipients: i64,
+    /// Seconds the mailing needs at the channel's configured rate, when one is configured.
+    pub expected_duration_secs: Option<f64>,
+    /// The text as the first of those clients would get it; absent when nobody matches.
+    pub sample: Option<SampleMessage>,
+}
+
+/// A mailing's text rendered for one client, or why it cannot be.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SampleMessage {
+    pub client_id: i64,
+    pub text: Option<String>,
+    /// Why the text cannot be rendered for this client (a variable it does not have).
+    pub error: Option<String>,
+}
+
 /// One message of a mailing, for the per-message listing.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageRow {
     pub id: i64,
     pub client_id: i64,
@@ -1007,6 +1029,61 @@ impl Store {
         }
         tx.commit().await?;
         Ok(retried)
+    }
+
+    /// What a mailing would do if it started now, without creating it: how many clients it
+    /// reaches, how long that takes at `rate_per_second` (0: unknown), and its text rendered
+    /// for the first of them (or why that render fails).
+    pub async fn preview_mailing(
+        &self,
+        tenant_id: i64,
+        new: &NewMailing,
+        limits: TextLimits,
+        rate_per_second: u32,
+    ) -> Result<MailingPreview> {
+        MessageTemplate::check(&new.text, false, limits).await?;
+        let recipients = self
+            .count_audience(tenant_id, &new.filter, new.channel)
+            .await?;
+        let (operator_codes, tags) = audience_params(&new.filter);
+        let sql = format!(
+            "SELECT c.id FROM clients c WHERE {} ORDER BY c.id LIMIT 1",
+            audience_where(self.backend, new.channel)
+        );
+        let first: Option<i64> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(operator_codes)
+            .bind(tags)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.get(0));
+        let sample = match first {
+            None => None,
+            Some(id) => {
+                let client = self.client(tenant_id, id).await?;
+                let rendered = MessageTemplate::compile(&new.text, limits)?
+                    .render_off_runtime(client, Vec::new())
+                    .await;
+                Some(match rendered {
+                    Ok(text) => SampleMessage {
+                        client_id: id,
+                        text: Some(text),
+                        error: None,
+                    },
+                    Err(e) => SampleMessage {
+                        client_id: id,
+                        text: None,
+                        error: Some(e.0),
+                    },
+                })
+            }
+        };
+        Ok(MailingPreview {
+            recipients,
+            expected_duration_secs: (rate_per_second > 0)
+                .then(|| recipients as f64 / f64::from(rate_per_second)),
+            sample,
+        })
     }
 
     /// How many clients a filter selects now.

@@ -28,7 +28,8 @@ pub use import::{ClientImport, RowError};
 pub use instances::InstanceKind;
 pub(crate) use instances::hostname;
 pub use mailings::{
-    Mailing, MailingStats, MediaUpload, MessageRow, NewMailing, StateCounts, max_subject_chars,
+    Mailing, MailingPreview, MailingStats, MediaUpload, MessageRow, NewMailing, SampleMessage,
+    StateCounts, max_subject_chars,
 };
 pub use messages::{ClaimedBatch, DeliveryRow, Outcome};
 pub use notifications::{Dispatched, NewNotification, Notification, NotificationPreferences};
@@ -36,8 +37,10 @@ pub use push::{NewPushSubscription, PushKeys, StoredPushSubscription};
 pub use reports::{CronClaim, ReportCounts, ReportError};
 pub use sealing::SecretKeys;
 pub use subscribers::Subscribed;
-pub use users::{TokenOwner, User, UserSummary, is_plausible_user_name};
-pub use webhooks::{DueDelivery, MessageEvent, Webhook, WebhookDelivery};
+pub use users::{TokenInfo, TokenOwner, User, UserSummary, is_plausible_user_name};
+pub use webhooks::{
+    DueDelivery, MessageEvent, WEBHOOK_DELIVERIES_LISTED, Webhook, WebhookDelivery,
+};
 
 use crate::domain::InvalidInput;
 use sqlx::AnyPool;
@@ -398,6 +401,17 @@ pub(crate) fn parse_priority(stored: String) -> Result<crate::domain::Priority> 
     stored
         .parse()
         .map_err(|e: String| StoreError::Invalid(crate::domain::invalid(e)))
+}
+
+/// Make concurrent transactions of one tenant that check a per-tenant cap before they write
+/// (webhooks, stored media) take turns: an update of the tenant's row locks it on PostgreSQL
+/// until the transaction ends; on SQLite the write transaction already holds the one lock.
+pub(crate) async fn lock_tenant(tx: &mut Transaction<'_, Any>, tenant_id: i64) -> Result<()> {
+    sqlx::query("UPDATE users SET id = id WHERE id = $1")
+        .bind(tenant_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {

@@ -32,6 +32,17 @@ pub struct UserSummary {
     pub mailings: i64,
 }
 
+/// One API token as its owner may see it: never the token itself, which is shown once.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub label: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    /// When it stops working (Unix ms); `None`: it works until revoked.
+    pub expires_at: Option<i64>,
+}
+
 /// Tokens are shown once and stored only as their SHA-256: they are long random secrets, so a
 /// fast hash is enough (a password needs argon2 because people choose weak ones).
 const TOKEN_PREFIX: &str = "blast_";
@@ -199,6 +210,45 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(token)
+    }
+
+    /// The tokens of `user` that still work (revoked and expired ones are gone), oldest first.
+    pub async fn tokens(&self, user: &User) -> Result<Vec<TokenInfo>> {
+        Ok(sqlx::query(
+            "SELECT id, label, created_at, last_used_at, expires_at FROM api_tokens
+             WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY id",
+        )
+        .bind(user.id)
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| TokenInfo {
+            id: r.get(0),
+            label: r.get(1),
+            created_at: r.get(2),
+            last_used_at: r.get(3),
+            expires_at: r.get(4),
+        })
+        .collect())
+    }
+
+    /// Revoke token `id` of `user`: API processes stop taking it once their cache of checked
+    /// tokens asks again (`api.token_cache_secs`).
+    pub async fn revoke_token(&self, user: &User, id: i64) -> Result<()> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE user_id = $1 AND id = $2")
+            .bind(user.id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if done == 0 {
+            return Err(StoreError::NotFound(format!(
+                "token {id} of user {:?}",
+                user.name
+            )));
+        }
+        Ok(())
     }
 
     /// The enabled user a token belongs to, if any. `last_used_at` is refreshed at most once a

@@ -5,7 +5,7 @@
 //! notification ending), one row per webhook of the tenant. The sender claims due rows under
 //! a lease, posts them and records the answer; nothing is kept only in memory.
 
-use super::{Result, Store, StoreError};
+use super::{Result, Store, StoreError, lock_tenant};
 use crate::domain::invalid;
 use crate::now_ms;
 use crate::outbound::{OutboundPolicy, check_at_registration};
@@ -14,6 +14,9 @@ use sqlx::{Any, Row, Transaction};
 
 /// What a webhook's secret is sealed for (`webhooks.secret`).
 pub(super) const SEALED_AS: &str = "webhooks.secret";
+
+/// How many of a webhook's latest events its tenant is shown (API and CLI alike).
+pub const WEBHOOK_DELIVERIES_LISTED: u32 = 100;
 
 /// A registered webhook as its tenant sees it (the secret only once, at creation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -165,18 +168,34 @@ pub(crate) async fn enqueue_notification_event(
 
 impl Store {
     /// Register `url` for `tenant_id`'s events; the answer carries the signing secret. The
-    /// URL must be one `policy` lets blast call (its host's DNS answer included).
+    /// URL must be one `policy` lets blast call (its host's DNS answer included), and the
+    /// tenant may have at most `max_per_tenant` webhooks (`webhooks.max_per_tenant`).
     pub async fn add_webhook(
         &self,
         tenant_id: i64,
         url: &str,
         policy: &OutboundPolicy,
+        max_per_tenant: usize,
     ) -> Result<Webhook> {
         check_at_registration(url, policy)
             .await
             .map_err(|e| StoreError::Invalid(invalid(format!("the webhook URL {e}"))))?;
         let secret = format!("whsec_{}", hex::encode(rand::random::<[u8; 24]>()));
         let created_at = now_ms();
+        let mut tx = self.write_tx().await?;
+        // Two registrations at once must not both pass the count: the tenant's row lock
+        // makes them take turns.
+        lock_tenant(&mut tx, tenant_id).await?;
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM webhooks WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        if usize::try_from(count).unwrap_or(usize::MAX) >= max_per_tenant {
+            return Err(StoreError::Conflict(format!(
+                "a tenant may register at most {max_per_tenant} webhooks (webhooks.max_per_tenant); remove one first"
+            )));
+        }
         let id: i64 = sqlx::query(
             "INSERT INTO webhooks (tenant_id, url, secret, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
@@ -184,9 +203,10 @@ impl Store {
         .bind(url)
         .bind(self.keys.seal(SEALED_AS, &secret))
         .bind(created_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?
         .get(0);
+        tx.commit().await?;
         Ok(Webhook {
             id,
             url: url.to_string(),
