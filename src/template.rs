@@ -138,6 +138,38 @@ impl MessageTemplate {
             .map(drop)
     }
 
+    /// The variables `source` reads that are neither client fields nor blast's own
+    /// (`unsubscribe_url`): the attributes it needs. A variable the template itself guards
+    /// (`x is defined`, `x | default(…)`) is left out: a client without it is expected.
+    pub fn attribute_variables(source: &str) -> Result<Vec<String>, InvalidInput> {
+        let limits = TextLimits {
+            max_chars: usize::MAX,
+            fuel: 0,
+            timeout: Duration::ZERO,
+        };
+        let compiled = MessageTemplate::compile_as(
+            source,
+            AutoEscape::None,
+            UndefinedBehavior::Lenient,
+            limits,
+        )?;
+        let template = compiled
+            .env
+            .get_template(NAME)
+            .map_err(|e| invalid(format!("template: {e}")))?;
+        let mut names: Vec<String> = template
+            .undeclared_variables(false)
+            .into_iter()
+            .filter(|name| {
+                !CLIENT_FIELDS.contains(&name.as_str())
+                    && !BLAST_VARIABLES.contains(&name.as_str())
+                    && !is_guarded(source, name)
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// The text for one client. Errors name the variable that is missing.
     pub fn render(&self, client: &Client) -> Result<String, InvalidInput> {
         self.render_with(client, &[])
@@ -180,7 +212,7 @@ impl MessageTemplate {
         };
         let context = client_context(client, extra);
         if let Err(e) = template.render_captured_to(&context, &mut out) {
-            return Err(invalid(self.explain(e, &template, &context, client)));
+            return Err(invalid(self.explain(e, &template, &context)));
         }
         let text = String::from_utf8(out.bytes)
             .map_err(|_| invalid("the message template rendered invalid UTF-8"))?;
@@ -192,13 +224,7 @@ impl MessageTemplate {
     }
 
     /// A render error in the words of the person who wrote the template.
-    fn explain(
-        &self,
-        e: Error,
-        template: &minijinja::Template<'_, '_>,
-        context: &Value,
-        client: &Client,
-    ) -> String {
+    fn explain(&self, e: Error, template: &minijinja::Template<'_, '_>, context: &Value) -> String {
         match e.kind() {
             ErrorKind::WriteFailure => too_long(self.limits.max_chars).0,
             ErrorKind::OutOfFuel => format!(
@@ -217,16 +243,17 @@ impl MessageTemplate {
                     })
                     .collect();
                 if missing.is_empty() {
-                    format!("cannot render the message for client {}: {e}", client.id)
+                    format!("cannot render the message: {e}")
                 } else {
+                    // No client id here: the message row names the client, and the daily
+                    // report counts errors by their text.
                     format!(
-                        "the message uses {} which client {} does not have",
-                        missing.join(", "),
-                        client.id
+                        "the message uses {}, which this client does not have",
+                        missing.join(", ")
                     )
                 }
             }
-            _ => format!("cannot render the message for client {}: {e}", client.id),
+            _ => format!("cannot render the message: {e}"),
         }
     }
 }
@@ -406,6 +433,54 @@ fn bounded_replace(value: &str, from: &str, to: &str, max_bytes: usize) -> Resul
     Ok(value.replace(from, to))
 }
 
+/// The variables every client has (`client_context` sets them); any other is an attribute.
+pub const CLIENT_FIELDS: &[&str] = &[
+    "id",
+    "phone",
+    "operator_code",
+    "name",
+    "timezone",
+    "tags",
+    "email",
+];
+
+/// Variables blast itself sets for some channels (an email's unsubscribe link).
+const BLAST_VARIABLES: &[&str] = &["unsubscribe_url"];
+
+/// Whether `source` tests `name` for presence or gives it a default, so that a client
+/// without it is part of the plan.
+fn is_guarded(source: &str, name: &str) -> bool {
+    let mut rest = source;
+    while let Some(at) = rest.find(name) {
+        let before = rest[..at].chars().next_back();
+        let after = &rest[at + name.len()..];
+        rest = after;
+        let standalone = !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+            && !after
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_');
+        if !standalone {
+            continue;
+        }
+        let tail = after.trim_start();
+        let test = tail
+            .strip_prefix("is")
+            .map(|t| t.trim_start())
+            .map(|t| t.strip_prefix("not").map(str::trim_start).unwrap_or(t));
+        if test.is_some_and(|t| t.starts_with("defined") || t.starts_with("undefined")) {
+            return true;
+        }
+        if tail
+            .strip_prefix('|')
+            .is_some_and(|t| t.trim_start().starts_with("default"))
+        {
+            return true;
+        }
+    }
+    false
+}
+
 /// The variables a template sees: the client's own fields, then its free-form attributes
 /// (which cannot shadow the fields).
 fn client_context(client: &Client, extra: &[(&'static str, &str)]) -> Value {
@@ -434,6 +509,23 @@ fn client_context(client: &Client, extra: &[(&'static str, &str)]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_attributes_a_template_needs_are_its_unguarded_unknown_variables() {
+        let needs = |source: &str| MessageTemplate::attribute_variables(source).expect("compiles");
+        assert_eq!(needs("Hi {{ name }} from {{ city }}"), ["city"]);
+        assert_eq!(
+            needs("{% for t in tags %}{{ t }}{% endfor %} {{ unsubscribe_url }} {{ id }}"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            needs("{% if city is defined %}{{ city }}{% endif %}"),
+            Vec::<String>::new()
+        );
+        assert_eq!(needs("{{ city | default('nowhere') }} {{ zip }}"), ["zip"]);
+        assert_eq!(needs("{{ nickname }} {{ nick }}"), ["nick", "nickname"]);
+        assert!(MessageTemplate::attribute_variables("{{ broken").is_err());
+    }
 
     fn client() -> Client {
         Client {

@@ -953,6 +953,70 @@ async fn preview_counts_recipients_and_the_time_they_need_at_the_rate_limit() {
     );
 }
 
+/// A template variable that is neither a client field nor an attribute any client of the
+/// audience has is refused when the mailing is made, by name; one only some clients have, or
+/// one the template guards, is not. The preview shows the text for the first recipient.
+#[tokio::test]
+async fn template_variables_are_checked_against_the_audience_before_sending() {
+    let (_db, api) = setup(|_| {}).await;
+    for (phone, tags, attributes) in [
+        ("79001230001", json!(["kazan"]), json!({"city": "Kazan"})),
+        ("79001230002", json!(["kazan"]), json!({})),
+        ("79001230003", json!(["far"]), json!({"nick": "Ed"})),
+    ] {
+        let (status, body) = api
+            .post(
+                "/api/v1/clients",
+                json!({"phone": phone, "name": "Anna", "tags": tags, "attributes": attributes}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let mailing = |text: &str, tag: &str| json!({"text": text, "tags": [tag], "start_at": "2099-01-01T00:00:00Z", "end_at": "2099-01-02T00:00:00Z"});
+    let (status, body) = api
+        .post(
+            "/api/v1/mailings",
+            mailing("Hi {{ name }} from {{ city }}", "kazan"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "one client has it: {body}");
+    for (text, tag, missing) in [
+        ("Hi {{ nickname }}", "kazan", "nickname"),
+        // Another client has `nick`, but not one of this audience.
+        ("Hi {{ nick }}", "kazan", "nick"),
+        ("Hi {{ city }}", "far", "city"),
+    ] {
+        let (status, body) = api.post("/api/v1/mailings", mailing(text, tag)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}: {body}");
+        assert_eq!(error_code(&body), "validation_failed");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("uses {missing},")) && message.contains("is defined"),
+            "{message}"
+        );
+    }
+    let (status, body) = api
+        .post(
+            "/api/v1/mailings",
+            mailing(
+                "Hi{% if nickname is defined %} {{ nickname }}{% endif %}",
+                "far",
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "a guarded variable: {body}");
+    let (status, preview) = api
+        .post(
+            "/api/v1/mailings/preview",
+            mailing("Hi {{ name }} from {{ city }}", "kazan"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["recipients"], 2);
+    assert_eq!(preview["sample"]["text"], "Hi Anna from Kazan");
+    assert_eq!(preview["sample"]["error"], Value::Null);
+}
+
 /// The same import on SQLite (multi-row INSERTs) and PostgreSQL (COPY into a staging table and
 /// a set-based merge) leaves the same clients: new phones added, known ones updated, the last
 /// copy of a repeated phone winning, tags of every row linked, empty fields kept apart from

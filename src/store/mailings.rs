@@ -543,7 +543,58 @@ impl Store {
             ))
             .into());
         }
-        Ok(())
+        self.check_template_variables(tenant_id, new).await
+    }
+
+    /// A variable of the text, subject or HTML that is no client field must be an attribute
+    /// some client of the audience has: otherwise every message would fail, so the mailing
+    /// is refused now, naming the variable. (A client of the audience without it fails only
+    /// its own message, at send time.) With nobody in the audience yet there is nothing to
+    /// check against.
+    async fn check_template_variables(&self, tenant_id: i64, new: &NewMailing) -> Result<()> {
+        let mut needed = MessageTemplate::attribute_variables(&new.text)?;
+        for part in [&new.subject, &new.html].into_iter().flatten() {
+            needed.extend(MessageTemplate::attribute_variables(part)?);
+        }
+        needed.sort();
+        needed.dedup();
+        if needed.is_empty() {
+            return Ok(());
+        }
+        let (operator_codes, tags) = audience_params(&new.filter);
+        let audience = audience_where(self.backend, new.channel);
+        let mut unknown = Vec::new();
+        for name in &needed {
+            let sql = format!(
+                "SELECT c.id FROM clients c WHERE {audience} AND {} LIMIT 1",
+                self.backend.json_has_key("c.attributes", "$4")
+            );
+            let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(tenant_id)
+                .bind(&operator_codes)
+                .bind(&tags)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+            if found.is_none() {
+                unknown.push(name.as_str());
+            }
+        }
+        if unknown.is_empty()
+            || self
+                .count_audience(tenant_id, &new.filter, new.channel)
+                .await?
+                == 0
+        {
+            return Ok(());
+        }
+        Err(invalid(format!(
+            "the message uses {}, which no client of this audience has: a template may use the client fields ({}) and the clients' attributes (--attr KEY=VALUE, or \"attributes\" in the API); write {{% if {} is defined %}} around a part only some clients can fill",
+            unknown.join(", "),
+            crate::template::CLIENT_FIELDS.join(", "),
+            unknown[0],
+        ))
+        .into())
     }
 
     pub async fn mailing(&self, tenant_id: i64, id: i64) -> Result<Mailing> {

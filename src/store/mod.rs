@@ -155,6 +155,17 @@ impl Backend {
         }
     }
 
+    /// Whether the JSON object in column `column` (text) has the key in parameter `param`.
+    pub(crate) fn json_has_key(self, column: &str, param: &str) -> String {
+        match self {
+            // json_type is NULL only for a missing key (a JSON null gives 'null').
+            Backend::Sqlite => {
+                format!("json_type({column}, '$.\"' || {param} || '\"') IS NOT NULL")
+            }
+            Backend::Postgres => format!("jsonb_exists(CAST({column} AS jsonb), {param})"),
+        }
+    }
+
     /// The length of the JSON array in parameter `param`.
     pub(crate) fn json_len(self, param: &str) -> String {
         match self {
