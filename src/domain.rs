@@ -327,9 +327,59 @@ pub struct AudienceFilter {
     pub operator_codes: Vec<String>,
 }
 
+impl AudienceFilter {
+    /// The audience an operator asked for, from the API or the command line alike: tags and
+    /// operator codes checked and in order, or every client, which must be asked for
+    /// explicitly (`everyone`): a forgotten filter must not message the whole base.
+    pub fn requested(
+        tags: &[String],
+        operator_codes: &[String],
+        everyone: bool,
+    ) -> Result<AudienceFilter, InvalidInput> {
+        let tags = parse_tags(tags)?;
+        let mut codes: Vec<String> = operator_codes
+            .iter()
+            .map(|o| parse_operator_code(o))
+            .collect::<Result<_, _>>()?;
+        codes.sort();
+        codes.dedup();
+        match (tags.is_empty() && codes.is_empty(), everyone) {
+            (true, false) => Err(invalid(
+                "no audience given: name tags or operator codes (--tag, --operator; \"tags\", \"operator_codes\"), or ask for every client with --all (\"audience\": \"all\")",
+            )),
+            (false, true) => Err(invalid(
+                "--all (\"audience\": \"all\") means every client: leave out the tags and operator codes, or drop --all",
+            )),
+            _ => Ok(AudienceFilter {
+                tags,
+                operator_codes: codes,
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_client_must_be_asked_for() {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let none = AudienceFilter::requested(&[], &[], false).expect_err("no filter");
+        assert!(none.0.contains("--all"), "{none}");
+        assert_eq!(
+            AudienceFilter::requested(&[], &[], true).expect("everyone"),
+            AudienceFilter::default()
+        );
+        let both = AudienceFilter::requested(&strings(&["vip"]), &[], true);
+        assert!(both.is_err(), "all and a tag contradict each other");
+        let filter =
+            AudienceFilter::requested(&strings(&["vip", "new", "vip"]), &strings(&["900"]), false)
+                .expect("a filter");
+        assert_eq!(filter.tags, ["new", "vip"]);
+        assert_eq!(filter.operator_codes, ["900"]);
+        assert!(AudienceFilter::requested(&strings(&["no spaces"]), &[], false).is_err());
+    }
 
     #[test]
     fn phones_are_validated_and_give_their_operator_code() {

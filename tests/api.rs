@@ -266,18 +266,21 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         (reqwest::Method::GET, "/api/v1/clients?cursor=zzz", None, vec![], StatusCode::BAD_REQUEST, "bad_request"),
         (reqwest::Method::GET, "/api/v1/clients?tag=a%20b", None, vec![], StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         (reqwest::Method::GET, "/api/v1/nowhere", None, vec![], StatusCode::NOT_FOUND, "not_found"),
-        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"start_at\": \"2030-01-02T00:00:00Z\", \"end_at\": \"2030-01-01T00:00:00Z\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"audience\": \"all\", \"text\": \"x\", \"start_at\": \"2030-01-02T00:00:00Z\", \"end_at\": \"2030-01-01T00:00:00Z\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"tags\": [\"nosuch\"]}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"start_at\": \"tomorrow\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"priority\": \"urgent\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"channel\": \"pigeon\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"local_hours\": \"9-5\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"{{ name\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (reqwest::Method::POST, "/api/v1/mailings", json_ct, format!("{{\"text\": \"{}\"}}", "x".repeat(1001)).into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (reqwest::Method::POST, "/api/v1/mailings", json_ct, br#"{"text": "x", "channel": "telegram", "telegram": {"kind": "text", "media": {"url": "https://x.test/a.jpg"}}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (reqwest::Method::POST, "/api/v1/mailings", json_ct, br#"{"text": "x", "channel": "telegram", "telegram": {"kind": "photo", "media": {"file": {"name": "a.jpg", "base64": "%%%"}}}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (reqwest::Method::POST, "/api/v1/mailings", json_ct, br#"{"text": "x", "channel": "telegram", "telegram": {"kind": "sticker"}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (reqwest::Method::POST, "/api/v1/mailings", json_ct, br#"{"text": "x", "telegram": {"kind": "text"}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        // No audience at all: every client must be asked for by name, and not beside a filter.
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"text\": \"x\", \"audience\": \"all\", \"operator_codes\": [\"900\"]}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"audience\": \"all\", \"text\": \"x\", \"start_at\": \"tomorrow\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"audience\": \"all\", \"text\": \"x\", \"priority\": \"urgent\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"audience\": \"all\", \"text\": \"x\", \"channel\": \"pigeon\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"audience\": \"all\", \"text\": \"x\", \"local_hours\": \"9-5\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, b"{\"audience\": \"all\", \"text\": \"{{ name\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, format!("{{\"audience\": \"all\", \"text\": \"{}\"}}", "x".repeat(1001)).into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, br#"{"text": "x", "audience": "all", "channel": "telegram", "telegram": {"kind": "text", "media": {"url": "https://x.test/a.jpg"}}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, br#"{"text": "x", "audience": "all", "channel": "telegram", "telegram": {"kind": "photo", "media": {"file": {"name": "a.jpg", "base64": "%%%"}}}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, br#"{"text": "x", "audience": "all", "channel": "telegram", "telegram": {"kind": "sticker"}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (reqwest::Method::POST, "/api/v1/mailings", json_ct, br#"{"text": "x", "audience": "all", "telegram": {"kind": "text"}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         (reqwest::Method::POST, "/api/v1/mailings/999/cancel", None, vec![], StatusCode::NOT_FOUND, "not_found"),
         (reqwest::Method::GET, "/api/v1/mailings/1/messages?state=lost", None, vec![], StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         (reqwest::Method::GET, "/api/v1/stats?day=2026-13-01", None, vec![], StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
@@ -326,7 +329,7 @@ async fn an_idempotency_key_returns_the_first_response_and_creates_once() {
     let (_, clients) = api.get("/api/v1/clients").await;
     assert_eq!(clients["items"].as_array().map(Vec::len), Some(1));
 
-    let mailing = json!({"text": "x", "start_at": "2030-01-01T00:00:00Z"});
+    let mailing = json!({"text": "x", "audience": "all", "start_at": "2030-01-01T00:00:00Z"});
     let send_mailing = || {
         send(
             api.req(reqwest::Method::POST, "/api/v1/mailings")
@@ -369,7 +372,7 @@ async fn tenants_see_only_their_own_data_on_every_endpoint() {
     let other = second_tenant(&db, &api).await;
 
     let client_body = json!({"phone": "79001234567"});
-    let mailing_body = json!({"text": "y"});
+    let mailing_body = json!({"text": "y", "audience": "all"});
     let probes: Vec<(reqwest::Method, String, Option<Value>)> = vec![
         (reqwest::Method::GET, format!("/api/v1/clients/{cid}"), None),
         (
@@ -462,7 +465,10 @@ async fn tenants_see_only_their_own_data_on_every_endpoint() {
         "another tenant's tags are unknown"
     );
     let (_, preview) = other
-        .post("/api/v1/mailings/preview", json!({"text": "x"}))
+        .post(
+            "/api/v1/mailings/preview",
+            json!({"text": "x", "audience": "all"}),
+        )
         .await;
     assert_eq!(preview["recipients"], 0);
     // Nothing of the owner's changed.
@@ -530,9 +536,12 @@ async fn a_mailing_is_edited_paused_resumed_retried_and_followed_live() {
     })
     .await;
     assert_eq!(
-        api.put(&format!("/api/v1/mailings/{id}"), json!({"text": "late"}))
-            .await
-            .0,
+        api.put(
+            &format!("/api/v1/mailings/{id}"),
+            json!({"text": "late", "audience": "all"})
+        )
+        .await
+        .0,
         StatusCode::CONFLICT,
         "no edits after the start"
     );
@@ -893,7 +902,7 @@ async fn an_event_stream_ends_when_the_server_shuts_down() {
     let (_, m) = api
         .post(
             "/api/v1/mailings",
-            json!({"text": "x", "start_at": "2030-01-01T00:00:00Z"}),
+            json!({"text": "x", "audience": "all", "start_at": "2030-01-01T00:00:00Z"}),
         )
         .await;
     let id = m["id"].as_i64().expect("id");
@@ -928,19 +937,22 @@ async fn preview_counts_recipients_and_the_time_they_need_at_the_rate_limit() {
     assert_eq!(status, StatusCode::OK, "{preview}");
     assert_eq!(preview["recipients"], 30);
     assert_eq!(preview["expected_duration_secs"], 0.6);
-    let (_, preview) = api
+    let (status, preview) = api
         .post(
             "/api/v1/mailings/preview",
             json!({"text": "x", "operator_codes": ["999"]}),
         )
         .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
     assert_eq!(preview["recipients"], 0);
-    let (_, preview) = api
+    let (status, preview) = api
         .post(
             "/api/v1/mailings/preview",
-            json!({"text": "x", "channel": "log"}),
+            json!({"text": "x", "channel": "log", "audience": "all"}),
         )
         .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["recipients"], 30);
     assert_eq!(
         preview["expected_duration_secs"],
         Value::Null,

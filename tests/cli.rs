@@ -387,6 +387,14 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             ],
             "must start with http://, https:// or tg://",
         ),
+        (
+            vec!["mailing", "create", "--text", "x"],
+            "no audience given",
+        ),
+        (
+            vec!["mailing", "create", "--text", "x", "--all", "--tag", "vip"],
+            "means every client",
+        ),
         (vec!["mailing", "show", "999"], "mailing 999 not found"),
         (vec!["mailing", "cancel", "999"], "mailing 999 not found"),
         (vec!["stats", "--day", "2026-13-01"], "invalid day"),
@@ -396,7 +404,18 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         ),
     ];
     for (args, expected) in &cases {
-        let out = blast(d, args);
+        // Each mistake is made alone: a mailing names its audience unless that is the mistake.
+        let mut args = args.clone();
+        let names_audience = args
+            .iter()
+            .any(|a| matches!(*a, "--tag" | "--operator" | "--all"));
+        if args.starts_with(&["mailing", "create"])
+            && !names_audience
+            && !expected.contains("audience")
+        {
+            args.push("--all");
+        }
+        let out = blast(d, &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             out.status.code(),
@@ -705,6 +724,7 @@ fn commands_act_on_a_remote_server_through_its_api() {
     let photo = json(&remote(&[
         "mailing",
         "create",
+        "--all",
         "--channel",
         "telegram",
         "--photo",
@@ -759,6 +779,7 @@ fn commands_act_on_a_remote_server_through_its_api() {
     let album = json(&remote(&[
         "mailing",
         "create",
+        "--all",
         "--channel",
         "telegram",
         "--album",
@@ -789,6 +810,7 @@ fn commands_act_on_a_remote_server_through_its_api() {
     let out = remote(&[
         "mailing",
         "create",
+        "--all",
         "--channel",
         "telegram",
         "--text",
@@ -801,6 +823,7 @@ fn commands_act_on_a_remote_server_through_its_api() {
     let out = remote(&[
         "mailing",
         "create",
+        "--all",
         "--channel",
         "telegram",
         "--album",

@@ -462,9 +462,14 @@ pub struct MailingCreateArgs {
     /// Send to clients with this tag (repeatable: any of them).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
-    /// Send to clients of this operator code (repeatable: any of them).
+    /// Send to clients of this operator code (repeatable: any of them; with --tag, clients
+    /// matching both).
     #[arg(long = "operator")]
     pub operators: Vec<String>,
+    /// Send to every client. Without --tag or --operator this must be said: a forgotten
+    /// filter is an error, not the whole base.
+    #[arg(long)]
+    pub all: bool,
     /// When to start (RFC 3339, e.g. 2026-12-01T10:00:00Z, or "now"). Default: now.
     #[arg(long)]
     pub start: Option<String>,

@@ -289,6 +289,8 @@ fn mailing_json(m: &NewMailing) -> Value {
         "channel": m.channel.as_str(),
         "tags": m.filter.tags,
         "operator_codes": m.filter.operator_codes,
+        // A mailing has an empty filter only when every client was asked for.
+        "audience": (m.filter == crate::domain::AudienceFilter::default()).then_some("all"),
         "priority": m.priority.as_str(),
         "start_at": time(m.start_at),
         "end_at": time(m.end_at),

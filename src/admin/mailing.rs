@@ -4,7 +4,6 @@
 use super::{Context, Result, print_json};
 use crate::domain::{
     AudienceFilter, ChannelKind, InvalidInput, MailingState, MessageState, Priority, invalid,
-    parse_operator_code, parse_tag,
 };
 use crate::now_ms;
 use crate::store::{Mailing, MediaUpload, NewMailing, StateCounts};
@@ -44,29 +43,13 @@ pub fn new_mailing(
         Some(s) => parse_time(s)?,
         None => start_at + i64::from(default_window_hours) * 3_600_000,
     };
-    let mut tags: Vec<String> = args
-        .tags
-        .iter()
-        .map(|t| parse_tag(t))
-        .collect::<Result<_, _>>()?;
-    tags.sort();
-    tags.dedup();
-    let mut operator_codes: Vec<String> = args
-        .operators
-        .iter()
-        .map(|o| parse_operator_code(o))
-        .collect::<Result<_, _>>()?;
-    operator_codes.sort();
-    operator_codes.dedup();
+    let filter = AudienceFilter::requested(&args.tags, &args.operators, args.all)?;
     let channel = args.channel.parse::<ChannelKind>()?;
     let (telegram, uploads) = telegram_content(&args.telegram, channel, max_upload_bytes)?;
     Ok(NewMailing {
         channel,
         text: args.text.clone().unwrap_or_default(),
-        filter: AudienceFilter {
-            tags,
-            operator_codes,
-        },
+        filter,
         priority: args.priority.parse::<Priority>().map_err(InvalidInput)?,
         start_at,
         end_at,

@@ -4,10 +4,7 @@ use super::auth::Tenant;
 use super::clients::{page_limit, parse_cursor};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::{AppState, Page};
-use crate::domain::{
-    AudienceFilter, ChannelKind, MailingState, MessageState, Priority, parse_operator_code,
-    parse_tags,
-};
+use crate::domain::{AudienceFilter, ChannelKind, MailingState, MessageState, Priority};
 use crate::store::{
     Mailing, MailingPreview, MailingStats, MediaUpload, MessageRow, NewMailing, StateCounts,
 };
@@ -35,13 +32,16 @@ pub struct MailingInput {
     #[serde(default = "default_channel")]
     #[schema(value_type = crate::domain::ChannelKind)]
     pub channel: String,
-    /// Clients with any of these tags (none: every client).
+    /// Clients with any of these tags.
     #[serde(default)]
     #[schema(value_type = Vec<super::document::rules::TagName>)]
     pub tags: Vec<String>,
-    /// Clients of any of these operator codes (none: every operator).
+    /// Clients of any of these operator codes (with tags: clients matching both).
     #[serde(default)]
     pub operator_codes: Vec<String>,
+    /// `all`: every client, asked for explicitly; then tags and operator codes stay empty. A
+    /// mailing with neither a filter nor this is refused (422).
+    pub audience: Option<AudienceChoice>,
     /// `high`, `medium` (default) or `low`.
     #[serde(default = "default_priority")]
     #[schema(value_type = super::document::rules::PriorityName)]
@@ -58,6 +58,14 @@ pub struct MailingInput {
     pub html: Option<String>,
     /// Telegram: the kind of message, its media and options (absent: a text message).
     pub telegram: Option<TelegramInput>,
+}
+
+/// An audience asked for by name rather than by filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AudienceChoice {
+    /// Every client of the tenant (reachable on the channel).
+    All,
 }
 
 /// What a Telegram mailing sends beside its text (the caption of a media message).
@@ -208,13 +216,11 @@ impl MailingInput {
             start_at + i64::from(default_window_hours) * 3_600_000,
             |t| t.timestamp_millis(),
         );
-        let mut operator_codes = self
-            .operator_codes
-            .iter()
-            .map(|o| parse_operator_code(o))
-            .collect::<Result<Vec<_>, _>>()?;
-        operator_codes.sort();
-        operator_codes.dedup();
+        let filter = AudienceFilter::requested(
+            &self.tags,
+            &self.operator_codes,
+            self.audience == Some(AudienceChoice::All),
+        )?;
         let (telegram, uploads) = match self.telegram {
             Some(input) => {
                 let (content, uploads) = input.into_content(max_upload_bytes)?;
@@ -225,10 +231,7 @@ impl MailingInput {
         Ok(NewMailing {
             channel: self.channel.parse::<ChannelKind>()?,
             text: self.text,
-            filter: AudienceFilter {
-                tags: parse_tags(&self.tags)?,
-                operator_codes,
-            },
+            filter,
             priority: self
                 .priority
                 .parse::<Priority>()
