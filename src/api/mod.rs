@@ -5,6 +5,7 @@
 mod auth;
 mod bots;
 mod clients;
+mod docs;
 mod document;
 pub mod error;
 mod idempotency;
@@ -32,7 +33,6 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
-use utoipa_scalar::{Scalar, Servable};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -200,7 +200,7 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
                 async move { axum::Json(document) }
             }),
         )
-        .merge(Scalar::with_url("/docs", api.clone()))
+        .merge(docs::routes())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(

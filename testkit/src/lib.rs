@@ -1,10 +1,14 @@
 //! Local test peers for blast's tests and benchmarks. They listen on 127.0.0.1 only.
 
+pub mod browser;
 pub mod sms;
 pub mod smtp;
 pub mod telegram;
 pub mod webpush;
 
+pub use browser::{Browser, BrowserError};
+/// The WebDriver client page tests drive [`Browser`] with.
+pub use fantoccini;
 pub use sms::{Fault, SmsStub, StubRequest};
 pub use smtp::{CapturedMail, SmtpPeer, SmtpPeerOptions};
 pub use telegram::{BotRequest, ChatFault, TelegramStub, TelegramStubOptions};
