@@ -218,8 +218,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !settings.worker.metrics_listen.is_empty() {
                 let listener = bind(&settings.worker.metrics_listen).await?;
                 tracing::info!(addr = %settings.worker.metrics_listen, "metrics listening");
+                let token = settings.api.metrics_token.expose().to_owned();
                 tokio::spawn(async move {
-                    if let Err(e) = blast::metrics::serve_alone(listener).await {
+                    if let Err(e) = blast::metrics::serve_alone(listener, token).await {
                         tracing::error!(error = %e, "metrics endpoint stopped");
                     }
                 });

@@ -26,9 +26,44 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// The `/metrics` answer: the exposition text, or 401 when `token` (`api.metrics_token`) is
+/// set and the request does not bear it. The counts name tenants and providers' errors.
+pub fn exposition(token: &str, headers: &axum::http::HeaderMap) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    if !token.is_empty() {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .unwrap_or_default();
+        let matches: bool =
+            subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into();
+        if !matches {
+            let body = serde_json::json!({"error": {
+                "code": "unauthorized",
+                "message": "/metrics needs the token of api.metrics_token (Authorization: Bearer …)",
+            }});
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                axum::Json(body),
+            )
+                .into_response();
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle().render(),
+    )
+        .into_response()
+}
+
 /// Serve `/metrics` alone on `listener`: for `blast worker`, which has no API to carry it.
-/// Runs until the process ends.
-pub async fn serve_alone(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+/// `token` guards it as on the API. Runs until the process ends.
+pub async fn serve_alone(listener: tokio::net::TcpListener, token: String) -> std::io::Result<()> {
     handle();
     let upkeep = tokio::spawn(async {
         let mut ticker = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -37,8 +72,13 @@ pub async fn serve_alone(listener: tokio::net::TcpListener) -> std::io::Result<(
             handle().run_upkeep();
         }
     });
-    let router =
-        axum::Router::new().route("/metrics", axum::routing::get(crate::api::ops::metrics));
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let token = token.clone();
+            async move { exposition(&token, &headers) }
+        }),
+    );
     let result = axum::serve(listener, router).await;
     upkeep.abort();
     result

@@ -45,7 +45,10 @@ fn queue_error(e: impl std::fmt::Display) -> StoreError {
 /// Open a Redis connection as blast needs it everywhere: a response timeout well above the
 /// client's 500 ms default, which fails pushes under load.
 pub async fn connect_redis(redis: &RedisSettings) -> Result<ConnectionManager> {
-    let client = redis::Client::open(redis.url.expose()).map_err(queue_error)?;
+    // Which server, without its password: the operator needs to know where, never the secret.
+    let at = crate::settings::redacted_url(redis.url.expose());
+    let failed = |e: redis::RedisError| StoreError::Queue(format!("Redis at {at}: {e}"));
+    let client = redis::Client::open(redis.url.expose()).map_err(failed)?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(Duration::from_millis(
             redis.response_timeout_ms.max(1),
@@ -54,7 +57,7 @@ pub async fn connect_redis(redis: &RedisSettings) -> Result<ConnectionManager> {
     client
         .get_connection_manager_with_config(config)
         .await
-        .map_err(queue_error)
+        .map_err(failed)
 }
 
 impl Queue {

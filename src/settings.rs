@@ -497,6 +497,9 @@ pub struct ApiSettings {
     /// Proxies (addresses or networks such as `10.0.0.0/8`) whose `X-Forwarded-For` names the
     /// client address that login limits count; from anyone else the header is ignored.
     pub trusted_proxies: Vec<String>,
+    /// When set, `GET /metrics` answers only `Authorization: Bearer <this>` (Prometheus:
+    /// `authorization: {credentials: …}`); empty: /metrics is open to whoever reaches the port.
+    pub metrics_token: Secret,
     /// How long an Idempotency-Key is remembered, in seconds.
     pub idempotency_ttl_secs: u64,
     /// A key whose first request never answered (its process died) is free again after this
@@ -538,6 +541,7 @@ impl Default for ApiSettings {
             allow_registration: false,
             login_attempts_per_minute: 10,
             trusted_proxies: Vec::new(),
+            metrics_token: Secret::default(),
             idempotency_ttl_secs: 86_400,
             idempotency_lease_secs: 60,
             auth_attempts_per_minute_per_ip: 60,
@@ -1036,7 +1040,16 @@ impl Settings {
     /// The settings as TOML, with secrets replaced by a placeholder.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
-        shown.database_url = redacted_url(&shown.database_url);
+        // Every URL may carry credentials (`https://user:password@host`).
+        for url in [
+            &mut shown.database_url,
+            &mut shown.sms.base_url,
+            &mut shown.telegram.api_url,
+            &mut shown.bot.webhook_url,
+            &mut shown.api.public_url,
+        ] {
+            *url = redacted_url(url);
+        }
         for secret in [
             &mut shown.sms.token,
             &mut shown.email.password,
@@ -1045,6 +1058,7 @@ impl Settings {
             &mut shown.redis.url,
             &mut shown.webpush.vapid_private_key,
             &mut shown.secrets.key,
+            &mut shown.api.metrics_token,
         ]
         .into_iter()
         .chain(shown.secrets.previous_keys.iter_mut())
@@ -1060,6 +1074,9 @@ impl Settings {
 
 /// `url` with its password (if any) replaced by `***`, for logs and terminals.
 pub fn redacted_url(url: &str) -> String {
+    if url.is_empty() {
+        return String::new();
+    }
     match reqwest::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             if parsed.set_password(Some("***")).is_ok() {

@@ -1216,3 +1216,28 @@ async fn the_api_reference_renders_in_a_browser_without_any_other_host() {
     );
     browser.close().await;
 }
+
+/// With `api.metrics_token` set, /metrics answers only that token; a tenant's API token is not
+/// it.
+#[tokio::test]
+async fn metrics_can_require_their_own_token() {
+    let (_db, api) = setup(|s| {
+        s.api.metrics_token = blast::settings::Secret::new("scrape-secret");
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let get = |token: Option<&str>| {
+        let mut req = http.get(api.server.url("/metrics"));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        send(req)
+    };
+    let (status, body) = get(None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(error_code(&body), "unauthorized");
+    assert_eq!(get(Some(&api.token)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(get(Some("scrape-secret")).await.0, StatusCode::OK);
+    let (status, _) = api.get("/api/v1/mailings").await;
+    assert_eq!(status, StatusCode::OK, "the API itself is unchanged");
+}

@@ -1003,35 +1003,182 @@ fn a_local_telegram_bot_registration_checks_the_token_with_telegram() {
 
 /// A database password never reaches a terminal: `config show` and the errors of a database
 /// that cannot be opened show `***` in its place.
+/// Run `cmd` for `run_for`, then stop it with SIGTERM (killing it if it lingers); what it
+/// printed comes back either way.
+fn run_for(cmd: &mut Command, run_for: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn blast");
+    std::thread::sleep(run_for);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let pid = child.id();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(20));
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(pid.to_string())
+            .status();
+    });
+    let out = child.wait_with_output().expect("output");
+    drop(killer);
+    out
+}
+
+fn printed(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A recognizable secret in every setting that holds one, and in every URL that can carry
+/// credentials: none of it appears in `config show`, in the log of a running `blast up` whose
+/// sends fail, in a message's recorded error, or in the error of a connection that fails.
 #[test]
-fn a_database_password_is_never_printed() {
-    let d = tempfile::tempdir().expect("tempdir");
-    let url = "postgres://blast:S3cretPW@127.0.0.1:9/blast";
-    let shown = ok(&blast_cmd(d.path())
-        .env("BLAST_DATABASE_URL", url)
-        .args(["config", "show"])
+fn no_secret_reaches_any_output() {
+    const MARK: &str = "S3cr3tMark";
+    let dir = new_dir_with_user();
+    let d = dir.path();
+    let vapid = ok(&blast(d, &["config", "vapid-keys"]));
+    let vapid_key = vapid
+        .lines()
+        .find_map(|l| l.strip_prefix("vapid_private_key = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("a private key")
+        .to_owned();
+    let sealing = ok(&blast(d, &["config", "secret-key"]));
+    let sealing_key = sealing
+        .lines()
+        .find_map(|l| {
+            l.split_once("key = \"")
+                .map(|(_, k)| k.trim_end_matches('"'))
+        })
+        .expect("a secrets key")
+        .to_owned();
+    let secrets: Vec<(&str, String)> = vec![
+        ("BLAST_SMS__TOKEN", format!("sms-{MARK}")),
+        // Nobody listens on port 9: every send fails.
+        (
+            "BLAST_SMS__BASE_URL",
+            format!("http://gateway:{MARK}-sms@127.0.0.1:9"),
+        ),
+        ("BLAST_EMAIL__PASSWORD", format!("smtp-{MARK}")),
+        ("BLAST_TELEGRAM__BOT_TOKEN", format!("123:tg-{MARK}")),
+        (
+            "BLAST_TELEGRAM__API_URL",
+            format!("http://bot:{MARK}-tg@127.0.0.1:9"),
+        ),
+        ("BLAST_BOT__WEBHOOK_SECRET", format!("bot-{MARK}")),
+        ("BLAST_API__METRICS_TOKEN", format!("metrics-{MARK}")),
+        ("BLAST_WEBPUSH__VAPID_PRIVATE_KEY", vapid_key.clone()),
+        ("BLAST_SECRETS__KEY", sealing_key.clone()),
+    ];
+    let values: Vec<String> = secrets
+        .iter()
+        .map(|(_, v)| v.clone())
+        .chain([MARK.to_owned()])
+        .collect();
+    let assert_clean = |what: &str, text: &str| {
+        for value in &values {
+            assert!(
+                !text.contains(value.as_str()),
+                "{what} shows {value:?}:\n{text}"
+            );
+        }
+    };
+    let with_secrets = |args: &[&str]| {
+        let mut cmd = blast_cmd(d);
+        cmd.envs(secrets.iter().map(|(k, v)| (*k, v.as_str())))
+            .args(args);
+        cmd
+    };
+
+    let shown = ok(&with_secrets(&["config", "show"])
         .output()
         .expect("config show"));
-    assert!(!shown.contains("S3cretPW"), "{shown}");
-    assert!(
-        shown.contains("postgres://blast:***@127.0.0.1:9/blast"),
-        "{shown}"
+    assert_clean("config show", &shown);
+    assert!(shown.contains("http://gateway:***@127.0.0.1:9"), "{shown}");
+
+    // A mailing whose every send fails, under `blast up` with its log in a file.
+    ok(
+        &with_secrets(&["client", "create", "--phone", "79001234567", "--tag", "t"])
+            .output()
+            .expect("client"),
     );
+    let created = json(
+        &with_secrets(&["mailing", "create", "--tag", "t", "--text", "Hi", "--json"])
+            .output()
+            .expect("mailing"),
+    );
+    let id = created["id"].to_string();
+    let log = std::fs::File::create(d.join("blast.log")).expect("log file");
+    let mut up = with_secrets(&["up"]);
+    up.env("BLAST_RETRY__BASE_DELAY_MS", "50")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(log);
+    let mut child = up.spawn().expect("blast up");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let error = loop {
+        let rows = json(
+            &with_secrets(&["mailing", "messages", &id, "--json"])
+                .output()
+                .expect("messages"),
+        );
+        if let Some(error) = rows[0]["last_error"].as_str() {
+            break error.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no send was tried: {rows}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    assert_clean("a message's error", &error);
+    let logged = std::fs::read_to_string(d.join("blast.log")).expect("log");
+    assert!(logged.contains("blast is up"), "{logged}");
+    assert!(!logged.contains('\u{1b}'), "no colour in a file");
+    assert_clean("the log of blast up", &logged);
+
+    // Connections that fail: the database, and Redis.
     let failed = with_deadline(
-        blast_cmd(d.path())
-            .env("BLAST_DATABASE_URL", url)
-            .env("BLAST_POOL__ACQUIRE_TIMEOUT_SECS", "1")
-            .arg("migrate"),
+        with_secrets(&["migrate"])
+            .env(
+                "BLAST_DATABASE_URL",
+                format!("postgres://blast:{MARK}-pg@127.0.0.1:9/blast"),
+            )
+            .env("BLAST_POOL__ACQUIRE_TIMEOUT_SECS", "1"),
         Duration::from_secs(60),
     );
     assert!(!failed.status.success());
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&failed.stdout),
-        String::from_utf8_lossy(&failed.stderr)
+    let said = printed(&failed);
+    assert!(
+        said.contains("postgres://blast:***@127.0.0.1:9/blast"),
+        "{said}"
     );
-    assert!(!said.contains("S3cretPW"), "{said}");
-    assert!(said.contains("***"), "{said}");
+    assert_clean("a failing database connection", &said);
+    let redis = run_for(
+        with_secrets(&["up", "--no-api"]).env(
+            "BLAST_REDIS__URL",
+            format!("redis://:{MARK}-redis@127.0.0.1:9/0"),
+        ),
+        Duration::from_secs(3),
+    );
+    let said = printed(&redis);
+    assert!(
+        said.contains("127.0.0.1:9"),
+        "the failure is reported: {said}"
+    );
+    assert_clean("a failing Redis connection", &said);
 }
 
 /// `blast config secret-key` makes a key for `[secrets]`; `config show` hides it; `blast

@@ -3,8 +3,7 @@
 use super::AppState;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -56,12 +55,15 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
     )
 }
 
-/// Prometheus metrics of this process.
+/// Prometheus metrics of this process. With `api.metrics_token` set, only a request bearing
+/// that token gets them (401 otherwise): the counts name tenants and providers' errors.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, content_type = "text/plain", body = String)))]
-pub async fn metrics() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::handle().render(),
-    )
+    security((), ("bearer" = [])),
+    responses((status = 200, content_type = "text/plain", body = String),
+              (status = 401, body = super::error::ErrorBody)))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    crate::metrics::exposition(state.settings.api.metrics_token.expose(), &headers)
 }
