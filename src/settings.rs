@@ -875,7 +875,8 @@ impl Settings {
         }
         let vapid = self.webpush.vapid_private_key.expose();
         if !vapid.is_empty() {
-            crate::channels::vapid_key_pair(vapid).map_err(SettingsError::Rule)?;
+            crate::channels::VapidKey::from_base64url(vapid)
+                .map_err(|e| SettingsError::Rule(e.to_string()))?;
         }
         // web-push-native signs the VAPID token for the TTL too, and RFC 8292 refuses one
         // valid for more than 24 hours.

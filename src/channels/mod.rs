@@ -13,6 +13,7 @@ mod email;
 mod log;
 mod sms;
 mod telegram;
+mod vapid;
 mod webpush;
 
 pub use email::{EmailChannel, EmailParts};
@@ -21,9 +22,8 @@ pub use sms::SmsChannel;
 pub use telegram::{
     MediaRef, TelegramBot, TelegramChannel, TelegramParts, bot_id_of, connect_bot, direct_media,
 };
-pub use webpush::{
-    MAX_PUSH_TEXT_CHARS, PushSubscription, VapidKeys, WebPushChannel, vapid_key_pair,
-};
+pub use vapid::{VapidError, VapidKey};
+pub use webpush::{MAX_PUSH_TEXT_CHARS, PushSubscription, VapidKeys, WebPushChannel};
 
 use crate::domain::ChannelKind;
 use crate::jobs::Lane;

@@ -1,17 +1,17 @@
 //! Web push: one payload to one browser subscription, encrypted for it (aes128gcm, RFC 8291)
-//! and signed with our VAPID key (RFC 8292), through web-push-native.
+//! by web-push-native, and signed with our VAPID key (RFC 8292, [`super::vapid`]).
 //!
 //! A push service answers 201 when it took the message; 404 and 410 mean the subscription is
 //! gone for good (the worker deletes it, [`DeliveryError::Blocked`]); 429 and 5xx are worth
 //! another try; other 4xx are this message's or this subscription's fault.
 
 use super::DeliveryError;
+use super::vapid::VapidKey;
 use crate::outbound::{self, OutboundPolicy};
 use crate::settings::WebPushSettings;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::time::Duration;
-use web_push_native::jwt_simple::algorithms::{ECDSAP256PublicKeyLike as _, ES256KeyPair};
 use web_push_native::{Auth, WebPushBuilder, p256};
 
 /// The longest text of a web push message. A push service takes at most 4096 bytes of
@@ -81,35 +81,18 @@ pub struct VapidKeys {
 
 impl VapidKeys {
     pub fn generate() -> VapidKeys {
-        let pair = ES256KeyPair::generate();
+        let key = VapidKey::generate();
         VapidKeys {
-            private_key: URL_SAFE_NO_PAD.encode(pair.to_bytes()),
-            public_key: URL_SAFE_NO_PAD
-                .encode(pair.public_key().public_key().to_bytes_uncompressed()),
+            private_key: key.private_base64url(),
+            public_key: key.public_base64url(),
         }
     }
-}
-
-/// Parse `webpush.vapid_private_key`: 32 bytes, base64url.
-pub fn vapid_key_pair(private_key: &str) -> Result<ES256KeyPair, String> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(private_key.trim().trim_end_matches('='))
-        .map_err(|_| "webpush.vapid_private_key is not base64url".to_string())?;
-    // ES256KeyPair::from_bytes panics on any other length.
-    if bytes.len() != 32 {
-        return Err(format!(
-            "webpush.vapid_private_key must be 32 bytes, not {} (blast config vapid-keys makes one)",
-            bytes.len()
-        ));
-    }
-    ES256KeyPair::from_bytes(&bytes)
-        .map_err(|_| "webpush.vapid_private_key is not a P-256 private key".to_string())
 }
 
 /// Sends web push messages over one HTTP pool.
 pub struct WebPushChannel {
     http: reqwest::Client,
-    key: Option<ES256KeyPair>,
+    key: Option<VapidKey>,
     subject: String,
     ttl: Duration,
     timeout: Duration,
@@ -132,7 +115,10 @@ impl WebPushChannel {
     pub fn new(settings: &WebPushSettings) -> Result<WebPushChannel, DeliveryError> {
         let key = match settings.vapid_private_key.expose() {
             "" => None,
-            private_key => Some(vapid_key_pair(private_key).map_err(DeliveryError::Permanent)?),
+            private_key => Some(
+                VapidKey::from_base64url(private_key)
+                    .map_err(|e| DeliveryError::Permanent(e.to_string()))?,
+            ),
         };
         let timeout = Duration::from_millis(settings.timeout_ms);
         let policy = OutboundPolicy::webpush(settings);
@@ -180,15 +166,22 @@ impl WebPushChannel {
         // an IP-literal host never reaches the client's resolver.
         outbound::check_before_send(&endpoint, &self.policy)
             .map_err(|e| DeliveryError::permanent(format!("the endpoint {e}")))?;
-        let endpoint = endpoint
+        let authorization = key
+            .authorization(&endpoint, &self.subject, self.ttl)
+            .map_err(|e| DeliveryError::permanent(format!("cannot sign the push: {e}")))?;
+        let uri = endpoint
             .as_str()
             .parse()
             .map_err(|_| DeliveryError::Blocked("the subscription's endpoint is invalid".into()))?;
-        let request = WebPushBuilder::new(endpoint, keys.public, keys.auth)
+        let mut request = WebPushBuilder::new(uri, keys.public, keys.auth)
             .with_valid_duration(self.ttl)
-            .with_vapid(key, &self.subject)
             .build(payload.to_vec())
             .map_err(|e| DeliveryError::permanent(format!("cannot encrypt the push: {e}")))?;
+        let authorization = reqwest::header::HeaderValue::try_from(authorization)
+            .map_err(|e| DeliveryError::permanent(format!("cannot sign the push: {e}")))?;
+        request
+            .headers_mut()
+            .insert(reqwest::header::AUTHORIZATION, authorization);
         let request = reqwest::Request::try_from(request)
             .map_err(|e| DeliveryError::permanent(format!("cannot build the push request: {e}")))?;
         let response = match tokio::time::timeout(self.timeout, self.http.execute(request)).await {
