@@ -18,39 +18,117 @@ pub fn invalid(msg: impl Into<String>) -> InvalidInput {
     InvalidInput(msg.into())
 }
 
-/// A Russian mobile number in the form 7XXXXXXXXXX (11 digits, no plus sign).
+/// A phone number in one canonical form: the E.164 digits without the plus sign
+/// (`79001234567`, `442079460958`). People type `+7 900 123-45-67`, `8 900 1234567` or
+/// `79001234567`; all of them are this one number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Phone(String);
+
+/// The region a number without a country code belongs to (`phones.default_region`), set
+/// once at start-up; Russia until then.
+static DEFAULT_REGION: std::sync::OnceLock<phonenumber::country::Id> = std::sync::OnceLock::new();
+
+/// Take `phones.default_region` (an ISO 3166 code such as `RU`) for numbers typed without a
+/// country code. Called once at start-up; an unknown code is an error naming it.
+pub fn set_default_phone_region(code: &str) -> Result<(), InvalidInput> {
+    let region = parse_region(code)?;
+    // A second call (tests start several servers in one process) keeps the first region.
+    let _ = DEFAULT_REGION.set(region);
+    Ok(())
+}
+
+/// An ISO 3166 region code libphonenumber knows.
+pub fn parse_region(code: &str) -> Result<phonenumber::country::Id, InvalidInput> {
+    code.trim()
+        .to_ascii_uppercase()
+        .parse::<phonenumber::country::Id>()
+        .map_err(|_| {
+            invalid(format!(
+                "unknown phone region {code:?}: use an ISO 3166 code such as RU"
+            ))
+        })
+}
 
 impl Phone {
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The mobile operator code: the three digits after the country code.
+    /// The mobile operator code of a Russian number: the three digits after the country code.
+    /// Numbers of other countries have none (empty): they match no operator filter.
     pub fn operator_code(&self) -> &str {
-        &self.0[1..4]
+        if self.is_russian() { &self.0[1..4] } else { "" }
+    }
+
+    /// +7 with a ten-digit national number (Russia and Kazakhstan share the code; both have
+    /// operator codes in the same place).
+    fn is_russian(&self) -> bool {
+        self.0.len() == 11 && self.0.starts_with('7')
     }
 
     /// The phone as the SMS API wants it: a number.
     pub fn as_number(&self) -> i64 {
-        // 11 ASCII digits always fit an i64; validated in `parse`.
+        // At most 15 ASCII digits (E.164) always fit an i64; validated in `parse`.
         self.0.parse().unwrap_or_default()
+    }
+
+    /// Parse a phone as typed, a number without a country code belonging to `region`.
+    pub fn parse_in(text: &str, region: phonenumber::country::Id) -> Result<Phone, InvalidInput> {
+        let typed = text.trim();
+        let refuse = |why: &str| {
+            invalid(format!(
+                "invalid phone {typed:?}: {why} (e.g. +79001234567, 89001234567 or 79001234567)"
+            ))
+        };
+        if typed.chars().count() > 32 {
+            return Err(refuse("longer than any phone number"));
+        }
+        let digits: String = typed
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
+            .collect();
+        let bare = digits.strip_prefix('+').unwrap_or(&digits);
+        if bare.is_empty() || !bare.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(refuse(
+                "only digits, spaces, dashes, brackets and a leading + belong in a phone",
+            ));
+        }
+        // 7XXXXXXXXXX, with or without +: the form blast has always stored, every operator
+        // code accepted (numbering plans change faster than any copy of them).
+        if bare.len() == 11 && bare.starts_with('7') {
+            return Ok(Phone(bare.to_owned()));
+        }
+        let parsed = if digits.starts_with('+') {
+            phonenumber::parse(None, &digits)
+        } else {
+            phonenumber::parse(Some(region), &digits)
+                .ok()
+                .filter(phonenumber::is_valid)
+                // A number that already starts with its country code, typed without the +.
+                .map_or_else(|| phonenumber::parse(None, format!("+{digits}")), Ok)
+        }
+        .map_err(|_| refuse("not a phone number"))?;
+        let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
+        let canonical = e164.trim_start_matches('+');
+        if canonical.len() == 11 && canonical.starts_with('7') {
+            return Ok(Phone(canonical.to_owned()));
+        }
+        if !phonenumber::is_valid(&parsed) {
+            return Err(refuse("no such number in its country's numbering plan"));
+        }
+        Ok(Phone(canonical.to_owned()))
     }
 }
 
 impl FromStr for Phone {
     type Err = InvalidInput;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.len() == 11 && s.starts_with('7') && s.bytes().all(|b| b.is_ascii_digit()) {
-            Ok(Phone(s.to_owned()))
-        } else {
-            Err(invalid(format!(
-                "invalid phone {s:?}: expected 7XXXXXXXXXX (11 digits starting with 7, no plus sign)"
-            )))
-        }
+        let region = DEFAULT_REGION
+            .get()
+            .copied()
+            .unwrap_or(phonenumber::country::Id::RU);
+        Phone::parse_in(s, region)
     }
 }
 
@@ -382,20 +460,39 @@ mod tests {
     }
 
     #[test]
-    fn phones_are_validated_and_give_their_operator_code() {
-        let p: Phone = "79001234567".parse().expect("valid");
-        assert_eq!(p.operator_code(), "900");
-        assert_eq!(p.as_number(), 79001234567);
+    fn phones_are_taken_as_people_type_them_and_stored_one_way() {
+        for typed in [
+            "79001234567",
+            "+79001234567",
+            "89001234567",
+            "8 (900) 123-45-67",
+            "+7 900 123 45 67",
+            "9001234567",
+        ] {
+            let p: Phone = typed.parse().unwrap_or_else(|e| panic!("{typed:?}: {e}"));
+            assert_eq!(p.as_str(), "79001234567", "{typed:?}");
+            assert_eq!(p.operator_code(), "900");
+            assert_eq!(p.as_number(), 79001234567);
+        }
+        let london: Phone = "+44 20 7946 0958".parse().expect("a UK number");
+        assert_eq!(london.as_str(), "442079460958");
+        assert_eq!(london.operator_code(), "", "no operator code outside +7");
+        let berlin =
+            Phone::parse_in("030 901820", parse_region("de").expect("DE")).expect("national in DE");
+        assert_eq!(berlin.as_str(), "4930901820");
         for bad in [
             "",
-            "89001234567",
-            "+79001234567",
-            "7900123456",
-            "790012345678",
             "7900123456a",
+            "+",
+            "12",
+            "+999 123",
+            "+44 20 7946",
+            "hello",
         ] {
-            assert!(bad.parse::<Phone>().is_err(), "{bad:?} should be rejected");
+            let err = bad.parse::<Phone>().expect_err(bad);
+            assert!(err.0.contains("invalid phone"), "{bad:?}: {err}");
         }
+        assert!(parse_region("XX").is_err());
     }
 
     #[test]

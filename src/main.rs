@@ -6,8 +6,8 @@ use blast::settings::{Settings, SettingsError};
 use blast::store::{Store, StoreError};
 use blast::worker::{self, Tenancy, WorkerError};
 use blast_cli::{
-    Cli, ClientCommand, Command, ConfigCommand, MailingCommand, SecretsCommand, TelegramBotCommand,
-    TokenCommand, UserCommand, WebhookCommand,
+    Cli, ClientCommand, Command, ConfigCommand, MailingCommand, NotificationCommand, PushCommand,
+    SecretsCommand, TelegramBotCommand, TokenCommand, UserCommand, WebhookCommand,
 };
 use clap::Parser;
 use std::process::ExitCode;
@@ -117,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         overrides.push(("database_url", url.clone()));
     }
     let settings = Settings::load(cli.config.as_deref(), &overrides)?;
+    blast::domain::set_default_phone_region(&settings.phones.default_region)?;
     let serving = matches!(
         cli.command,
         Command::Up { .. } | Command::Serve { .. } | Command::Worker | Command::Bot
@@ -159,6 +160,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Mailing(_)
             | Command::TelegramBot(_)
             | Command::Webhook(_)
+            | Command::Notification(_)
+            | Command::Push(_)
             | Command::Notify(_)
             | Command::Stats(_),
         ) => Some(admin::backend::RemoteApi::new(server, token)?),
@@ -332,6 +335,10 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
             limit,
             json,
         }) => admin::mailing::messages(ctx, id, state, after, limit, json).await,
+        Command::Mailing(MailingCommand::Update(args)) => {
+            admin::mailing::update(ctx, args.id, &args.mailing).await
+        }
+        Command::Mailing(MailingCommand::Delete { id }) => admin::mailing::delete(ctx, id).await,
         Command::Mailing(MailingCommand::Pause { id }) => admin::mailing::pause(ctx, id).await,
         Command::Mailing(MailingCommand::Resume { id }) => admin::mailing::resume(ctx, id).await,
         Command::Mailing(MailingCommand::RetryFailed { id }) => {
@@ -356,6 +363,29 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
         Command::Webhook(WebhookCommand::Deliveries { id, json }) => {
             admin::webhook::deliveries(ctx, id, json).await
         }
+        Command::Notification(NotificationCommand::Show { id, json }) => {
+            admin::notify::show(ctx, id, json).await
+        }
+        Command::Notification(NotificationCommand::Preferences {
+            client,
+            channels,
+            quiet_hours,
+            no_quiet_hours,
+            json,
+        }) => {
+            admin::notify::preferences(ctx, client, &channels, quiet_hours, no_quiet_hours, json)
+                .await
+        }
+        Command::Push(PushCommand::Create {
+            client,
+            endpoint,
+            p256dh,
+            auth,
+        }) => admin::push::create(ctx, client, endpoint, p256dh, auth).await,
+        Command::Push(PushCommand::List { client, json }) => {
+            admin::push::list(ctx, client, json).await
+        }
+        Command::Push(PushCommand::Delete { id }) => admin::push::delete(ctx, id).await,
         Command::Stats(args) => admin::stats::run(ctx, &args).await,
         Command::Notify(args) => admin::notify::run(ctx, &args).await,
         Command::Up { .. }

@@ -59,6 +59,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub pool: PoolSettings,
     pub secrets: SecretsSettings,
+    pub phones: PhoneSettings,
     /// `BLAST_*` environment variables that name no setting (a script's own `BLAST_BIN`):
     /// left out of the configuration, to be warned about once logging runs.
     #[serde(skip)]
@@ -74,6 +75,23 @@ pub struct SecretsSettings {
     /// Keys that sealed values before `key`: they still open them until `blast secrets
     /// rotate` has sealed everything under `key`.
     pub previous_keys: Vec<Secret>,
+}
+
+/// How phones typed by people are read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhoneSettings {
+    /// The country (ISO 3166 code) of a number typed without a country code: with `RU`,
+    /// `89001234567` and `9001234567` are +7 900 123-45-67.
+    pub default_region: String,
+}
+
+impl Default for PhoneSettings {
+    fn default() -> PhoneSettings {
+        PhoneSettings {
+            default_region: "RU".into(),
+        }
+    }
 }
 
 /// Database connections each process keeps.
@@ -663,6 +681,7 @@ impl Default for Settings {
             webhooks: WebhookSettings::default(),
             pool: PoolSettings::default(),
             secrets: SecretsSettings::default(),
+            phones: PhoneSettings::default(),
             ignored_env: Vec::new(),
         }
     }
@@ -861,6 +880,8 @@ impl Settings {
 
     fn check(&self) -> Result<(), SettingsError> {
         self.secret_keys()?;
+        crate::domain::parse_region(&self.phones.default_region)
+            .map_err(|e| SettingsError::Rule(format!("phones.default_region: {e}")))?;
         for proxy in &self.api.trusted_proxies {
             if crate::settings::parse_proxy(proxy).is_none() {
                 return Err(SettingsError::Rule(format!(

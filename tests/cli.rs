@@ -231,7 +231,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
-            vec!["client", "add", "--phone", "89001234567"],
+            vec!["client", "add", "--phone", "8900123456"],
             "invalid phone",
         ),
         (
@@ -1505,6 +1505,141 @@ fn mailing_and_webhook_commands(run: &dyn Fn(&[&str]) -> Output, tag: &str, phon
     assert_eq!(out.status.code(), Some(2), "a webhook that is gone: 404");
     let out = run(&["webhook", "create", "ftp://127.0.0.1/hook"]);
     assert_eq!(out.status.code(), Some(2), "not an http(s) URL");
+
+    // A mailing replaced before its start, then deleted.
+    let later = json(&run(&[
+        "mailing",
+        "create",
+        "--tag",
+        tag,
+        "--text",
+        "Old",
+        "--start",
+        "2030-01-01T00:00:00Z",
+        "--json",
+    ]));
+    let lid = later["id"].to_string();
+    ok(&run(&[
+        "mailing",
+        "update",
+        &lid,
+        "--tag",
+        tag,
+        "--text",
+        "New {{ name }}",
+        "--start",
+        "2030-02-01T00:00:00Z",
+    ]));
+    let shown = json(&run(&["mailing", "show", &lid, "--json"]));
+    assert_eq!(shown["text"], "New {{ name }}", "{shown}");
+    let out = run(&["mailing", "update", &id, "--tag", tag, "--text", "Too late"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a mailing that ran cannot be replaced"
+    );
+    ok(&run(&["mailing", "delete", &lid]));
+    let out = run(&["mailing", "show", &lid]);
+    assert_eq!(out.status.code(), Some(2), "deleted: not found");
+
+    // A notification followed, and the client's own preferences.
+    let client = json(&run(&["client", "list", "--tag", tag, "--json"]))[0]["id"].to_string();
+    let sent = json(&run(&[
+        "notify",
+        "--client",
+        &client,
+        "--title",
+        "Order shipped",
+        "--json",
+    ]));
+    let shown = json(&run(&[
+        "notification",
+        "show",
+        &sent["id"].to_string(),
+        "--json",
+    ]));
+    assert_eq!(shown["id"], sent["id"]);
+    assert_eq!(shown["events"][0]["title"], "Order shipped");
+    let table = ok(&run(&["notification", "show", &sent["id"].to_string()]));
+    assert!(table.contains("Order shipped"), "{table}");
+    let prefs = json(&run(&[
+        "notification",
+        "preferences",
+        &client,
+        "--channels",
+        "email,sms",
+        "--quiet-hours",
+        "22:00-07:00",
+        "--json",
+    ]));
+    assert_eq!(
+        prefs["channels"],
+        serde_json::json!(["email", "sms"]),
+        "{prefs}"
+    );
+    assert_eq!(prefs["quiet_hours"], "22:00-07:00");
+    let prefs = json(&run(&[
+        "notification",
+        "preferences",
+        &client,
+        "--no-quiet-hours",
+        "--json",
+    ]));
+    assert_eq!(
+        prefs["channels"],
+        serde_json::json!(["email", "sms"]),
+        "kept: {prefs}"
+    );
+    assert_eq!(prefs["quiet_hours"], serde_json::Value::Null);
+    let out = run(&[
+        "notification",
+        "preferences",
+        &client,
+        "--channels",
+        "pigeon",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "an unknown channel");
+
+    // A browser's push subscription, listed and forgotten.
+    // A P-256 public key as a browser sends it: the public half of a fresh key pair.
+    let browser_key = blast::channels::VapidKeys::generate().public_key;
+    ok(&run(&[
+        "push",
+        "create",
+        &client,
+        "--endpoint",
+        "http://127.0.0.1:9/push/1",
+        "--p256dh",
+        &browser_key,
+        "--auth",
+        "AAAAAAAAAAAAAAAAAAAAAA",
+    ]));
+    let subscriptions = json(&run(&["push", "list", &client, "--json"]));
+    assert_eq!(
+        subscriptions[0]["endpoint"], "http://127.0.0.1:9/push/1",
+        "{subscriptions}"
+    );
+    ok(&run(&[
+        "push",
+        "delete",
+        &subscriptions[0]["id"].to_string(),
+    ]));
+    assert_eq!(
+        json(&run(&["push", "list", &client, "--json"])),
+        serde_json::json!([])
+    );
+    let out = run(&[
+        "push",
+        "create",
+        &client,
+        "--endpoint",
+        "http://127.0.0.1:9/push/2",
+        "--p256dh",
+        "bad",
+        "--auth",
+        "AAAAAAAAAAAAAAAAAAAAAA",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "keys that are no P-256 point");
 }
 
 #[test]
@@ -1513,6 +1648,8 @@ fn every_mailing_and_webhook_command_acts_locally_and_through_the_api() {
     let envs = [
         ("BLAST_WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "true"),
         ("BLAST_WEBHOOKS__ALLOW_LOOPBACK_HTTP", "true"),
+        ("BLAST_WEBPUSH__ALLOW_PRIVATE_ADDRESSES", "true"),
+        ("BLAST_WEBPUSH__ALLOW_LOOPBACK_HTTP", "true"),
     ];
     let (up, url) = start_up(dir.path(), &envs);
     let local = |args: &[&str]| {
@@ -1647,4 +1784,62 @@ fn the_readme_lists_every_command() {
         missing.is_empty(),
         "not in the README's command reference: {missing:?}"
     );
+}
+
+/// Phones as people type them: E.164 with or without the plus, the national 8… form, spaces,
+/// dashes and brackets, other countries too; each is stored once, in one form, and the
+/// Russian operator code is derived as before.
+#[test]
+fn phones_are_taken_as_people_type_them() {
+    let dir = new_dir_with_user();
+    let d = dir.path();
+    for (typed, stored, operator) in [
+        ("+7 900 111-22-33", "79001112233", "900"),
+        ("8 (916) 111 22 34", "79161112234", "916"),
+        ("79991112235", "79991112235", "999"),
+        ("+44 20 7946 0958", "442079460958", ""),
+    ] {
+        ok(&blast(d, &["client", "create", "--phone", typed]));
+        let all = json(&blast(d, &["client", "list", "--json"]));
+        let client = all
+            .as_array()
+            .and_then(|list| list.last())
+            .expect("the new client");
+        assert_eq!(client["phone"], stored, "{typed}");
+        assert_eq!(client["operator_code"], operator, "{typed}");
+    }
+    let out = blast(d, &["client", "create", "--phone", "89001112233"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the same number, typed another way"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    std::fs::write(
+        d.join("typed.csv"),
+        "phone,name\n+7 900 222-33-44,Anna\n8 900 222 33 45,Boris\n+44 20 7946,Short\n",
+    )
+    .expect("csv");
+    let out = blast(d, &["client", "import", "typed.csv"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 4: invalid phone \"+44 20 7946\""),
+        "{stderr}"
+    );
+    ok(&blast(
+        d,
+        &["client", "import", "typed.csv", "--skip-invalid"],
+    ));
+    let listed = json(&blast(
+        d,
+        &["client", "list", "--operator", "900", "--json"],
+    ));
+    let phones: Vec<&str> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["phone"].as_str())
+        .collect();
+    assert_eq!(phones, ["79001112233", "79002223344", "79002223345"]);
 }

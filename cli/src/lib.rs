@@ -114,6 +114,12 @@ pub enum Command {
     Webhook(WebhookCommand),
     /// Send one event to one client over its preferred channels (web push, Telegram, email).
     Notify(NotifyArgs),
+    /// Follow notifications and set how each client wants them.
+    #[command(subcommand)]
+    Notification(NotificationCommand),
+    /// Browsers' web push subscriptions of clients.
+    #[command(subcommand)]
+    Push(PushCommand),
     /// Message counts per mailing and state.
     Stats(StatsArgs),
     /// Inspect the configuration.
@@ -153,6 +159,65 @@ pub enum WebhookCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotificationCommand {
+    /// A notification: where it stands, the channels tried, its events.
+    Show {
+        id: i64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a client's channel order and quiet hours, or change them.
+    Preferences {
+        /// The client.
+        client: i64,
+        /// Channels in the order to try them, comma-separated: webpush, telegram, email, sms.
+        #[arg(long, value_delimiter = ',', value_name = "CHANNELS")]
+        channels: Vec<String>,
+        /// Hours in the client's time zone when notifications wait (unless urgent), e.g.
+        /// 22:00-07:00.
+        #[arg(long, value_name = "HH:MM-HH:MM", conflicts_with = "no_quiet_hours")]
+        quiet_hours: Option<String>,
+        /// Remove the client's quiet hours.
+        #[arg(long)]
+        no_quiet_hours: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PushCommand {
+    /// Store a browser's subscription for a client (what PushSubscription.toJSON() gives).
+    #[command(visible_alias = "add")]
+    Create {
+        /// The client.
+        client: i64,
+        /// The push service URL the browser was given.
+        #[arg(long)]
+        endpoint: String,
+        /// The browser's P-256 public key (keys.p256dh), base64url.
+        #[arg(long)]
+        p256dh: String,
+        /// The browser's authentication secret (keys.auth), base64url.
+        #[arg(long)]
+        auth: String,
+    },
+    /// A client's subscriptions.
+    List {
+        /// The client.
+        client: i64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a subscription.
+    #[command(visible_alias = "remove")]
+    Delete { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,7 +347,8 @@ pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
 
 #[derive(Debug, Clone, Args, Default)]
 pub struct ClientFields {
-    /// Phone in the form 7XXXXXXXXXX.
+    /// Phone: +79001234567, 89001234567, 79001234567 or any country's E.164 (+44…); stored
+    /// as E.164 digits.
     #[arg(long)]
     pub phone: Option<String>,
     /// The client's name ({{ name }} in templates).
@@ -407,6 +473,11 @@ pub enum MailingCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Replace a mailing that has not started yet: the same flags as `create`.
+    Update(Box<MailingUpdateArgs>),
+    /// Delete a mailing that is not running (cancel it first), with its messages.
+    #[command(visible_alias = "remove")]
+    Delete { id: i64 },
     /// Pause a mailing: nothing more is sent until it is resumed (its end still applies).
     Pause { id: i64 },
     /// Resume a paused mailing.
@@ -417,6 +488,14 @@ pub enum MailingCommand {
     Cancel { id: i64 },
     /// Follow a mailing with a progress bar until it is done.
     Watch { id: i64 },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MailingUpdateArgs {
+    /// The mailing to replace.
+    pub id: i64,
+    #[command(flatten)]
+    pub mailing: MailingCreateArgs,
 }
 
 /// A message's state, as `mailing messages --state` takes it.

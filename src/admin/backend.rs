@@ -9,8 +9,9 @@ use crate::domain::invalid;
 use crate::settings::{NotificationSettings, Secret, TelegramSettings};
 use crate::store::{
     Client, ClientPatch, ClientQuery, ImportReport, Mailing, MailingPreview, MailingStats,
-    MessageRow, NewClient, NewMailing, NewNotification, Notification, RegisteredBot, StateCounts,
-    Store, Webhook, WebhookDelivery,
+    MessageRow, NewClient, NewMailing, NewNotification, NewPushSubscription, Notification,
+    NotificationPreferences, RegisteredBot, StateCounts, Store, StoredPushSubscription, Webhook,
+    WebhookDelivery,
 };
 use crate::telegram::MediaSource;
 use serde::Deserialize;
@@ -637,6 +638,170 @@ impl Backend {
                 )
                 .await
             }
+        }
+    }
+
+    /// Replace a mailing that has not started yet.
+    pub async fn update_mailing(
+        &self,
+        id: i64,
+        new: NewMailing,
+        limits: crate::template::TextLimits,
+    ) -> Result<Mailing> {
+        match self {
+            Backend::Local { store, tenant } => {
+                Ok(store.update_mailing(*tenant, id, new, limits).await?)
+            }
+            Backend::Remote(api) => {
+                let view: MailingView = api
+                    .call(
+                        reqwest::Method::PUT,
+                        &format!("/api/v1/mailings/{id}"),
+                        &[],
+                        Some(RemoteBody::Json(mailing_json(&new))),
+                    )
+                    .await?;
+                Ok(view.mailing)
+            }
+        }
+    }
+
+    /// Delete a mailing that is not running, with its messages.
+    pub async fn delete_mailing(&self, id: i64) -> Result<()> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store.delete_mailing(*tenant, id).await?),
+            Backend::Remote(api) => api
+                .call::<Value>(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/mailings/{id}"),
+                    &[],
+                    None,
+                )
+                .await
+                .map(drop),
+        }
+    }
+
+    /// A notification: where it stands, the channels tried, its events.
+    pub async fn notification(&self, id: i64) -> Result<Notification> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store.notification(*tenant, id).await?),
+            Backend::Remote(api) => {
+                api.call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/notifications/{id}"),
+                    &[],
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    /// A client's channel order and quiet hours (the configured defaults if it set none).
+    pub async fn preferences(
+        &self,
+        client: i64,
+        defaults: &NotificationSettings,
+    ) -> Result<NotificationPreferences> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store
+                .notification_preferences(*tenant, client, defaults)
+                .await?),
+            Backend::Remote(api) => {
+                api.call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/clients/{client}/notification-preferences"),
+                    &[],
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    pub async fn set_preferences(
+        &self,
+        client: i64,
+        preferences: &NotificationPreferences,
+    ) -> Result<NotificationPreferences> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store
+                .set_notification_preferences(*tenant, client, preferences)
+                .await?),
+            Backend::Remote(api) => {
+                api.call(
+                    reqwest::Method::PUT,
+                    &format!("/api/v1/clients/{client}/notification-preferences"),
+                    &[],
+                    Some(RemoteBody::Json(json!(preferences))),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Store a browser's push subscription for a client.
+    pub async fn add_push_subscription(
+        &self,
+        client: i64,
+        new: &NewPushSubscription,
+        settings: &crate::settings::WebPushSettings,
+    ) -> Result<StoredPushSubscription> {
+        match self {
+            Backend::Local { store, tenant } => Ok(store
+                .add_push_subscription(
+                    *tenant,
+                    client,
+                    new,
+                    &crate::outbound::OutboundPolicy::webpush(settings),
+                )
+                .await?),
+            Backend::Remote(api) => {
+                api.call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/clients/{client}/push-subscriptions"),
+                    &[],
+                    Some(RemoteBody::Json(
+                        json!({"endpoint": new.endpoint, "keys": new.keys}),
+                    )),
+                )
+                .await
+            }
+        }
+    }
+
+    pub async fn push_subscriptions(&self, client: i64) -> Result<Vec<StoredPushSubscription>> {
+        match self {
+            Backend::Local { store, tenant } => {
+                Ok(store.list_push_subscriptions(*tenant, client).await?)
+            }
+            Backend::Remote(api) => {
+                api.call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/clients/{client}/push-subscriptions"),
+                    &[],
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    pub async fn remove_push_subscription(&self, id: i64) -> Result<()> {
+        match self {
+            Backend::Local { store, tenant } => {
+                Ok(store.remove_push_subscription(*tenant, id).await?)
+            }
+            Backend::Remote(api) => api
+                .call::<Value>(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/push-subscriptions/{id}"),
+                    &[],
+                    None,
+                )
+                .await
+                .map(drop),
         }
     }
 

@@ -367,6 +367,37 @@ pub async fn cancel(ctx: &Context, id: i64) -> Result<()> {
     Ok(())
 }
 
+pub async fn update(ctx: &Context, id: i64, args: &MailingCreateArgs) -> Result<()> {
+    let new = new_mailing(
+        args,
+        ctx.settings.mailing.default_window_hours,
+        ctx.settings.telegram.max_upload_bytes,
+    )?;
+    let limits = ctx.settings.text_limits(new.channel);
+    let mailing = ctx.backend().await?.update_mailing(id, new, limits).await?;
+    if args.json {
+        print_json(&MailingView {
+            mailing: &mailing,
+            counts: &StateCounts::default(),
+        });
+        return Ok(());
+    }
+    println!(
+        "mailing {id} replaced: {} on {}, from {} to {}",
+        mailing.state,
+        mailing.channel,
+        format_time_ms(mailing.start_at),
+        format_time_ms(mailing.end_at)
+    );
+    Ok(())
+}
+
+pub async fn delete(ctx: &Context, id: i64) -> Result<()> {
+    ctx.backend().await?.delete_mailing(id).await?;
+    println!("mailing {id} deleted");
+    Ok(())
+}
+
 pub async fn pause(ctx: &Context, id: i64) -> Result<()> {
     let mailing = ctx.backend().await?.pause_mailing(id).await?;
     println!(

@@ -7,6 +7,7 @@ pub mod client;
 pub mod import;
 pub mod mailing;
 pub mod notify;
+pub mod push;
 pub mod secrets;
 pub mod stats;
 pub mod user;

@@ -21,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientInput {
-    /// 7XXXXXXXXXX
+    /// E.164 (+79001234567), 79001234567, or national (89001234567); stored as 79001234567.
     #[schema(value_type = super::document::rules::PhoneNumber)]
     pub phone: String,
     #[serde(default)]

@@ -93,9 +93,10 @@ fn add_to(operation: &mut Operation, has_path_params: bool) {
 pub mod rules {
     use utoipa::ToSchema;
 
-    /// A Russian mobile number: 7 and ten digits.
+    /// A phone as people type it: E.164 (`+44 20 7946 0958`), `79001234567`, or a national
+    /// number of `phones.default_region` (`8 900 123-45-67`); stored as E.164 digits.
     #[derive(ToSchema)]
-    #[schema(pattern = r"^7[0-9]{10}$")]
+    #[schema(pattern = r"^\s*\+?[0-9 ().-]{3,32}\s*$")]
     pub struct PhoneNumber(#[allow(dead_code)] String);
 
     /// A tag: 1 to 64 letters, digits, `-`, `_`, `.` or `:`.
