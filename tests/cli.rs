@@ -392,6 +392,14 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             "no audience given",
         ),
         (
+            vec!["client", "list", "--limit", "0"],
+            "0 is not in 1..=10000",
+        ),
+        (
+            vec!["mailing", "messages", "1", "--limit", "10001"],
+            "10001 is not in 1..=10000",
+        ),
+        (
             vec!["mailing", "create", "--text", "x", "--all", "--tag", "vip"],
             "means every client",
         ),

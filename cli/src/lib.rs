@@ -390,8 +390,8 @@ pub enum ClientCommand {
         /// Show clients after this id (the last id of the previous page).
         #[arg(long)]
         after: Option<i64>,
-        /// How many to show at most.
-        #[arg(long, default_value_t = 50)]
+        /// How many to show at most (1 to 10000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -443,8 +443,8 @@ pub enum MailingCommand {
     Preview(Box<MailingCreateArgs>),
     /// List mailings, newest first.
     List {
-        /// How many to show at most.
-        #[arg(long, default_value_t = 20)]
+        /// How many to show at most (1 to 10000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -466,8 +466,8 @@ pub enum MailingCommand {
         /// Show messages after this message id (the last id of the previous page).
         #[arg(long, value_name = "MESSAGE_ID")]
         after: Option<i64>,
-        /// How many to show at most.
-        #[arg(long, default_value_t = 50)]
+        /// How many to show at most (1 to 10000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
         /// Print JSON instead of a table.
         #[arg(long)]

@@ -95,9 +95,6 @@ pub async fn list(
     limit: u32,
     json: bool,
 ) -> Result<()> {
-    if limit == 0 || limit > 10_000 {
-        return Err(invalid("--limit must be between 1 and 10000").into());
-    }
     let query = ClientQuery {
         tag: tag.map(parse_tag).transpose()?,
         operator_code: operator.map(parse_operator_code).transpose()?,

@@ -184,23 +184,26 @@ struct MailingView<'a> {
     counts: &'a StateCounts,
 }
 
-pub async fn create(ctx: &Context, args: &MailingCreateArgs) -> Result<()> {
-    let new = new_mailing(
+/// The mailing the flags describe, under this configuration's defaults.
+fn requested_mailing(ctx: &Context, args: &MailingCreateArgs) -> Result<NewMailing> {
+    Ok(new_mailing(
         args,
         ctx.settings.mailing.default_window_hours,
         ctx.settings.telegram.max_upload_bytes,
-    )?;
-    let limits = ctx.settings.text_limits(new.channel);
-    let mailing = ctx.backend().await?.create_mailing(new, limits).await?;
-    if args.json {
+    )?)
+}
+
+/// A mailing just stored: as JSON, or one line saying what was `done` to it.
+fn print_stored(mailing: &Mailing, done: &str, json: bool) {
+    if json {
         print_json(&MailingView {
-            mailing: &mailing,
+            mailing,
             counts: &StateCounts::default(),
         });
-        return Ok(());
+        return;
     }
     println!(
-        "mailing {} created: {} on {}, {} priority, from {} to {}",
+        "mailing {} {done}: {} on {}, {} priority, from {} to {}",
         mailing.id,
         mailing.state,
         mailing.channel,
@@ -208,16 +211,21 @@ pub async fn create(ctx: &Context, args: &MailingCreateArgs) -> Result<()> {
         format_time_ms(mailing.start_at),
         format_time_ms(mailing.end_at)
     );
-    eprintln!("follow it with: blast mailing watch {}", mailing.id);
+}
+
+pub async fn create(ctx: &Context, args: &MailingCreateArgs) -> Result<()> {
+    let new = requested_mailing(ctx, args)?;
+    let limits = ctx.settings.text_limits(new.channel);
+    let mailing = ctx.backend().await?.create_mailing(new, limits).await?;
+    print_stored(&mailing, "created", args.json);
+    if !args.json {
+        eprintln!("follow it with: blast mailing watch {}", mailing.id);
+    }
     Ok(())
 }
 
 pub async fn preview(ctx: &Context, args: &MailingCreateArgs) -> Result<()> {
-    let new = new_mailing(
-        args,
-        ctx.settings.mailing.default_window_hours,
-        ctx.settings.telegram.max_upload_bytes,
-    )?;
+    let new = requested_mailing(ctx, args)?;
     let audience = filter_text(&new.filter);
     let preview = ctx
         .backend()
@@ -265,9 +273,6 @@ fn filter_text(f: &AudienceFilter) -> String {
 }
 
 pub async fn list(ctx: &Context, limit: u32, json: bool) -> Result<()> {
-    if limit == 0 || limit > 10_000 {
-        return Err(invalid("--limit must be between 1 and 10000").into());
-    }
     let mailings = ctx.backend().await?.list_mailings(limit).await?;
     if json {
         print_json(&mailings);
@@ -368,27 +373,10 @@ pub async fn cancel(ctx: &Context, id: i64) -> Result<()> {
 }
 
 pub async fn update(ctx: &Context, id: i64, args: &MailingCreateArgs) -> Result<()> {
-    let new = new_mailing(
-        args,
-        ctx.settings.mailing.default_window_hours,
-        ctx.settings.telegram.max_upload_bytes,
-    )?;
+    let new = requested_mailing(ctx, args)?;
     let limits = ctx.settings.text_limits(new.channel);
     let mailing = ctx.backend().await?.update_mailing(id, new, limits).await?;
-    if args.json {
-        print_json(&MailingView {
-            mailing: &mailing,
-            counts: &StateCounts::default(),
-        });
-        return Ok(());
-    }
-    println!(
-        "mailing {id} replaced: {} on {}, from {} to {}",
-        mailing.state,
-        mailing.channel,
-        format_time_ms(mailing.start_at),
-        format_time_ms(mailing.end_at)
-    );
+    print_stored(&mailing, "replaced", args.json);
     Ok(())
 }
 
@@ -427,9 +415,6 @@ pub async fn messages(
     limit: u32,
     json: bool,
 ) -> Result<()> {
-    if limit == 0 || limit > 10_000 {
-        return Err(invalid("--limit must be between 1 and 10000").into());
-    }
     let state = state
         .map(|s| s.as_str().parse::<MessageState>())
         .transpose()?;
