@@ -498,6 +498,63 @@ pub struct MailingUpdateArgs {
     pub mailing: MailingCreateArgs,
 }
 
+/// A priority lane, as `--priority` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PriorityArg {
+    High,
+    Medium,
+    Low,
+}
+
+impl PriorityArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PriorityArg::High => "high",
+            PriorityArg::Medium => "medium",
+            PriorityArg::Low => "low",
+        }
+    }
+}
+
+/// A mailing's channel, as `--channel` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChannelArg {
+    Sms,
+    Email,
+    Telegram,
+    Webpush,
+    /// A JSON-lines file (log_channel.path), for trials.
+    Log,
+}
+
+impl ChannelArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelArg::Sms => "sms",
+            ChannelArg::Email => "email",
+            ChannelArg::Telegram => "telegram",
+            ChannelArg::Webpush => "webpush",
+            ChannelArg::Log => "log",
+        }
+    }
+}
+
+/// How Telegram reads a text, as `--parse-mode` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ParseModeArg {
+    Html,
+    Markdownv2,
+}
+
+impl ParseModeArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParseModeArg::Html => "html",
+            ParseModeArg::Markdownv2 => "markdownv2",
+        }
+    }
+}
+
 /// A message's state, as `mailing messages --state` takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 #[value(rename_all = "snake_case")]
@@ -556,15 +613,15 @@ pub struct MailingCreateArgs {
     #[arg(long)]
     pub end: Option<String>,
     /// The priority lane: high, medium or low.
-    #[arg(long, default_value = "medium", value_parser = ["high", "medium", "low"])]
-    pub priority: String,
+    #[arg(long, value_enum, default_value_t = PriorityArg::Medium)]
+    pub priority: PriorityArg,
     /// Send only within these hours of each recipient's own day (its time zone), e.g.
     /// 09:00-21:00; messages outside wait for the next opening.
     #[arg(long, value_name = "HH:MM-HH:MM")]
     pub local_hours: Option<String>,
     /// The channel: sms, email, telegram, webpush, or log (a JSON-lines file, for trials).
-    #[arg(long, default_value = "sms", value_parser = ["sms", "email", "telegram", "webpush", "log"])]
-    pub channel: String,
+    #[arg(long, value_enum, default_value_t = ChannelArg::Sms)]
+    pub channel: ChannelArg,
     /// Email: the subject, a template like the text (required with --channel email).
     #[arg(long)]
     pub subject: Option<String>,
@@ -617,8 +674,8 @@ pub struct TelegramArgs {
     #[arg(long, value_name = "NAME")]
     pub bot: Option<String>,
     /// Telegram: how the text is read: html or markdownv2 (default: plain text).
-    #[arg(long, value_parser = ["html", "markdownv2"])]
-    pub parse_mode: Option<String>,
+    #[arg(long, value_enum)]
+    pub parse_mode: Option<ParseModeArg>,
     /// Telegram: no preview of the first link of a text message.
     #[arg(long)]
     pub no_link_preview: bool,
@@ -691,8 +748,8 @@ pub struct NotifyArgs {
     #[arg(long, value_name = "JSON")]
     pub data: Option<String>,
     /// The priority lane: high, medium or low.
-    #[arg(long, default_value = "high", value_parser = ["high", "medium", "low"])]
-    pub priority: String,
+    #[arg(long, value_enum, default_value_t = PriorityArg::High)]
+    pub priority: PriorityArg,
     /// Deliver even in the client's quiet hours.
     #[arg(long)]
     pub urgent: bool,
@@ -773,8 +830,8 @@ mod tests {
         };
         assert_eq!(args.tags, ["vip"]);
         assert_eq!(args.operators, ["900"]);
-        assert_eq!(args.priority, "high");
-        assert_eq!(args.channel, "sms");
+        assert_eq!(args.priority, PriorityArg::High);
+        assert_eq!(args.channel, ChannelArg::Sms);
         assert!(
             Cli::try_parse_from([
                 "blast",

@@ -44,13 +44,17 @@ pub fn new_mailing(
         None => start_at + i64::from(default_window_hours) * 3_600_000,
     };
     let filter = AudienceFilter::requested(&args.tags, &args.operators, args.all)?;
-    let channel = args.channel.parse::<ChannelKind>()?;
+    let channel = args.channel.as_str().parse::<ChannelKind>()?;
     let (telegram, uploads) = telegram_content(&args.telegram, channel, max_upload_bytes)?;
     Ok(NewMailing {
         channel,
         text: args.text.clone().unwrap_or_default(),
         filter,
-        priority: args.priority.parse::<Priority>().map_err(InvalidInput)?,
+        priority: args
+            .priority
+            .as_str()
+            .parse::<Priority>()
+            .map_err(InvalidInput)?,
         start_at,
         end_at,
         local_hours: args.local_hours.as_deref().map(str::parse).transpose()?,
@@ -120,7 +124,10 @@ fn telegram_content(
         kind,
         media,
         album,
-        parse_mode: args.parse_mode.as_deref().map(str::parse).transpose()?,
+        parse_mode: args
+            .parse_mode
+            .map(|mode| mode.as_str().parse())
+            .transpose()?,
         link_preview: !args.no_link_preview,
         buttons: args
             .buttons

@@ -15,7 +15,7 @@ pub async fn run(ctx: &Context, args: &NotifyArgs) -> Result<()> {
             serde_json::from_str(json).map_err(|e| invalid(format!("--data is not JSON: {e}")))?
         }
     };
-    let priority: Priority = args.priority.parse().map_err(invalid)?;
+    let priority: Priority = args.priority.as_str().parse().map_err(invalid)?;
     let new = NewNotification {
         client_id: args.client,
         event: Event {
