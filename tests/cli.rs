@@ -6,13 +6,61 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Whether the suite runs on the production profile (`BLAST_TEST_PROFILE=production`): each
+/// directory then gets its own PostgreSQL database and Redis key prefix.
+fn production() -> bool {
+    std::env::var("BLAST_TEST_PROFILE").as_deref() == Ok("production")
+}
+
+/// The database of the blast that runs in `dir`: a SQLite file there, or (production) a
+/// PostgreSQL database made for it on first use.
+fn database_url(dir: &Path) -> String {
+    if !production() {
+        return format!("sqlite://{}", dir.join("blast.db").display());
+    }
+    let server = std::env::var("BLAST_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name: String = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let database = format!("blast_test_cli_{name}");
+    let marker = dir.join(".postgres-database");
+    if !marker.exists() {
+        let made = Command::new("psql")
+            .args(["-qtA", &format!("{server}/postgres"), "-c"])
+            .arg(format!("CREATE DATABASE \"{database}\""))
+            .output()
+            .expect("psql runs");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        std::fs::write(&marker, &database).expect("marker");
+    }
+    format!("{server}/{database}")
+}
+
 fn blast_cmd(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_blast"));
+    if production() {
+        let redis = std::env::var("BLAST_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!(
+            "blast-test-cli-{}:",
+            dir.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        cmd.env("BLAST_REDIS__URL", redis)
+            .env("BLAST_REDIS__KEY_PREFIX", prefix);
+    }
     cmd.current_dir(dir)
-        .env(
-            "BLAST_DATABASE_URL",
-            format!("sqlite://{}", dir.join("blast.db").display()),
-        )
+        .env("BLAST_DATABASE_URL", database_url(dir))
         .env("BLAST_LOG_CHANNEL__PATH", dir.join("deliveries.jsonl"))
         .env("BLAST_WORKER__PUMP_INTERVAL_MS", "20")
         .env("BLAST_WORKER__SCHEDULE_INTERVAL_MS", "50")
