@@ -126,10 +126,12 @@ async fn four_worker_processes_hold_one_shared_rate_limit() {
     let stub = SmsStub::start(TOKEN, Duration::from_millis(2))
         .await
         .expect("stub");
-    let metrics_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        l.local_addr().expect("addr").port()
-    };
+    let metrics_ports: Vec<u16> = (0..4)
+        .map(|_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr").port()
+        })
+        .collect();
     let limit = [
         ("BLAST_SMS__RATE_LIMIT_PER_SECOND", "100".to_string()),
         ("BLAST_RATE_LIMITS__BURST_MS", "100".to_string()),
@@ -138,12 +140,10 @@ async fn four_worker_processes_hold_one_shared_rate_limit() {
     let mut workers: Vec<Worker> = (0..4)
         .map(|i| {
             let mut extra = limit.to_vec();
-            if i == 0 {
-                extra.push((
-                    "BLAST_WORKER__METRICS_LISTEN",
-                    format!("127.0.0.1:{metrics_port}"),
-                ));
-            }
+            extra.push((
+                "BLAST_WORKER__METRICS_LISTEN",
+                format!("127.0.0.1:{}", metrics_ports[i]),
+            ));
             spawn_worker(&db, &stub, &format!("worker{i}.log"), &extra)
         })
         .collect();
@@ -176,23 +176,29 @@ async fn four_worker_processes_hold_one_shared_rate_limit() {
         last - first
     );
 
-    // Every worker process serves its own metrics.
-    let body = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("metrics body");
+    // Every worker process serves its own metrics: each its queue depths, and the sends of
+    // whichever workers did send (on a loaded machine one may have sent nothing).
+    let mut bodies = Vec::new();
+    for port in &metrics_ports {
+        let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics body");
+        assert!(body.contains("blast_queue_depth"), "{body}");
+        bodies.push(body);
+    }
+    let all = bodies.join("\n");
     for series in [
         "blast_send_attempts_total",
         "blast_messages_total",
         "blast_send_duration_seconds",
-        "blast_queue_depth",
         "blast_rate_limit_waits_total",
     ] {
         assert!(
-            body.contains(series),
-            "worker metrics lack {series}:\n{body}"
+            all.contains(series),
+            "no worker's metrics have {series}:\n{all}"
         );
     }
     for w in workers.drain(..) {
