@@ -139,6 +139,25 @@ impl Queue {
         self.depth(Lane::High).await.map(drop)
     }
 
+    /// Make sure the queue's generation marker exists in Redis; true when this call had to
+    /// make it. A missing marker means the queue's state was lost (a flush, a restart without
+    /// persistence) or this is its first use: every job pushed before now may be gone. The
+    /// embedded queue lives in the database and never loses its jobs alone.
+    pub async fn mark_generation(&self) -> Result<bool> {
+        let Queue::Redis(redis) = self else {
+            return Ok(false);
+        };
+        let mut conn = redis.conn.clone();
+        let made: Option<String> = redis::cmd("SET")
+            .arg(format!("{}queue-generation", redis.prefix))
+            .arg(crate::now_ms())
+            .arg("NX")
+            .query_async(&mut conn)
+            .await
+            .map_err(queue_error)?;
+        Ok(made.is_some())
+    }
+
     /// Delete finished jobs older than `retention`: the rows keep the history, the queue need
     /// not. (Redis lanes keep no finished jobs: results are not persisted.)
     pub async fn purge_finished(&self, retention: Duration) -> Result<u64> {

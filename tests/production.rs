@@ -429,3 +429,56 @@ async fn a_postgres_store_without_redis_is_refused_with_a_clear_error() {
         .expect_err("no queue without redis");
     assert!(err.to_string().contains("redis.url"), "{err}");
 }
+
+/// Redis flushed mid-mailing takes every queued job with it. The reconciler notices the
+/// queue's lost generation marker and gives their rows back at once: the mailing finishes
+/// though the queued lease here (10 minutes) would hold them far past the wait below, and
+/// every message reaches the provider exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_queue_gives_its_claimed_rows_back_at_once_not_at_the_lease() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    // Its own Redis DB, so that flushing it wipes only this test's queues.
+    let db = production_db(11).await;
+    const N: usize = 2_000;
+    db.seed_clients(N, "all").await;
+    let stub = SmsStub::start(TOKEN, Duration::from_millis(1))
+        .await
+        .expect("stub");
+    let settings = [
+        ("BLAST_WORKER__QUEUED_LEASE_SECS", "600".to_string()),
+        ("BLAST_WORKER__SENDING_LEASE_SECS", "600".to_string()),
+        ("BLAST_SMS__RATE_LIMIT_PER_SECOND", "400".to_string()),
+    ];
+    let m = create(&db, "Hi {{ name }}", "all", Priority::Medium).await;
+    let workers: Vec<Worker> = (0..2)
+        .map(|i| spawn_worker(&db, &stub, &format!("flush{i}.log"), &settings))
+        .collect();
+    wait_until(Duration::from_secs(120), "a quarter delivered", || async {
+        stub.requests_count() >= N / 4
+    })
+    .await;
+    redis_flushdb(db.redis_url.as_deref().expect("redis")).await;
+    let queued_at_flush = ids_in_state(&db, "queued").await.len();
+    eprintln!(
+        "flushed Redis after {} requests, {queued_at_flush} rows queued",
+        stub.requests_count()
+    );
+    wait_until(
+        Duration::from_secs(120),
+        "the mailing to finish",
+        || async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            sent(&db, m).await == N as i64
+        },
+    )
+    .await;
+    for w in workers {
+        stop(w);
+    }
+    let deliveries = stub.deliveries();
+    assert_eq!(deliveries.len(), N, "every message reached the provider");
+    assert!(
+        deliveries.values().all(|&n| n == 1),
+        "no message went out twice"
+    );
+}

@@ -448,6 +448,20 @@ impl Store {
     /// ms and `sending` rows held longer than `sending_lease` ms go back to `pending` (the SMS
     /// channel is idempotent by message id, so a resend cannot duplicate). `sending` rows of
     /// channels in `unsafe_to_resend` become `unknown` instead. Returns how many rows moved.
+    /// Put back every row queued at or before `now`: the queue lost their jobs. A job that
+    /// did survive (pushed after the loss) finds its rows no longer queued under its claim
+    /// and sends nothing, so this never sends a message twice.
+    pub async fn release_queued(&self, now: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE messages SET state = 'pending', claim = NULL, updated_at = $1
+             WHERE state = 'queued' AND updated_at <= $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     pub async fn recover_lost_rows(
         &self,
         now: i64,

@@ -37,12 +37,24 @@ pub async fn schedule_once(store: &Store, notifications: &NotificationSettings) 
 }
 
 /// Give back rows whose job or worker was lost, and drop old finished jobs from the queue.
+/// When the queue itself lost its state (Redis flushed or restarted empty), the rows claimed
+/// into its jobs go back at once instead of after `worker.queued_lease_secs`.
 pub async fn reconcile_once(
     store: &Store,
     queue: &Queue,
     settings: &WorkerSettings,
     resend: ResendPolicy,
 ) -> Result<()> {
+    if queue.mark_generation().await? {
+        // Taken after the marker: every row claimed before it is covered.
+        let released = store.release_queued(now_ms()).await?;
+        if released > 0 {
+            tracing::warn!(
+                rows = released,
+                "the queue had lost its jobs (Redis flushed or restarted empty): their rows go back at once"
+            );
+        }
+    }
     let recovered = store
         .recover_lost_rows(
             now_ms(),
