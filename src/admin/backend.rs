@@ -197,6 +197,13 @@ impl RemoteApi {
         })
     }
 
+    /// `DELETE path`: the answer has no body worth reading.
+    async fn delete(&self, path: &str) -> Result<()> {
+        self.call::<Value>(reqwest::Method::DELETE, path, &[], None)
+            .await
+            .map(drop)
+    }
+
     /// `POST /api/v1/mailings/{id}/{action}` (pause, resume, cancel): the mailing after it.
     async fn mailing_action(&self, id: i64, action: &str) -> Result<Mailing> {
         let view: MailingView = self
@@ -435,15 +442,7 @@ impl Backend {
     pub async fn delete_client(&self, id: i64) -> Result<()> {
         match self {
             Backend::Local { store, tenant } => Ok(store.delete_client(*tenant, id).await?),
-            Backend::Remote(api) => api
-                .call::<Value>(
-                    reqwest::Method::DELETE,
-                    &format!("/api/v1/clients/{id}"),
-                    &[],
-                    None,
-                )
-                .await
-                .map(drop),
+            Backend::Remote(api) => api.delete(&format!("/api/v1/clients/{id}")).await,
         }
     }
 
@@ -670,15 +669,7 @@ impl Backend {
     pub async fn delete_mailing(&self, id: i64) -> Result<()> {
         match self {
             Backend::Local { store, tenant } => Ok(store.delete_mailing(*tenant, id).await?),
-            Backend::Remote(api) => api
-                .call::<Value>(
-                    reqwest::Method::DELETE,
-                    &format!("/api/v1/mailings/{id}"),
-                    &[],
-                    None,
-                )
-                .await
-                .map(drop),
+            Backend::Remote(api) => api.delete(&format!("/api/v1/mailings/{id}")).await,
         }
     }
 
@@ -793,15 +784,10 @@ impl Backend {
             Backend::Local { store, tenant } => {
                 Ok(store.remove_push_subscription(*tenant, id).await?)
             }
-            Backend::Remote(api) => api
-                .call::<Value>(
-                    reqwest::Method::DELETE,
-                    &format!("/api/v1/push-subscriptions/{id}"),
-                    &[],
-                    None,
-                )
-                .await
-                .map(drop),
+            Backend::Remote(api) => {
+                api.delete(&format!("/api/v1/push-subscriptions/{id}"))
+                    .await
+            }
         }
     }
 
@@ -845,15 +831,7 @@ impl Backend {
     pub async fn remove_webhook(&self, id: i64) -> Result<()> {
         match self {
             Backend::Local { store, tenant } => Ok(store.remove_webhook(*tenant, id).await?),
-            Backend::Remote(api) => api
-                .call::<Value>(
-                    reqwest::Method::DELETE,
-                    &format!("/api/v1/webhooks/{id}"),
-                    &[],
-                    None,
-                )
-                .await
-                .map(drop),
+            Backend::Remote(api) => api.delete(&format!("/api/v1/webhooks/{id}")).await,
         }
     }
 
@@ -923,15 +901,7 @@ impl Backend {
             Backend::Local { store, tenant } => {
                 Ok(store.remove_telegram_bot(*tenant, name).await?)
             }
-            Backend::Remote(api) => api
-                .call::<Value>(
-                    reqwest::Method::DELETE,
-                    &format!("/api/v1/telegram-bots/{name}"),
-                    &[],
-                    None,
-                )
-                .await
-                .map(drop),
+            Backend::Remote(api) => api.delete(&format!("/api/v1/telegram-bots/{name}")).await,
         }
     }
 
