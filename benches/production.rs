@@ -10,6 +10,14 @@
 //! `redis://127.0.0.1:6379`); the database is created and dropped, the Redis keys live under a
 //! prefix of their own and are deleted. `BLAST_*` variables set for the benchmark reach the
 //! workers, so any worker setting can be tried (`BLAST_WORKER__BATCH_SIZE=500 ...`).
+//!
+//! `BENCH_FAULT=flushdb` or `BENCH_FAULT=restart` loses Redis's data once the provider has
+//! seen `BENCH_FAULT_AT` (default 0.5) of the messages: a `FLUSHDB`, or a `kill -9` of Redis
+//! and a start again without persistence. Either runs on a `redis-server` of the benchmark's
+//! own (on a free loopback port, nothing on disk), so no other keys are touched. It prints
+//! when Redis answered again, the first delivery after that and the longest pause in
+//! deliveries. For the figures:
+//! `BENCH_RECIPIENTS=20000 BLAST_SMS__RATE_LIMIT_PER_SECOND=1000 BENCH_FAULT=flushdb cargo bench --bench production`.
 
 mod common;
 
@@ -69,13 +77,101 @@ async fn delete_redis_keys(url: &str, prefix: &str) -> Result<(), BoxError> {
     }
 }
 
+/// How Redis loses its data mid-mailing (`BENCH_FAULT`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    FlushDb,
+    Restart,
+}
+
+/// A `redis-server` of the benchmark's own, on a free loopback port, keeping nothing on disk.
+struct OwnRedis {
+    port: u16,
+    child: Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Result<OwnRedis, BoxError> {
+        Ok(OwnRedis {
+            port,
+            child: Self::spawn(port)?,
+        })
+    }
+
+    fn spawn(port: u16) -> Result<Child, BoxError> {
+        Ok(Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run redis-server (BENCH_FAULT needs it): {e}"))?)
+    }
+
+    /// `kill -9` and start again on the same port, empty.
+    async fn restart(&mut self) -> Result<(), BoxError> {
+        self.child.kill()?;
+        self.child.wait()?;
+        self.child = Self::spawn(self.port)?;
+        self.answering().await
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Wait until it answers PING.
+    async fn answering(&self) -> Result<(), BoxError> {
+        let client = redis::Client::open(self.url())?;
+        for _ in 0..200 {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Err("the benchmark's redis-server does not answer".into())
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, BoxError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 fn main() -> Result<(), BoxError> {
     let n: usize = env_or("BENCH_RECIPIENTS", 1_000_000);
     let workers: usize = env_or("BENCH_WORKERS", 2);
     let pg_server = std::env::var("BENCH_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let redis_url =
-        std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let fault = match std::env::var("BENCH_FAULT").as_deref() {
+        Ok("flushdb") => Some(Fault::FlushDb),
+        Ok("restart") => Some(Fault::Restart),
+        Ok("") | Err(_) => None,
+        Ok(other) => return Err(format!("BENCH_FAULT={other}: expected flushdb or restart").into()),
+    };
+    let fault_at: f64 = env_or("BENCH_FAULT_AT", 0.5);
+    let mut own_redis = match fault {
+        Some(_) => Some(OwnRedis::start(free_port()?)?),
+        None => None,
+    };
+    let redis_url = match &own_redis {
+        Some(own) => own.url(),
+        None => {
+            std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+        }
+    };
     let database = format!("blast_bench_{}", std::process::id());
     let prefix = format!("blast-bench-{:08x}", rand::random::<u32>());
 
@@ -83,6 +179,9 @@ fn main() -> Result<(), BoxError> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        if let Some(own) = &own_redis {
+            own.answering().await?;
+        }
         let mut admin = admin_connection(&pg_server).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
             .execute(&mut admin)
@@ -93,6 +192,9 @@ fn main() -> Result<(), BoxError> {
             &format!("{pg_server}/{database}"),
             &redis_url,
             &prefix,
+            fault
+                .zip(own_redis.as_mut())
+                .map(|(f, own)| (f, fault_at, own)),
         )
         .await;
         // Clean up whatever happened.
@@ -112,6 +214,7 @@ async fn run(
     url: &str,
     redis_url: &str,
     prefix: &str,
+    mut fault: Option<(Fault, f64, &mut OwnRedis)>,
 ) -> Result<(), BoxError> {
     let store = Store::open(url).await?;
     let tenant = store.add_user("bench", "bench password").await?.id;
@@ -146,8 +249,28 @@ async fn run(
     let started = Instant::now();
     let mut materialized_at: Option<i64> = None;
     let mut last_report = Instant::now();
+    // When Redis answered again after the fault (ms since the epoch).
+    let mut redis_back_at: Option<i64> = None;
     let finished = loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some((kind, at, own)) =
+            fault.take_if(|(_, at, _)| stub.requests_count() as f64 >= *at * n as f64)
+        {
+            let seen = stub.requests_count();
+            match kind {
+                Fault::FlushDb => {
+                    let client = redis::Client::open(own.url())?;
+                    let mut conn = client.get_multiplexed_async_connection().await?;
+                    redis::cmd("FLUSHDB").query_async::<()>(&mut conn).await?;
+                }
+                Fault::Restart => own.restart().await?,
+            }
+            redis_back_at = Some(blast::now_ms());
+            eprintln!(
+                "  … {kind:?} at {:.0} % ({seen} messages at the provider)",
+                at * 100.0
+            );
+        }
         let m = store.mailing(tenant, mailing.id).await?;
         if materialized_at.is_none() && m.state != MailingState::Scheduled {
             materialized_at = Some(blast::now_ms());
@@ -228,6 +351,19 @@ async fn run(
     );
     for (i, mb) in rss.iter().enumerate() {
         println!("  worker {i} peak RSS {mb:.0} MB");
+    }
+    if let Some(back_at) = redis_back_at {
+        let mut times: Vec<i64> = stub.requests().iter().map(|r| r.received_at).collect();
+        times.sort_unstable();
+        let first_after = times.iter().find(|&&t| t >= back_at).map(|t| t - back_at);
+        let after: Vec<i64> = std::iter::once(back_at)
+            .chain(times.iter().copied().filter(|&t| t >= back_at))
+            .collect();
+        let longest_pause = after.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        println!(
+            "  after the fault   first delivery {} ms after Redis answered again; longest pause in deliveries {longest_pause} ms",
+            first_after.map_or("never".into(), |ms| ms.to_string())
+        );
     }
     println!(
         "  provider saw      {} unique messages, {} requests, {repeats} delivered twice",

@@ -10,6 +10,7 @@ pub mod bot;
 pub mod channels;
 pub mod dedup;
 pub mod domain;
+pub mod halts;
 pub mod limits;
 pub mod metrics;
 pub mod notify;

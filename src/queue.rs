@@ -27,6 +27,8 @@ pub enum Queue {
 pub struct RedisQueue {
     pub conn: ConnectionManager,
     pub prefix: String,
+    /// For what needs a connection of its own (pub/sub).
+    pub client: redis::Client,
 }
 
 impl std::fmt::Debug for Queue {
@@ -45,6 +47,10 @@ fn queue_error(e: impl std::fmt::Display) -> StoreError {
 /// Open a Redis connection as blast needs it everywhere: a response timeout well above the
 /// client's 500 ms default, which fails pushes under load.
 pub async fn connect_redis(redis: &RedisSettings) -> Result<ConnectionManager> {
+    connect(redis).await.map(|(conn, _)| conn)
+}
+
+async fn connect(redis: &RedisSettings) -> Result<(ConnectionManager, redis::Client)> {
     // Which server, without its password: the operator needs to know where, never the secret.
     let at = crate::settings::redacted_url(redis.url.expose());
     let failed = |e: redis::RedisError| StoreError::Queue(format!("Redis at {at}: {e}"));
@@ -54,10 +60,11 @@ pub async fn connect_redis(redis: &RedisSettings) -> Result<ConnectionManager> {
             redis.response_timeout_ms.max(1),
         )))
         .set_connection_timeout(Some(Duration::from_secs(5)));
-    client
+    let conn = client
         .get_connection_manager_with_config(config)
         .await
-        .map_err(failed)
+        .map_err(failed)?;
+    Ok((conn, client))
 }
 
 impl Queue {
@@ -65,9 +72,11 @@ impl Queue {
     /// SQLite tables (which need the SQLite store).
     pub async fn open(store: &Store, redis: &RedisSettings) -> Result<Queue> {
         if !redis.url.is_empty() {
+            let (conn, client) = connect(redis).await?;
             return Ok(Queue::Redis(RedisQueue {
-                conn: connect_redis(redis).await?,
+                conn,
                 prefix: redis.key_prefix.clone(),
+                client,
             }));
         }
         match store.sqlite_pool() {
@@ -149,7 +158,7 @@ impl Queue {
         };
         let mut conn = redis.conn.clone();
         let made: Option<String> = redis::cmd("SET")
-            .arg(format!("{}queue-generation", redis.prefix))
+            .arg(format!("{}:queue-generation", redis.prefix))
             .arg(crate::now_ms())
             .arg("NX")
             .query_async(&mut conn)

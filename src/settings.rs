@@ -601,7 +601,8 @@ pub struct WorkerSettings {
     pub queued_lease_secs: u64,
     /// A row left `sending` longer than this (its worker died) is recovered, in seconds.
     pub sending_lease_secs: u64,
-    /// How often a running batch checks for cancellation, in milliseconds.
+    /// How often the worker rereads the paused and cancelled mailings, in milliseconds: the
+    /// fallback for a lost notice (notices stop running batches at once, see `halts`).
     pub cancel_check_interval_ms: u64,
     /// A running batch writes its outcomes at least this often, in milliseconds: the longest
     /// an acknowledged send waits to be recorded (what a crash can leave undecided).

@@ -259,6 +259,73 @@ async fn nothing_is_sent_after_the_end_and_the_rest_expires() {
     }
 }
 
+/// Pause, resume and cancel reach the running batches of the same process at once: the
+/// periodic check is set to ten minutes here, so only the store's own notice can stop them.
+/// What goes out after each is acknowledged is bounded by the sends in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_cancel_reach_running_batches_at_once() {
+    const SLOTS: usize = 4;
+    let db = TestDb::new().await;
+    db.seed_clients(3000, "all").await;
+    let stub = SmsStub::start(TOKEN, Duration::from_millis(5))
+        .await
+        .expect("stub");
+    let mut settings = db.settings(&stub.base_url());
+    settings.sms.max_in_flight = SLOTS as u32;
+    settings.sms.rate_limit_per_second = 200;
+    settings.worker.cancel_check_interval_ms = 600_000;
+    let worker = RunningWorker::start(&db.store, settings);
+    let m = db.mailing("x", "all", now_ms(), now_ms() + 300_000).await;
+    let sent_after = |since: i64| {
+        stub.requests()
+            .iter()
+            .filter(|r| r.received_at > since)
+            .count()
+    };
+    wait_until(Duration::from_secs(60), "some messages out", || async {
+        stub.delivered_count() >= 100
+    })
+    .await;
+    db.store
+        .pause_mailing(db.tenant, m.id)
+        .await
+        .expect("pause");
+    let paused_at = now_ms();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after_pause = sent_after(paused_at);
+    assert!(after_pause <= SLOTS, "{after_pause} sends after the pause");
+
+    db.store
+        .resume_mailing(db.tenant, m.id)
+        .await
+        .expect("resume");
+    let resumed_at = now_ms();
+    wait_until(
+        Duration::from_secs(30),
+        "sends again after the resume",
+        || async { sent_after(resumed_at) >= 50 },
+    )
+    .await;
+
+    db.store
+        .cancel_mailing(db.tenant, m.id)
+        .await
+        .expect("cancel");
+    let cancelled_at = now_ms();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after_cancel = sent_after(cancelled_at);
+    assert!(
+        after_cancel <= SLOTS,
+        "{after_cancel} sends after the cancel"
+    );
+    wait_until(Duration::from_secs(60), "every row to settle", || async {
+        let c = db.store.mailing_counts(m.id).await.expect("counts");
+        c.get(MessageState::Sent) + c.get(MessageState::Cancelled) == 3000
+    })
+    .await;
+    worker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_every_pending_send_within_a_second() {
     let db = TestDb::new().await;

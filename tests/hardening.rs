@@ -277,6 +277,59 @@ async fn slow_uploads_hold_no_connection_and_are_cut_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_gets_408_with_or_without_an_idempotency_key() {
+    let (_db, api) = setup(|s| s.api.body_read_timeout_secs = 1).await;
+    // (path, content type, first half of the body, idempotency key)
+    let cases = [
+        (
+            "/api/v1/clients",
+            "application/json",
+            "{\"phone\": \"7900",
+            None,
+        ),
+        (
+            "/api/v1/clients",
+            "application/json",
+            "{\"phone\": \"7900",
+            Some("k1"),
+        ),
+        (
+            "/api/v1/clients/import",
+            "text/csv",
+            "phone,name\n",
+            Some("k2"),
+        ),
+    ];
+    let mut stalled = Vec::new();
+    for (path, content_type, half, key) in cases {
+        let (tx, body) = hand_fed_body();
+        tx.send(half.as_bytes().to_vec()).await.expect("first half");
+        let mut request = api
+            .req(reqwest::Method::POST, path)
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        stalled.push((
+            format!("{path} key={key:?}"),
+            tx,
+            tokio::spawn(common::api_client::send(request)),
+        ));
+    }
+    for (what, tx, request) in stalled {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(20), request)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not cut off"))
+            .expect("request task");
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{what}: {body}");
+        drop(tx);
+    }
+    let (_, clients) = api.get("/api/v1/clients").await;
+    assert_eq!(clients["items"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_below_the_minimum_rate_gets_408() {
     let (_db, api) = setup(|s| {
         s.api.body_read_timeout_secs = 2;

@@ -370,6 +370,7 @@ pub async fn show(ctx: &Context, id: i64, json: bool) -> Result<()> {
 pub async fn cancel(ctx: &Context, id: i64) -> Result<()> {
     let backend = ctx.backend().await?;
     backend.cancel_mailing(id).await?;
+    ctx.announce_halt(id).await;
     let (_, counts) = backend.mailing(id).await?;
     println!(
         "mailing {id} cancelled: {} sent before the cancel, {} will not be sent",
@@ -395,6 +396,7 @@ pub async fn delete(ctx: &Context, id: i64) -> Result<()> {
 
 pub async fn pause(ctx: &Context, id: i64) -> Result<()> {
     let mailing = ctx.backend().await?.pause_mailing(id).await?;
+    ctx.announce_halt(id).await;
     println!(
         "mailing {id} {}: nothing more is sent until `blast mailing resume {id}`",
         mailing.state

@@ -81,6 +81,24 @@ impl Context {
         })
     }
 
+    /// After pausing or cancelling `mailing_id` in the local database: tell the workers of
+    /// other processes at once (over Redis, when the configuration has it). A remote server
+    /// tells them itself.
+    pub async fn announce_halt(&self, mailing_id: i64) {
+        let (Some(store), None) = (&self.store, &self.remote) else {
+            return;
+        };
+        if self.settings.redis.url.is_empty() {
+            return;
+        }
+        match crate::queue::Queue::open(store, &self.settings.redis).await {
+            Ok(queue) => crate::halts::announce(&queue, mailing_id).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach Redis to tell the workers; they see the change at their next check")
+            }
+        }
+    }
+
     /// The tenant to act as: `--user`, or the only user there is.
     pub async fn tenant(&self) -> Result<User> {
         let user = match &self.user {

@@ -3,7 +3,7 @@
 
 use crate::domain::InvalidInput;
 use crate::store::StoreError;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -134,16 +134,45 @@ impl From<JsonRejection> for ApiError {
                 "unsupported_media_type",
                 "expected Content-Type: application/json",
             ),
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body is larger than the configured limit",
-                )
-            }
+            JsonRejection::BytesRejection(e) => e.into(),
             other => ApiError::bad_request(other.body_text()),
         }
     }
+}
+
+/// A body that could not be read: past the route's limit (413), stopped arriving (408), or
+/// broken off (400).
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than the configured limit",
+            )
+        } else if stopped_arriving(&rejection) {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body stopped arriving",
+            )
+        } else {
+            ApiError::bad_request(rejection.body_text())
+        }
+    }
+}
+
+/// Whether a body failed because it stopped arriving: the router's body timeout
+/// (`api.body_read_timeout_secs`) ended it. That is a 408, not a malformed request.
+pub fn stopped_arriving(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// `axum::Json` whose rejections are [`ApiError`]s.
@@ -160,19 +189,7 @@ where
         let (parts, body) = req.into_parts();
         // Read within the route's body limit, like axum::Json would.
         let limited = Request::from_parts(parts.clone(), body);
-        let bytes = axum::body::Bytes::from_request(limited, state)
-            .await
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        "the request body is larger than the configured limit",
-                    )
-                } else {
-                    ApiError::bad_request(e.body_text())
-                }
-            })?;
+        let bytes = axum::body::Bytes::from_request(limited, state).await?;
         // PostgreSQL refuses NUL in text; both profiles refuse it here, with 422.
         if has_nul(&bytes) {
             return Err(ApiError::invalid(

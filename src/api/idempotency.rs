@@ -39,13 +39,15 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
 }
 
 /// Read a body of at most `limit` bytes: too long is a 413, anything else broken a 400.
-pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+pub async fn read_body(
+    body: Body,
+    limit: usize,
+    idle: std::time::Duration,
+) -> Result<axum::body::Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "cannot read the request body: {e}"
-        ))),
+        Err(e) => Err(super::upload::body_error(e.as_ref(), idle)),
     }
 }
 
@@ -103,11 +105,11 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
             .extensions
             .insert(HeldImportSlot(std::sync::Arc::new(slot)));
     }
+    let rules = UploadRules::of(
+        &state.settings.api,
+        state.settings.api.import_body_limit_bytes,
+    );
     let body = if large {
-        let rules = UploadRules::of(
-            &state.settings.api,
-            state.settings.api.import_body_limit_bytes,
-        );
         let spooled = spool(body, rules)
             .await
             .map_err(IntoResponse::into_response)?;
@@ -115,7 +117,7 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
         let file = tokio::fs::File::from_std(spooled.file);
         Body::from_stream(tokio_util::io::ReaderStream::new(file))
     } else {
-        let bytes = read_body(body, state.settings.api.body_limit_bytes)
+        let bytes = read_body(body, state.settings.api.body_limit_bytes, rules.idle)
             .await
             .map_err(IntoResponse::into_response)?;
         hasher.update(&bytes);

@@ -353,6 +353,7 @@ pub async fn cancel(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<MailingView>> {
     let mailing = state.store.cancel_mailing(user.id, id).await?;
+    state.announce_halt(id).await;
     Ok(Json(view(&state, mailing).await?))
 }
 
@@ -365,6 +366,7 @@ pub async fn pause(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<MailingView>> {
     let mailing = state.store.pause_mailing(user.id, id).await?;
+    state.announce_halt(id).await;
     Ok(Json(view(&state, mailing).await?))
 }
 

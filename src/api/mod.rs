@@ -78,6 +78,23 @@ impl AppState {
         )
     }
 
+    /// The job queues, opened on first use.
+    pub async fn queue(&self) -> Result<&crate::queue::Queue, crate::store::StoreError> {
+        self.queue
+            .get_or_try_init(|| crate::queue::Queue::open(&self.store, &self.settings.redis))
+            .await
+    }
+
+    /// After pausing or cancelling `mailing_id`: tell the workers of other processes at once.
+    pub async fn announce_halt(&self, mailing_id: i64) {
+        match self.queue().await {
+            Ok(queue) => crate::halts::announce(queue, mailing_id).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach the queue to tell the workers; they see the change at their next check")
+            }
+        }
+    }
+
     pub fn new(store: Store, settings: Settings, shutdown: CancellationToken) -> AppState {
         let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         AppState(Arc::new(Inner {
@@ -210,13 +227,14 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
-        // A body that stops arriving ends the request (408) instead of holding it open.
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            std::time::Duration::from_secs(state.settings.api.body_read_timeout_secs.max(1)),
-        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::middleware,
+        ))
+        // A body that stops arriving ends the request (408) instead of holding it open. It
+        // wraps the idempotency layer too, which spools keyed bodies before the handler.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_secs(state.settings.api.body_read_timeout_secs.max(1)),
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state);

@@ -32,11 +32,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
         .execute(state.store.pool())
         .await
         .is_ok();
-    let queue = state
-        .queue
-        .get_or_try_init(|| crate::queue::Queue::open(&state.store, &state.settings.redis))
-        .await;
-    let queue_ok = match queue {
+    let queue_ok = match state.queue().await {
         Ok(queue) => queue.ping().await.is_ok(),
         Err(_) => false,
     };

@@ -60,15 +60,11 @@ pub async fn spool(body: Body, rules: UploadRules) -> Result<Spooled, ApiError> 
     let mut stream = body.into_data_stream();
     let (started, mut len, mut hasher) = (Instant::now(), 0u64, Sha256::new());
     loop {
-        let next = tokio::time::timeout(rules.idle, stream.next())
-            .await
-            .map_err(|_| {
-                too_slow(format!(
-                    "the request body sent nothing for {} s",
-                    rules.idle.as_secs()
-                ))
-            })?;
-        let Some(chunk) = next else { break };
+        // A body that stops arriving is ended by the router's body timeout (the same
+        // `api.body_read_timeout_secs`); `body_error` turns that into a 408.
+        let Some(chunk) = stream.next().await else {
+            break;
+        };
         let chunk = chunk.map_err(|e| body_error(&e, rules.idle))?;
         len += chunk.len() as u64;
         if len > rules.limit as u64 {
@@ -106,16 +102,12 @@ pub async fn spool(body: Body, rules: UploadRules) -> Result<Spooled, ApiError> 
 
 /// A body that failed to arrive: 408 when it stopped arriving (the body timeout of the
 /// router's layer), 400 otherwise.
-pub fn body_error(e: &axum::Error, idle: Duration) -> ApiError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<tower_http::timeout::TimeoutError>() {
-            return too_slow(format!(
-                "the request body sent nothing for {} s",
-                idle.as_secs()
-            ));
-        }
-        source = err.source();
+pub fn body_error(e: &(dyn std::error::Error + 'static), idle: Duration) -> ApiError {
+    if super::error::stopped_arriving(e) {
+        return too_slow(format!(
+            "the request body sent nothing for {} s",
+            idle.as_secs()
+        ));
     }
     ApiError::bad_request(format!("cannot read the request body: {e}"))
 }

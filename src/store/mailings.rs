@@ -692,6 +692,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.announce_halt();
         self.mailing(tenant_id, id).await
     }
 
@@ -1040,6 +1041,7 @@ impl Store {
                 current.state
             )));
         }
+        self.announce_halt();
         self.mailing(tenant_id, id).await
     }
 

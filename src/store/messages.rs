@@ -324,19 +324,23 @@ impl Store {
             .collect())
     }
 
-    /// Mark one row `sending` just before its send (before its rate token). False when the row no longer carries
-    /// `claim` (the reconciler took it back): then it must not be sent.
-    pub async fn mark_sending(&self, id: i64, claim: i64) -> Result<bool> {
-        let done = sqlx::query(
+    /// Mark rows `sending` just before their requests go out, in one statement. Returns the
+    /// ids marked: a row missing from it no longer carries `claim` (the reconciler took it
+    /// back) and must not be sent.
+    pub async fn mark_sending(&self, claim: i64, ids: &[i64]) -> Result<Vec<i64>> {
+        let sql = format!(
             "UPDATE messages SET state = 'sending', updated_at = $1
-             WHERE id = $2 AND claim = $3 AND state = 'queued'",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .bind(claim)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+             WHERE claim = $2 AND state = 'queued' AND id IN ({})
+             RETURNING id",
+            self.backend.json_ints("$3")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms())
+            .bind(claim)
+            .bind(ids_json(ids))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Write the outcomes collected so far for one batch and, with `renew_lease`, renew the

@@ -189,6 +189,9 @@ pub struct Store {
     keys: std::sync::Arc<SecretKeys>,
     /// The bytes of media files one tenant may keep (`telegram.media_quota_bytes`).
     media_quota_bytes: u64,
+    /// Counts the mailings this process paused or cancelled: the worker of the same process
+    /// (`blast up`) rereads what is halted the moment it moves ([`Store::halts_changed`]).
+    halts: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// `telegram.media_quota_bytes` unless configured: 1 GiB.
@@ -226,6 +229,16 @@ impl Store {
     }
 
     /// This store holding each tenant's media files to `bytes` in all.
+    /// Fires (in this process) each time a mailing is paused or cancelled through this store.
+    pub fn halts_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.halts.subscribe()
+    }
+
+    /// Tell this process's listeners that a mailing was halted (after the commit).
+    fn announce_halt(&self) {
+        self.halts.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     pub fn with_media_quota(mut self, bytes: u64) -> Store {
         self.media_quota_bytes = bytes;
         self
@@ -269,6 +282,7 @@ impl Store {
                     postgres: Some(postgres),
                     keys: Default::default(),
                     media_quota_bytes: DEFAULT_MEDIA_QUOTA_BYTES,
+                    halts: Default::default(),
                 })
             }
         }
@@ -310,6 +324,7 @@ impl Store {
             postgres: None,
             keys: Default::default(),
             media_quota_bytes: DEFAULT_MEDIA_QUOTA_BYTES,
+            halts: Default::default(),
         })
     }
 

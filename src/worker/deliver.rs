@@ -7,11 +7,13 @@
 //! outcomes stay in memory) rather than abandoning the batch.
 //!
 //! On channels that can resend safely (SMS with `sms.resend_unacknowledged`) the whole batch is
-//! marked `sending` at once; on the others each row is marked right before its own send, so that
-//! after a crash only the rows really in flight become `unknown`.
+//! marked `sending` at once; on the others each row is marked once it holds its slot and rate
+//! token, in small groups ([`super::marking`]), so that after a crash only the rows really in
+//! flight become `unknown`.
 
 use super::backoff::RetrySchedule;
 use super::maintenance::Halted;
+use super::marking::{Mark, Marker};
 use crate::channels::{
     Channel, Channels, DeliveryError, EmailParts, MediaRef, Outgoing, PushParts, PushSubscription,
     Receipt, ResendPolicy, TelegramBot, TelegramParts, direct_media,
@@ -33,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Flush outcomes as soon as this many are waiting (and every `flush_every` in any case).
 const FLUSH_AT: usize = 100;
+/// A mark that took longer than this made the row's rate token old: it takes a fresh one.
+const MARK_STALL: Duration = Duration::from_millis(50);
 /// Flush attempts before a batch gives up (its rows are then recovered after their lease).
 const FLUSH_RETRIES: usize = 12;
 
@@ -401,12 +405,25 @@ impl Deliverer {
         // connection: a deadlock once the pool is exhausted. The tasks live in a JoinSet, so
         // if this batch is dropped (its worker failed, a flush gave up) they are aborted with
         // it rather than sending on with nobody to record what they did.
+        let marker = (!resend_is_safe).then(|| Marker::start(self.store.clone(), claim));
         let spawn = |running: &mut JoinSet<(i64, Option<Outcome>)>, row: DeliveryRow| {
-            let (me, mailing, template, bot) =
-                (self.clone(), mailing.clone(), template.clone(), bot.clone());
+            let (me, mailing, template, bot, marker) = (
+                self.clone(),
+                mailing.clone(),
+                template.clone(),
+                bot.clone(),
+                marker.clone(),
+            );
             running.spawn(async move {
                 let outcome = me
-                    .send_one(&mailing, &bot, &template, &row, claim, resend_is_safe)
+                    .send_one(
+                        &mailing,
+                        &bot,
+                        &template,
+                        &row,
+                        marker.as_ref(),
+                        resend_is_safe,
+                    )
                     .await;
                 (row.message_id, outcome)
             });
@@ -499,7 +516,7 @@ impl Deliverer {
         bot: &TelegramBot,
         templates: &Arc<Templates>,
         row: &DeliveryRow,
-        claim: i64,
+        marker: Option<&Marker>,
         resend_is_safe: bool,
     ) -> Option<Outcome> {
         let is_email = mailing.channel == ChannelKind::Email;
@@ -563,24 +580,11 @@ impl Deliverer {
         };
         let mut rate_limited = 0;
         let mut moved = false;
-        let mut marked = resend_is_safe;
+        let mut marked = false;
         let channel_name = mailing.channel.as_str();
         let result = loop {
             if let Some(outcome) = self.unwanted(mailing, row) {
                 return Some(outcome);
-            }
-            // Marked before the rate token, not after: a commit that stalls (a checkpoint)
-            // between the token and the request would bunch sends up at the provider, and
-            // Telegram counts them as they arrive. A shutdown while the row waits for its token
-            // puts it back to pending (Release takes `sending` rows); a crash then leaves it
-            // `unknown` like any send cut off, which is the price of sending on time.
-            if !marked {
-                match self.store.mark_sending(row.message_id, claim).await {
-                    Ok(true) => marked = true,
-                    Ok(false) => return None,
-                    // Not marked, so not sent: the row goes back to pending.
-                    Err(_) => return Some(Outcome::Release),
-                }
             }
             tokio::select! {
                 _ = self.channels.rate_wait(mailing, &bot.id, &address) => {}
@@ -588,6 +592,32 @@ impl Deliverer {
             }
             if let Some(outcome) = self.unwanted(mailing, row) {
                 return Some(outcome);
+            }
+            // A channel that must not send twice marks the row `sending` only now, with its
+            // slot and its rate token in hand: a crash from here on leaves it `unknown`.
+            if let Some(marker) = marker.filter(|_| !marked) {
+                let asked = Instant::now();
+                match marker.mark(row.message_id).await {
+                    Mark::Marked => marked = true,
+                    Mark::NotOurs => return None,
+                    // Not marked, so not sent: the row goes back to pending.
+                    Mark::Failed => return Some(Outcome::Release),
+                }
+                // A commit that stalled (a checkpoint) made the token old: sending on it now
+                // would bunch requests up at the provider, which counts them as they arrive.
+                if asked.elapsed() > MARK_STALL {
+                    tokio::select! {
+                        _ = self.channels.rate_wait(mailing, &bot.id, &address) => {}
+                        _ = self.shutdown.cancelled() => return Some(Outcome::Release),
+                    }
+                }
+                // Release takes `sending` rows back too: a row marked but not sent is not lost.
+                if self.shutdown.is_cancelled() {
+                    return Some(Outcome::Release);
+                }
+                if let Some(outcome) = self.unwanted(mailing, row) {
+                    return Some(outcome);
+                }
             }
             let msg = Outgoing {
                 message_id: row.message_id,

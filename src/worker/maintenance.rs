@@ -86,6 +86,20 @@ pub async fn halted_mailings(store: &Store) -> Result<Halted> {
     ))
 }
 
+/// Read the halted mailings again and hand them to the running batches if they changed.
+pub async fn refresh_halted(
+    store: &Store,
+    batches: &tokio::sync::watch::Sender<Halted>,
+) -> Result<()> {
+    let set = halted_mailings(store).await?;
+    batches.send_if_modified(|current| {
+        let changed = *current != set;
+        *current = set;
+        changed
+    });
+    Ok(())
+}
+
 fn secs_to_ms(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }

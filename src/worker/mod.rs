@@ -5,6 +5,7 @@ mod backoff;
 pub mod daily;
 mod deliver;
 mod maintenance;
+mod marking;
 mod pump;
 pub mod webhooks;
 
@@ -246,25 +247,32 @@ async fn run_registered(
             }
         },
     ));
+    let look_again = {
+        let store = store.clone();
+        move || {
+            let (store, tx) = (store.clone(), cancelled_tx.clone());
+            async move { maintenance::refresh_halted(&store, &tx).await }
+        }
+    };
+    // Told at once when a mailing is halted (in this process, or over Redis)...
+    tasks.spawn({
+        let (store, queue, token, look_again) = (
+            store.clone(),
+            queue.clone(),
+            token.clone(),
+            look_again.clone(),
+        );
+        async move {
+            crate::halts::listen(store, queue, token, look_again).await;
+            Ok(())
+        }
+    });
+    // ...and looking anyway, for a notice that was lost.
     tasks.spawn(periodic(
         "cancel-watch",
         every(w.cancel_check_interval_ms),
         token.clone(),
-        {
-            let store = store.clone();
-            move || {
-                let (store, tx) = (store.clone(), cancelled_tx.clone());
-                async move {
-                    let set = maintenance::halted_mailings(&store).await?;
-                    tx.send_if_modified(|current| {
-                        let changed = *current != set;
-                        *current = set;
-                        changed
-                    });
-                    Ok(())
-                }
-            }
-        },
+        look_again,
     ));
 
     for lane in Lane::ALL {

@@ -1,0 +1,75 @@
+//! Marking rows `sending` at the last moment, in small groups.
+//!
+//! On a channel that must never send a message twice (SMS with `sms.resend_unacknowledged =
+//! false`, and every channel without an idempotency key), a row is marked `sending` before its
+//! request goes out, and a crash turns such rows into `unknown`, never sent again. Marking each
+//! row only once it holds its slot and its rate token keeps `unknown` to the requests really in
+//! flight (at most the lanes' in-flight slots); marking together the rows that become ready at
+//! the same moment (one UPDATE while the next group gathers) keeps that to a few writes.
+
+use crate::store::Store;
+use std::collections::HashSet;
+use tokio::sync::{mpsc, oneshot};
+
+/// The most rows one statement marks.
+const MAX_GROUP: usize = 256;
+
+/// What became of one row's mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// It is `sending`: its request may go out.
+    Marked,
+    /// It no longer carries the batch's claim (taken back meanwhile): it must not be sent.
+    NotOurs,
+    /// The store could not be written: not marked, so not to be sent now.
+    Failed,
+}
+
+/// Marks the rows of one batch (one claim). Cheap to clone; the marking task ends when the
+/// last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct Marker {
+    requests: mpsc::Sender<(i64, oneshot::Sender<Mark>)>,
+}
+
+impl Marker {
+    pub fn start(store: Store, claim: i64) -> Marker {
+        let (requests, rx) = mpsc::channel(MAX_GROUP);
+        tokio::spawn(run(store, claim, rx));
+        Marker { requests }
+    }
+
+    /// Mark `message_id` `sending`, together with whatever other rows are ready now.
+    pub async fn mark(&self, message_id: i64) -> Mark {
+        let (reply, answer) = oneshot::channel();
+        if self.requests.send((message_id, reply)).await.is_err() {
+            return Mark::Failed;
+        }
+        answer.await.unwrap_or(Mark::Failed)
+    }
+}
+
+async fn run(store: Store, claim: i64, mut requests: mpsc::Receiver<(i64, oneshot::Sender<Mark>)>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while requests.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let ids: Vec<i64> = group.iter().map(|(id, _)| *id).collect();
+        let marked: Option<HashSet<i64>> = match store.mark_sending(claim, &ids).await {
+            Ok(marked) => Some(marked.into_iter().collect()),
+            Err(e) => {
+                tracing::warn!(error = %e, rows = ids.len(), "cannot mark rows sending; they go back to pending");
+                None
+            }
+        };
+        metrics::histogram!("blast_mark_group_size").record(ids.len() as f64);
+        for (id, reply) in group.drain(..) {
+            let mark = match &marked {
+                Some(marked) if marked.contains(&id) => Mark::Marked,
+                Some(_) => Mark::NotOurs,
+                None => Mark::Failed,
+            };
+            // A send that was aborted meanwhile no longer listens; its row, if marked, is
+            // settled like any send cut off.
+            let _ = reply.send(mark);
+        }
+    }
+}
