@@ -18,6 +18,10 @@
 //! when Redis answered again, the first delivery after that and the longest pause in
 //! deliveries. For the figures:
 //! `BENCH_RECIPIENTS=20000 BLAST_SMS__RATE_LIMIT_PER_SECOND=1000 BENCH_FAULT=flushdb cargo bench --bench production`.
+//!
+//! `BENCH_CANCEL_AT=0.3` cancels the mailing once the provider has seen that share of it, as
+//! the API does (the store, then the notice on Redis), and prints how many requests the
+//! provider still received after the cancel was acknowledged, and the last one's delay.
 
 mod common;
 
@@ -144,6 +148,12 @@ impl Drop for OwnRedis {
     }
 }
 
+/// Whether a cancelled mailing has no row left that a worker may still send.
+async fn settled(store: &Store, m: &blast::store::Mailing) -> Result<bool, BoxError> {
+    let counts = store.mailing_counts(m.id).await?;
+    Ok(counts.get(MessageState::Sent) + counts.get(MessageState::Cancelled) == counts.total())
+}
+
 fn free_port() -> Result<u16, BoxError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -251,7 +261,32 @@ async fn run(
     let mut last_report = Instant::now();
     // When Redis answered again after the fault (ms since the epoch).
     let mut redis_back_at: Option<i64> = None;
+    let mut cancel_at: Option<f64> = std::env::var("BENCH_CANCEL_AT")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut cancelled_at: Option<i64> = None;
+    let queue = blast::queue::Queue::open(
+        &store,
+        &blast::settings::RedisSettings {
+            url: blast::settings::Secret::new(redis_url),
+            key_prefix: prefix.to_owned(),
+            ..Default::default()
+        },
+    )
+    .await?;
     let finished = loop {
+        if cancel_at
+            .take_if(|at| stub.requests_count() as f64 >= *at * n as f64)
+            .is_some()
+        {
+            store.cancel_mailing(tenant, mailing.id).await?;
+            blast::halts::announce(&queue, mailing.id).await;
+            cancelled_at = Some(blast::now_ms());
+            eprintln!(
+                "  … cancelled at {} messages at the provider",
+                stub.requests_count()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
         if let Some((kind, at, own)) =
             fault.take_if(|(_, at, _)| stub.requests_count() as f64 >= *at * n as f64)
@@ -275,7 +310,7 @@ async fn run(
         if materialized_at.is_none() && m.state != MailingState::Scheduled {
             materialized_at = Some(blast::now_ms());
         }
-        if m.state == MailingState::Done {
+        if m.state == MailingState::Done || (cancelled_at.is_some() && settled(&store, &m).await?) {
             break m;
         }
         if last_report.elapsed() > Duration::from_secs(5) {
@@ -370,6 +405,28 @@ async fn run(
         deliveries.len(),
         stub.requests_count()
     );
+    if let Some(acknowledged) = cancelled_at {
+        let after: Vec<i64> = stub
+            .requests()
+            .iter()
+            .map(|r| r.received_at - acknowledged)
+            .filter(|&d| d > 0)
+            .collect();
+        println!(
+            "  after the cancel  {} requests reached the provider after it was acknowledged, the last {} ms after it; {} of {n} sent",
+            after.len(),
+            after.iter().max().copied().unwrap_or(0),
+            sent
+        );
+        if sent as usize != deliveries.len() || repeats != 0 {
+            return Err(format!(
+                "{sent} recorded sent, {} at the provider, {repeats} twice",
+                deliveries.len()
+            )
+            .into());
+        }
+        return Ok(());
+    }
     if sent as usize != n || deliveries.len() != n || repeats != 0 {
         return Err(format!(
             "expected {n} messages sent once each; {sent} recorded sent, {} at the provider, {repeats} twice",

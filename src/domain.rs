@@ -697,3 +697,51 @@ mod local_hours_tests {
         );
     }
 }
+
+// Types that several layers hold (the store reads them, templates and channels use them):
+// they live here, below all of them.
+
+/// A client as templates and channels see it (the store reads it).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Client {
+    pub id: i64,
+    /// None for a client who came through the subscriber bot and never gave a phone.
+    pub phone: Option<String>,
+    pub operator_code: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub telegram_chat_id: Option<i64>,
+    pub timezone: String,
+    pub tags: Vec<String>,
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// The bot's public numeric id: the part of its token before the colon. Limits and stored
+/// file_ids are keyed by it, never by the secret token.
+pub fn bot_id_of(token: &str) -> Option<&str> {
+    let (id, secret) = token.split_once(':')?;
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && secret.len() >= 8).then_some(id)
+}
+
+/// A bot to send through: its public id (limits and file_ids are keyed by it) and token.
+/// Either the configured `telegram.bot_token` or one a tenant registered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TelegramBot {
+    pub id: String,
+    pub token: crate::secret::Secret,
+}
+
+/// The longest text of a web push message. A push service takes at most 4096 bytes of
+/// encrypted payload; the JSON around the text and the encryption header take the rest.
+pub const MAX_PUSH_TEXT_CHARS: u32 = 1000;
+
+/// A browser's push subscription, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushSubscription {
+    pub id: i64,
+    pub endpoint: String,
+    /// The browser's P-256 public key, base64url (65 bytes uncompressed).
+    pub p256dh: String,
+    /// The browser's authentication secret, base64url (16 bytes).
+    pub auth: String,
+}

@@ -11,12 +11,15 @@ pub mod channels;
 pub mod dedup;
 pub mod domain;
 pub mod halts;
+#[cfg(test)]
+mod layers;
 pub mod limits;
 pub mod metrics;
 pub mod notify;
 pub mod outbound;
 pub mod queue;
 pub mod report;
+pub mod secret;
 pub mod settings;
 pub mod shutdown;
 pub mod store;
@@ -24,6 +27,7 @@ pub mod telegram;
 pub mod telemetry;
 pub mod template;
 pub mod unsubscribe;
+pub mod vapid;
 pub mod worker;
 
 pub use blast_jobs as jobs;

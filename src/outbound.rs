@@ -10,7 +10,6 @@
 //! 127.0.0.1 later (DNS rebinding) is still refused. IP-literal hosts never reach a resolver;
 //! [`check_before_send`] covers them.
 
-use crate::settings::{WebPushSettings, WebhookSettings};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -26,24 +25,6 @@ pub struct OutboundPolicy {
     pub allow_private_addresses: bool,
     /// The settings section that holds these keys (`webhooks`, `webpush`), for error texts.
     pub section: &'static str,
-}
-
-impl OutboundPolicy {
-    pub fn webhooks(settings: &WebhookSettings) -> OutboundPolicy {
-        OutboundPolicy {
-            allow_loopback_http: settings.allow_loopback_http,
-            allow_private_addresses: settings.allow_private_addresses,
-            section: "webhooks",
-        }
-    }
-
-    pub fn webpush(settings: &WebPushSettings) -> OutboundPolicy {
-        OutboundPolicy {
-            allow_loopback_http: settings.allow_loopback_http,
-            allow_private_addresses: settings.allow_private_addresses,
-            section: "webpush",
-        }
-    }
 }
 
 /// Why an address is not public.

@@ -4,6 +4,8 @@
 //! The reference `config.toml` at the repository root lists every key with its default; a test
 //! keeps the two equal.
 
+use crate::outbound::OutboundPolicy;
+pub use crate::secret::Secret;
 use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
@@ -11,29 +13,6 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// A value that must never reach a log line or a terminal: Debug and Display print a placeholder.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -127,6 +106,28 @@ impl PoolSettings {
             sqlite: self.sqlite_connections,
             imports: self.import_connections,
             acquire_timeout: Duration::from_secs(self.acquire_timeout_secs.max(1)),
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// What webhook URLs may point at beyond public `https:` addresses.
+    pub fn outbound_policy(&self) -> OutboundPolicy {
+        OutboundPolicy {
+            allow_loopback_http: self.allow_loopback_http,
+            allow_private_addresses: self.allow_private_addresses,
+            section: "webhooks",
+        }
+    }
+}
+
+impl WebPushSettings {
+    /// What push endpoints may point at beyond public `https:` addresses.
+    pub fn outbound_policy(&self) -> OutboundPolicy {
+        OutboundPolicy {
+            allow_loopback_http: self.allow_loopback_http,
+            allow_private_addresses: self.allow_private_addresses,
+            section: "webpush",
         }
     }
 }
@@ -897,7 +898,7 @@ impl Settings {
         }
         let vapid = self.webpush.vapid_private_key.expose();
         if !vapid.is_empty() {
-            crate::channels::VapidKey::from_base64url(vapid)
+            crate::vapid::VapidKey::from_base64url(vapid)
                 .map_err(|e| SettingsError::Rule(e.to_string()))?;
         }
         // web-push-native signs the VAPID token for the TTL too, and RFC 8292 refuses one
@@ -968,7 +969,7 @@ impl Settings {
                 tg.api_url
             )));
         }
-        if !tg.bot_token.is_empty() && crate::channels::bot_id_of(tg.bot_token.expose()).is_none() {
+        if !tg.bot_token.is_empty() && crate::domain::bot_id_of(tg.bot_token.expose()).is_none() {
             return Err(SettingsError::Rule(
                 "telegram.bot_token does not look like a bot token (digits, a colon, then the secret)"
                     .into(),
@@ -1023,7 +1024,7 @@ impl Settings {
                 self.sms.max_text_chars
             }
             // A push payload is at most 4 KB once encrypted; the text is its body.
-            crate::domain::ChannelKind::WebPush => crate::channels::MAX_PUSH_TEXT_CHARS,
+            crate::domain::ChannelKind::WebPush => crate::domain::MAX_PUSH_TEXT_CHARS,
         }
     }
 

@@ -8,8 +8,8 @@
 //! client does not have is an error, not an empty string: a message that says "Hello, !" is
 //! worse than one not sent.
 
+use crate::domain::Client;
 use crate::domain::{InvalidInput, invalid};
-use crate::store::Client;
 use minijinja::machinery::{Token, WhitespaceConfig, tokenize};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value};

@@ -611,7 +611,7 @@ async fn tenant_secrets_are_sealed_at_rest_and_survive_a_key_rotation() {
     let mut settings = db.settings("http://127.0.0.1:9");
     settings.webhooks.allow_loopback_http = true;
     settings.webhooks.allow_private_addresses = true;
-    let policy = blast::outbound::OutboundPolicy::webhooks(&settings.webhooks);
+    let policy = settings.webhooks.outbound_policy();
     let old_key = SecretKeys::generate();
     let sealing = |current: &str, previous: &[&str]| {
         db.store

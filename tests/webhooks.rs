@@ -8,6 +8,7 @@ mod common;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use blast::domain::{AudienceFilter, ChannelKind, Priority};
 use blast::store::NewMailing;
 use common::{ApiServer, RunningWorker, TestDb, now_ms, wait_until};
@@ -433,5 +434,125 @@ async fn non_public_urls_are_refused_at_registration_and_again_at_send_time() {
     assert!(
         got.events.is_empty() && got.refused == 0,
         "the receiver was never called"
+    );
+}
+
+/// A receiver that answers each request with the next of `answers` (status and an optional
+/// `Retry-After`), then 200; it notes when each request came.
+async fn scripted_receiver(
+    answers: Vec<(StatusCode, Option<&'static str>)>,
+) -> (String, Arc<Mutex<Vec<i64>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let state = (seen.clone(), Arc::new(Mutex::new(answers.into_iter())));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (seen, answers) = state.clone();
+            async move {
+                seen.lock().expect("lock").push(now_ms());
+                let next = answers.lock().expect("lock").next();
+                match next {
+                    Some((status, Some(after))) => {
+                        (status, [(axum::http::header::RETRY_AFTER, after)]).into_response()
+                    }
+                    Some((status, None)) => status.into_response(),
+                    None => StatusCode::OK.into_response(),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+/// One event owed to a webhook at `url`, posted by a sender whose own schedule would try
+/// again after 100 ms; the sender runs until the event is settled or `for_at_most` passes.
+async fn post_one_event(url: &str, for_at_most: Duration) -> Vec<blast::store::WebhookDelivery> {
+    let db = TestDb::new().await;
+    db.seed_clients(1, "hook").await;
+    let mut settings = db.settings("http://127.0.0.1:9");
+    settings.webhooks.allow_loopback_http = true;
+    settings.webhooks.allow_private_addresses = true;
+    settings.webhooks.base_delay_ms = 100;
+    settings.webhooks.max_delay_ms = 200;
+    let hook = db
+        .store
+        .add_webhook(db.tenant, url, &settings.webhooks.outbound_policy(), 10)
+        .await
+        .expect("webhook");
+    let later = db
+        .store
+        .create_mailing(
+            db.tenant,
+            log_mailing(now_ms() + 3_600_000),
+            blast::template::TextLimits::with_default_budget(1000),
+        )
+        .await
+        .expect("mailing");
+    db.store
+        .cancel_mailing(db.tenant, later.id)
+        .await
+        .expect("cancel: an event");
+    let sender = blast::worker::webhooks::WebhookSender::new(db.store.clone(), &settings.webhooks)
+        .expect("sender");
+    let started = std::time::Instant::now();
+    loop {
+        sender.send_due().await.expect("send");
+        let history = db
+            .store
+            .webhook_deliveries(db.tenant, hook.id, 10)
+            .await
+            .expect("history");
+        if history.iter().all(|d| d.state != "pending") || started.elapsed() > for_at_most {
+            return history;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_receiver_that_answers_410_is_not_asked_again() {
+    let (url, seen) = scripted_receiver(vec![(StatusCode::GONE, None); 5]).await;
+    let history = post_one_event(&url, Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].state, "failed", "{history:?}");
+    assert_eq!(history[0].attempts, 1);
+    assert!(
+        history[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("410"),
+        "{history:?}"
+    );
+    assert_eq!(seen.lock().expect("lock").len(), 1, "asked once");
+}
+
+#[tokio::test]
+async fn a_receivers_retry_after_is_honoured_and_its_5xx_retried() {
+    let (url, seen) = scripted_receiver(vec![
+        (StatusCode::TOO_MANY_REQUESTS, Some("2")),
+        (StatusCode::SERVICE_UNAVAILABLE, None),
+    ])
+    .await;
+    let history = post_one_event(&url, Duration::from_secs(15)).await;
+    assert_eq!(history[0].state, "delivered", "{history:?}");
+    assert_eq!(history[0].attempts, 3);
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen[1] - seen[0] >= 1_900,
+        "asked again {} ms after a Retry-After of 2 s",
+        seen[1] - seen[0]
+    );
+    assert!(
+        seen[2] - seen[1] < 1_900,
+        "a 503 without Retry-After waits the sender's own schedule, not {} ms",
+        seen[2] - seen[1]
     );
 }

@@ -741,12 +741,7 @@ impl Backend {
     ) -> Result<StoredPushSubscription> {
         match self {
             Backend::Local { store, tenant } => Ok(store
-                .add_push_subscription(
-                    *tenant,
-                    client,
-                    new,
-                    &crate::outbound::OutboundPolicy::webpush(settings),
-                )
+                .add_push_subscription(*tenant, client, new, &settings.outbound_policy())
                 .await?),
             Backend::Remote(api) => {
                 api.call(
@@ -802,7 +797,7 @@ impl Backend {
                 .add_webhook(
                     *tenant,
                     url,
-                    &crate::outbound::OutboundPolicy::webhooks(settings),
+                    &settings.outbound_policy(),
                     settings.max_per_tenant,
                 )
                 .await?),

@@ -153,12 +153,7 @@ pub async fn subscribe(
     };
     let stored = state
         .store
-        .add_push_subscription(
-            user.id,
-            id,
-            &new,
-            &crate::outbound::OutboundPolicy::webpush(&state.settings.webpush),
-        )
+        .add_push_subscription(user.id, id, &new, &state.settings.webpush.outbound_policy())
         .await?;
     Ok((StatusCode::CREATED, Json(stored)))
 }

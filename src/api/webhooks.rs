@@ -4,7 +4,6 @@
 use super::AppState;
 use super::auth::Tenant;
 use super::error::{ApiJson, ApiPath, ApiResult, ErrorBody};
-use crate::outbound::OutboundPolicy;
 use crate::store::{Webhook, WebhookDelivery};
 use axum::Json;
 use axum::extract::State;
@@ -45,7 +44,7 @@ pub async fn create(
         .add_webhook(
             user.id,
             &input.url,
-            &OutboundPolicy::webhooks(&state.settings.webhooks),
+            &state.settings.webhooks.outbound_policy(),
             state.settings.webhooks.max_per_tenant,
         )
         .await?;

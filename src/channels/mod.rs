@@ -13,16 +13,15 @@ mod email;
 mod log;
 mod sms;
 mod telegram;
-mod vapid;
 mod webpush;
 
+pub use crate::vapid::{VapidError, VapidKey};
 pub use email::{EmailChannel, EmailParts};
 pub use log::LogChannel;
 pub use sms::SmsChannel;
 pub use telegram::{
     MediaRef, TelegramBot, TelegramChannel, TelegramParts, bot_id_of, connect_bot, direct_media,
 };
-pub use vapid::{VapidError, VapidKey};
 pub use webpush::{MAX_PUSH_TEXT_CHARS, PushSubscription, VapidKeys, WebPushChannel};
 
 use crate::domain::ChannelKind;
@@ -63,6 +62,40 @@ pub enum DeliveryError {
     /// The recipient blocked us or no longer exists: permanent, and later mailings skip them.
     #[error("blocked: {0}")]
     Blocked(String),
+}
+
+/// How a receiver's non-success HTTP status is read, for every channel and webhook that
+/// speaks plain HTTP: 5xx, 408 and 429 are passing trouble (`Transient`, after the
+/// receiver's `Retry-After` if it named one); any other status is `Permanent`.
+pub fn http_refusal(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    who: &str,
+) -> DeliveryError {
+    if status.is_server_error()
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+    {
+        DeliveryError::Transient {
+            reason: format!("{who} answered {status}"),
+            retry_after: retry_after(headers),
+        }
+    } else {
+        DeliveryError::permanent(format!("{who} answered {status}"))
+    }
+}
+
+/// The delay a `Retry-After` header asks for, in seconds (the HTTP-date form is not used by
+/// the providers blast talks to).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 /// What a successful send tells us back.

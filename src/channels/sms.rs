@@ -1,7 +1,7 @@
 //! The SMS provider's HTTP API: `POST {base}/v1/send/{id}` with a JWT bearer and
 //! `{"id": int64, "phone": int64, "text": string}`; success is 200 `{"code": 0, ...}`.
 
-use super::{DeliveryError, Outgoing};
+use super::{DeliveryError, Outgoing, retry_after};
 use crate::settings::{Secret, SmsSettings};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -159,17 +159,6 @@ fn classify(
             snippet()
         )),
     ))
-}
-
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
 }
 
 fn describe_transport_error(e: &reqwest::Error) -> String {

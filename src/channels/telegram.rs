@@ -7,7 +7,9 @@
 //! in teloxide-core); our own timeout around each send bounds that.
 
 use super::{DeliveryError, Outgoing, Receipt};
-use crate::settings::{Secret, TelegramSettings};
+pub use crate::domain::{TelegramBot, bot_id_of};
+use crate::secret::Secret;
+use crate::settings::TelegramSettings;
 use crate::telegram::{MediaSource, ParseMode, TelegramContent, TelegramKind, UrlButton};
 use std::time::Duration;
 use teloxide_core::payloads::setters::*;
@@ -17,21 +19,6 @@ use teloxide_core::types::{
     InputMediaDocument, InputMediaPhoto, InputMediaVideo, LinkPreviewOptions, Message,
 };
 use teloxide_core::{ApiError, Bot, RequestError};
-
-/// The bot's public numeric id: the part of its token before the colon. Limits and stored
-/// file_ids are keyed by it, never by the secret token.
-pub fn bot_id_of(token: &str) -> Option<&str> {
-    let (id, secret) = token.split_once(':')?;
-    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && secret.len() >= 8).then_some(id)
-}
-
-/// A bot to send through: its public id (limits and file_ids are keyed by it) and token.
-/// Either the configured `telegram.bot_token` or one a tenant registered.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TelegramBot {
-    pub id: String,
-    pub token: Secret,
-}
 
 impl TelegramBot {
     /// The bot of `telegram.bot_token`; empty when none is set (its sends then wait).

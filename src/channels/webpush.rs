@@ -5,32 +5,19 @@
 //! gone for good (the worker deletes it, [`DeliveryError::Blocked`]); 429 and 5xx are worth
 //! another try; other 4xx are this message's or this subscription's fault.
 
-use super::DeliveryError;
-use super::vapid::VapidKey;
+use super::{DeliveryError, http_refusal};
 use crate::outbound::{self, OutboundPolicy};
 use crate::settings::WebPushSettings;
+use crate::vapid::VapidKey;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::time::Duration;
 use web_push_native::{Auth, WebPushBuilder, p256};
 
-/// The longest text of a web push message. A push service takes at most 4096 bytes of
-/// encrypted payload; the JSON around the text and the encryption header take the rest.
-pub const MAX_PUSH_TEXT_CHARS: u32 = 1000;
+pub use crate::domain::{MAX_PUSH_TEXT_CHARS, PushSubscription};
 
 /// Largest payload before encryption (4096 less the aes128gcm header and tag, with margin).
 const MAX_PAYLOAD_BYTES: usize = 3800;
-
-/// A browser's push subscription, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushSubscription {
-    pub id: i64,
-    pub endpoint: String,
-    /// The browser's P-256 public key, base64url (65 bytes uncompressed).
-    pub p256dh: String,
-    /// The browser's authentication secret, base64url (16 bytes).
-    pub auth: String,
-}
 
 /// A subscription's keys, decoded and checked.
 pub struct SubscriptionKeys {
@@ -121,7 +108,7 @@ impl WebPushChannel {
             ),
         };
         let timeout = Duration::from_millis(settings.timeout_ms);
-        let policy = OutboundPolicy::webpush(settings);
+        let policy = settings.outbound_policy();
         // Redirects are not followed: a push service answers where it was asked (and a
         // redirect could lead anywhere). Names resolve to allowed addresses only.
         let http = outbound::client_builder(&policy)
@@ -208,12 +195,6 @@ impl WebPushChannel {
             Ok(Ok(response)) => response,
         };
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
         match status.as_u16() {
             200..=299 => Ok(()),
             404 | 410 => Err(DeliveryError::Blocked(format!(
@@ -222,19 +203,10 @@ impl WebPushChannel {
             413 => Err(DeliveryError::permanent(
                 "the push service found the payload too large (413)",
             )),
-            429 => Err(DeliveryError::Transient {
-                reason: "the push service is rate limiting us (429)".into(),
-                retry_after,
-            }),
-            500..=599 => Err(DeliveryError::Transient {
-                reason: format!("the push service failed ({status})"),
-                retry_after,
-            }),
-            // 401/403: the signature was refused, usually because the subscription was made
-            // with another applicationServerKey: this subscription's fault, not every push's.
-            _ => Err(DeliveryError::permanent(format!(
-                "the push service refused the push ({status})"
-            ))),
+            // 401/403 (the signature refused, usually a subscription made with another
+            // applicationServerKey) is this subscription's fault, not every push's: permanent,
+            // like any 4xx but 408 and 429.
+            _ => Err(http_refusal(status, response.headers(), "the push service")),
         }
     }
 }

@@ -2,10 +2,10 @@
 //! out through it, with that bot's own limits.
 
 use super::{Result, Store, StoreError, is_unique_violation};
-use crate::channels::{TelegramBot, bot_id_of};
 use crate::domain::invalid;
+use crate::domain::{TelegramBot, bot_id_of};
 use crate::now_ms;
-use crate::settings::Secret;
+use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 

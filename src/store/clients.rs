@@ -1,26 +1,12 @@
 //! Clients (the recipients) of a tenant, their tags, and bulk import.
 
 use super::{Result, Store, StoreError, is_unique_violation};
+pub use crate::domain::Client;
 use crate::domain::{Phone, invalid};
 use crate::now_ms;
-use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use std::collections::{BTreeMap, HashMap};
-
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Client {
-    pub id: i64,
-    /// None for a client who came through the subscriber bot and never gave a phone.
-    pub phone: Option<String>,
-    pub operator_code: String,
-    pub name: String,
-    pub email: Option<String>,
-    pub telegram_chat_id: Option<i64>,
-    pub timezone: String,
-    pub tags: Vec<String>,
-    pub attributes: BTreeMap<String, String>,
-}
 
 /// A client to create; every field is already validated by its type or by the caller.
 #[derive(Debug, Clone, Default, PartialEq)]

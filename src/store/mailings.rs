@@ -681,18 +681,35 @@ impl Store {
             )));
         }
         super::webhooks::enqueue_mailing_event(&mut tx, id, "cancelled", now).await?;
-        // Rows a worker holds in `sending` are settled by that worker: it checks for
-        // cancellation before every send and writes `cancelled` for what it did not send.
-        sqlx::query(
-            "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = $1
-             WHERE mailing_id = $2 AND state IN ('pending', 'queued', 'failed_temporary')",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         self.announce_halt();
+        // The open rows are settled apart from the cancel itself: updating thousands of rows
+        // that workers are claiming and flushing at the same moment can deadlock on
+        // PostgreSQL (seen at 3,000 messages/s), and the cancel must not fail for that. From
+        // the commit above nothing new is claimed (the pump takes running mailings only) and
+        // whatever this misses, the reconciler settles as `cancelled` at its next pass. Rows a
+        // worker holds in `sending` are settled by that worker: it checks for cancellation
+        // before every send and writes `cancelled` for what it did not send.
+        for attempt in 1..=3u64 {
+            let settled = sqlx::query(
+                "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = $1
+                 WHERE mailing_id = $2 AND state IN ('pending', 'queued', 'failed_temporary')",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await;
+            match settled {
+                Ok(_) => break,
+                Err(e) if attempt < 3 => {
+                    tracing::debug!(error = %e, mailing = id, "settling a cancelled mailing's rows again");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, mailing = id, "cannot settle a cancelled mailing's rows now; the reconciler will")
+                }
+            }
+        }
         self.mailing(tenant_id, id).await
     }
 

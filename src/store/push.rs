@@ -1,7 +1,7 @@
 //! Web push subscriptions: the browsers a client allowed to show our notifications.
 
 use super::{Result, Store, StoreError};
-use crate::channels::PushSubscription;
+use crate::domain::PushSubscription;
 use crate::domain::invalid;
 use crate::now_ms;
 use crate::outbound::OutboundPolicy;

@@ -9,6 +9,7 @@
 //! receiver can tell.
 
 use super::backoff::RetrySchedule;
+use crate::channels::{DeliveryError, http_refusal};
 use crate::now_ms;
 use crate::outbound::{self, OutboundPolicy};
 use crate::settings::{RetrySettings, WebhookSettings};
@@ -45,19 +46,10 @@ pub struct WebhookSender {
     policy: OutboundPolicy,
 }
 
-/// How one posting went.
-enum Outcome {
-    Delivered,
-    /// Worth another try on the schedule.
-    Failed(String),
-    /// Never worth another try: blast may not call that URL.
-    Refused(String),
-}
-
 impl WebhookSender {
     pub fn new(store: Store, settings: &WebhookSettings) -> Result<WebhookSender, reqwest::Error> {
         let timeout = Duration::from_millis(settings.timeout_ms);
-        let policy = OutboundPolicy::webhooks(settings);
+        let policy = settings.outbound_policy();
         Ok(WebhookSender {
             store,
             // Names resolve to allowed addresses only, at every connection (DNS rebinding).
@@ -87,16 +79,16 @@ impl WebhookSender {
         Ok(())
     }
 
-    /// Post one event, unless its URL is not one blast may call.
-    async fn attempt(&self, delivery: &DueDelivery) -> Outcome {
-        let url = match reqwest::Url::parse(&delivery.url) {
-            Ok(url) => url,
-            Err(e) => return Outcome::Refused(format!("the webhook URL is not a URL: {e}")),
-        };
+    /// Post one event, unless its URL is not one blast may call. The answer is read like a
+    /// provider's ([`http_refusal`]): a 2xx delivers; 5xx, 408 and 429 are passing trouble
+    /// (tried again on the schedule, not before the receiver's `Retry-After`); any other status
+    /// and a URL blast may not call are permanent (a 410 Gone is not asked again).
+    async fn attempt(&self, delivery: &DueDelivery) -> Result<(), DeliveryError> {
+        let url = reqwest::Url::parse(&delivery.url)
+            .map_err(|e| DeliveryError::permanent(format!("the webhook URL is not a URL: {e}")))?;
         // The resolver sees only names; an IP-literal host (and the scheme) is checked here.
-        if let Err(e) = outbound::check_before_send(&url, &self.policy) {
-            return Outcome::Refused(format!("the webhook URL {e}"));
-        }
+        outbound::check_before_send(&url, &self.policy)
+            .map_err(|e| DeliveryError::permanent(format!("the webhook URL {e}")))?;
         let timestamp = now_ms() / 1000;
         let answer = self
             .http
@@ -111,30 +103,41 @@ impl WebhookSender {
             .send()
             .await;
         match answer {
-            Ok(response) if response.status().is_success() => Outcome::Delivered,
-            Ok(response) => Outcome::Failed(format!("the receiver answered {}", response.status())),
-            Err(e) => match outbound::refusal(&e) {
-                Some(refused) => Outcome::Refused(format!("the webhook URL {refused}")),
-                None => Outcome::Failed(format!("cannot reach the receiver: {e}")),
-            },
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(http_refusal(
+                response.status(),
+                response.headers(),
+                "the receiver",
+            )),
+            Err(e) => Err(match outbound::refusal(&e) {
+                Some(refused) => DeliveryError::permanent(format!("the webhook URL {refused}")),
+                None => DeliveryError::transient(format!("cannot reach the receiver: {e}")),
+            }),
         }
     }
 
     async fn post(&self, delivery: DueDelivery) {
         let record = match self.attempt(&delivery).await {
-            Outcome::Delivered => Ok(()),
-            Outcome::Refused(error) => {
-                tracing::warn!(delivery = delivery.id, %error, "webhook event refused");
-                metrics::counter!("blast_webhook_failures_total").increment(1);
-                Err((error, None))
-            }
-            Outcome::Failed(error) => {
+            Ok(()) => Ok(()),
+            Err(DeliveryError::Transient {
+                reason,
+                retry_after,
+            }) => {
                 let attempts = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
-                let next = self.schedule.delay(attempts, None).map(|delay| {
+                let next = self.schedule.delay(attempts, retry_after).map(|delay| {
                     now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2)
                 });
                 metrics::counter!("blast_webhook_failures_total").increment(1);
-                Err((error, next))
+                Err((reason, next))
+            }
+            Err(other) => {
+                let error = match other {
+                    DeliveryError::Permanent(reason) => reason,
+                    other => other.to_string(),
+                };
+                tracing::warn!(delivery = delivery.id, %error, "webhook event refused for good");
+                metrics::counter!("blast_webhook_failures_total").increment(1);
+                Err((error, None))
             }
         };
         if record.is_ok() {
