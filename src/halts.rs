@@ -14,6 +14,9 @@ use std::future::Future;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// How long one subscription is kept before it is made again.
+const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(60);
+
 fn channel(prefix: &str) -> String {
     format!("{prefix}:halts")
 }
@@ -88,19 +91,35 @@ async fn subscribe(
         .await;
         match connected {
             Ok(Ok(mut pubsub)) => {
-                failures = 0;
+                let since = tokio::time::Instant::now();
                 let _ = notices.try_send(());
                 let mut messages = pubsub.on_message();
-                loop {
+                // Subscribed afresh now and then: a connection that died without a word (a
+                // dropped NAT entry) costs at most that long, not every notice until restart.
+                let renew = tokio::time::sleep(RESUBSCRIBE_EVERY);
+                tokio::pin!(renew);
+                let ended = loop {
                     tokio::select! {
                         _ = stop.cancelled() => return,
+                        _ = &mut renew => break false,
                         message = messages.next() => match message {
                             Some(_) => { let _ = notices.try_send(()); }
-                            None => break,
+                            None => break true,
                         },
                     }
+                };
+                // A subscription that lived a while was a good one; one that ended at once
+                // keeps backing off.
+                if since.elapsed() > Duration::from_secs(5) {
+                    failures = 0;
+                } else {
+                    failures += 1;
                 }
-                tracing::warn!("the halt-notice subscription ended; subscribing again");
+                if ended {
+                    tracing::warn!("the halt-notice subscription ended; subscribing again");
+                } else {
+                    continue;
+                }
             }
             Ok(Err(e)) => {
                 failures += 1;

@@ -86,7 +86,7 @@ pub fn http_refusal(
 }
 
 /// The delay a `Retry-After` header asks for, in seconds (the HTTP-date form is not used by
-/// the providers blast talks to).
+/// the providers blast talks to), at most a day: a receiver cannot park a message for good.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)?
@@ -95,7 +95,7 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .trim()
         .parse::<u64>()
         .ok()
-        .map(Duration::from_secs)
+        .map(|secs| Duration::from_secs(secs.min(24 * 3600)))
 }
 
 /// What a successful send tells us back.

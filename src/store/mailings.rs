@@ -683,34 +683,46 @@ impl Store {
         super::webhooks::enqueue_mailing_event(&mut tx, id, "cancelled", now).await?;
         tx.commit().await?;
         self.announce_halt();
-        // The open rows are settled apart from the cancel itself: updating thousands of rows
-        // that workers are claiming and flushing at the same moment can deadlock on
-        // PostgreSQL (seen at 3,000 messages/s), and the cancel must not fail for that. From
-        // the commit above nothing new is claimed (the pump takes running mailings only) and
-        // whatever this misses, the reconciler settles as `cancelled` at its next pass. Rows a
-        // worker holds in `sending` are settled by that worker: it checks for cancellation
-        // before every send and writes `cancelled` for what it did not send.
-        for attempt in 1..=3u64 {
-            let settled = sqlx::query(
+        self.settle_cancelled_rows(id, now).await;
+        self.mailing(tenant_id, id).await
+    }
+
+    /// Settle the open rows of a mailing just cancelled, apart from the cancel itself. Workers
+    /// claim and flush rows of the same mailing at the same moment; on PostgreSQL one UPDATE
+    /// over all of them deadlocked with those (seen at 3,000 messages/s), so rows are taken in
+    /// id order, in chunks, skipping any a worker holds locked right now (its batch sees the
+    /// cancel and writes `cancelled` itself). Whatever this leaves, the reconciler settles at
+    /// its next pass. Rows a worker holds in `sending` are that worker's to settle: it checks
+    /// for cancellation before every send.
+    async fn settle_cancelled_rows(&self, mailing_id: i64, now: i64) {
+        let chunk = match self.backend {
+            // One writer at a time: no deadlock, one statement.
+            Backend::Sqlite => {
                 "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = $1
-                 WHERE mailing_id = $2 AND state IN ('pending', 'queued', 'failed_temporary')",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await;
-            match settled {
-                Ok(_) => break,
-                Err(e) if attempt < 3 => {
-                    tracing::debug!(error = %e, mailing = id, "settling a cancelled mailing's rows again");
-                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
-                }
+                 WHERE mailing_id = $2 AND state IN ('pending', 'queued', 'failed_temporary')"
+            }
+            Backend::Postgres => {
+                "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = $1
+                 WHERE id IN (SELECT id FROM messages
+                              WHERE mailing_id = $2 AND state IN ('pending', 'queued', 'failed_temporary')
+                              ORDER BY id LIMIT 10000 FOR UPDATE SKIP LOCKED)"
+            }
+        };
+        loop {
+            match sqlx::query(chunk)
+                .bind(now)
+                .bind(mailing_id)
+                .execute(&self.pool)
+                .await
+            {
+                Ok(done) if done.rows_affected() > 0 && self.backend == Backend::Postgres => {}
+                Ok(_) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, mailing = id, "cannot settle a cancelled mailing's rows now; the reconciler will")
+                    tracing::warn!(error = %e, mailing = mailing_id, "cannot settle a cancelled mailing's rows now; the reconciler will");
+                    return;
                 }
             }
         }
-        self.mailing(tenant_id, id).await
     }
 
     /// Per-mailing counts by state. With `day` (a UTC range in ms), only messages whose state

@@ -474,22 +474,6 @@ impl Store {
         unsafe_to_resend: &[&str],
     ) -> Result<u64> {
         let mut tx = self.write_tx().await?;
-        // Rows of a cancelled mailing that nobody holds, or whose holder is gone, are settled
-        // as cancelled (a transient failure or a shutdown can leave them open after the cancel).
-        let cancelled = sqlx::query(
-            "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = $1
-             WHERE mailing_id IN (SELECT id FROM mailings WHERE state = 'cancelled' AND finished_at >= $1 - $4)
-               AND (state IN ('pending', 'failed_temporary')
-                    OR (state = 'queued' AND updated_at <= $1 - $2)
-                    OR (state = 'sending' AND updated_at <= $1 - $3))",
-        )
-        .bind(now)
-        .bind(queued_lease)
-        .bind(sending_lease)
-        .bind(CANCEL_SWEEP_WINDOW_MS.max(queued_lease).max(sending_lease))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
         let unsafe_json = serde_json::to_string(unsafe_to_resend).unwrap_or_else(|_| "[]".into());
         let sql = format!(
             "UPDATE messages SET state = 'unknown', claim = NULL, updated_at = $1,
@@ -505,6 +489,23 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        // Rows of a cancelled mailing that nobody holds, or whose holder is gone, are settled
+        // as cancelled (after the pass above: a lost send that may have arrived stays
+        // `unknown`, not `cancelled`) (a transient failure or a shutdown can leave them open after the cancel).
+        let cancelled = sqlx::query(
+            "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = $1
+             WHERE mailing_id IN (SELECT id FROM mailings WHERE state = 'cancelled' AND finished_at >= $1 - $4)
+               AND (state IN ('pending', 'failed_temporary')
+                    OR (state = 'queued' AND updated_at <= $1 - $2)
+                    OR (state = 'sending' AND updated_at <= $1 - $3))",
+        )
+        .bind(now)
+        .bind(queued_lease)
+        .bind(sending_lease)
+        .bind(CANCEL_SWEEP_WINDOW_MS.max(queued_lease).max(sending_lease))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         let requeued = sqlx::query(
             "UPDATE messages SET state = 'pending', claim = NULL, updated_at = $1
              WHERE (state = 'queued' AND updated_at <= $1 - $2)

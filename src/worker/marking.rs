@@ -30,13 +30,19 @@ pub enum Mark {
 #[derive(Debug, Clone)]
 pub struct Marker {
     requests: mpsc::Sender<(i64, oneshot::Sender<Mark>)>,
+    /// Ends the marking task with the last clone: a batch that is dropped (its sends aborted)
+    /// marks nothing more.
+    _task: std::sync::Arc<tokio_util::task::AbortOnDropHandle<()>>,
 }
 
 impl Marker {
     pub fn start(store: Store, claim: i64) -> Marker {
         let (requests, rx) = mpsc::channel(MAX_GROUP);
-        tokio::spawn(run(store, claim, rx));
-        Marker { requests }
+        let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(run(store, claim, rx)));
+        Marker {
+            requests,
+            _task: std::sync::Arc::new(task),
+        }
     }
 
     /// Mark `message_id` `sending`, together with whatever other rows are ready now.
@@ -52,6 +58,11 @@ impl Marker {
 async fn run(store: Store, claim: i64, mut requests: mpsc::Receiver<(i64, oneshot::Sender<Mark>)>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while requests.recv_many(&mut group, MAX_GROUP).await > 0 {
+        // A send that gave up waiting (aborted) is not marked: it will not go out.
+        group.retain(|(_, reply)| !reply.is_closed());
+        if group.is_empty() {
+            continue;
+        }
         let ids: Vec<i64> = group.iter().map(|(id, _)| *id).collect();
         let marked: Option<HashSet<i64>> = match store.mark_sending(claim, &ids).await {
             Ok(marked) => Some(marked.into_iter().collect()),

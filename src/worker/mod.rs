@@ -247,11 +247,17 @@ async fn run_registered(
             }
         },
     ));
+    // One reread at a time: a periodic one that started before a cancel and ended after the
+    // notice's must not put the older set back.
+    let rereading = Arc::new(tokio::sync::Mutex::new(()));
     let look_again = {
         let store = store.clone();
         move || {
-            let (store, tx) = (store.clone(), cancelled_tx.clone());
-            async move { maintenance::refresh_halted(&store, &tx).await }
+            let (store, tx, rereading) = (store.clone(), cancelled_tx.clone(), rereading.clone());
+            async move {
+                let _one = rereading.lock().await;
+                maintenance::refresh_halted(&store, &tx).await
+            }
         }
     };
     // Told at once when a mailing is halted (in this process, or over Redis)...
