@@ -9,7 +9,7 @@
 //! trip and a plan per chunk and ran at about 8,500 rows/s; `COPY` streams them.
 
 use super::clients::{ImportReport, NewClient};
-use super::{Backend, Result, Store, StoreError};
+use super::{Dialect, Result, Store, StoreError};
 use crate::domain::invalid;
 use crate::now_ms;
 use sqlx::pool::PoolConnection;
@@ -122,10 +122,10 @@ impl ClientImport {
         Ok(())
     }
 
-    fn backend(&self) -> Backend {
+    fn dialect(&self) -> Dialect {
         match self.staging {
-            Staging::Sqlite(_) => Backend::Sqlite,
-            Staging::Postgres(_) => Backend::Postgres,
+            Staging::Sqlite(_) => Dialect::Sqlite,
+            Staging::Postgres(_) => Dialect::Postgres,
         }
     }
 
@@ -156,15 +156,15 @@ impl ClientImport {
         if self.indexed {
             return Ok(());
         }
-        match self.backend() {
-            Backend::Sqlite => {
+        match self.dialect() {
+            Dialect::Sqlite => {
                 self.execute(
                     "CREATE INDEX temp.import_staging_phone ON import_staging (phone, line)",
                     None,
                 )
                 .await?;
             }
-            Backend::Postgres => {
+            Dialect::Postgres => {
                 self.execute(
                     "CREATE INDEX import_staging_phone ON import_staging (phone, line)",
                     None,
@@ -240,34 +240,34 @@ impl ClientImport {
     /// Merge the stage into the tenant's clients in one transaction.
     pub async fn commit(mut self) -> Result<ImportReport> {
         self.index().await?;
-        let backend = self.backend();
+        let dialect = self.dialect();
         let tenant = self.tenant_id;
         let now = now_ms();
-        let begin = match backend {
+        let begin = match dialect {
             // The write lock up front: the merge must not fail half-way with SQLITE_BUSY.
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
         };
         self.execute(begin, None).await?;
         let before = self.count_clients().await?;
         // PostgreSQL refuses to upsert one row twice in a statement: where a phone is staged
         // more than once its last line wins. SQLite upserts row by row in line order, which
         // comes to the same.
-        let (rows, tag_names) = match backend {
-            Backend::Sqlite => (
+        let (rows, tag_names) = match dialect {
+            Dialect::Sqlite => (
                 "FROM import_staging WHERE true ORDER BY line",
                 "FROM import_staging s, json_each(s.tags) AS t",
             ),
-            Backend::Postgres => (
+            Dialect::Postgres => (
                 "FROM (SELECT DISTINCT ON (phone) * FROM import_staging ORDER BY phone, line DESC) s
                  ORDER BY line",
                 "FROM import_staging s
                  CROSS JOIN LATERAL jsonb_array_elements_text(CAST(s.tags AS jsonb)) AS t(value)",
             ),
         };
-        let tenant_param = match backend {
-            Backend::Sqlite => "$1",
-            Backend::Postgres => "CAST($1 AS BIGINT)",
+        let tenant_param = match dialect {
+            Dialect::Sqlite => "$1",
+            Dialect::Postgres => "CAST($1 AS BIGINT)",
         };
         self.execute(
             &format!(

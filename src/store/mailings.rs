@@ -1,7 +1,7 @@
 //! Mailings: creation with validation, listing, cancellation, statistics, and the scheduler's
 //! transitions (materializing the message rows at start, finishing at the end).
 
-use super::{Backend, Result, Store, StoreError, parse_priority};
+use super::{Dialect, Result, Store, StoreError, parse_priority};
 use crate::domain::{
     AudienceFilter, ChannelKind, LocalHours, MailingState, MessageState, Priority, invalid,
 };
@@ -178,7 +178,7 @@ pub(super) fn reachable_on(channel: ChannelKind) -> &'static str {
 /// (see [`audience_params`]); an empty array does not filter. Only clients [`reachable_on`]
 /// the channel. Shared by materialization and preview, so a preview counts exactly whom a
 /// start reaches.
-fn audience_where(backend: Backend, channel: ChannelKind) -> String {
+fn audience_where(dialect: Dialect, channel: ChannelKind) -> String {
     format!(
         "{reachable} AND c.tenant_id = $1
          AND ({codes_len} = 0 OR c.operator_code IN ({codes}))
@@ -186,10 +186,10 @@ fn audience_where(backend: Backend, channel: ChannelKind) -> String {
               OR EXISTS (SELECT 1 FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
                          WHERE ct.client_id = c.id AND t.tenant_id = $1
                            AND t.name IN ({tags})))",
-        codes_len = backend.json_len("$2"),
-        codes = backend.json_texts("$2"),
-        tags_len = backend.json_len("$3"),
-        tags = backend.json_texts("$3"),
+        codes_len = dialect.json_len("$2"),
+        codes = dialect.json_texts("$2"),
+        tags_len = dialect.json_len("$3"),
+        tags = dialect.json_texts("$3"),
         reachable = reachable_on(channel),
     )
 }
@@ -562,12 +562,12 @@ impl Store {
             return Ok(());
         }
         let (operator_codes, tags) = audience_params(&new.filter);
-        let audience = audience_where(self.backend, new.channel);
+        let audience = audience_where(self.dialect, new.channel);
         let mut unknown = Vec::new();
         for name in &needed {
             let sql = format!(
                 "SELECT c.id FROM clients c WHERE {audience} AND {} LIMIT 1",
-                self.backend.json_has_key("c.attributes", "$4")
+                self.dialect.json_has_key("c.attributes", "$4")
             );
             let found = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(tenant_id)
@@ -695,13 +695,13 @@ impl Store {
     /// its next pass. Rows a worker holds in `sending` are that worker's to settle: it checks
     /// for cancellation before every send.
     async fn settle_cancelled_rows(&self, mailing_id: i64, now: i64) {
-        let chunk = match self.backend {
+        let chunk = match self.dialect {
             // One writer at a time: no deadlock, one statement.
-            Backend::Sqlite => {
+            Dialect::Sqlite => {
                 "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = $1
                  WHERE mailing_id = $2 AND state IN ('pending', 'queued', 'failed_temporary')"
             }
-            Backend::Postgres => {
+            Dialect::Postgres => {
                 "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = $1
                  WHERE id IN (SELECT id FROM messages
                               WHERE mailing_id = $2 AND state IN ('pending', 'queued', 'failed_temporary')
@@ -715,7 +715,7 @@ impl Store {
                 .execute(&self.pool)
                 .await
             {
-                Ok(done) if done.rows_affected() > 0 && self.backend == Backend::Postgres => {}
+                Ok(done) if done.rows_affected() > 0 && self.dialect == Dialect::Postgres => {}
                 Ok(_) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, mailing = mailing_id, "cannot settle a cancelled mailing's rows now; the reconciler will");
@@ -801,7 +801,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO messages (mailing_id, client_id, state, next_attempt_at, updated_at)
                  SELECT $4, c.id, 'pending', $5, $5 FROM clients c WHERE {}",
-                audience_where(self.backend, channel)
+                audience_where(self.dialect, channel)
             );
             let inserted = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(tenant_id)
@@ -1130,7 +1130,7 @@ impl Store {
         let (operator_codes, tags) = audience_params(&new.filter);
         let sql = format!(
             "SELECT c.id FROM clients c WHERE {} ORDER BY c.id LIMIT 1",
-            audience_where(self.backend, new.channel)
+            audience_where(self.dialect, new.channel)
         );
         let first: Option<i64> = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)
@@ -1178,7 +1178,7 @@ impl Store {
         let (operator_codes, tags) = audience_params(filter);
         let sql = format!(
             "SELECT COUNT(*) FROM clients c WHERE {}",
-            audience_where(self.backend, channel)
+            audience_where(self.dialect, channel)
         );
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)

@@ -176,7 +176,7 @@ impl Store {
                -- rows, and the second then skips what the first claimed.
                AND state = 'failed_temporary'
              RETURNING id",
-            skip_locked = self.backend.skip_locked()
+            skip_locked = self.dialect.skip_locked()
         );
         let mut ids: Vec<i64> = sqlx::query(sqlx::AssertSqlSafe(retries))
             .bind(claim)
@@ -202,7 +202,7 @@ impl Store {
                               ORDER BY next_attempt_at, id LIMIT $4 {skip_locked})
                    AND state = 'pending'
                  RETURNING id, next_attempt_at",
-                skip_locked = self.backend.skip_locked()
+                skip_locked = self.dialect.skip_locked()
             );
             let fresh = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(claim)
@@ -267,7 +267,7 @@ impl Store {
         let sql = format!(
             "UPDATE messages SET {set_state}updated_at = $1
              WHERE claim = $2 AND state = 'queued' AND id IN ({})",
-            self.backend.json_ints("$3")
+            self.dialect.json_ints("$3")
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
@@ -287,7 +287,7 @@ impl Store {
              WHERE s.claim = $1 AND s.state IN ('queued', 'sending')
                AND s.id IN ({})
              ORDER BY s.id",
-            self.backend.json_ints("$2")
+            self.dialect.json_ints("$2")
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(claim)
@@ -332,7 +332,7 @@ impl Store {
             "UPDATE messages SET state = 'sending', updated_at = $1
              WHERE claim = $2 AND state = 'queued' AND id IN ({})
              RETURNING id",
-            self.backend.json_ints("$3")
+            self.dialect.json_ints("$3")
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now_ms())
@@ -368,7 +368,7 @@ impl Store {
                 "UPDATE messages SET state = 'sent', attempts = attempts + 1, sent_at = $1,
                         last_error = NULL, claim = NULL, updated_at = $1
                  WHERE id IN ({}) AND state != 'sent'",
-                self.backend.json_ints("$2")
+                self.dialect.json_ints("$2")
             );
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(now)
@@ -480,7 +480,7 @@ impl Store {
                     last_error = 'worker lost mid-send; not resent because the channel cannot deduplicate'
              WHERE state = 'sending' AND updated_at <= $1 - $2
                AND mailing_id IN (SELECT id FROM mailings WHERE channel IN ({}))",
-            self.backend.json_texts("$3")
+            self.dialect.json_texts("$3")
         );
         let unknown = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)

@@ -1,9 +1,9 @@
 //! The store: the database that holds the truth (users, clients, mailings, one row per message).
 //!
 //! One code path for both profiles: queries go through sqlx's `Any` driver with `$N`
-//! parameters, which SQLite and PostgreSQL both accept, and the URL scheme picks the backend
+//! parameters, which SQLite and PostgreSQL both accept, and the URL scheme picks the dialect
 //! (`sqlite://FILE` embedded, `postgres://…` production). The few places where the dialects
-//! differ ask [`Backend`] for their fragment.
+//! differ ask [`Dialect`] for their fragment.
 
 mod bots;
 mod clients;
@@ -108,17 +108,17 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Which database a store speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
+pub enum Dialect {
     Sqlite,
     Postgres,
 }
 
-impl Backend {
-    pub fn from_url(url: &str) -> Result<Backend> {
+impl Dialect {
+    pub fn from_url(url: &str) -> Result<Dialect> {
         if url.starts_with("sqlite:") {
-            Ok(Backend::Sqlite)
+            Ok(Dialect::Sqlite)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Ok(Backend::Postgres)
+            Ok(Dialect::Postgres)
         } else {
             Err(StoreError::UnsupportedUrl(url.to_owned()))
         }
@@ -129,8 +129,8 @@ impl Backend {
     /// a claim's own passes) never wait on each other in a cycle. SQLite has one writer.
     pub(crate) fn skip_locked(self) -> &'static str {
         match self {
-            Backend::Sqlite => "",
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
         }
     }
 
@@ -138,8 +138,8 @@ impl Backend {
     /// (sqlx's `Any` driver binds no arrays, so lists travel as JSON text.)
     pub(crate) fn json_ints(self, param: &str) -> String {
         match self {
-            Backend::Sqlite => format!("SELECT value FROM json_each({param})"),
-            Backend::Postgres => format!(
+            Dialect::Sqlite => format!("SELECT value FROM json_each({param})"),
+            Dialect::Postgres => format!(
                 "SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST({param} AS jsonb))"
             ),
         }
@@ -148,8 +148,8 @@ impl Backend {
     /// A subquery yielding the strings of the JSON array in parameter `param`.
     pub(crate) fn json_texts(self, param: &str) -> String {
         match self {
-            Backend::Sqlite => format!("SELECT value FROM json_each({param})"),
-            Backend::Postgres => {
+            Dialect::Sqlite => format!("SELECT value FROM json_each({param})"),
+            Dialect::Postgres => {
                 format!("SELECT value FROM jsonb_array_elements_text(CAST({param} AS jsonb))")
             }
         }
@@ -159,18 +159,18 @@ impl Backend {
     pub(crate) fn json_has_key(self, column: &str, param: &str) -> String {
         match self {
             // json_type is NULL only for a missing key (a JSON null gives 'null').
-            Backend::Sqlite => {
+            Dialect::Sqlite => {
                 format!("json_type({column}, '$.\"' || {param} || '\"') IS NOT NULL")
             }
-            Backend::Postgres => format!("jsonb_exists(CAST({column} AS jsonb), {param})"),
+            Dialect::Postgres => format!("jsonb_exists(CAST({column} AS jsonb), {param})"),
         }
     }
 
     /// The length of the JSON array in parameter `param`.
     pub(crate) fn json_len(self, param: &str) -> String {
         match self {
-            Backend::Sqlite => format!("json_array_length({param})"),
-            Backend::Postgres => format!("jsonb_array_length(CAST({param} AS jsonb))"),
+            Dialect::Sqlite => format!("json_array_length({param})"),
+            Dialect::Postgres => format!("jsonb_array_length(CAST({param} AS jsonb))"),
         }
     }
 }
@@ -179,7 +179,7 @@ impl Backend {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
-    backend: Backend,
+    dialect: Dialect,
     /// The embedded profile's own handle on the same file, for the apalis-sqlite queue.
     sqlite: Option<SqlitePool>,
     /// The production profile's native handle, for what the `Any` driver cannot do (`COPY`).
@@ -263,9 +263,9 @@ impl Store {
 
     async fn connect_sized(url: &str, sizes: PoolSizes) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        match Backend::from_url(url)? {
-            Backend::Sqlite => Store::connect_sqlite(url, sizes).await,
-            Backend::Postgres => {
+        match Dialect::from_url(url)? {
+            Dialect::Sqlite => Store::connect_sqlite(url, sizes).await,
+            Dialect::Postgres => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(sizes.postgres.max(2))
                     .acquire_timeout(sizes.acquire_timeout)
@@ -277,7 +277,7 @@ impl Store {
                     .connect_lazy(url)?;
                 Ok(Store {
                     pool,
-                    backend: Backend::Postgres,
+                    dialect: Dialect::Postgres,
                     sqlite: None,
                     postgres: Some(postgres),
                     keys: Default::default(),
@@ -319,7 +319,7 @@ impl Store {
             .await?;
         Ok(Store {
             pool,
-            backend: Backend::Sqlite,
+            dialect: Dialect::Sqlite,
             sqlite: Some(sqlite),
             postgres: None,
             keys: Default::default(),
@@ -330,9 +330,9 @@ impl Store {
 
     /// Run blast's migrations (and, embedded, those of the apalis queue tables).
     pub async fn migrate(&self) -> Result<()> {
-        let mut ours = match self.backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        let mut ours = match self.dialect {
+            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
         // apalis keeps its own migration history; ours must not collide with it.
         ours.dangerous_set_table_name("_blast_migrations");
@@ -349,8 +349,8 @@ impl Store {
         &self.pool
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// The native SQLite pool of the embedded profile (for its apalis queue); None on PostgreSQL.
@@ -362,9 +362,9 @@ impl Store {
     /// half-way with SQLITE_BUSY when it upgrades from reading to writing; PostgreSQL locks
     /// rows as it goes.
     pub(crate) async fn write_tx(&self) -> Result<Transaction<'static, Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
         })
     }
 

@@ -290,7 +290,7 @@ impl Store {
              WHERE id IN (SELECT id FROM webhook_deliveries WHERE {due} ORDER BY id LIMIT $3 {skip})
                AND {due}
              RETURNING id, webhook_id, payload, attempts",
-            skip = self.backend.skip_locked(),
+            skip = self.dialect.skip_locked(),
         );
         let mut tx = self.write_tx().await?;
         let claimed: Vec<(i64, i64, String, i64)> = sqlx::query(sqlx::AssertSqlSafe(sql))
