@@ -695,28 +695,24 @@ impl Store {
     /// its next pass. Rows a worker holds in `sending` are that worker's to settle: it checks
     /// for cancellation before every send.
     async fn settle_cancelled_rows(&self, mailing_id: i64, now: i64) {
-        let chunk = match self.dialect {
-            // One writer at a time: no deadlock, one statement.
-            Dialect::Sqlite => {
-                "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = $1
-                 WHERE mailing_id = $2 AND state IN ('pending', 'queued', 'failed_temporary')"
-            }
-            Dialect::Postgres => {
-                "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = $1
-                 WHERE id IN (SELECT id FROM messages
-                              WHERE mailing_id = $2 AND state IN ('pending', 'queued', 'failed_temporary')
-                              ORDER BY id LIMIT 10000 FOR UPDATE SKIP LOCKED)"
-            }
-        };
+        const CHUNK: u64 = 10_000;
+        let sql = format!(
+            "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = $1
+             WHERE id IN (SELECT id FROM messages
+                          WHERE mailing_id = $2 AND state IN ('pending', 'queued', 'failed_temporary')
+                          ORDER BY id LIMIT {CHUNK} {})",
+            self.dialect.skip_locked()
+        );
         loop {
-            match sqlx::query(chunk)
+            match sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(now)
                 .bind(mailing_id)
                 .execute(&self.pool)
                 .await
             {
-                Ok(done) if done.rows_affected() > 0 && self.dialect == Dialect::Postgres => {}
-                Ok(_) => return,
+                // A short chunk: no open row is left that nobody holds.
+                Ok(done) if done.rows_affected() < CHUNK => return,
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, mailing = mailing_id, "cannot settle a cancelled mailing's rows now; the reconciler will");
                     return;
