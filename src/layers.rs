@@ -13,10 +13,13 @@ const LAYERS: &[&[&str]] = &[
     &["domain", "outbound"],
     // What a message says: templates, Telegram content, notification events, rate limits.
     &["template", "telegram", "notify", "limits"],
+    // The channels, each a unit of its own: its settings section, its address, its limits,
+    // its sends. Below the store, which asks each who it can reach.
+    &["channels"],
     // The database: SQL only.
     &["store"],
     &["settings", "report", "dedup"],
-    &["channels", "queue", "telemetry"],
+    &["queue", "telemetry"],
     &["halts", "bot"],
     // The roles: they meet in the layers below, never in each other.
     &["worker", "admin", "api"],

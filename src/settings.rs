@@ -4,8 +4,15 @@
 //! The reference `config.toml` at the repository root lists every key with its default; a test
 //! keeps the two equal.
 
+pub use crate::channels::email::{EmailSecurity, EmailSettings};
+pub use crate::channels::log::LogChannelSettings;
+pub use crate::channels::sms::SmsSettings;
+pub use crate::channels::telegram::TelegramSettings;
+pub use crate::channels::webpush::WebPushSettings;
+use crate::channels::{ChannelSettings, Channels, DeliveryError, ResendPolicy, Shared};
+use crate::domain::ChannelKind;
 use crate::outbound::OutboundPolicy;
-pub use crate::secret::Secret;
+pub use crate::secret::{Secret, redacted_url};
 use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
@@ -121,17 +128,6 @@ impl WebhookSettings {
     }
 }
 
-impl WebPushSettings {
-    /// What push endpoints may point at beyond public `https:` addresses.
-    pub fn outbound_policy(&self) -> OutboundPolicy {
-        OutboundPolicy {
-            allow_loopback_http: self.allow_loopback_http,
-            allow_private_addresses: self.allow_private_addresses,
-            section: "webpush",
-        }
-    }
-}
-
 /// Status webhooks: how events are posted to tenants' URLs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -170,44 +166,6 @@ impl Default for WebhookSettings {
     }
 }
 
-/// Web push (RFC 8030) with VAPID (RFC 8292) and aes128gcm payloads (RFC 8291).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WebPushSettings {
-    /// The VAPID private key, base64url (`blast config vapid-keys` makes a pair); empty: web
-    /// push messages wait until one is set.
-    pub vapid_private_key: Secret,
-    /// Who push services may contact about our pushes: `mailto:…` or an `https:` URL.
-    pub subject: String,
-    /// How long a push service keeps an undelivered message (its `TTL` header), in seconds;
-    /// at most 86400, because the VAPID signature is valid as long.
-    pub ttl_secs: u64,
-    /// Give up waiting for one push service's answer after this many milliseconds.
-    pub timeout_ms: u64,
-    /// Sends in flight at once, per worker process and priority lane.
-    pub max_in_flight: u32,
-    /// Accept `http:` endpoints on loopback hosts (a local push service in tests); real push
-    /// services are `https:` only.
-    pub allow_loopback_http: bool,
-    /// Accept endpoints whose host is or resolves to a loopback, private, link-local or other
-    /// non-public address (checked at subscription and again at every connection).
-    pub allow_private_addresses: bool,
-}
-
-impl Default for WebPushSettings {
-    fn default() -> Self {
-        WebPushSettings {
-            vapid_private_key: Secret::default(),
-            subject: "mailto:postmaster@localhost".into(),
-            ttl_secs: 12 * 3600,
-            timeout_ms: 10_000,
-            max_in_flight: 32,
-            allow_loopback_http: false,
-            allow_private_addresses: false,
-        }
-    }
-}
-
 /// Notifications: one event to one client over its preferred channels in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -215,7 +173,7 @@ pub struct NotificationSettings {
     /// A notification not delivered on any channel this long after it was made expires.
     pub expire_after_secs: u64,
     /// The channel order of a client with no preferences of its own.
-    pub default_channels: Vec<crate::domain::ChannelKind>,
+    pub default_channels: Vec<ChannelKind>,
     /// The longest coalescing window a notification may ask for, in minutes.
     pub max_coalesce_minutes: u32,
 }
@@ -225,102 +183,13 @@ impl Default for NotificationSettings {
         NotificationSettings {
             expire_after_secs: 24 * 3600,
             default_channels: vec![
-                crate::domain::ChannelKind::WebPush,
-                crate::domain::ChannelKind::Telegram,
-                crate::domain::ChannelKind::Email,
+                ChannelKind::WebPush,
+                ChannelKind::Telegram,
+                ChannelKind::Email,
             ],
             max_coalesce_minutes: 24 * 60,
         }
     }
-}
-
-/// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EmailSecurity {
-    /// No TLS at all: only for a relay on localhost or a test server.
-    Plain,
-    /// Plain connection upgraded with STARTTLS (required), usually port 587.
-    Starttls,
-    /// TLS from the first byte (implicit TLS), usually port 465.
-    Tls,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EmailSettings {
-    /// The SMTP server that takes blast's email.
-    pub smtp_host: String,
-    pub smtp_port: u16,
-    /// `starttls`, `tls` (implicit) or `plain` (local relays and tests only).
-    pub security: EmailSecurity,
-    /// SMTP AUTH user; empty: no authentication.
-    pub username: String,
-    pub password: Secret,
-    /// The sender, e.g. `News <news@example.com>`.
-    pub from: String,
-    /// Give up on one message (connect, greet, send) after this many milliseconds.
-    pub timeout_ms: u64,
-    /// Messages in flight at once, per worker process and priority lane.
-    pub max_in_flight: u32,
-    /// Idle SMTP connections kept open for reuse, per worker process.
-    pub max_connections: u32,
-    /// The SMTP server's limit in messages per second; 0 for none. With Redis it holds across
-    /// all worker processes together; embedded, per process.
-    pub rate_limit_per_second: u32,
-    /// Longest text or HTML body accepted, in characters, after templating.
-    pub max_body_chars: u32,
-}
-
-impl Default for EmailSettings {
-    fn default() -> Self {
-        EmailSettings {
-            smtp_host: "127.0.0.1".into(),
-            smtp_port: 587,
-            security: EmailSecurity::Starttls,
-            username: String::new(),
-            password: Secret::default(),
-            from: "blast <blast@localhost>".into(),
-            timeout_ms: 30_000,
-            max_in_flight: 8,
-            max_connections: 8,
-            rate_limit_per_second: 0,
-            max_body_chars: 200_000,
-        }
-    }
-}
-
-/// The Telegram Bot API and the limits it enforces. Every limit is counted per bot and, with
-/// Redis, across all worker processes together.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TelegramSettings {
-    /// The bot's token from @BotFather; empty: Telegram mailings wait until one is set.
-    pub bot_token: Secret,
-    /// The Bot API root (a local Bot API server, or a stub in tests).
-    pub api_url: String,
-    /// Messages per second per bot, all chats together (Telegram's ~30/s).
-    pub bot_per_second: u32,
-    /// The ceiling of a mailing with `allow_paid_broadcast` (Telegram allows up to 1000/s,
-    /// charging Stars for each message past the free rate).
-    pub paid_per_second: u32,
-    /// Messages per second to one chat.
-    pub chat_per_second: u32,
-    /// Messages per minute to one group chat.
-    pub group_per_minute: u32,
-    /// Give up waiting for one answer after this many milliseconds (the send becomes
-    /// `unknown`: Telegram has no idempotency key, so it is never resent blindly).
-    pub timeout_ms: u64,
-    /// Sends in flight at once, per worker process and priority lane.
-    pub max_in_flight: u32,
-    /// Largest media file accepted with a mailing, in bytes (the Bot API takes 50 MB).
-    pub max_upload_bytes: u64,
-    /// The bytes of media files one tenant may keep stored (they are deleted with their
-    /// mailing, or when an edit replaces them).
-    pub media_quota_bytes: u64,
-    /// After a 429 the send waits the `retry_after` Telegram named (on this bot's limit only,
-    /// keeping its slot) and tries again, this many times before it goes back to wait its turn.
-    pub retries_after_429: u32,
 }
 
 /// How the subscriber bot hears from Telegram.
@@ -375,24 +244,6 @@ impl Default for BotSettings {
             webhook_secret: Secret::default(),
             welcome_text: "You are subscribed. Send /stop to unsubscribe.".into(),
             goodbye_text: "You are unsubscribed. Send /start to subscribe again.".into(),
-        }
-    }
-}
-
-impl Default for TelegramSettings {
-    fn default() -> Self {
-        TelegramSettings {
-            bot_token: Secret::default(),
-            api_url: "https://api.telegram.org".into(),
-            bot_per_second: 30,
-            paid_per_second: 1000,
-            chat_per_second: 1,
-            group_per_minute: 20,
-            timeout_ms: 30_000,
-            max_in_flight: 16,
-            max_upload_bytes: 50 * 1024 * 1024,
-            media_quota_bytes: crate::store::DEFAULT_MEDIA_QUOTA_BYTES,
-            retries_after_429: 3,
         }
     }
 }
@@ -630,37 +481,6 @@ pub struct RetrySettings {
     pub max_attempts: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SmsSettings {
-    /// The provider's base URL; messages go to `{base_url}/v1/send/{id}`.
-    pub base_url: String,
-    /// The provider's JWT, sent as `Authorization: Bearer ...`.
-    pub token: Secret,
-    /// Give up on one request after this many milliseconds.
-    pub timeout_ms: u64,
-    /// Requests in flight at once, per worker process and priority lane (each lane has its own
-    /// slots, so a high-priority send never waits for low-priority ones to free a slot).
-    pub max_in_flight: u32,
-    /// Longest text accepted, in characters, after templating.
-    pub max_text_chars: u32,
-    /// The provider's limit in messages per second; 0 for none. With Redis it holds across
-    /// all worker processes together; embedded, per process.
-    pub rate_limit_per_second: u32,
-    /// Whether a message the provider may have received but never acknowledged (a worker
-    /// killed mid-send, a timeout, a reset or a garbled answer after the request went out) is
-    /// sent again under its id. True for a provider that deduplicates by message id; false
-    /// records it `unknown` instead, never sending it twice.
-    pub resend_unacknowledged: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogChannelSettings {
-    /// The JSON-lines file the `log` channel appends deliveries to.
-    pub path: PathBuf,
-}
-
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -716,28 +536,6 @@ impl Default for RetrySettings {
             base_delay_ms: 1000,
             max_delay_ms: 600_000,
             max_attempts: 10,
-        }
-    }
-}
-
-impl Default for SmsSettings {
-    fn default() -> Self {
-        SmsSettings {
-            base_url: "http://127.0.0.1:8081".into(),
-            token: Secret::default(),
-            timeout_ms: 10_000,
-            max_in_flight: 64,
-            max_text_chars: 1000,
-            rate_limit_per_second: 0,
-            resend_unacknowledged: true,
-        }
-    }
-}
-
-impl Default for LogChannelSettings {
-    fn default() -> Self {
-        LogChannelSettings {
-            path: PathBuf::from("deliveries.jsonl"),
         }
     }
 }
@@ -896,23 +694,6 @@ impl Settings {
                 "mailing.template_fuel must be at least 1000 and mailing.template_timeout_ms at least 1".into(),
             ));
         }
-        let vapid = self.webpush.vapid_private_key.expose();
-        if !vapid.is_empty() {
-            crate::vapid::VapidKey::from_base64url(vapid)
-                .map_err(|e| SettingsError::Rule(e.to_string()))?;
-        }
-        // web-push-native signs the VAPID token for the TTL too, and RFC 8292 refuses one
-        // valid for more than 24 hours.
-        if self.webpush.ttl_secs == 0 || self.webpush.ttl_secs > 86_400 {
-            return Err(SettingsError::Rule(
-                "webpush.ttl_secs must be 1 to 86400 (the VAPID token lives as long)".into(),
-            ));
-        }
-        if self.webpush.max_in_flight == 0 {
-            return Err(SettingsError::Rule(
-                "webpush.max_in_flight must be at least 1".into(),
-            ));
-        }
         let w = &self.worker;
         if w.batch_size == 0 || w.queue_watermark == 0 || w.jobs_in_flight == 0 {
             return Err(SettingsError::Rule(
@@ -938,55 +719,12 @@ impl Settings {
                 "api.login_attempts_per_minute and api.max_page_size must be at least 1".into(),
             ));
         }
-        if self.sms.max_in_flight == 0
-            || self.email.max_in_flight == 0
-            || self.telegram.max_in_flight == 0
-        {
-            return Err(SettingsError::Rule(
-                "sms, email and telegram max_in_flight must be at least 1".into(),
-            ));
-        }
-        let tg = &self.telegram;
-        if tg.bot_per_second == 0 || tg.chat_per_second == 0 || tg.group_per_minute == 0 {
-            return Err(SettingsError::Rule(
-                "telegram.bot_per_second, chat_per_second and group_per_minute must be at least 1"
-                    .into(),
-            ));
-        }
-        if tg.paid_per_second == 0 || tg.paid_per_second > 1000 {
-            return Err(SettingsError::Rule(
-                "telegram.paid_per_second must be 1 to 1000 (Telegram's ceiling)".into(),
-            ));
-        }
-        if tg.timeout_ms == 0 {
-            return Err(SettingsError::Rule(
-                "telegram.timeout_ms must be at least 1".into(),
-            ));
-        }
-        if !(tg.api_url.starts_with("http://") || tg.api_url.starts_with("https://")) {
-            return Err(SettingsError::Rule(format!(
-                "telegram.api_url {:?} must be an http:// or https:// URL",
-                tg.api_url
-            )));
-        }
-        if !tg.bot_token.is_empty() && crate::domain::bot_id_of(tg.bot_token.expose()).is_none() {
-            return Err(SettingsError::Rule(
-                "telegram.bot_token does not look like a bot token (digits, a colon, then the secret)"
-                    .into(),
-            ));
+        for section in self.channel_sections() {
+            section
+                .check()
+                .map_err(|e| SettingsError::Rule(e.to_string()))?;
         }
         self.check_bot()?;
-        if let Err(e) = self.email.from.parse::<lettre::message::Mailbox>() {
-            return Err(SettingsError::Rule(format!(
-                "email.from {:?} is not an address (e.g. \"News <news@example.com>\"): {e}",
-                self.email.from
-            )));
-        }
-        if self.email.timeout_ms == 0 {
-            return Err(SettingsError::Rule(
-                "email.timeout_ms must be at least 1".into(),
-            ));
-        }
         if self.stats.schedule.parse::<cron::Schedule>().is_err() {
             return Err(SettingsError::Rule(format!(
                 "stats.schedule {:?} is not a cron expression with seconds (e.g. \"0 0 7 * * *\")",
@@ -1015,17 +753,65 @@ impl Settings {
         Duration::from_millis(self.sms.timeout_ms)
     }
 
+    /// Every channel's section, in the order of [`ChannelKind::ALL`]: the registry of
+    /// channels. A new channel adds its section to [`Settings`] and here.
+    pub fn channel_sections(&self) -> [&dyn ChannelSettings; 5] {
+        [
+            &self.sms,
+            &self.email,
+            &self.telegram,
+            &self.log_channel,
+            &self.webpush,
+        ]
+    }
+
+    fn channel_sections_mut(&mut self) -> [&mut dyn ChannelSettings; 5] {
+        [
+            &mut self.sms,
+            &mut self.email,
+            &mut self.telegram,
+            &mut self.log_channel,
+            &mut self.webpush,
+        ]
+    }
+
+    /// The section of `channel`.
+    pub fn channel(&self, channel: ChannelKind) -> &dyn ChannelSettings {
+        let sections = self.channel_sections();
+        let at = sections
+            .iter()
+            .position(|s| s.kind() == channel)
+            .unwrap_or_default();
+        sections[at]
+    }
+
+    /// Every channel, built and registered, rate-limited through `limiter`. Runs inside a
+    /// tokio runtime (the SMTP connection pool starts a task).
+    pub fn channels(&self, limiter: crate::limits::Limiter) -> Result<Channels, DeliveryError> {
+        let shared = Shared {
+            burst: Duration::from_millis(self.rate_limits.burst_ms),
+        };
+        let built = self
+            .channel_sections()
+            .into_iter()
+            .map(|section| section.build(shared))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Channels::new(
+            built,
+            limiter,
+            self.rate_limits.tenant_per_second,
+            shared,
+        ))
+    }
+
+    /// Which channels may send a cut-off message again.
+    pub fn resend_policy(&self) -> ResendPolicy {
+        ResendPolicy::new(self.channel_sections())
+    }
+
     /// The longest message text a mailing on `channel` may have.
-    pub fn max_text_chars(&self, channel: crate::domain::ChannelKind) -> u32 {
-        match channel {
-            crate::domain::ChannelKind::Email => self.email.max_body_chars,
-            crate::domain::ChannelKind::Telegram => crate::telegram::MAX_TEXT_CHARS as u32,
-            crate::domain::ChannelKind::Sms | crate::domain::ChannelKind::Log => {
-                self.sms.max_text_chars
-            }
-            // A push payload is at most 4 KB once encrypted; the text is its body.
-            crate::domain::ChannelKind::WebPush => crate::domain::MAX_PUSH_TEXT_CHARS,
-        }
+    pub fn max_text_chars(&self, channel: ChannelKind) -> u32 {
+        self.channel(channel).max_text_chars()
     }
 
     /// The keys that seal tenant secrets, from `[secrets]`.
@@ -1051,36 +837,27 @@ impl Settings {
 
     /// Messages per second a channel's provider is held to (0: no configured limit), for the
     /// time a mailing is expected to take.
-    pub fn send_rate_per_second(&self, channel: crate::domain::ChannelKind) -> u32 {
-        use crate::domain::ChannelKind;
-        match channel {
-            ChannelKind::Sms => self.sms.rate_limit_per_second,
-            ChannelKind::Email => self.email.rate_limit_per_second,
-            ChannelKind::Telegram => self.telegram.bot_per_second,
-            ChannelKind::Log | ChannelKind::WebPush => 0,
-        }
+    pub fn send_rate_per_second(&self, channel: ChannelKind) -> u32 {
+        self.channel(channel).send_rate_per_second()
     }
 
     /// The settings as TOML, with secrets replaced by a placeholder.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
+        for section in shown.channel_sections_mut() {
+            section.redact();
+        }
         // Every URL may carry credentials (`https://user:password@host`).
         for url in [
             &mut shown.database_url,
-            &mut shown.sms.base_url,
-            &mut shown.telegram.api_url,
             &mut shown.bot.webhook_url,
             &mut shown.api.public_url,
         ] {
             *url = redacted_url(url);
         }
         for secret in [
-            &mut shown.sms.token,
-            &mut shown.email.password,
-            &mut shown.telegram.bot_token,
             &mut shown.bot.webhook_secret,
             &mut shown.redis.url,
-            &mut shown.webpush.vapid_private_key,
             &mut shown.secrets.key,
             &mut shown.api.metrics_token,
         ]
@@ -1093,25 +870,6 @@ impl Settings {
         }
         // Settings hold only strings, numbers and tables, which TOML always represents.
         toml::to_string(&shown).unwrap_or_default()
-    }
-}
-
-/// `url` with its password (if any) replaced by `***`, for logs and terminals.
-pub fn redacted_url(url: &str) -> String {
-    if url.is_empty() {
-        return String::new();
-    }
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            if parsed.set_password(Some("***")).is_ok() {
-                parsed.to_string()
-            } else {
-                "(a URL with a password)".into()
-            }
-        }
-        Ok(_) => url.to_owned(),
-        // Unparsable: it may still hold a secret.
-        Err(_) => "(an unreadable URL)".into(),
     }
 }
 

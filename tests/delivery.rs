@@ -3,7 +3,6 @@
 
 mod common;
 
-use blast::channels::ResendPolicy;
 use blast::domain::{MailingState, MessageState};
 use blast_testkit::{Fault, SmsStub};
 use common::{RunningWorker, TOKEN, TestDb, mailing_state, now_ms, wait_done, wait_until};
@@ -593,7 +592,7 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
             now_ms(),
             0,
             0,
-            &ResendPolicy::from_settings(&db.settings("")).unsafe_channels(),
+            &db.settings("").resend_policy().unsafe_channels(),
         )
         .await
         .expect("recover");
@@ -619,7 +618,7 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
         .expect("simulate");
     let mut settings = db.settings("");
     settings.sms.resend_unacknowledged = false;
-    let policy = ResendPolicy::from_settings(&settings);
+    let policy = settings.resend_policy();
     db.store
         .recover_lost_rows(now_ms(), 0, 0, &policy.unsafe_channels())
         .await
@@ -670,7 +669,7 @@ async fn a_large_mailing_on_the_log_channel_writes_every_line_once() {
         schedule_interval_ms: 50,
         ..Default::default()
     };
-    settings.sms.max_in_flight = 64;
+    settings.log_channel.max_in_flight = 64;
     let path = settings.log_channel.path.clone();
     let worker = RunningWorker::start(&db.store, settings);
     let m = db

@@ -1,6 +1,13 @@
-//! Channels: the adapters that hand one rendered message to a provider.
+//! Channels: each a unit in a folder of its own (`sms/`, `email/`, `telegram/`, `webpush/`,
+//! `log/`) that hands one rendered message to a provider, and this registry that holds them.
 //!
-//! Every adapter answers with `Ok` or a [`DeliveryError`], which is either `Permanent` (do not
+//! A unit is two small interfaces: [`ChannelSettings`], its section of the configuration
+//! (defaults, its own rules, secrets masked, how fast its provider goes, and how to build the
+//! channel), and [`Channel`], the built channel (where a recipient is reached, its in-flight
+//! slots and rate limits, and `send`). [`audience`] says, for the store, which clients a
+//! channel can reach. ARCHITECTURE.md ("Adding a channel") lists what a new one touches.
+//!
+//! Every send answers with `Ok` or a [`DeliveryError`], which is either `Permanent` (do not
 //! try again) or `Transient` (try again later, perhaps after a delay the provider named). That
 //! split drives all retry policy in the worker. Two refinements of "transient" say whose
 //! problem it is: `Unavailable` (the channel cannot send at all: the message waits without
@@ -9,11 +16,11 @@
 //! `RateLimited` (pause that bot's limit and try again), `Moved` (the chat has a new id: update
 //! the client and resend) and `Blocked` (the recipient is gone for good: mark the client).
 
-mod email;
-mod log;
-mod sms;
-mod telegram;
-mod webpush;
+pub mod email;
+pub mod log;
+pub mod sms;
+pub mod telegram;
+pub mod webpush;
 
 pub use crate::vapid::{VapidError, VapidKey};
 pub use email::{EmailChannel, EmailParts};
@@ -24,11 +31,11 @@ pub use telegram::{
 };
 pub use webpush::{MAX_PUSH_TEXT_CHARS, PushSubscription, VapidKeys, WebPushChannel};
 
-use crate::domain::ChannelKind;
+use crate::domain::{ChannelKind, Client};
 use crate::jobs::Lane;
 use crate::limits::{Limit, Limiter};
-use crate::settings::Settings;
-use crate::store::Mailing;
+use crate::telegram::TelegramContent;
+use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -143,55 +150,152 @@ pub struct PushParts<'a> {
     pub payload: &'a [u8],
 }
 
-/// A channel adapter behind an in-flight limit.
-#[derive(Debug)]
-pub enum Channel {
-    Sms(SmsChannel),
-    Email(EmailChannel),
-    Telegram(TelegramChannel),
-    Log(LogChannel),
-    WebPush(WebPushChannel),
+/// Why a recipient is not reached on a channel (left it, or never had an address there).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotReachable(pub String);
+
+impl NotReachable {
+    pub fn new(reason: impl Into<String>) -> NotReachable {
+        NotReachable(reason.into())
+    }
 }
 
-impl Channel {
-    pub async fn send(&self, msg: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
-        match self {
-            Channel::Sms(c) => c.send(msg).await.map(|()| Receipt::default()),
-            Channel::Email(c) => c.send(msg).await.map(|()| Receipt::default()),
-            Channel::Telegram(c) => c.send(msg).await,
-            Channel::Log(c) => c.send(msg).await.map(|()| Receipt::default()),
-            Channel::WebPush(c) => match msg.push {
-                Some(push) => c
-                    .send(push.subscription, push.payload)
-                    .await
-                    .map(|()| Receipt::default()),
-                None => Err(DeliveryError::permanent("a web push needs a subscription")),
-            },
-        }
+/// One recipient as a send sees them: the client, and whether they left a channel since the
+/// mailing was made.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipient<'a> {
+    pub client: &'a Client,
+    /// The client used their unsubscribe link.
+    pub email_opted_out: bool,
+    /// Telegram told us the client blocked the bot.
+    pub telegram_blocked: bool,
+}
+
+/// What the rate limits of one send depend on.
+#[derive(Debug, Clone, Copy)]
+pub struct Route<'a> {
+    pub tenant_id: i64,
+    /// The Telegram bot it goes out through (unused on other channels).
+    pub bot_id: &'a str,
+    /// Where it goes on its channel.
+    pub address: &'a str,
+    /// A Telegram mailing's content (an album is as many messages as it has items).
+    pub telegram: Option<&'a TelegramContent>,
+}
+
+impl Route<'_> {
+    /// How many messages the send is, to every limit it passes.
+    fn messages(&self) -> u32 {
+        self.telegram.map_or(1, |c| c.message_count())
+    }
+}
+
+/// A channel's section of the configuration broke one of its rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadSetting(pub String);
+
+impl BadSetting {
+    pub fn new(rule: impl Into<String>) -> BadSetting {
+        BadSetting(rule.into())
+    }
+}
+
+/// What every channel is built with, from the sections the channels share.
+#[derive(Debug, Clone, Copy)]
+pub struct Shared {
+    /// `rate_limits.burst_ms`: how far a provider's limit may run ahead of its rate.
+    pub burst: Duration,
+}
+
+/// A channel's section of the configuration (`[sms]`, `[email]`, …): deserialized with its
+/// defaults by `settings`, which calls these for every channel it has.
+pub trait ChannelSettings: std::fmt::Debug + Send + Sync {
+    fn kind(&self) -> ChannelKind;
+    /// Its own rules, checked when the configuration loads.
+    fn check(&self) -> Result<(), BadSetting> {
+        Ok(())
+    }
+    /// Replace its secrets, and the passwords in its URLs, by `***` for printing.
+    fn redact(&mut self) {}
+    /// The longest text (after templating) a message on it may have, in characters.
+    fn max_text_chars(&self) -> u32;
+    /// The messages per second its provider is held to (0: no configured limit), for the time
+    /// a mailing is expected to take.
+    fn send_rate_per_second(&self) -> u32 {
+        0
+    }
+    /// Whether a send cut off after the request may have reached the provider can go out
+    /// again without the recipient getting it twice. Elsewhere such a message is recorded
+    /// `unknown` and never sent again.
+    fn resend_is_safe(&self) -> bool {
+        false
+    }
+    /// The channel, ready to send. Runs inside a tokio runtime (the SMTP pool starts a task).
+    fn build(&self, shared: Shared) -> Result<Arc<dyn Channel>, DeliveryError>;
+}
+
+/// A channel, built from its settings.
+pub trait Channel: std::fmt::Debug + Send + Sync {
+    fn kind(&self) -> ChannelKind;
+    /// Sends in flight at once, per process and priority lane.
+    fn max_in_flight(&self) -> usize;
+    /// Where `to` is reached on this channel, or why they are not (any more).
+    fn address(&self, to: &Recipient<'_>) -> Result<String, NotReachable>;
+    /// The provider's rate limits one send passes through, outermost first (the registry adds
+    /// the tenant's).
+    fn limits(&self, _route: &Route<'_>) -> Vec<Limit> {
+        Vec::new()
+    }
+    /// The limiter keys to hold when the provider itself said "too many" for `sender` (a 429
+    /// from Telegram for one bot): every process then waits out the provider's delay.
+    fn pause_keys(&self, _sender: &str) -> Vec<String> {
+        Vec::new()
+    }
+    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt, DeliveryError>>;
+}
+
+/// Which clients of a tenant `channel` can reach, as an SQL condition over `clients c`: the
+/// one definition behind a mailing's audience and a notification's choice of channel.
+pub fn audience(channel: ChannelKind) -> &'static str {
+    match channel {
+        ChannelKind::Sms => sms::AUDIENCE,
+        ChannelKind::Email => email::AUDIENCE,
+        ChannelKind::Telegram => telegram::AUDIENCE,
+        ChannelKind::Log => log::AUDIENCE,
+        ChannelKind::WebPush => webpush::AUDIENCE,
     }
 }
 
 /// Which channels may send a message again when its send was cut off after the request may
-/// have reached the provider (a worker killed mid-send, a timeout, a reset, a garbled answer).
-/// Elsewhere such a message is recorded `unknown` and never sent again: the log channel appends
-/// a line per send, and an SMTP server, the Bot API and a push service take the same message
-/// twice as two. The SMS provider deduplicates by message id where `sms.resend_unacknowledged`
-/// says so.
+/// have reached the provider (a worker killed mid-send, a timeout, a reset, a garbled answer):
+/// those whose settings say [`ChannelSettings::resend_is_safe`]. Elsewhere such a message is
+/// recorded `unknown` and never sent again: the log channel appends a line per send, and an
+/// SMTP server, the Bot API and a push service take the same message twice as two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResendPolicy {
-    sms: bool,
+    /// One flag per channel, in [`ChannelKind::ALL`] order.
+    safe: [bool; ChannelKind::ALL.len()],
 }
 
 impl ResendPolicy {
-    pub fn from_settings(settings: &Settings) -> ResendPolicy {
-        ResendPolicy {
-            sms: settings.sms.resend_unacknowledged,
+    pub fn new<'a>(sections: impl IntoIterator<Item = &'a dyn ChannelSettings>) -> ResendPolicy {
+        let mut safe = [false; ChannelKind::ALL.len()];
+        for section in sections {
+            if let Some(at) = ChannelKind::ALL.iter().position(|k| *k == section.kind()) {
+                safe[at] = section.resend_is_safe();
+            }
         }
+        ResendPolicy { safe }
     }
 
     /// Whether a send on `kind` may be repeated without a duplicate reaching the recipient.
     pub fn is_safe(self, kind: ChannelKind) -> bool {
-        kind == ChannelKind::Sms && self.sms
+        ChannelKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .is_some_and(|at| self.safe[at])
     }
 
     /// The channels (by name) whose cut-off sends become `unknown`.
@@ -223,84 +327,58 @@ impl LaneSlots {
     }
 }
 
-/// Every channel this process can send on, each with its own in-flight limit per lane.
+/// A built channel and its in-flight slots.
+#[derive(Debug)]
+struct Registered {
+    channel: Arc<dyn Channel>,
+    slots: LaneSlots,
+}
+
+/// The registry: every channel this process can send on, each with its own in-flight limit
+/// per lane, and the rate limits every send passes through.
 #[derive(Debug, Clone)]
 pub struct Channels {
-    sms: Arc<(Channel, LaneSlots)>,
-    email: Arc<(Channel, LaneSlots)>,
-    telegram: Arc<(Channel, LaneSlots)>,
-    log: Arc<(Channel, LaneSlots)>,
-    webpush: Arc<(Channel, LaneSlots)>,
-    max_in_flight: usize,
-    webpush_max_in_flight: usize,
-    email_max_in_flight: usize,
-    telegram_max_in_flight: usize,
+    registered: Arc<[Registered]>,
     /// Where rate limits are counted: this process, or Redis for all of them.
     limiter: Limiter,
-    /// The SMS provider's rate limit, when one is configured.
-    sms_limit: Option<Limit>,
-    /// The SMTP server's rate limit, when one is configured.
-    email_limit: Option<Limit>,
-    /// Telegram's limits, per bot: all chats, one chat, one group chat.
-    telegram_limits: TelegramLimits,
     /// Sends per second per tenant, all channels together; 0: none.
     tenant_per_second: u32,
     burst: Duration,
 }
 
 impl Channels {
-    /// The channels of `settings`, rate-limited through `limiter`. Must run inside a tokio
-    /// runtime (the SMTP connection pool starts a task).
-    pub fn from_settings(settings: &Settings, limiter: Limiter) -> Result<Channels, DeliveryError> {
-        let burst = Duration::from_millis(settings.rate_limits.burst_ms);
-        Ok(Channels {
-            sms: Arc::new((
-                Channel::Sms(SmsChannel::new(&settings.sms)?),
-                LaneSlots::new(settings.sms.max_in_flight as usize),
-            )),
-            email: Arc::new((
-                Channel::Email(EmailChannel::new(&settings.email)?),
-                LaneSlots::new(settings.email.max_in_flight as usize),
-            )),
-            telegram: Arc::new((
-                Channel::Telegram(TelegramChannel::new(&settings.telegram)?),
-                LaneSlots::new(settings.telegram.max_in_flight as usize),
-            )),
-            log: Arc::new((
-                Channel::Log(LogChannel::new(&settings.log_channel.path)),
-                LaneSlots::new(settings.sms.max_in_flight as usize),
-            )),
-            webpush: Arc::new((
-                Channel::WebPush(WebPushChannel::new(&settings.webpush)?),
-                LaneSlots::new(settings.webpush.max_in_flight as usize),
-            )),
-            max_in_flight: settings.sms.max_in_flight as usize,
-            webpush_max_in_flight: settings.webpush.max_in_flight as usize,
-            email_max_in_flight: settings.email.max_in_flight as usize,
-            telegram_max_in_flight: settings.telegram.max_in_flight as usize,
-            telegram_limits: TelegramLimits {
-                bot_per_second: settings.telegram.bot_per_second,
-                paid_per_second: settings.telegram.paid_per_second,
-                chat_per_second: settings.telegram.chat_per_second,
-                group_per_minute: settings.telegram.group_per_minute,
-            },
+    /// The registry of `channels`, rate-limited through `limiter`, with at most
+    /// `tenant_per_second` sends per tenant (0: no such limit).
+    pub fn new(
+        channels: Vec<Arc<dyn Channel>>,
+        limiter: Limiter,
+        tenant_per_second: u32,
+        shared: Shared,
+    ) -> Channels {
+        Channels {
+            registered: channels
+                .into_iter()
+                .map(|channel| Registered {
+                    slots: LaneSlots::new(channel.max_in_flight()),
+                    channel,
+                })
+                .collect(),
             limiter,
-            sms_limit: (settings.sms.rate_limit_per_second > 0)
-                .then(|| Limit::per_second("sms", settings.sms.rate_limit_per_second, burst)),
-            // Keyed by server: deployments that point several configs at one relay share it.
-            email_limit: (settings.email.rate_limit_per_second > 0).then(|| {
-                Limit::per_second(
-                    format!(
-                        "smtp:{}:{}",
-                        settings.email.smtp_host, settings.email.smtp_port
-                    ),
-                    settings.email.rate_limit_per_second,
-                    burst,
-                )
-            }),
-            tenant_per_second: settings.rate_limits.tenant_per_second,
-            burst,
-        })
+            tenant_per_second,
+            burst: shared.burst,
+        }
+    }
+
+    fn registered(&self, kind: ChannelKind) -> Result<&Registered, DeliveryError> {
+        self.registered
+            .iter()
+            .find(|r| r.channel.kind() == kind)
+            .ok_or_else(|| DeliveryError::Unavailable(format!("no {kind} channel is built")))
+    }
+
+    /// The channel of `kind`.
+    pub fn get(&self, kind: ChannelKind) -> Result<&dyn Channel, DeliveryError> {
+        Ok(&*self.registered(kind)?.channel)
     }
 
     /// Wait for an in-flight slot of `lane` on `kind`. The caller checks whether the send is
@@ -310,58 +388,42 @@ impl Channels {
         &self,
         kind: ChannelKind,
         lane: Lane,
-    ) -> Result<(SemaphorePermit<'_>, &Channel), DeliveryError> {
-        let (channel, slots) = match kind {
-            ChannelKind::Sms => &*self.sms,
-            ChannelKind::Email => &*self.email,
-            ChannelKind::Telegram => &*self.telegram,
-            ChannelKind::Log => &*self.log,
-            ChannelKind::WebPush => &*self.webpush,
-        };
-        let permit = slots
+    ) -> Result<(SemaphorePermit<'_>, &dyn Channel), DeliveryError> {
+        let registered = self.registered(kind)?;
+        let permit = registered
+            .slots
             .of(lane)
             .acquire()
             .await
             .map_err(|_| DeliveryError::transient("channel is shutting down"))?;
-        Ok((permit, channel))
+        Ok((permit, &*registered.channel))
     }
 
-    /// The rate limits one send of `mailing` to `address` passes through, outermost first.
-    /// `bot_id` is the Telegram bot it goes out through (unused on other channels).
-    pub fn limits_for(&self, mailing: &Mailing, bot_id: &str, address: &str) -> Vec<Limit> {
-        let mut limits = Vec::with_capacity(3);
-        let tenant_id = mailing.tenant_id;
-        // An album is as many messages as it has items, to every limit it passes.
-        let content = mailing.telegram.as_ref();
-        let messages = content.map_or(1, |c| c.message_count());
-        match mailing.channel {
-            ChannelKind::Sms => limits.extend(self.sms_limit.clone()),
-            ChannelKind::Email => limits.extend(self.email_limit.clone()),
-            ChannelKind::Telegram => {
-                let paid = content.is_some_and(|c| c.allow_paid_broadcast);
-                limits.extend(self.telegram_limits.for_chat(bot_id, address, paid));
-            }
-            ChannelKind::Log | ChannelKind::WebPush => {}
-        }
+    /// The rate limits one send on `kind` passes through, outermost first.
+    pub fn limits_for(&self, kind: ChannelKind, route: &Route<'_>) -> Vec<Limit> {
+        let mut limits = self
+            .registered(kind)
+            .map(|r| r.channel.limits(route))
+            .unwrap_or_default();
         if self.tenant_per_second > 0 {
             limits.push(Limit::per_second(
-                format!("tenant:{tenant_id}"),
+                format!("tenant:{}", route.tenant_id),
                 self.tenant_per_second,
                 self.burst,
             ));
         }
+        let messages = route.messages();
         limits
             .into_iter()
             .map(|limit| limit.with_cost(messages))
             .collect()
     }
 
-    /// Wait for every rate limit a send of `mailing` to `address` (through Telegram bot
-    /// `bot_id`) passes through.
-    pub async fn rate_wait(&self, mailing: &Mailing, bot_id: &str, address: &str) {
-        let kind = mailing.channel;
-        let limits = self.limits_for(mailing, bot_id, address);
-        let waited = self.limiter.until_ready(&limits, mailing.priority).await;
+    /// Wait for every rate limit a send on `kind` along `route` passes through, as a send of
+    /// `priority`.
+    pub async fn rate_wait(&self, kind: ChannelKind, priority: Lane, route: &Route<'_>) {
+        let limits = self.limits_for(kind, route);
+        let waited = self.limiter.until_ready(&limits, priority).await;
         if waited > Duration::from_millis(1) {
             metrics::counter!("blast_rate_limit_waits_total", "channel" => kind.as_str())
                 .increment(1);
@@ -370,84 +432,23 @@ impl Channels {
         }
     }
 
-    /// Telegram answered 429: hold back every send of this bot, free and paid, in every
-    /// process, for `retry_after`. Other bots and channels go on.
-    pub async fn pause_telegram_bot(&self, bot_id: &str, retry_after: Duration) {
-        for key in [
-            TelegramLimits::bot_key(bot_id),
-            TelegramLimits::paid_key(bot_id),
-        ] {
+    /// The provider answered "too many" for `sender` on `kind` (Telegram's 429 for one bot):
+    /// hold back every send through it, in every process, for `retry_after`. Other senders
+    /// and channels go on.
+    pub async fn pause(&self, kind: ChannelKind, sender: &str, retry_after: Duration) {
+        let Ok(registered) = self.registered(kind) else {
+            return;
+        };
+        for key in registered.channel.pause_keys(sender) {
             if let Err(e) = self.limiter.hold(&key, retry_after).await {
-                tracing::warn!(error = %e, "cannot pause the bot's rate limit");
+                tracing::warn!(error = %e, "cannot pause the provider's rate limit");
             }
         }
     }
 
     /// How many sends `kind` allows in flight at once in one lane.
     pub fn max_in_flight(&self, kind: ChannelKind) -> usize {
-        match kind {
-            ChannelKind::Sms | ChannelKind::Log => self.max_in_flight,
-            ChannelKind::Email => self.email_max_in_flight,
-            ChannelKind::Telegram => self.telegram_max_in_flight,
-            ChannelKind::WebPush => self.webpush_max_in_flight,
-        }
-    }
-}
-
-/// Telegram's limits, the same for every bot, each bot counted under its own keys.
-#[derive(Debug, Clone)]
-struct TelegramLimits {
-    bot_per_second: u32,
-    paid_per_second: u32,
-    chat_per_second: u32,
-    group_per_minute: u32,
-}
-
-impl TelegramLimits {
-    fn bot_key(bot_id: &str) -> String {
-        format!("tg:bot:{bot_id}")
-    }
-
-    /// The key of the bot's paid-broadcast ceiling.
-    fn paid_key(bot_id: &str) -> String {
-        format!("tg:bot:{bot_id}:paid")
-    }
-
-    /// The bot's limit, the chat's, and a group chat's (negative ids are groups). None runs
-    /// more than a send or three ahead of its rate: Telegram answers a burst with 429s. The
-    /// bot's limit lets a higher lane run two sends further ahead, so priorities hold when the
-    /// bot is the bottleneck.
-    /// A paid broadcast counts against its own, higher ceiling.
-    fn for_chat(&self, bot_id: &str, chat: &str, paid: bool) -> Vec<Limit> {
-        let mut bot = if paid {
-            Limit::per_second(Self::paid_key(bot_id), self.paid_per_second, Duration::ZERO)
-        } else {
-            Limit::per_second(Self::bot_key(bot_id), self.bot_per_second, Duration::ZERO)
-        };
-        // One send of slack, so a sender that wakes a little late does not lose the turn:
-        // without it a sustained mailing runs a few per cent under the rate.
-        bot.burst = bot.interval;
-        let headroom = bot.interval * 2;
-        let mut limits = vec![
-            bot.with_headroom(headroom),
-            Limit::per_second(
-                format!("tg:chat:{bot_id}:{chat}"),
-                self.chat_per_second,
-                Duration::ZERO,
-            )
-            .with_headroom(Duration::ZERO),
-        ];
-        if chat.starts_with('-') {
-            limits.push(
-                Limit::new(
-                    format!("tg:group:{bot_id}:{chat}"),
-                    self.group_per_minute,
-                    Duration::from_secs(60),
-                    Duration::ZERO,
-                )
-                .with_headroom(Duration::ZERO),
-            );
-        }
-        limits
+        self.registered(kind)
+            .map_or(1, |r| r.channel.max_in_flight())
     }
 }

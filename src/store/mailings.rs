@@ -158,19 +158,11 @@ fn counts_from_rows(rows: &[AnyRow]) -> Result<StateCounts> {
     Ok(counts)
 }
 
-/// Who can be reached on `channel`, as a condition over `clients c`: email only with an
-/// address and not unsubscribed, Telegram only with a chat that did not block the bot, web
-/// push only with a subscribed browser. The one definition behind a mailing's audience and a
+/// Who can be reached on `channel`, as a condition over `clients c`: each channel says
+/// ([`crate::channels::audience`]); the one definition behind a mailing's audience and a
 /// notification's choice of channel.
 pub(super) fn reachable_on(channel: ChannelKind) -> &'static str {
-    match channel {
-        ChannelKind::Email => "c.email IS NOT NULL AND c.email_opted_out_at IS NULL",
-        ChannelKind::Telegram => "c.telegram_chat_id IS NOT NULL AND c.telegram_blocked_at IS NULL",
-        ChannelKind::Sms | ChannelKind::Log => "c.phone IS NOT NULL",
-        ChannelKind::WebPush => {
-            "EXISTS (SELECT 1 FROM push_subscriptions ps WHERE ps.client_id = c.id)"
-        }
-    }
+    crate::channels::audience(channel)
 }
 
 /// The clients of a tenant that an audience filter selects on `channel`, as a WHERE clause

@@ -195,7 +195,7 @@ pub struct Store {
 }
 
 /// `telegram.media_quota_bytes` unless configured: 1 GiB.
-pub const DEFAULT_MEDIA_QUOTA_BYTES: u64 = 1024 * 1024 * 1024;
+pub use crate::channels::telegram::DEFAULT_MEDIA_QUOTA_BYTES;
 
 /// How many connections a process keeps (`[pool]` in the configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,8 +15,9 @@ use super::backoff::RetrySchedule;
 use super::maintenance::Halted;
 use super::marking::{Mark, Marker};
 use crate::channels::{
-    Channel, Channels, DeliveryError, EmailParts, MediaRef, Outgoing, PushParts, PushSubscription,
-    Receipt, ResendPolicy, TelegramBot, TelegramParts, direct_media,
+    Channel, Channels, DeliveryError, EmailParts, MediaRef, NotReachable, Outgoing, PushParts,
+    PushSubscription, Receipt, Recipient, ResendPolicy, Route, TelegramBot, TelegramParts,
+    direct_media,
 };
 use crate::dedup::DedupKeys;
 use crate::domain::{ChannelKind, InvalidInput, MailingState};
@@ -228,35 +229,6 @@ fn dedup_key(mailing: &Mailing, address: &str, text: &str) -> String {
         hasher.update(part.as_bytes());
     }
     hex::encode(hasher.finalize())
-}
-
-/// Where the row's message goes on `channel`, or why it is skipped: the recipient left the
-/// channel (unsubscribed, blocked the bot, lost the address) after the mailing was made.
-fn address_of(channel: ChannelKind, row: &DeliveryRow) -> Result<String, String> {
-    let client = &row.client;
-    if row.client_deleted {
-        return Err("the client was deleted".into());
-    }
-    match channel {
-        ChannelKind::Email if row.email_opted_out => {
-            Err("the client unsubscribed from email".into())
-        }
-        ChannelKind::Email => client
-            .email
-            .clone()
-            .ok_or_else(|| "the client has no email address any more".into()),
-        ChannelKind::Telegram if row.telegram_blocked => Err("the client blocked the bot".into()),
-        ChannelKind::Telegram => client
-            .telegram_chat_id
-            .map(|chat| chat.to_string())
-            .ok_or_else(|| "the client has no Telegram chat any more".into()),
-        ChannelKind::Sms | ChannelKind::Log => client
-            .phone
-            .clone()
-            .ok_or_else(|| "the client has no phone".into()),
-        // The subscriptions are read at send time; the client stands for all of them.
-        ChannelKind::WebPush => Ok(format!("client:{}", client.id)),
-    }
 }
 
 /// The JSON a web push carries: a notification's own payload, or a mailing's title (its
@@ -520,9 +492,9 @@ impl Deliverer {
         resend_is_safe: bool,
     ) -> Option<Outcome> {
         let is_email = mailing.channel == ChannelKind::Email;
-        let mut address = match address_of(mailing.channel, row) {
+        let mut address = match self.address_of(mailing.channel, row) {
             Ok(address) => address,
-            Err(reason) => return Some(Outcome::Skipped { reason }),
+            Err(NotReachable(reason)) => return Some(Outcome::Skipped { reason }),
         };
         let unsubscribe_url =
             is_email.then(|| self.unsubscribe.url(&self.public_url, row.client.id));
@@ -586,8 +558,14 @@ impl Deliverer {
             if let Some(outcome) = self.unwanted(mailing, row) {
                 return Some(outcome);
             }
+            let route = Route {
+                tenant_id: mailing.tenant_id,
+                bot_id: &bot.id,
+                address: &address,
+                telegram: mailing.telegram.as_ref(),
+            };
             tokio::select! {
-                _ = self.channels.rate_wait(mailing, &bot.id, &address) => {}
+                _ = self.channels.rate_wait(mailing.channel, mailing.priority, &route) => {}
                 _ = self.shutdown.cancelled() => return Some(Outcome::Release),
             }
             if let Some(outcome) = self.unwanted(mailing, row) {
@@ -607,7 +585,7 @@ impl Deliverer {
                 // would bunch requests up at the provider, which counts them as they arrive.
                 if asked.elapsed() > MARK_STALL {
                     tokio::select! {
-                        _ = self.channels.rate_wait(mailing, &bot.id, &address) => {}
+                        _ = self.channels.rate_wait(mailing.channel, mailing.priority, &route) => {}
                         _ = self.shutdown.cancelled() => return Some(Outcome::Release),
                     }
                 }
@@ -655,7 +633,9 @@ impl Deliverer {
                     rate_limited += 1;
                     metrics::counter!("blast_provider_rate_limited_total", "channel" => channel_name)
                         .increment(1);
-                    self.channels.pause_telegram_bot(&bot.id, retry_after).await;
+                    self.channels
+                        .pause(mailing.channel, &bot.id, retry_after)
+                        .await;
                 }
                 // A group became a supergroup: the client follows it, and the message goes there.
                 Err(DeliveryError::Moved { to }) if !moved => {
@@ -698,6 +678,23 @@ impl Deliverer {
         Some(outcome)
     }
 
+    /// Where the row's message goes on `channel`, or why it is skipped: the recipient left the
+    /// channel (unsubscribed, blocked the bot, lost the address) after the mailing was made.
+    fn address_of(&self, channel: ChannelKind, row: &DeliveryRow) -> Result<String, NotReachable> {
+        if row.client_deleted {
+            return Err(NotReachable::new("the client was deleted"));
+        }
+        let channel = self
+            .channels
+            .get(channel)
+            .map_err(|e| NotReachable(e.to_string()))?;
+        channel.address(&Recipient {
+            client: &row.client,
+            email_opted_out: row.email_opted_out,
+            telegram_blocked: row.telegram_blocked,
+        })
+    }
+
     /// The browsers a web push goes to (none on other channels); a client with none left is
     /// skipped.
     async fn push_subscriptions(
@@ -722,7 +719,7 @@ impl Deliverer {
     /// (and a notification moves on to its next channel).
     async fn push_to_all(
         &self,
-        channel: &Channel,
+        channel: &dyn Channel,
         msg: &Outgoing<'_>,
         subscriptions: &[PushSubscription],
         payload: &[u8],

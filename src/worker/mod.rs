@@ -14,7 +14,7 @@ pub use deliver::{Deliverer, MediaUploads};
 pub use maintenance::{reconcile_once, schedule_once};
 pub use pump::{ClaimCursors, pump_once};
 
-use crate::channels::{Channels, DeliveryError, EmailChannel, ResendPolicy};
+use crate::channels::{DeliveryError, EmailChannel};
 use crate::dedup::DedupKeys;
 use crate::domain::ChannelKind;
 use crate::jobs::Lane;
@@ -123,7 +123,7 @@ async fn run_registered(
         }
     }));
 
-    let resend = ResendPolicy::from_settings(&settings);
+    let resend = settings.resend_policy();
     if tenancy == Tenancy::Exclusive {
         // Alone on the database (checked at registration): every claimed row and every
         // unfinished job is a leftover of a previous run.
@@ -144,7 +144,7 @@ async fn run_registered(
         tokio::sync::watch::channel(maintenance::halted_mailings(&store).await?);
     let deliverer = Arc::new(Deliverer {
         store: store.clone(),
-        channels: Channels::from_settings(&settings, limiter)?,
+        channels: settings.channels(limiter)?,
         retry: RetrySchedule::new(&settings.retry),
         resend,
         flush_every: Duration::from_millis(w.flush_interval_ms.max(1)),

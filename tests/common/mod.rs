@@ -120,6 +120,7 @@ impl TestDb {
         s.sms.token = Secret::new(TOKEN);
         s.sms.timeout_ms = 300;
         s.sms.max_in_flight = 16;
+        s.log_channel.max_in_flight = 16;
         s.log_channel.path = self.dir.path().join("deliveries.jsonl");
         if let Some(redis) = &self.redis_url {
             s.redis.url = Secret::new(redis.clone());

@@ -7,8 +7,14 @@
 //! wait for the fixed configuration without spending attempts. A send cut off by our timeout
 //! may have been accepted: its outcome is unknown (SMTP cannot deduplicate a resend).
 
-use super::{DeliveryError, Outgoing};
-use crate::settings::{EmailSecurity, EmailSettings};
+mod settings;
+
+pub use settings::{EmailSecurity, EmailSettings};
+
+use super::{Channel, DeliveryError, NotReachable, Outgoing, Receipt, Recipient, Route, Shared};
+use crate::domain::ChannelKind;
+use crate::limits::Limit;
+use futures::future::BoxFuture;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::PoolConfig;
@@ -37,7 +43,12 @@ pub struct EmailChannel {
     /// connection cut off mid-transaction to the next send.
     transport: RwLock<Arc<Transport>>,
     timeout: Duration,
+    /// The SMTP server's rate limit, when one is configured (and this is a worker's channel).
+    limit: Option<Limit>,
 }
+
+/// Who an email reaches: a client with an address who did not unsubscribe.
+pub const AUDIENCE: &str = "c.email IS NOT NULL AND c.email_opted_out_at IS NULL";
 
 impl std::fmt::Debug for EmailChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,7 +77,22 @@ impl EmailChannel {
             domain,
             transport: RwLock::new(Arc::new(transport)),
             timeout: Duration::from_millis(settings.timeout_ms),
+            limit: None,
         })
+    }
+
+    /// The channel with the server's rate limit of `email.rate_limit_per_second`, keyed by
+    /// server: deployments that point several configs at one relay share it.
+    pub fn rate_limited(mut self, shared: Shared) -> EmailChannel {
+        let settings = &self.settings;
+        self.limit = (settings.rate_limit_per_second > 0).then(|| {
+            Limit::per_second(
+                format!("smtp:{}:{}", settings.smtp_host, settings.smtp_port),
+                settings.rate_limit_per_second,
+                shared.burst,
+            )
+        });
+        self
     }
 
     fn transport(&self) -> Arc<Transport> {
@@ -166,6 +192,38 @@ impl EmailChannel {
                 )))
             }
         }
+    }
+}
+
+impl Channel for EmailChannel {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Email
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.settings.max_in_flight as usize
+    }
+
+    fn address(&self, to: &Recipient<'_>) -> Result<String, NotReachable> {
+        if to.email_opted_out {
+            return Err(NotReachable::new("the client unsubscribed from email"));
+        }
+        to.client
+            .email
+            .clone()
+            .ok_or_else(|| NotReachable::new("the client has no email address any more"))
+    }
+
+    fn limits(&self, _route: &Route<'_>) -> Vec<Limit> {
+        self.limit.iter().cloned().collect()
+    }
+
+    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
+        Box::pin(async move {
+            EmailChannel::send(self, msg)
+                .await
+                .map(|()| Receipt::default())
+        })
     }
 }
 

@@ -6,11 +6,19 @@
 //! other description `ApiError::Unknown`. On a 5xx it sleeps 10 s before returning (a constant
 //! in teloxide-core); our own timeout around each send bounds that.
 
-use super::{DeliveryError, Outgoing, Receipt};
+mod limits;
+mod settings;
+
+pub use settings::{DEFAULT_MEDIA_QUOTA_BYTES, TelegramSettings};
+
+use super::{Channel, DeliveryError, NotReachable, Outgoing, Receipt, Recipient, Route};
+use crate::domain::ChannelKind;
 pub use crate::domain::{TelegramBot, bot_id_of};
+use crate::limits::Limit;
 use crate::secret::Secret;
-use crate::settings::TelegramSettings;
 use crate::telegram::{MediaSource, ParseMode, TelegramContent, TelegramKind, UrlButton};
+use futures::future::BoxFuture;
+use limits::TelegramLimits;
 use std::time::Duration;
 use teloxide_core::payloads::setters::*;
 use teloxide_core::requests::Requester;
@@ -212,7 +220,12 @@ pub struct TelegramChannel {
     client: reqwest::Client,
     api_url: reqwest::Url,
     timeout: Duration,
+    max_in_flight: usize,
+    limits: TelegramLimits,
 }
+
+/// Who a Telegram message reaches: a client with a chat that did not block the bot.
+pub const AUDIENCE: &str = "c.telegram_chat_id IS NOT NULL AND c.telegram_blocked_at IS NULL";
 
 impl TelegramChannel {
     pub fn new(settings: &TelegramSettings) -> Result<TelegramChannel, DeliveryError> {
@@ -228,6 +241,8 @@ impl TelegramChannel {
             client,
             api_url: api_url(settings).map_err(DeliveryError::permanent)?,
             timeout,
+            max_in_flight: settings.max_in_flight as usize,
+            limits: TelegramLimits::new(settings),
         })
     }
 
@@ -351,6 +366,44 @@ async fn send_request(
         return send_album(bot, chat, text, parts).await;
     }
     send_one(bot, chat, text, parts).await.map(|m| vec![m])
+}
+
+impl Channel for TelegramChannel {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Telegram
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    fn address(&self, to: &Recipient<'_>) -> Result<String, NotReachable> {
+        if to.telegram_blocked {
+            return Err(NotReachable::new("the client blocked the bot"));
+        }
+        to.client
+            .telegram_chat_id
+            .map(|chat| chat.to_string())
+            .ok_or_else(|| NotReachable::new("the client has no Telegram chat any more"))
+    }
+
+    /// The bot's limit (or its paid-broadcast ceiling), the chat's, and a group's.
+    fn limits(&self, route: &Route<'_>) -> Vec<Limit> {
+        let paid = route.telegram.is_some_and(|c| c.allow_paid_broadcast);
+        self.limits.for_chat(route.bot_id, route.address, paid)
+    }
+
+    /// A 429 holds back every send of the bot, free and paid.
+    fn pause_keys(&self, bot_id: &str) -> Vec<String> {
+        vec![
+            TelegramLimits::bot_key(bot_id),
+            TelegramLimits::paid_key(bot_id),
+        ]
+    }
+
+    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
+        Box::pin(TelegramChannel::send(self, msg))
+    }
 }
 
 fn bad_request(what: impl std::fmt::Display) -> RequestError {

@@ -5,12 +5,17 @@
 //! gone for good (the worker deletes it, [`DeliveryError::Blocked`]); 429 and 5xx are worth
 //! another try; other 4xx are this message's or this subscription's fault.
 
-use super::{DeliveryError, http_refusal};
+mod settings;
+
+pub use settings::WebPushSettings;
+
+use super::{Channel, DeliveryError, NotReachable, Outgoing, Receipt, Recipient, http_refusal};
+use crate::domain::ChannelKind;
 use crate::outbound::{self, OutboundPolicy};
-use crate::settings::WebPushSettings;
 use crate::vapid::VapidKey;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures::future::BoxFuture;
 use std::time::Duration;
 use web_push_native::{Auth, WebPushBuilder, p256};
 
@@ -85,7 +90,11 @@ pub struct WebPushChannel {
     timeout: Duration,
     /// What the endpoints may be, checked again before every push.
     policy: OutboundPolicy,
+    max_in_flight: usize,
 }
+
+/// Who a web push reaches: a client with a subscribed browser.
+pub const AUDIENCE: &str = "EXISTS (SELECT 1 FROM push_subscriptions ps WHERE ps.client_id = c.id)";
 
 impl std::fmt::Debug for WebPushChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,11 +132,12 @@ impl WebPushChannel {
             ttl: Duration::from_secs(settings.ttl_secs),
             timeout,
             policy,
+            max_in_flight: settings.max_in_flight as usize,
         })
     }
 
     /// Push `payload` to one subscription.
-    pub async fn send(
+    pub async fn push(
         &self,
         subscription: &PushSubscription,
         payload: &[u8],
@@ -208,5 +218,31 @@ impl WebPushChannel {
             // like any 4xx but 408 and 429.
             _ => Err(http_refusal(status, response.headers(), "the push service")),
         }
+    }
+}
+
+impl Channel for WebPushChannel {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::WebPush
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    /// The subscriptions are read at send time; the client stands for all of them.
+    fn address(&self, to: &Recipient<'_>) -> Result<String, NotReachable> {
+        Ok(format!("client:{}", to.client.id))
+    }
+
+    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
+        Box::pin(async move {
+            let Some(push) = msg.push else {
+                return Err(DeliveryError::permanent("a web push needs a subscription"));
+            };
+            self.push(push.subscription, push.payload)
+                .await
+                .map(|()| Receipt::default())
+        })
     }
 }

@@ -1,8 +1,17 @@
 //! The SMS provider's HTTP API: `POST {base}/v1/send/{id}` with a JWT bearer and
 //! `{"id": int64, "phone": int64, "text": string}`; success is 200 `{"code": 0, ...}`.
 
-use super::{DeliveryError, Outgoing, retry_after};
-use crate::settings::{Secret, SmsSettings};
+mod settings;
+
+pub use settings::SmsSettings;
+
+use super::{
+    Channel, DeliveryError, NotReachable, Outgoing, Receipt, Recipient, Route, Shared, retry_after,
+};
+use crate::domain::ChannelKind;
+use crate::limits::Limit;
+use crate::secret::Secret;
+use futures::future::BoxFuture;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -12,6 +21,20 @@ pub struct SmsChannel {
     http: reqwest::Client,
     base_url: String,
     token: Secret,
+    max_in_flight: usize,
+    /// The provider's rate limit, when one is configured.
+    limit: Option<Limit>,
+}
+
+/// Who an SMS reaches: a client with a phone number (a condition over `clients c`).
+pub const AUDIENCE: &str = "c.phone IS NOT NULL";
+
+/// The phone a client is reached on, for the SMS and log channels.
+pub(crate) fn phone_of(to: &Recipient<'_>) -> Result<String, NotReachable> {
+    to.client
+        .phone
+        .clone()
+        .ok_or_else(|| NotReachable::new("the client has no phone"))
 }
 
 #[derive(Serialize)]
@@ -29,7 +52,7 @@ struct SendResponse {
 }
 
 impl SmsChannel {
-    pub fn new(settings: &SmsSettings) -> Result<SmsChannel, DeliveryError> {
+    pub fn new(settings: &SmsSettings, shared: Shared) -> Result<SmsChannel, DeliveryError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
             .connect_timeout(Duration::from_millis(settings.timeout_ms.min(5000)))
@@ -40,6 +63,9 @@ impl SmsChannel {
             http,
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
             token: settings.token.clone(),
+            max_in_flight: settings.max_in_flight as usize,
+            limit: (settings.rate_limit_per_second > 0)
+                .then(|| Limit::per_second("sms", settings.rate_limit_per_second, shared.burst)),
         })
     }
 
@@ -79,6 +105,32 @@ impl SmsChannel {
             Err(_) => Default::default(),
         };
         classify(status, retry_after, &body).map_err(|(kind, e)| provider_error(kind, e))
+    }
+}
+
+impl Channel for SmsChannel {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Sms
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    fn address(&self, to: &Recipient<'_>) -> Result<String, NotReachable> {
+        phone_of(to)
+    }
+
+    fn limits(&self, _route: &Route<'_>) -> Vec<Limit> {
+        self.limit.iter().cloned().collect()
+    }
+
+    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
+        Box::pin(async move {
+            SmsChannel::send(self, msg)
+                .await
+                .map(|()| Receipt::default())
+        })
     }
 }
 
