@@ -146,7 +146,8 @@ impl Composed {
                 "" => format!("{}{link}", self.title),
                 body => format!("{}\n\n{body}{link}", self.title),
             },
-            ChannelKind::Sms | ChannelKind::Log => {
+            // A short plain-text channel (SMS, the log file): one line.
+            _ => {
                 let link = self
                     .link
                     .as_deref()

@@ -899,9 +899,36 @@ mod tests {
     }
 
     #[test]
+    fn every_channel_has_exactly_one_section() {
+        let settings = Settings::default();
+        let kinds: Vec<ChannelKind> = settings
+            .channel_sections()
+            .iter()
+            .map(|s| s.kind())
+            .collect();
+        assert_eq!(kinds, ChannelKind::ALL);
+        let mut mutable = settings.clone();
+        let kinds_mut: Vec<ChannelKind> = mutable
+            .channel_sections_mut()
+            .iter()
+            .map(|s| s.kind())
+            .collect();
+        assert_eq!(kinds_mut, ChannelKind::ALL);
+        for kind in ChannelKind::ALL {
+            assert_eq!(settings.channel(kind).kind(), kind);
+        }
+    }
+
+    #[test]
     fn secrets_are_not_printed() {
         let mut s = Settings::default();
         s.sms.token = Secret::new("eyJhbGciOi.secret.jwt");
+        s.email.password = Secret::new("smtp-secret-pw");
+        s.telegram.bot_token = Secret::new("123:tg-secret-token");
+        s.telegram.api_url = "https://user:tg-url-pw@tg.example.com".into();
+        for secret in ["smtp-secret-pw", "tg-secret-token", "tg-url-pw"] {
+            assert!(!s.to_redacted_toml().contains(secret), "{secret}");
+        }
         assert!(!format!("{s:?}").contains("secret.jwt"));
         assert!(!s.to_redacted_toml().contains("secret.jwt"));
         assert!(s.to_redacted_toml().contains("token = \"***\""));

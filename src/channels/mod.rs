@@ -131,23 +131,59 @@ pub struct Outgoing<'a> {
     /// The message row id: also the provider-side idempotency key.
     pub message_id: i64,
     pub mailing_id: i64,
-    /// Where it goes on its channel: a phone number, an email address.
+    /// Where it goes on its channel: a phone number, an email address, a chat.
     pub address: &'a str,
-    /// The text (an email's plain-text body).
+    /// The text (an email's plain-text body, a caption).
     pub text: &'a str,
-    /// Subject, HTML and unsubscribe link, on the email channel.
-    pub email: Option<EmailParts<'a>>,
-    /// Kind, media and options, on the Telegram channel.
-    pub telegram: Option<TelegramParts<'a>>,
-    /// The subscription and the JSON payload, on the web push channel.
-    pub push: Option<PushParts<'a>>,
+    /// What it carries beyond the text.
+    pub parts: Parts<'a>,
 }
 
-/// One web push: the browser subscription it goes to and the payload (JSON) it carries.
+/// What a message carries beyond its text, by the kind of message it is.
+#[derive(Debug, Clone)]
+pub enum Parts<'a> {
+    /// The text alone: an SMS, a line of the log file.
+    Text,
+    /// Subject, HTML and unsubscribe link.
+    Email(EmailParts<'a>),
+    /// Kind, media, options, and the bot it goes out through.
+    Telegram(TelegramParts<'a>),
+    /// The client's browsers and the JSON payload they are pushed.
+    Push(PushParts<'a>),
+}
+
+/// A web push: every browser subscription of the client, and the payload (JSON) each is
+/// pushed.
 #[derive(Debug, Clone, Copy)]
 pub struct PushParts<'a> {
-    pub subscription: &'a PushSubscription,
+    pub subscriptions: &'a [PushSubscription],
     pub payload: &'a [u8],
+}
+
+/// What a channel learned from its provider that outlives the message: the worker records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelEvent {
+    /// A push service called one of the client's browser subscriptions gone: delete it.
+    SubscriptionGone { id: i64 },
+    /// The recipient blocked the configured bot (whose /start gave us their chat): later
+    /// mailings skip them on Telegram.
+    BlockedTheBot,
+}
+
+/// One send: its result, and the events it raised on the way (on success or failure).
+#[derive(Debug)]
+pub struct Attempt {
+    pub result: Result<Receipt, DeliveryError>,
+    pub events: Vec<ChannelEvent>,
+}
+
+impl From<Result<Receipt, DeliveryError>> for Attempt {
+    fn from(result: Result<Receipt, DeliveryError>) -> Attempt {
+        Attempt {
+            result,
+            events: Vec::new(),
+        }
+    }
 }
 
 /// Why a recipient is not reached on a channel (left it, or never had an address there).
@@ -253,7 +289,8 @@ pub trait Channel: std::fmt::Debug + Send + Sync {
     fn pause_keys(&self, _sender: &str) -> Vec<String> {
         Vec::new()
     }
-    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt, DeliveryError>>;
+    /// Hand `msg` to the provider.
+    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Attempt>;
 }
 
 /// Which clients of a tenant `channel` can reach, as an SQL condition over `clients c`: the

@@ -14,18 +14,18 @@
 use super::backoff::RetrySchedule;
 use super::maintenance::Halted;
 use super::marking::{Mark, Marker};
+use super::render::{Rendered, Templates, push_payload_of};
+use super::uploads::{MediaUploads, ResolvedMedia, media_refs};
 use crate::channels::{
-    Channel, Channels, DeliveryError, EmailParts, MediaRef, NotReachable, Outgoing, PushParts,
-    PushSubscription, Receipt, Recipient, ResendPolicy, Route, TelegramBot, TelegramParts,
-    direct_media,
+    ChannelEvent, Channels, DeliveryError, EmailParts, NotReachable, Outgoing, Parts, PushParts,
+    PushSubscription, Recipient, ResendPolicy, Route, TelegramBot, TelegramParts,
 };
 use crate::dedup::DedupKeys;
-use crate::domain::{ChannelKind, InvalidInput, MailingState};
+use crate::domain::{ChannelKind, MailingState};
 use crate::jobs::{DeliverBatch, Job};
 use crate::now_ms;
-use crate::store::{Client, DeliveryRow, Mailing, Outcome, Store, StoreError};
-use crate::telegram::{MediaSource, TelegramContent};
-use crate::template::{MessageTemplate, TextLimits};
+use crate::store::{DeliveryRow, Mailing, Outcome, Store, StoreError};
+use crate::template::TextLimits;
 use crate::unsubscribe::UnsubscribeKeys;
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::Arc;
@@ -81,132 +81,6 @@ pub struct Deliverer {
     pub text_limits: std::collections::HashMap<ChannelKind, TextLimits>,
 }
 
-/// The file_id of one stored media file once uploaded, behind the lock its uploader holds.
-type UploadCell = Arc<tokio::sync::Mutex<Option<String>>>;
-
-/// One lock per stored media file and bot, holding the file_id Telegram gave that bot for it
-/// once known. The first send of a file takes the lock and uploads it; the others wait and
-/// send by file_id.
-#[derive(Debug, Clone, Default)]
-pub struct MediaUploads {
-    cells: Arc<std::sync::Mutex<std::collections::HashMap<(i64, String), UploadCell>>>,
-}
-
-impl MediaUploads {
-    fn cell(&self, media_id: i64, bot_id: &str) -> UploadCell {
-        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-        cells
-            .entry((media_id, bot_id.to_string()))
-            .or_default()
-            .clone()
-    }
-}
-
-/// One medium of a Telegram send, resolved: passed through, sent by a known file_id, or
-/// uploaded.
-enum ResolvedItem {
-    Direct,
-    FileId(String),
-    Upload {
-        file_name: String,
-        content: Vec<u8>,
-        media_id: i64,
-    },
-}
-
-/// A Telegram send's media, resolved, holding the lock of every file it uploads until that
-/// file's file_id is stored.
-#[derive(Default)]
-struct ResolvedMedia {
-    items: Vec<ResolvedItem>,
-    locks: std::collections::HashMap<i64, tokio::sync::OwnedMutexGuard<Option<String>>>,
-}
-
-/// A mailing's templates, compiled once per batch.
-struct Templates {
-    text: Result<MessageTemplate, InvalidInput>,
-    subject: Option<Result<MessageTemplate, InvalidInput>>,
-    html: Option<Result<MessageTemplate, InvalidInput>>,
-    /// A notification's events, read once per batch: its web push payload.
-    events: Option<Vec<crate::notify::Event>>,
-    /// How long one render may take; `None` for literal texts (a notification's).
-    timeout: Option<Duration>,
-}
-
-/// One recipient's message, rendered.
-struct Rendered {
-    text: String,
-    subject: Option<String>,
-    html: Option<String>,
-}
-
-impl Templates {
-    fn compile(mailing: &Mailing, limits: TextLimits) -> Templates {
-        if mailing.notification_id.is_some() {
-            let literal = |text: &str| Ok(MessageTemplate::literal(text));
-            return Templates {
-                text: literal(&mailing.text),
-                subject: mailing.subject.as_deref().map(literal),
-                html: None,
-                events: None,
-                timeout: None,
-            };
-        }
-        let subject_limits =
-            limits.with_max_chars(crate::store::max_subject_chars(mailing.channel));
-        Templates {
-            text: MessageTemplate::compile(&mailing.text, limits),
-            subject: mailing
-                .subject
-                .as_deref()
-                .map(|subject| MessageTemplate::compile(subject, subject_limits)),
-            html: mailing
-                .html
-                .as_deref()
-                .map(|html| MessageTemplate::compile_html(html, limits)),
-            events: None,
-            timeout: Some(limits.timeout),
-        }
-    }
-
-    fn render(
-        &self,
-        client: &Client,
-        extra: &[(&'static str, &str)],
-    ) -> Result<Rendered, InvalidInput> {
-        let one = |t: &Result<MessageTemplate, InvalidInput>| -> Result<String, InvalidInput> {
-            t.as_ref().map_err(Clone::clone)?.render_with(client, extra)
-        };
-        Ok(Rendered {
-            text: one(&self.text)?,
-            subject: self.subject.as_ref().map(one).transpose()?,
-            html: self.html.as_ref().map(one).transpose()?,
-        })
-    }
-
-    /// Render on a blocking thread under the time limit: a tenant's template never holds up
-    /// the runtime that every other send (and the process's shutdown) runs on. Literal texts
-    /// render in place.
-    async fn render_off_runtime(
-        self: &Arc<Self>,
-        client: &Client,
-        extra: &[(&'static str, &str)],
-    ) -> Result<Rendered, InvalidInput> {
-        let Some(timeout) = self.timeout else {
-            return self.render(client, extra);
-        };
-        let (me, client) = (self.clone(), client.clone());
-        let extra: Vec<(&'static str, String)> =
-            extra.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-        crate::template::off_runtime(timeout, move || {
-            let extra: Vec<(&'static str, &str)> =
-                extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            me.render(&client, &extra)
-        })
-        .await
-    }
-}
-
 /// The deduplication key of one text to one recipient: tenant, channel, address and text.
 fn dedup_key(mailing: &Mailing, address: &str, text: &str) -> String {
     use sha2::{Digest, Sha256};
@@ -231,62 +105,37 @@ fn dedup_key(mailing: &Mailing, address: &str, text: &str) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// The JSON a web push carries: a notification's own payload, or a mailing's title (its
-/// subject) and text.
-fn push_payload_of(
-    mailing: &Mailing,
-    templates: &Templates,
-    rendered: &Rendered,
-) -> Option<Vec<u8>> {
-    if mailing.channel != ChannelKind::WebPush {
-        return None;
-    }
-    Some(match (mailing.notification_id, &templates.events) {
-        (Some(id), Some(events)) if !events.is_empty() => crate::notify::push_payload(id, events),
-        _ => serde_json::to_vec(&serde_json::json!({
-            "title": rendered.subject.as_deref().unwrap_or_default(),
-            "body": rendered.text,
-            "mailing_id": mailing.id,
-        }))
-        .unwrap_or_default(),
-    })
-}
-
-/// Which failure of one push among several decides the message: one that may have been
-/// delivered (never resent), then one that may pass, then one for good, then a gone
-/// subscription.
-fn push_rank(error: &DeliveryError) -> u8 {
-    match error {
-        DeliveryError::Indeterminate(_) => 4,
-        DeliveryError::Transient { .. }
-        | DeliveryError::Unavailable(_)
-        | DeliveryError::RateLimited { .. }
-        | DeliveryError::Moved { .. } => 3,
-        DeliveryError::Permanent(_) => 2,
-        DeliveryError::Blocked(_) => 1,
-    }
-}
-
-/// The media references of one Telegram send, one per medium of its content.
-fn media_refs<'a>(
+/// What one message carries beyond its text: a Telegram mailing's content and media, a web
+/// push's browsers and payload, an email's subject, HTML and unsubscribe link, or nothing.
+fn parts_of<'a>(
+    mailing: &'a Mailing,
+    bot: &'a TelegramBot,
+    rendered: &'a Rendered,
+    unsubscribe_url: &'a Option<String>,
     media: &'a ResolvedMedia,
-    content: Option<&'a TelegramContent>,
-) -> Vec<MediaRef<'a>> {
-    let sources = content.into_iter().flat_map(TelegramContent::sources);
-    // Stops at the first item that cannot be referenced: the channel then refuses the send
-    // (fewer media than the content names) instead of pairing file_ids with the wrong files.
-    media
-        .items
-        .iter()
-        .zip(sources)
-        .map_while(|(item, source)| match item {
-            ResolvedItem::Direct => direct_media(source),
-            ResolvedItem::FileId(id) => Some(MediaRef::FileId(id)),
-            ResolvedItem::Upload {
-                file_name, content, ..
-            } => Some(MediaRef::Upload { file_name, content }),
-        })
-        .collect()
+    push: &'a Option<(Vec<PushSubscription>, Vec<u8>)>,
+) -> Parts<'a> {
+    if let Some(content) = mailing.telegram.as_ref() {
+        return Parts::Telegram(TelegramParts {
+            bot,
+            content,
+            media: media_refs(media, Some(content)),
+        });
+    }
+    if let Some((subscriptions, payload)) = push {
+        return Parts::Push(PushParts {
+            subscriptions,
+            payload,
+        });
+    }
+    match rendered.subject.as_deref() {
+        Some(subject) => Parts::Email(EmailParts {
+            subject,
+            html: rendered.html.as_deref(),
+            unsubscribe_url: unsubscribe_url.as_deref(),
+        }),
+        None => Parts::Text,
+    }
 }
 
 /// When a running batch last renewed the lease of its rows (`begin_sending` set it).
@@ -512,7 +361,8 @@ impl Deliverer {
             Ok(subscriptions) => subscriptions,
             Err(outcome) => return Some(outcome),
         };
-        let push_payload = push_payload_of(mailing, templates, &rendered);
+        let push =
+            push_payload_of(mailing, templates, &rendered).map(|payload| (subscriptions, payload));
         // Every check runs before each wait and again after it: a row that will not be sent
         // takes neither a slot nor a rate token, and one that waited long is judged afresh.
         if let Some(outcome) = self.unwanted(mailing, row) {
@@ -539,7 +389,11 @@ impl Deliverer {
                 Err(_) => return Some(Outcome::Release),
             }
         }
-        let mut media = match self.resolve_media(mailing, &bot.id).await {
+        let mut media = match self
+            .uploads
+            .resolve(&self.store, mailing.telegram.as_ref(), &bot.id)
+            .await
+        {
             Ok(media) => media,
             Err(outcome) => return Some(outcome),
         };
@@ -602,31 +456,18 @@ impl Deliverer {
                 mailing_id: mailing.id,
                 address: &address,
                 text,
-                email: rendered.subject.as_deref().map(|subject| EmailParts {
-                    subject,
-                    html: rendered.html.as_deref(),
-                    unsubscribe_url: unsubscribe_url.as_deref(),
-                }),
-                telegram: mailing.telegram.as_ref().map(|content| TelegramParts {
-                    bot,
-                    content,
-                    media: media_refs(&media, Some(content)),
-                }),
-                push: None,
+                parts: parts_of(mailing, bot, &rendered, &unsubscribe_url, &media, &push),
             };
             let started = Instant::now();
-            let result = match &push_payload {
-                Some(payload) => {
-                    self.push_to_all(channel, &msg, &subscriptions, payload)
-                        .await
-                }
-                None => channel.send(&msg).await,
-            };
+            let attempt = channel.send(&msg).await;
             metrics::histogram!("blast_send_duration_seconds", "channel" => channel_name)
                 .record(started.elapsed().as_secs_f64());
-            match result {
-                // Nothing was sent: pause this bot's limit for every process, keep this slot,
-                // and try again once the pause is over.
+            for event in &attempt.events {
+                self.record(event, row).await;
+            }
+            match attempt.result {
+                // Nothing was sent: pause this sender for every process, keep this slot, and
+                // try again once the pause is over.
                 Err(DeliveryError::RateLimited { retry_after })
                     if rate_limited < self.retries_after_429 =>
                 {
@@ -650,20 +491,8 @@ impl Deliverer {
                     }
                     address = to;
                 }
-                // The client's chat came from the configured bot (its /start): only that bot's
-                // 403 takes the client off Telegram. A registered bot the user never started
-                // gets a 403 too, which fails just this message.
-                Err(DeliveryError::Blocked(reason)) => {
-                    if mailing.channel == ChannelKind::Telegram
-                        && bot.id == self.default_bot.id
-                        && let Err(e) = self.store.block_telegram(row.client.id).await
-                    {
-                        tracing::warn!(error = %e, client = row.client.id, "cannot mark the client as blocked");
-                    }
-                    break Err(DeliveryError::Blocked(reason));
-                }
                 Ok(receipt) => {
-                    self.remember_uploads(&mut media, &receipt, &bot.id).await;
+                    MediaUploads::remember(&self.store, &mut media, &receipt, &bot.id).await;
                     break Ok(receipt);
                 }
                 other => break other,
@@ -676,6 +505,18 @@ impl Deliverer {
             metrics::counter!("blast_retries_total", "channel" => channel_name).increment(1);
         }
         Some(outcome)
+    }
+
+    /// Record what a channel learned that outlives the message.
+    async fn record(&self, event: &ChannelEvent, row: &DeliveryRow) {
+        let client = row.client.id;
+        let stored = match event {
+            ChannelEvent::SubscriptionGone { id } => self.store.drop_push_subscription(*id).await,
+            ChannelEvent::BlockedTheBot => self.store.block_telegram(client).await,
+        };
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, client, ?event, "cannot record what the channel learned");
+        }
     }
 
     /// Where the row's message goes on `channel`, or why it is skipped: the recipient left the
@@ -714,59 +555,6 @@ impl Deliverer {
         }
     }
 
-    /// Push to every browser of the client: delivered if one took it. A subscription its
-    /// push service calls gone (404/410) is deleted; when all are gone the message fails
-    /// (and a notification moves on to its next channel).
-    async fn push_to_all(
-        &self,
-        channel: &dyn Channel,
-        msg: &Outgoing<'_>,
-        subscriptions: &[PushSubscription],
-        payload: &[u8],
-    ) -> Result<Receipt, DeliveryError> {
-        let sends = subscriptions.iter().map(|subscription| async move {
-            let one = Outgoing {
-                push: Some(PushParts {
-                    subscription,
-                    payload,
-                }),
-                ..msg.clone()
-            };
-            (subscription.id, channel.send(&one).await)
-        });
-        let mut delivered = false;
-        let mut failure: Option<DeliveryError> = None;
-        for (id, result) in futures::future::join_all(sends).await {
-            let error = match result {
-                Ok(_) => {
-                    delivered = true;
-                    continue;
-                }
-                Err(DeliveryError::Blocked(reason)) => {
-                    tracing::info!(subscription = id, %reason, "deleting a push subscription");
-                    if let Err(e) = self.store.drop_push_subscription(id).await {
-                        tracing::warn!(error = %e, "cannot delete an expired push subscription");
-                    }
-                    DeliveryError::Blocked(format!(
-                        "every push subscription of the client is gone: {reason}"
-                    ))
-                }
-                Err(other) => other,
-            };
-            if failure
-                .as_ref()
-                .is_none_or(|f| push_rank(&error) > push_rank(f))
-            {
-                failure = Some(error);
-            }
-        }
-        match failure {
-            _ if delivered => Ok(Receipt::default()),
-            Some(error) => Err(error),
-            None => Err(DeliveryError::permanent("no push subscription")),
-        }
-    }
-
     /// The bot a mailing's Telegram sends go out through: `Err` (inside) when it names a bot
     /// its tenant has not registered (or removed since).
     async fn bot_of(&self, mailing: &Mailing) -> Result<Result<TelegramBot, String>, StoreError> {
@@ -779,93 +567,6 @@ impl Deliverer {
             .telegram_bot(mailing.tenant_id, name)
             .await?
             .ok_or_else(|| format!("the mailing's bot {name:?} is not registered any more")))
-    }
-
-    /// The media of a Telegram mailing for this send through `bot_id`. A stored file is
-    /// uploaded by the first send that finds no file_id for it (holding its lock meanwhile);
-    /// the others wait for that and send by file_id. Locks are taken in file order, so two
-    /// albums sharing files cannot wait on each other.
-    async fn resolve_media(
-        &self,
-        mailing: &Mailing,
-        bot_id: &str,
-    ) -> Result<ResolvedMedia, Outcome> {
-        let Some(content) = mailing.telegram.as_ref() else {
-            return Ok(ResolvedMedia::default());
-        };
-        let mut stored: Vec<i64> = content
-            .sources()
-            .filter_map(|source| match *source {
-                MediaSource::Upload(id) => Some(id),
-                _ => None,
-            })
-            .collect();
-        stored.sort_unstable();
-        stored.dedup();
-        let mut media = ResolvedMedia::default();
-        let mut known = std::collections::HashMap::new();
-        for media_id in stored {
-            let mut lock = self.uploads.cell(media_id, bot_id).lock_owned().await;
-            if lock.is_none() {
-                match self.store.telegram_file_id(media_id, bot_id).await {
-                    Ok(file_id) => *lock = file_id,
-                    Err(_) => return Err(Outcome::Release),
-                }
-            }
-            match lock.clone() {
-                Some(file_id) => {
-                    known.insert(media_id, file_id);
-                }
-                None => {
-                    media.locks.insert(media_id, lock);
-                }
-            }
-        }
-        for source in content.sources() {
-            let MediaSource::Upload(media_id) = *source else {
-                media.items.push(ResolvedItem::Direct);
-                continue;
-            };
-            if let Some(file_id) = known.get(&media_id) {
-                media.items.push(ResolvedItem::FileId(file_id.clone()));
-                continue;
-            }
-            match self.store.media_file(media_id).await {
-                Ok((file_name, content)) => media.items.push(ResolvedItem::Upload {
-                    file_name,
-                    content,
-                    media_id,
-                }),
-                Err(StoreError::NotFound(what)) => {
-                    return Err(Outcome::Failed {
-                        error: format!("{what} is gone"),
-                    });
-                }
-                Err(_) => return Err(Outcome::Release),
-            }
-        }
-        Ok(media)
-    }
-
-    /// After an upload: store the file_ids Telegram gave `bot_id`, so every other send uses
-    /// them.
-    async fn remember_uploads(&self, media: &mut ResolvedMedia, receipt: &Receipt, bot_id: &str) {
-        for (item, file_id) in media.items.iter().zip(&receipt.file_ids) {
-            let (ResolvedItem::Upload { media_id, .. }, Some(file_id)) = (item, file_id) else {
-                continue;
-            };
-            if let Err(e) = self
-                .store
-                .save_telegram_file_id(*media_id, bot_id, file_id)
-                .await
-            {
-                tracing::warn!(error = %e, media = *media_id, "cannot store an uploaded file's id; the next send uploads it again");
-                continue;
-            }
-            if let Some(lock) = media.locks.get_mut(media_id) {
-                **lock = Some(file_id.clone());
-            }
-        }
     }
 
     /// Why a send must not happen now, if it must not: its mailing was cancelled or paused,

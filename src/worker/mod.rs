@@ -7,12 +7,15 @@ mod deliver;
 mod maintenance;
 mod marking;
 mod pump;
+mod render;
+mod uploads;
 pub mod webhooks;
 
 pub use backoff::RetrySchedule;
-pub use deliver::{Deliverer, MediaUploads};
+pub use deliver::Deliverer;
 pub use maintenance::{reconcile_once, schedule_once};
 pub use pump::{ClaimCursors, pump_once};
+pub use uploads::MediaUploads;
 
 use crate::channels::{DeliveryError, EmailChannel};
 use crate::dedup::DedupKeys;

@@ -11,7 +11,10 @@ mod settings;
 
 pub use settings::{EmailSecurity, EmailSettings};
 
-use super::{Channel, DeliveryError, NotReachable, Outgoing, Receipt, Recipient, Route, Shared};
+use super::{
+    Attempt, Channel, DeliveryError, NotReachable, Outgoing, Parts, Receipt, Recipient, Route,
+    Shared,
+};
 use crate::domain::ChannelKind;
 use crate::limits::Limit;
 use futures::future::BoxFuture;
@@ -113,9 +116,9 @@ impl EmailChannel {
 
     /// Build the message for `msg`; an address or header that cannot be built is permanent.
     pub fn message(&self, msg: &Outgoing<'_>) -> Result<Message, DeliveryError> {
-        let parts = msg
-            .email
-            .ok_or_else(|| DeliveryError::permanent("an email needs a subject"))?;
+        let Parts::Email(parts) = msg.parts else {
+            return Err(DeliveryError::permanent("an email needs a subject"));
+        };
         let mut builder = Message::builder()
             .from(self.from.clone())
             .to(mailbox(msg.address)?)
@@ -144,10 +147,6 @@ impl EmailChannel {
             None => builder.singlepart(SinglePart::plain(msg.text.to_owned())),
         };
         built.map_err(build_error)
-    }
-
-    pub async fn send(&self, msg: &Outgoing<'_>) -> Result<(), DeliveryError> {
-        self.deliver(self.message(msg)?).await
     }
 
     /// Mail a report (text and HTML) to `to` (the daily statistics email).
@@ -218,11 +217,13 @@ impl Channel for EmailChannel {
         self.limit.iter().cloned().collect()
     }
 
-    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
+    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Attempt> {
         Box::pin(async move {
-            EmailChannel::send(self, msg)
-                .await
-                .map(|()| Receipt::default())
+            let sent = match self.message(msg) {
+                Ok(message) => self.deliver(message).await,
+                Err(e) => Err(e),
+            };
+            sent.map(|()| Receipt::default()).into()
         })
     }
 }

@@ -6,7 +6,8 @@ mod settings;
 pub use settings::SmsSettings;
 
 use super::{
-    Channel, DeliveryError, NotReachable, Outgoing, Receipt, Recipient, Route, Shared, retry_after,
+    Attempt, Channel, DeliveryError, NotReachable, Outgoing, Receipt, Recipient, Route, Shared,
+    retry_after,
 };
 use crate::domain::ChannelKind;
 use crate::limits::Limit;
@@ -75,7 +76,7 @@ impl SmsChannel {
     /// `Permanent`), or the request went out and no clear answer came back (a timeout, a reset,
     /// an answer cut off or garbled: `Indeterminate`, which `sms.resend_unacknowledged` turns
     /// into a retry under the same id or into `unknown`).
-    pub async fn send(&self, msg: &Outgoing<'_>) -> Result<(), DeliveryError> {
+    pub async fn post(&self, msg: &Outgoing<'_>) -> Result<(), DeliveryError> {
         let phone: i64 = msg
             .address
             .parse()
@@ -125,12 +126,8 @@ impl Channel for SmsChannel {
         self.limit.iter().cloned().collect()
     }
 
-    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
-        Box::pin(async move {
-            SmsChannel::send(self, msg)
-                .await
-                .map(|()| Receipt::default())
-        })
+    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Attempt> {
+        Box::pin(async move { self.post(msg).await.map(|()| Receipt::default()).into() })
     }
 }
 

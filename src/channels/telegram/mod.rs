@@ -11,7 +11,10 @@ mod settings;
 
 pub use settings::{DEFAULT_MEDIA_QUOTA_BYTES, TelegramSettings};
 
-use super::{Channel, DeliveryError, NotReachable, Outgoing, Receipt, Recipient, Route};
+use super::{
+    Attempt, Channel, ChannelEvent, DeliveryError, NotReachable, Outgoing, Parts, Receipt,
+    Recipient, Route,
+};
 use crate::domain::ChannelKind;
 pub use crate::domain::{TelegramBot, bot_id_of};
 use crate::limits::Limit;
@@ -222,6 +225,8 @@ pub struct TelegramChannel {
     timeout: Duration,
     max_in_flight: usize,
     limits: TelegramLimits,
+    /// The id of `telegram.bot_token`'s bot, which subscribers start.
+    configured_bot_id: String,
 }
 
 /// Who a Telegram message reaches: a client with a chat that did not block the bot.
@@ -243,14 +248,17 @@ impl TelegramChannel {
             timeout,
             max_in_flight: settings.max_in_flight as usize,
             limits: TelegramLimits::new(settings),
+            configured_bot_id: TelegramBot::configured(settings).id,
         })
     }
 
-    pub async fn send(&self, msg: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
-        let parts = msg
-            .telegram
-            .as_ref()
-            .ok_or_else(|| DeliveryError::permanent("a Telegram send without its content"))?;
+    /// Send one message through the bot its parts name.
+    pub async fn post(&self, msg: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
+        let Parts::Telegram(parts) = &msg.parts else {
+            return Err(DeliveryError::permanent(
+                "a Telegram send without its content",
+            ));
+        };
         if parts.bot.token.is_empty() {
             return Err(DeliveryError::Unavailable(
                 "no Telegram bot token: set telegram.bot_token (BLAST_TELEGRAM__BOT_TOKEN)".into(),
@@ -401,8 +409,20 @@ impl Channel for TelegramChannel {
         ]
     }
 
-    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
-        Box::pin(TelegramChannel::send(self, msg))
+    /// The client's chat came from the configured bot (its /start): only that bot's "blocked"
+    /// takes the client off Telegram. A registered bot the user never started is refused the
+    /// same way, which fails just this message.
+    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Attempt> {
+        Box::pin(async move {
+            let result = self.post(msg).await;
+            let mut events = Vec::new();
+            if let (Err(DeliveryError::Blocked(_)), Parts::Telegram(parts)) = (&result, &msg.parts)
+                && parts.bot.id == self.configured_bot_id
+            {
+                events.push(ChannelEvent::BlockedTheBot);
+            }
+            Attempt { result, events }
+        })
     }
 }
 

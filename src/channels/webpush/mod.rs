@@ -9,7 +9,10 @@ mod settings;
 
 pub use settings::WebPushSettings;
 
-use super::{Channel, DeliveryError, NotReachable, Outgoing, Receipt, Recipient, http_refusal};
+use super::{
+    Attempt, Channel, ChannelEvent, DeliveryError, NotReachable, Outgoing, Parts, Receipt,
+    Recipient, http_refusal,
+};
 use crate::domain::ChannelKind;
 use crate::outbound::{self, OutboundPolicy};
 use crate::vapid::VapidKey;
@@ -235,14 +238,64 @@ impl Channel for WebPushChannel {
         Ok(format!("client:{}", to.client.id))
     }
 
-    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
+    /// Push to every browser of the client: delivered if one took it. A subscription its push
+    /// service calls gone (404/410, or keys that never decode) raises an event that deletes
+    /// it; when all are gone the message fails (and a notification moves on to its next
+    /// channel).
+    fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Attempt> {
         Box::pin(async move {
-            let Some(push) = msg.push else {
-                return Err(DeliveryError::permanent("a web push needs a subscription"));
+            let Parts::Push(push) = &msg.parts else {
+                return Err(DeliveryError::permanent("a web push needs a subscription")).into();
             };
-            self.push(push.subscription, push.payload)
-                .await
-                .map(|()| Receipt::default())
+            let sends = push.subscriptions.iter().map(|subscription| async move {
+                (subscription.id, self.push(subscription, push.payload).await)
+            });
+            let mut delivered = false;
+            let mut failure: Option<DeliveryError> = None;
+            let mut events = Vec::new();
+            for (id, result) in futures::future::join_all(sends).await {
+                let error = match result {
+                    Ok(()) => {
+                        delivered = true;
+                        continue;
+                    }
+                    Err(DeliveryError::Blocked(reason)) => {
+                        tracing::info!(subscription = id, %reason, "a push subscription is gone");
+                        events.push(ChannelEvent::SubscriptionGone { id });
+                        DeliveryError::Blocked(format!(
+                            "every push subscription of the client is gone: {reason}"
+                        ))
+                    }
+                    Err(other) => other,
+                };
+                if failure
+                    .as_ref()
+                    .is_none_or(|f| deciding_rank(&error) > deciding_rank(f))
+                {
+                    failure = Some(error);
+                }
+            }
+            let result = match failure {
+                _ if delivered => Ok(Receipt::default()),
+                Some(error) => Err(error),
+                None => Err(DeliveryError::permanent("no push subscription")),
+            };
+            Attempt { result, events }
         })
+    }
+}
+
+/// Which failure of one push among several decides the message: one that may have been
+/// delivered (never resent), then one that may pass, then one for good, then a gone
+/// subscription.
+fn deciding_rank(error: &DeliveryError) -> u8 {
+    match error {
+        DeliveryError::Indeterminate(_) => 4,
+        DeliveryError::Transient { .. }
+        | DeliveryError::Unavailable(_)
+        | DeliveryError::RateLimited { .. }
+        | DeliveryError::Moved { .. } => 3,
+        DeliveryError::Permanent(_) => 2,
+        DeliveryError::Blocked(_) => 1,
     }
 }
