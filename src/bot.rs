@@ -416,7 +416,7 @@ fn bot_client(tg: &TelegramSettings, bot: &BotSettings) -> Result<(Bot, String),
         Duration::from_secs(10),
         Duration::from_secs(u64::from(bot.poll_timeout_secs) + 30),
     )
-    .map_err(BotError::Config)
+    .map_err(|e| BotError::Config(e.to_string()))
 }
 
 #[cfg(test)]

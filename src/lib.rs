@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod app;
 pub mod bot;
 pub mod channels;
 pub mod dedup;

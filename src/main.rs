@@ -9,11 +9,14 @@ use blast_cli::{
     Cli, ClientCommand, Command, ConfigCommand, MailingCommand, NotificationCommand, PushCommand,
     SecretsCommand, TelegramBotCommand, TokenCommand, UserCommand, WebhookCommand,
 };
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--channel` takes the channels this build registers (blast-cli cannot see them).
+    let channels = blast::domain::ChannelKind::ALL.map(blast::domain::ChannelKind::as_str);
+    let matches = blast_cli::with_channels(Cli::command(), &channels).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -201,6 +201,33 @@ pub fn push_payload(id: i64, events: &[Event]) -> Vec<u8> {
     }
 }
 
+/// `[notifications]`: one event to one client over its preferred channels in order. The
+/// section lives here, with what a notification says, because the dispatcher reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationSettings {
+    /// A notification not delivered on any channel this long after it was made expires.
+    pub expire_after_secs: u64,
+    /// The channel order of a client with no preferences of its own.
+    pub default_channels: Vec<ChannelKind>,
+    /// The longest coalescing window a notification may ask for, in minutes.
+    pub max_coalesce_minutes: u32,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        NotificationSettings {
+            expire_after_secs: 24 * 3600,
+            default_channels: vec![
+                ChannelKind::WebPush,
+                ChannelKind::Telegram,
+                ChannelKind::Email,
+            ],
+            max_coalesce_minutes: 24 * 60,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,6 +115,11 @@ fn zone(timezone: &str) -> Result<chrono_tz::Tz, InvalidInput> {
 }
 
 /// Parse YYYY-MM-DD.
+/// A UTC day, `YYYY-MM-DD`, as a half-open range of unix ms.
+pub fn utc_day_range(day: &str) -> Result<(i64, i64), InvalidInput> {
+    local_day_range(parse_day(day)?, "UTC")
+}
+
 pub fn parse_day(day: &str) -> Result<NaiveDate, InvalidInput> {
     NaiveDate::parse_from_str(day.trim(), "%Y-%m-%d")
         .map_err(|_| invalid(format!("invalid day {day:?}: expected YYYY-MM-DD")))

@@ -1,8 +1,8 @@
 //! Where tenant commands act: the local database, or a remote blast through its HTTP API
 //! (`--server URL --token TOKEN`). Both give the same answers, so each command prints alike.
 
-use super::import::{ImportOutcome, RowError};
 use super::{AdminError, Result};
+use crate::app::import::{ImportOutcome, RowError};
 use crate::channels::{DeliveryError, TelegramBot};
 use crate::domain::MessageState;
 use crate::domain::invalid;
@@ -457,7 +457,7 @@ impl Backend {
         progress: impl Fn(u64),
     ) -> Result<ImportOutcome> {
         match self {
-            Backend::Local { store, tenant } => Ok(super::import::import_local_csv(
+            Backend::Local { store, tenant } => Ok(crate::app::import::import_local_csv(
                 store,
                 *tenant,
                 file,
@@ -940,7 +940,7 @@ impl Backend {
     pub async fn stats(&self, day: Option<&str>) -> Result<Vec<MailingStats>> {
         match self {
             Backend::Local { store, tenant } => {
-                let range = day.map(super::stats::day_range).transpose()?;
+                let range = day.map(crate::report::utc_day_range).transpose()?;
                 Ok(store.stats(*tenant, range).await?)
             }
             Backend::Remote(api) => {

@@ -163,14 +163,3 @@ pub async fn delete(ctx: &Context, id: i64) -> Result<()> {
     println!("client {id} deleted");
     Ok(())
 }
-
-/// Parse the tags cell of a CSV row: names separated by ';' (or '|').
-pub(crate) fn parse_tag_list(cell: &str) -> Result<Vec<String>, InvalidInput> {
-    let tags: Vec<String> = cell
-        .split([';', '|'])
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect();
-    parse_tags(&tags)
-}

@@ -27,7 +27,7 @@ pub enum AdminError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
-    Import(#[from] import::ImportError),
+    Import(#[from] crate::app::import::ImportError),
     #[error(transparent)]
     Delivery(#[from] crate::channels::DeliveryError),
     /// The remote API refused or failed; `usage` when it answered 4xx.
@@ -42,9 +42,9 @@ impl AdminError {
             AdminError::Store(e) => e.is_client_error(),
             AdminError::Invalid(_) => true,
             AdminError::Io(_) | AdminError::Delivery(_) => false,
-            AdminError::Import(import::ImportError::Invalid(_)) => true,
-            AdminError::Import(import::ImportError::Store(e)) => e.is_client_error(),
-            AdminError::Import(import::ImportError::Read(_)) => false,
+            AdminError::Import(crate::app::import::ImportError::Invalid(_)) => true,
+            AdminError::Import(crate::app::import::ImportError::Store(e)) => e.is_client_error(),
+            AdminError::Import(crate::app::import::ImportError::Read(_)) => false,
             AdminError::Remote { usage, .. } => *usage,
         }
     }

@@ -4,13 +4,8 @@
 use super::{Context, Result, print_json};
 use crate::channels::EmailChannel;
 use crate::domain::{MessageState, invalid};
-use crate::report::{DailyReport, local_day_range, parse_day};
+use crate::report::{DailyReport, parse_day, utc_day_range};
 use blast_cli::{StatsArgs, table};
-
-/// A UTC day as a half-open range of unix ms.
-pub fn day_range(day: &str) -> Result<(i64, i64)> {
-    Ok(local_day_range(parse_day(day)?, "UTC")?)
-}
 
 const COLUMNS: [MessageState; 7] = [
     MessageState::Sent,
@@ -71,7 +66,7 @@ async fn report(ctx: &Context, day: &str, json: bool, email: bool) -> Result<()>
 /// Counts per mailing and state of the tenant's own mailings, overall or for one UTC day.
 async fn tenant_counts(ctx: &Context, day: Option<&str>, json: bool) -> Result<()> {
     if let Some(day) = day {
-        day_range(day)?;
+        utc_day_range(day)?;
     }
     let stats = ctx.backend().await?.stats(day).await?;
     if json {

@@ -3,7 +3,7 @@
 use super::auth::Tenant;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::{AppState, Page, upload};
-use crate::admin::import;
+use crate::app::import;
 use crate::domain::{
     Phone, parse_attribute_name, parse_email, parse_operator_code, parse_tag, parse_tags,
     parse_timezone,

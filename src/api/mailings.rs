@@ -528,7 +528,7 @@ pub async fn all_stats(
     let day = q
         .day
         .as_deref()
-        .map(crate::admin::stats::day_range)
+        .map(crate::report::utc_day_range)
         .transpose()
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let before = parse_cursor(q.cursor.as_deref())?.unwrap_or(i64::MAX);

@@ -10,9 +10,9 @@
 use super::mailings::reachable_on;
 use super::{Result, Store, StoreError, is_unique_violation, parse_priority};
 use crate::domain::{ChannelKind, LocalHours, Priority, invalid};
+use crate::notify::NotificationSettings;
 use crate::notify::{Event, compose};
 use crate::now_ms;
-use crate::settings::NotificationSettings;
 use crate::telegram::TelegramContent;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;

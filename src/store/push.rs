@@ -50,7 +50,7 @@ impl Store {
         self.client(tenant_id, client_id).await?;
         PushSubscription::check_endpoint(&new.endpoint, policy)
             .await
-            .map_err(|e| StoreError::Invalid(invalid(e)))?;
+            .map_err(|e| StoreError::Invalid(invalid(e.to_string())))?;
         let candidate = PushSubscription {
             id: 0,
             endpoint: new.endpoint.clone(),
@@ -59,7 +59,7 @@ impl Store {
         };
         candidate
             .keys()
-            .map_err(|e| StoreError::Invalid(invalid(e)))?;
+            .map_err(|e| StoreError::Invalid(invalid(e.to_string())))?;
         let created_at = now_ms();
         let id: i64 = sqlx::query(
             "INSERT INTO push_subscriptions (tenant_id, client_id, endpoint, p256dh, auth, created_at)

@@ -15,6 +15,11 @@ use sha2::{Digest, Sha256};
 const PREFIX: &str = "sealed1:";
 const NONCE_BYTES: usize = 12;
 
+/// A configured secrets key is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a secrets key is 32 bytes in base64 (blast config secret-key makes one)")]
+pub struct BadSecretsKey;
+
 /// One key: its id (the first 8 hex digits of its SHA-256) and its cipher.
 struct SealingKey {
     id: String,
@@ -22,19 +27,15 @@ struct SealingKey {
 }
 
 impl SealingKey {
-    fn parse(base64_key: &str) -> std::result::Result<SealingKey, String> {
+    fn parse(base64_key: &str) -> std::result::Result<SealingKey, BadSecretsKey> {
         let bytes = URL_SAFE_NO_PAD
             .decode(base64_key.trim().trim_end_matches('='))
             .or_else(|_| base64::engine::general_purpose::STANDARD.decode(base64_key.trim()))
-            .map_err(
-                |_| "a secrets key is 32 bytes in base64 (blast config secret-key makes one)",
-            )?;
+            .map_err(|_| BadSecretsKey)?;
         if bytes.len() != 32 {
-            return Err(
-                "a secrets key is 32 bytes in base64 (blast config secret-key makes one)".into(),
-            );
+            return Err(BadSecretsKey);
         }
-        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|e| e.to_string())?;
+        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| BadSecretsKey)?;
         Ok(SealingKey {
             id: hex::encode(&Sha256::digest(&bytes)[..4]),
             cipher,
@@ -63,7 +64,7 @@ impl std::fmt::Debug for SecretKeys {
 
 impl SecretKeys {
     /// `current` (empty: none) and the keys that sealed values before it, all base64.
-    pub fn new(current: &str, previous: &[&str]) -> std::result::Result<SecretKeys, String> {
+    pub fn new(current: &str, previous: &[&str]) -> std::result::Result<SecretKeys, BadSecretsKey> {
         let current = (!current.trim().is_empty())
             .then(|| SealingKey::parse(current))
             .transpose()?;

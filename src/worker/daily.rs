@@ -124,18 +124,32 @@ impl DailyStats {
     }
 }
 
+/// Why the daily job cannot be scheduled (the configuration check rules both out at load).
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("stats.schedule {schedule:?} is not a cron expression: {source}")]
+    Cron {
+        schedule: String,
+        source: cron::error::Error,
+    },
+    #[error("stats.timezone {0:?} is not a time zone")]
+    TimeZone(String),
+}
+
 /// Run the daily job on `schedule` (6 fields, seconds first) until `token` fires.
 pub async fn run(
     daily: Arc<DailyStats>,
     schedule: &str,
     token: CancellationToken,
-) -> Result<(), String> {
-    let schedule = cron::Schedule::from_str(schedule)
-        .map_err(|e| format!("stats.schedule {schedule:?} is not a cron expression: {e}"))?;
+) -> Result<(), ScheduleError> {
+    let schedule = cron::Schedule::from_str(schedule).map_err(|source| ScheduleError::Cron {
+        schedule: schedule.to_owned(),
+        source,
+    })?;
     let tz: chrono_tz::Tz = daily
         .timezone
         .parse()
-        .map_err(|_| format!("stats.timezone {:?} is not a time zone", daily.timezone))?;
+        .map_err(|_| ScheduleError::TimeZone(daily.timezone.clone()))?;
     let name = format!("{}-daily-stats", daily.instance);
     for generation in 0u64.. {
         let stop = token

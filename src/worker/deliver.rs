@@ -81,6 +81,11 @@ pub struct Deliverer {
     pub text_limits: std::collections::HashMap<ChannelKind, TextLimits>,
 }
 
+/// A Telegram mailing names a bot its tenant has not registered, or removed since.
+#[derive(Debug, thiserror::Error)]
+#[error("the mailing's bot {0:?} is not registered any more")]
+struct BotGone(String);
+
 /// The deduplication key of one text to one recipient: tenant, channel, address and text.
 fn dedup_key(mailing: &Mailing, address: &str, text: &str) -> String {
     use sha2::{Digest, Sha256};
@@ -195,7 +200,7 @@ impl Deliverer {
                         (
                             row.message_id,
                             Outcome::Failed {
-                                error: reason.clone(),
+                                error: reason.to_string(),
                             },
                         )
                     })
@@ -557,7 +562,7 @@ impl Deliverer {
 
     /// The bot a mailing's Telegram sends go out through: `Err` (inside) when it names a bot
     /// its tenant has not registered (or removed since).
-    async fn bot_of(&self, mailing: &Mailing) -> Result<Result<TelegramBot, String>, StoreError> {
+    async fn bot_of(&self, mailing: &Mailing) -> Result<Result<TelegramBot, BotGone>, StoreError> {
         let name = match mailing.telegram.as_ref().and_then(|c| c.bot.as_deref()) {
             Some(name) if mailing.channel == ChannelKind::Telegram => name,
             _ => return Ok(Ok(self.default_bot.clone())),
@@ -566,7 +571,7 @@ impl Deliverer {
             .store
             .telegram_bot(mailing.tenant_id, name)
             .await?
-            .ok_or_else(|| format!("the mailing's bot {name:?} is not registered any more")))
+            .ok_or_else(|| BotGone(name.to_owned())))
     }
 
     /// Why a send must not happen now, if it must not: its mailing was cancelled or paused,

@@ -59,13 +59,13 @@ impl TelegramBot {
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
             })
             .ok_or_else(|| DeliveryError::Permanent(NOT_A_TOKEN.into()))?;
-        let base = api_url(settings).map_err(DeliveryError::Unavailable)?;
+        let base = api_url(settings).map_err(|e| DeliveryError::Unavailable(e.to_string()))?;
         let url = base
             .join(&format!("/bot{secret}/getMe"))
             .map_err(|e| DeliveryError::Unavailable(format!("telegram.api_url: {e}")))?;
         let timeout = Duration::from_millis(settings.timeout_ms).min(VERIFY_TIMEOUT);
         let client = http_client(Duration::from_secs(5).min(timeout), timeout)
-            .map_err(DeliveryError::Unavailable)?;
+            .map_err(|e| DeliveryError::Unavailable(e.to_string()))?;
         let unreachable = |why: String| {
             DeliveryError::Unavailable(format!(
                 "cannot check the bot token: the Telegram Bot API at {base} {why}"
@@ -158,22 +158,38 @@ struct GetMeBot {
     id: i64,
 }
 
+/// Why the Bot API cannot be talked to at all: the setting that is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum BotApiSetupError {
+    #[error("cannot build the Bot API's HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("telegram.api_url {url:?}: {source}")]
+    ApiUrl {
+        url: String,
+        source: <reqwest::Url as std::str::FromStr>::Err,
+    },
+    #[error("telegram.bot_token is not a bot token")]
+    Token,
+}
+
 /// The HTTP client Bot API requests go through; `request_timeout` bounds each request.
 fn http_client(
     connect_timeout: Duration,
     request_timeout: Duration,
-) -> Result<reqwest::Client, String> {
+) -> Result<reqwest::Client, BotApiSetupError> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .timeout(request_timeout)
         .tcp_nodelay(true)
         .build()
-        .map_err(|e| format!("HTTP client: {e}"))
+        .map_err(BotApiSetupError::HttpClient)
 }
 
-fn api_url(settings: &TelegramSettings) -> Result<reqwest::Url, String> {
-    reqwest::Url::parse(&settings.api_url)
-        .map_err(|e| format!("telegram.api_url {:?}: {e}", settings.api_url))
+fn api_url(settings: &TelegramSettings) -> Result<reqwest::Url, BotApiSetupError> {
+    reqwest::Url::parse(&settings.api_url).map_err(|source| BotApiSetupError::ApiUrl {
+        url: settings.api_url.clone(),
+        source,
+    })
 }
 
 /// The Bot API client of the configured bot, and the bot's public id. `request_timeout`
@@ -182,11 +198,9 @@ pub fn connect_bot(
     settings: &TelegramSettings,
     connect_timeout: Duration,
     request_timeout: Duration,
-) -> Result<(Bot, String), String> {
+) -> Result<(Bot, String), BotApiSetupError> {
     let token = settings.bot_token.expose();
-    let bot_id = bot_id_of(token)
-        .ok_or("telegram.bot_token is not a bot token")?
-        .to_string();
+    let bot_id = bot_id_of(token).ok_or(BotApiSetupError::Token)?.to_string();
     let client = http_client(connect_timeout, request_timeout)?;
     Ok((
         Bot::with_client(token, client).set_api_url(api_url(settings)?),
@@ -241,10 +255,10 @@ impl TelegramChannel {
             Duration::from_secs(5).min(timeout),
             timeout + Duration::from_secs(15),
         )
-        .map_err(DeliveryError::permanent)?;
+        .map_err(|e| DeliveryError::permanent(e.to_string()))?;
         Ok(TelegramChannel {
             client,
-            api_url: api_url(settings).map_err(DeliveryError::permanent)?,
+            api_url: api_url(settings).map_err(|e| DeliveryError::permanent(e.to_string()))?,
             timeout,
             max_in_flight: settings.max_in_flight as usize,
             limits: TelegramLimits::new(settings),

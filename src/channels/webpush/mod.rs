@@ -27,6 +27,19 @@ pub use crate::domain::{MAX_PUSH_TEXT_CHARS, PushSubscription};
 /// Largest payload before encryption (4096 less the aes128gcm header and tag, with margin).
 const MAX_PAYLOAD_BYTES: usize = 3800;
 
+/// What is wrong with a browser's push subscription.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscriptionError {
+    #[error("keys.{0} is not base64url")]
+    NotBase64(&'static str),
+    #[error("keys.p256dh is not a P-256 public key")]
+    NotP256,
+    #[error("keys.auth must be 16 bytes, not {0} (base64url of the browser's auth secret)")]
+    AuthLength(usize),
+    #[error("the endpoint {0}")]
+    Endpoint(#[from] outbound::OutboundError),
+}
+
 /// A subscription's keys, decoded and checked.
 pub struct SubscriptionKeys {
     public: p256::PublicKey,
@@ -37,20 +50,17 @@ impl PushSubscription {
     /// Decode the subscription's keys; `Err` says what is wrong with them. Checked before a
     /// subscription is stored, because web-push-native panics on an authentication secret of
     /// the wrong length.
-    pub fn keys(&self) -> Result<SubscriptionKeys, String> {
-        let decode = |what: &str, value: &str| {
+    pub fn keys(&self) -> Result<SubscriptionKeys, SubscriptionError> {
+        let decode = |what: &'static str, value: &str| {
             URL_SAFE_NO_PAD
                 .decode(value.trim_end_matches('='))
-                .map_err(|_| format!("keys.{what} is not base64url"))
+                .map_err(|_| SubscriptionError::NotBase64(what))
         };
         let public = p256::PublicKey::from_sec1_bytes(&decode("p256dh", &self.p256dh)?)
-            .map_err(|_| "keys.p256dh is not a P-256 public key".to_string())?;
+            .map_err(|_| SubscriptionError::NotP256)?;
         let auth = decode("auth", &self.auth)?;
         if auth.len() != 16 {
-            return Err(format!(
-                "keys.auth must be 16 bytes, not {} (base64url of the browser's auth secret)",
-                auth.len()
-            ));
+            return Err(SubscriptionError::AuthLength(auth.len()));
         }
         Ok(SubscriptionKeys {
             public,
@@ -60,10 +70,11 @@ impl PushSubscription {
 
     /// Check an endpoint before it is stored: one `policy` lets blast call (see
     /// [`crate::outbound`]), its host's DNS answer included.
-    pub async fn check_endpoint(endpoint: &str, policy: &OutboundPolicy) -> Result<(), String> {
-        outbound::check_at_registration(endpoint, policy)
-            .await
-            .map_err(|e| format!("the endpoint {e}"))
+    pub async fn check_endpoint(
+        endpoint: &str,
+        policy: &OutboundPolicy,
+    ) -> Result<(), SubscriptionError> {
+        Ok(outbound::check_at_registration(endpoint, policy).await?)
     }
 }
 
@@ -157,7 +168,9 @@ impl WebPushChannel {
             )));
         }
         // A stored subscription whose keys do not decode can never be sent to: gone.
-        let keys = subscription.keys().map_err(DeliveryError::Blocked)?;
+        let keys = subscription
+            .keys()
+            .map_err(|e| DeliveryError::Blocked(e.to_string()))?;
         let endpoint: reqwest::Url = subscription
             .endpoint
             .parse()
