@@ -608,10 +608,6 @@ async fn tenant_secrets_are_sealed_at_rest_and_survive_a_key_rotation() {
     use blast::settings::Secret;
     use blast::store::{SecretKeys, StoreError};
     let db = TestDb::new().await;
-    let mut settings = db.settings("http://127.0.0.1:9");
-    settings.webhooks.allow_loopback_http = true;
-    settings.webhooks.allow_private_addresses = true;
-    let policy = settings.webhooks.outbound_policy();
     let old_key = SecretKeys::generate();
     let sealing = |current: &str, previous: &[&str]| {
         db.store
@@ -630,7 +626,7 @@ async fn tenant_secrets_are_sealed_at_rest_and_survive_a_key_rotation() {
         .await
         .expect("sealed bot");
     let hook = store
-        .add_webhook(db.tenant, "http://127.0.0.1:9/hook", &policy, 10)
+        .add_webhook(db.tenant, "http://127.0.0.1:9/hook", 10)
         .await
         .expect("webhook");
     let secret = hook.secret.expect("shown once");

@@ -479,9 +479,7 @@ async fn post_one_event(url: &str, for_at_most: Duration) -> Vec<blast::store::W
     settings.webhooks.allow_private_addresses = true;
     settings.webhooks.base_delay_ms = 100;
     settings.webhooks.max_delay_ms = 200;
-    let hook = db
-        .store
-        .add_webhook(db.tenant, url, &settings.webhooks.outbound_policy(), 10)
+    let hook = blast::app::webhooks::add_webhook(&db.store, db.tenant, url, &settings.webhooks)
         .await
         .expect("webhook");
     let later = db

@@ -740,9 +740,10 @@ impl Backend {
         settings: &crate::settings::WebPushSettings,
     ) -> Result<StoredPushSubscription> {
         match self {
-            Backend::Local { store, tenant } => Ok(store
-                .add_push_subscription(*tenant, client, new, &settings.outbound_policy())
-                .await?),
+            Backend::Local { store, tenant } => Ok(crate::app::push::add_push_subscription(
+                store, *tenant, client, new, settings,
+            )
+            .await?),
             Backend::Remote(api) => {
                 api.call(
                     reqwest::Method::POST,
@@ -793,14 +794,9 @@ impl Backend {
         settings: &crate::settings::WebhookSettings,
     ) -> Result<Webhook> {
         match self {
-            Backend::Local { store, tenant } => Ok(store
-                .add_webhook(
-                    *tenant,
-                    url,
-                    &settings.outbound_policy(),
-                    settings.max_per_tenant,
-                )
-                .await?),
+            Backend::Local { store, tenant } => {
+                Ok(crate::app::webhooks::add_webhook(store, *tenant, url, settings).await?)
+            }
             Backend::Remote(api) => {
                 api.call(
                     reqwest::Method::POST,

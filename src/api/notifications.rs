@@ -151,10 +151,14 @@ pub async fn subscribe(
         endpoint: input.endpoint,
         keys: input.keys,
     };
-    let stored = state
-        .store
-        .add_push_subscription(user.id, id, &new, &state.settings.webpush.outbound_policy())
-        .await?;
+    let stored = crate::app::push::add_push_subscription(
+        &state.store,
+        user.id,
+        id,
+        &new,
+        &state.settings.webpush,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(stored)))
 }
 

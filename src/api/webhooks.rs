@@ -39,15 +39,13 @@ pub async fn create(
     Tenant(user): Tenant,
     ApiJson(input): ApiJson<WebhookInput>,
 ) -> ApiResult<(StatusCode, Json<Webhook>)> {
-    let webhook = state
-        .store
-        .add_webhook(
-            user.id,
-            &input.url,
-            &state.settings.webhooks.outbound_policy(),
-            state.settings.webhooks.max_per_tenant,
-        )
-        .await?;
+    let webhook = crate::app::webhooks::add_webhook(
+        &state.store,
+        user.id,
+        &input.url,
+        &state.settings.webhooks,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(webhook)))
 }
 

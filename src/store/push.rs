@@ -1,10 +1,8 @@
 //! Web push subscriptions: the browsers a client allowed to show our notifications.
 
-use super::{Result, Store, StoreError};
+use super::{Result, Store};
 use crate::domain::PushSubscription;
-use crate::domain::invalid;
 use crate::now_ms;
-use crate::outbound::OutboundPolicy;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -38,28 +36,15 @@ const MAX_PUSH_TARGETS: i64 = 10;
 
 impl Store {
     /// Store a subscription of `tenant_id`'s client `client_id` (again: a browser that
-    /// subscribes anew gets new keys for the same endpoint, which replace the old). The
-    /// endpoint must be one `policy` lets blast call (its host's DNS answer included).
+    /// subscribes anew gets new keys for the same endpoint, which replace the old). Its keys
+    /// and endpoint were checked before (by the use-case layer, `app::push`).
     pub async fn add_push_subscription(
         &self,
         tenant_id: i64,
         client_id: i64,
         new: &NewPushSubscription,
-        policy: &OutboundPolicy,
     ) -> Result<StoredPushSubscription> {
         self.client(tenant_id, client_id).await?;
-        PushSubscription::check_endpoint(&new.endpoint, policy)
-            .await
-            .map_err(|e| StoreError::Invalid(invalid(e.to_string())))?;
-        let candidate = PushSubscription {
-            id: 0,
-            endpoint: new.endpoint.clone(),
-            p256dh: new.keys.p256dh.clone(),
-            auth: new.keys.auth.clone(),
-        };
-        candidate
-            .keys()
-            .map_err(|e| StoreError::Invalid(invalid(e.to_string())))?;
         let created_at = now_ms();
         let id: i64 = sqlx::query(
             "INSERT INTO push_subscriptions (tenant_id, client_id, endpoint, p256dh, auth, created_at)

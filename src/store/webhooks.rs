@@ -6,9 +6,7 @@
 //! a lease, posts them and records the answer; nothing is kept only in memory.
 
 use super::{Result, Store, StoreError, lock_tenant};
-use crate::domain::invalid;
 use crate::now_ms;
-use crate::outbound::{OutboundPolicy, check_at_registration};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 
@@ -168,18 +166,14 @@ pub(crate) async fn enqueue_notification_event(
 
 impl Store {
     /// Register `url` for `tenant_id`'s events; the answer carries the signing secret. The
-    /// URL must be one `policy` lets blast call (its host's DNS answer included), and the
-    /// tenant may have at most `max_per_tenant` webhooks (`webhooks.max_per_tenant`).
+    /// URL was checked before (by the use-case layer, `app::webhooks`); the tenant may have at most
+    /// `max_per_tenant` webhooks (`webhooks.max_per_tenant`).
     pub async fn add_webhook(
         &self,
         tenant_id: i64,
         url: &str,
-        policy: &OutboundPolicy,
         max_per_tenant: usize,
     ) -> Result<Webhook> {
-        check_at_registration(url, policy)
-            .await
-            .map_err(|e| StoreError::Invalid(invalid(format!("the webhook URL {e}"))))?;
         let secret = format!("whsec_{}", hex::encode(rand::random::<[u8; 24]>()));
         let created_at = now_ms();
         let mut tx = self.write_tx().await?;
