@@ -3,7 +3,7 @@
 //! takes N/30 s plus under 2 %, and the stub answers no 429.
 //!
 //! `cargo bench --bench telegram`, or `BENCH_RECIPIENTS=600 cargo bench --bench telegram`.
-//! The limit is counted in this process (the embedded profile); `tests/telegram.rs` checks the
+//! The limit is counted in this process (the embedded profile); `tests/it/telegram.rs` checks the
 //! same limit shared by three workers through Redis.
 
 mod common;

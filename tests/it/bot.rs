@@ -3,14 +3,12 @@
 //! deep-link tag, /stop, re-subscribing, the webhook mode and its secret, workers that run the
 //! bot taking turns at polling, and the SQLite migration that made a client's phone optional.
 
-mod common;
-
+use crate::common::{RunningWorker, TestDb, now_ms, wait_done, wait_until};
 use blast::bot::SubscriberBot;
 use blast::domain::{AudienceFilter, ChannelKind, Priority};
 use blast::settings::{BotMode, Secret, Settings};
 use blast::store::{Client, NewMailing, Store};
 use blast_testkit::{TelegramStub, TelegramStubOptions};
-use common::{RunningWorker, TestDb, now_ms, wait_done, wait_until};
 use serde_json::json;
 use sqlx::Row;
 use std::time::Duration;

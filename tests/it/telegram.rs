@@ -5,8 +5,7 @@
 //! worker processes sharing one bot's limit without a single 429. A tenant's bot token is
 //! checked with the stub's getMe before it is registered.
 
-mod common;
-
+use crate::common::{ApiServer, RunningWorker, TestDb, now_ms, wait_done};
 use blast::domain::{AudienceFilter, ChannelKind, Priority};
 use blast::settings::{Secret, Settings};
 use blast::store::{MediaUpload, NewClient, NewMailing, StoreError};
@@ -14,7 +13,6 @@ use blast::telegram::{
     AlbumItem, MediaSource, ParseMode, TelegramContent, TelegramKind, UrlButton,
 };
 use blast_testkit::{BotRequest, ChatFault, TelegramStub, TelegramStubOptions};
-use common::{ApiServer, RunningWorker, TestDb, now_ms, wait_done};
 use serde_json::json;
 use sqlx::Row;
 use std::time::{Duration, Instant};
@@ -475,7 +473,7 @@ async fn a_document_given_to_the_api_inline_reaches_telegram_byte_for_byte() {
     let settings = telegram_settings(&db, &stub);
     let user = db.store.user_by_name("tester").await.expect("user");
     let token = db.store.create_token(&user, "test").await.expect("token");
-    let api = common::ApiServer::start(&db.store, settings.clone()).await;
+    let api = crate::common::ApiServer::start(&db.store, settings.clone()).await;
     let bytes: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
     let response = api
         .http

@@ -1,11 +1,9 @@
 //! Delivery behaviour on the embedded profile: a real worker against a local SMS stub that
 //! injects the provider's failures.
 
-mod common;
-
+use crate::common::{RunningWorker, TOKEN, TestDb, mailing_state, now_ms, wait_done, wait_until};
 use blast::domain::{MailingState, MessageState};
 use blast_testkit::{Fault, SmsStub};
-use common::{RunningWorker, TOKEN, TestDb, mailing_state, now_ms, wait_done, wait_until};
 use sqlx::Row;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -931,7 +929,7 @@ async fn deleting_a_client_or_a_mailing_deletes_its_messages_and_a_vanished_clie
         .expect("list");
     assert_eq!(
         listed.len() as i64,
-        left - i64::from(!common::production_profile())
+        left - i64::from(!crate::common::production_profile())
     );
 
     db.store
@@ -985,8 +983,8 @@ async fn through_a_killed_provider(resend_unacknowledged: bool) {
     wait_done(&db, m.id, Duration::from_secs(240)).await;
     worker.stop().await;
 
-    let sent = common::ids_in_state(&db, "sent").await;
-    let unknown = common::ids_in_state(&db, "unknown").await;
+    let sent = crate::common::ids_in_state(&db, "sent").await;
+    let unknown = crate::common::ids_in_state(&db, "unknown").await;
     let answered = stub.answered();
     let requests = stub.requests();
     let unacknowledged: Vec<&i64> = sent.difference(&answered).collect();

@@ -3,10 +3,8 @@
 //! `sms.resend_unacknowledged = false` nothing goes out twice at all; the duplicates each
 //! setting leaves are measured and printed.
 
-mod common;
-
+use crate::common::{TOKEN, TestDb, ids_in_state, now_ms, wait_until};
 use blast_testkit::SmsStub;
-use common::{TOKEN, TestDb, ids_in_state, now_ms, wait_until};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 

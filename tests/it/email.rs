@@ -3,13 +3,11 @@
 //! refused AUTH transient), unsubscribe links, and the daily statistics email, once per day
 //! across three workers and again after the SMTP server was down.
 
-mod common;
-
+use crate::common::{ApiServer, RunningWorker, TestDb, mailing_state, now_ms, wait_until};
 use blast::domain::{AudienceFilter, ChannelKind, MailingState, Priority};
 use blast::settings::{EmailSecurity, Secret, Settings};
 use blast::store::{NewClient, NewMailing};
 use blast_testkit::{SmtpPeer, SmtpPeerOptions};
-use common::{ApiServer, RunningWorker, TestDb, mailing_state, now_ms, wait_until};
 use sqlx::Row;
 use std::time::Duration;
 

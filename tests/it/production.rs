@@ -3,12 +3,10 @@
 //! limit, deduplication across processes, and recovery from a Redis flush and from killing
 //! every worker.
 
-mod common;
-
+use crate::common::{TOKEN, TestDb, fresh_postgres_database, ids_in_state, now_ms, wait_until};
 use blast::domain::{AudienceFilter, ChannelKind, MessageState, Priority};
 use blast::store::NewMailing;
 use blast_testkit::SmsStub;
-use common::{TOKEN, TestDb, fresh_postgres_database, ids_in_state, now_ms, wait_until};
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -22,7 +20,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// must not wipe the keys of tests running beside it) or in DB 0 under the test's own prefix.
 async fn production_db(redis_db: u8) -> TestDb {
     let mut db = TestDb::with_profile(true).await;
-    db.redis_url = Some(format!("{}/{redis_db}", common::test_redis_url()));
+    db.redis_url = Some(format!("{}/{redis_db}", crate::common::test_redis_url()));
     db
 }
 

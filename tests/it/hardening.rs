@@ -1,11 +1,9 @@
 //! One tenant cannot take the service down: templates that loop or multiply, requests that
 //! answer 404 without side effects. The real API on port 0, the worker in-process.
 
-mod common;
-
+use crate::common::api_client::{Api, error_code, setup};
+use crate::common::{ApiServer, RunningWorker, TOKEN, TestDb, wait_done, wait_until};
 use blast_testkit::SmsStub;
-use common::api_client::{Api, error_code, setup};
-use common::{ApiServer, RunningWorker, TOKEN, TestDb, wait_done, wait_until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -200,7 +198,7 @@ fn start_import(api: &Api, body: reqwest::Body) -> tokio::task::JoinHandle<(Stat
         .req(reqwest::Method::POST, "/api/v1/clients/import")
         .header("content-type", "text/csv")
         .body(body);
-    tokio::spawn(common::api_client::send(request))
+    tokio::spawn(crate::common::api_client::send(request))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,7 +209,7 @@ async fn slow_uploads_hold_no_connection_and_are_cut_off() {
         s.api.upload_min_bytes_per_sec = 1;
     })
     .await;
-    let other = common::api_client::second_tenant(&db, &api).await;
+    let other = crate::common::api_client::second_tenant(&db, &api).await;
     // Eight uploads of one tenant, each sending its header row and then nothing: as many as
     // the embedded pool has connections.
     let mut stalled = Vec::new();
@@ -243,7 +241,7 @@ async fn slow_uploads_hold_no_connection_and_are_cut_off() {
             .header("idempotency-key", "retry-me")
             .body("phone,name\n79001110077,n\n")
     };
-    let (status, body) = common::api_client::send(keyed()).await;
+    let (status, body) = crate::common::api_client::send(keyed()).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     // The other tenant is served as usual.
     for path in ["/api/v1/clients", "/api/v1/mailings"] {
@@ -314,7 +312,7 @@ async fn a_body_that_stops_arriving_gets_408_with_or_without_an_idempotency_key(
         stalled.push((
             format!("{path} key={key:?}"),
             tx,
-            tokio::spawn(common::api_client::send(request)),
+            tokio::spawn(crate::common::api_client::send(request)),
         ));
     }
     for (what, tx, request) in stalled {
@@ -489,7 +487,7 @@ async fn a_nul_character_in_text_is_a_422_on_every_profile() {
         .req(reqwest::Method::POST, "/api/v1/clients/import")
         .header("content-type", "text/csv")
         .body("phone,name\n79001110010,ok\n79001110011,a\u{0}b\n");
-    let (status, report) = common::api_client::send(import).await;
+    let (status, report) = crate::common::api_client::send(import).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{report}");
     assert_eq!(report["errors"][0]["line"], 3, "{report}");
     // In a query string too: never a server error.
@@ -510,7 +508,7 @@ async fn webhooks_are_capped_per_tenant_and_their_secret_is_never_replayed() {
             .header("idempotency-key", key)
             .json(&json!({"url": "http://127.0.0.1:9/hook"}))
     };
-    let (status, first) = common::api_client::send(create("hook-1")).await;
+    let (status, first) = crate::common::api_client::send(create("hook-1")).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
     assert!(first["secret"].as_str().is_some_and(|s| !s.is_empty()));
     let replay = create("hook-1").send().await.expect("replay");
@@ -519,9 +517,9 @@ async fn webhooks_are_capped_per_tenant_and_their_secret_is_never_replayed() {
     let replayed: Value = replay.json().await.expect("json");
     assert_eq!(replayed["id"], first["id"]);
     assert!(replayed.get("secret").is_none(), "{replayed}");
-    let (status, _) = common::api_client::send(create("hook-2")).await;
+    let (status, _) = crate::common::api_client::send(create("hook-2")).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, third) = common::api_client::send(create("hook-3")).await;
+    let (status, third) = crate::common::api_client::send(create("hook-3")).await;
     assert_eq!(status, StatusCode::CONFLICT, "{third}");
     let (_, list) = api.get("/api/v1/webhooks").await;
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
@@ -794,7 +792,7 @@ async fn every_404_on_another_tenants_resource_changes_nothing() {
         s.webhooks.allow_private_addresses = true;
     })
     .await;
-    let intruder = common::api_client::second_tenant(&db, &owner).await;
+    let intruder = crate::common::api_client::second_tenant(&db, &owner).await;
     db.seed_clients(1, "all").await;
     let (status, client) = owner
         .post(
@@ -908,7 +906,7 @@ async fn every_404_on_another_tenants_resource_changes_nothing() {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let (status, answer) = common::api_client::send(request).await;
+        let (status, answer) = crate::common::api_client::send(request).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
         assert_eq!(
             owner_view().await,

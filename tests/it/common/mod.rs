@@ -5,7 +5,6 @@
 //! PostgreSQL database per test (on `BLAST_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432`) and a new Redis key prefix per test (on
 //! `BLAST_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`). Otherwise: a temporary SQLite file.
-#![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod api_client;
 

@@ -4,13 +4,11 @@
 //! running worker. Push endpoints on non-public addresses are refused at subscription, and
 //! again at every push by a worker whose settings do not allow them.
 
-mod common;
-
+use crate::common::{ApiServer, RunningWorker, TestDb, wait_until};
 use blast::channels::VapidKeys;
 use blast::settings::{EmailSecurity, Secret, Settings};
 use blast::store::NewClient;
 use blast_testkit::{SmtpPeer, SmtpPeerOptions, TelegramStub, TelegramStubOptions, WebPushPeer};
-use common::{ApiServer, RunningWorker, TestDb, wait_until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -223,8 +221,8 @@ async fn a_web_push_arrives_decrypted_and_an_expired_subscription_is_deleted() {
                     text: "Hi {{ name }}".into(),
                     filter: blast::domain::AudienceFilter::default(),
                     priority: blast::domain::Priority::Medium,
-                    start_at: common::now_ms(),
-                    end_at: common::now_ms() + 300_000,
+                    start_at: crate::common::now_ms(),
+                    end_at: crate::common::now_ms() + 300_000,
                     local_hours: None,
                     subject: Some("Sale".into()),
                     html: None,
@@ -235,7 +233,7 @@ async fn a_web_push_arrives_decrypted_and_an_expired_subscription_is_deleted() {
             )
             .await
             .expect("web push mailing");
-    common::wait_done(&s.db, mailing.id, Duration::from_secs(30)).await;
+    crate::common::wait_done(&s.db, mailing.id, Duration::from_secs(30)).await;
     let got = push.messages(&live.client_hash).await.expect("messages");
     assert_eq!(got.len(), 2, "{got:?}");
     let payload: Value = serde_json::from_str(&got[1]).expect("payload is JSON");
@@ -438,7 +436,7 @@ async fn quiet_hours_hold_a_notification_unless_urgent_and_a_repeated_key_notifi
         .expect("row")
         .is_some_and(|row| {
             row.get::<String, _>(0) == "pending"
-                && row.get::<i64, _>(1) > common::now_ms() + 30 * 60_000
+                && row.get::<i64, _>(1) > crate::common::now_ms() + 30 * 60_000
         })
     };
     wait_until(Duration::from_secs(10), "the quiet one deferred", deferred).await;

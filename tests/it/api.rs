@@ -1,10 +1,8 @@
 //! The HTTP API: the real server on port 0 for each test, over a temporary SQLite database.
 
-mod common;
-
+use crate::common::api_client::{Api, error_code, second_tenant, send, setup};
+use crate::common::{ApiServer, RunningWorker, TOKEN, TestDb, wait_until};
 use blast_testkit::{Fault, SmsStub};
-use common::api_client::{Api, error_code, second_tenant, send, setup};
-use common::{ApiServer, RunningWorker, TOKEN, TestDb, wait_until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -1172,7 +1170,7 @@ async fn the_api_reference_renders_in_a_browser_without_any_other_host() {
     );
     assert_eq!(
         script.bytes().await.expect("bytes").as_ref(),
-        include_bytes!("../assets/vendor/redoc/redoc.standalone.js"),
+        include_bytes!("../../assets/vendor/redoc/redoc.standalone.js"),
         "the vendored bundle, as it is in the repository"
     );
 

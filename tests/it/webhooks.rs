@@ -4,14 +4,12 @@
 //! after DNS) are refused at registration, and again at send time by a sender that does not
 //! allow them.
 
-mod common;
-
+use crate::common::{ApiServer, RunningWorker, TestDb, now_ms, wait_until};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use blast::domain::{AudienceFilter, ChannelKind, Priority};
 use blast::store::NewMailing;
-use common::{ApiServer, RunningWorker, TestDb, now_ms, wait_until};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -384,7 +382,7 @@ async fn non_public_urls_are_refused_at_registration_and_again_at_send_time() {
         )
         .await
         .expect("mailing");
-    common::wait_done(&db, mailing.id, Duration::from_secs(30)).await;
+    crate::common::wait_done(&db, mailing.id, Duration::from_secs(30)).await;
     let deliveries = |id: i64| {
         let request = api
             .http

@@ -1805,7 +1805,7 @@ fn tokens_are_listed_expire_and_are_revoked() {
 #[test]
 fn the_readme_lists_every_command() {
     use clap::CommandFactory;
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let reference = readme
         .split_once("### Command reference")
         .and_then(|(_, rest)| rest.split_once("\n### "))
