@@ -8,7 +8,7 @@
 
 mod common;
 
-use blast::domain::{AudienceFilter, ChannelKind, MailingState, Priority};
+use blast::domain::{AudienceFilter, ChannelKind, MailingState};
 use blast::settings::{Secret, Settings};
 use blast::store::{NewClient, NewMailing, Store};
 use blast::telegram::TelegramContent;
@@ -60,20 +60,17 @@ async fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         .create_mailing(
             tenant,
             NewMailing {
-                channel: ChannelKind::Telegram,
-                text: "Hello {{ name }}".into(),
                 filter: AudienceFilter {
                     tags: vec!["bench".into()],
                     operator_codes: vec![],
                 },
-                priority: Priority::Medium,
-                start_at: now,
-                end_at: now + 3 * 3_600_000,
-                local_hours: None,
-                subject: None,
-                html: None,
                 telegram: Some(TelegramContent::text_message()),
-                uploads: Vec::new(),
+                ..NewMailing::new(
+                    ChannelKind::Telegram,
+                    "Hello {{ name }}",
+                    now,
+                    now + 3 * 3_600_000,
+                )
             },
             blast::template::TextLimits::with_default_budget(4096),
         )

@@ -3,7 +3,7 @@
 // Each benchmark is its own crate and uses a part of this module.
 #![allow(dead_code)]
 
-use blast::domain::{AudienceFilter, ChannelKind, Phone, Priority};
+use blast::domain::{AudienceFilter, ChannelKind, Phone};
 use blast::settings::Settings;
 use blast::store::{Mailing, NewClient, NewMailing, Store, StoreError};
 use blast::worker::{self, Tenancy, WorkerError};
@@ -50,20 +50,16 @@ pub async fn create_mailing(store: &Store, tenant: i64, now: i64) -> Result<Mail
         .create_mailing(
             tenant,
             NewMailing {
-                channel: ChannelKind::Sms,
-                text: "Hello {{ name }}, your code is {{ id }}".into(),
                 filter: AudienceFilter {
                     tags: vec!["bench".into()],
                     operator_codes: vec![],
                 },
-                priority: Priority::Medium,
-                start_at: now,
-                end_at: now + 3_600_000,
-                local_hours: None,
-                subject: None,
-                html: None,
-                telegram: None,
-                uploads: Vec::new(),
+                ..NewMailing::new(
+                    ChannelKind::Sms,
+                    "Hello {{ name }}, your code is {{ id }}",
+                    now,
+                    now + 3_600_000,
+                )
             },
             blast::template::TextLimits::with_default_budget(1000),
         )

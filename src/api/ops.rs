@@ -28,10 +28,7 @@ pub struct Readiness {
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let store_ok = sqlx::query("SELECT 1")
-        .execute(state.store.pool())
-        .await
-        .is_ok();
+    let store_ok = state.store.ping().await.is_ok();
     let queue_ok = match state.queue().await {
         Ok(queue) => queue.ping().await.is_ok(),
         Err(_) => false,

@@ -36,6 +36,32 @@ pub struct NewMailing {
     pub uploads: Vec<MediaUpload>,
 }
 
+impl NewMailing {
+    /// A mailing of `text` on `channel` to every reachable client of the tenant, between
+    /// `start_at` and `end_at` (unix ms), at medium priority and with nothing more: the other
+    /// fields are set with struct update syntax (`NewMailing { priority, ..NewMailing::new(…) }`).
+    pub fn new(
+        channel: ChannelKind,
+        text: impl Into<String>,
+        start_at: i64,
+        end_at: i64,
+    ) -> NewMailing {
+        NewMailing {
+            channel,
+            text: text.into(),
+            filter: AudienceFilter::default(),
+            priority: Priority::Medium,
+            start_at,
+            end_at,
+            local_hours: None,
+            subject: None,
+            html: None,
+            telegram: None,
+            uploads: Vec::new(),
+        }
+    }
+}
+
 /// A media file given with a mailing, to be uploaded to Telegram by the first send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaUpload {

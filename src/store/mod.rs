@@ -345,6 +345,14 @@ impl Store {
         Ok(())
     }
 
+    /// The database answers a query (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The connection pool, for the integration tests' inspections of stored rows; the
+    /// daemon's own code goes through the store's methods.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -5,7 +5,7 @@
 
 use crate::common::{RunningWorker, TestDb, now_ms, wait_done, wait_until};
 use blast::bot::SubscriberBot;
-use blast::domain::{AudienceFilter, ChannelKind, Priority};
+use blast::domain::{AudienceFilter, ChannelKind};
 use blast::settings::{BotMode, Secret, Settings};
 use blast::store::{Client, NewMailing, Store};
 use blast_testkit::{TelegramStub, TelegramStubOptions};
@@ -67,20 +67,11 @@ async fn subscribed(db: &TestDb, chat: i64) -> bool {
 /// A mailing to the clients tagged `tag`, starting now.
 fn mailing_to(tag: &str, channel: ChannelKind, text: &str) -> NewMailing {
     NewMailing {
-        channel,
-        text: text.into(),
-        subject: None,
-        html: None,
-        telegram: None,
-        uploads: Vec::new(),
         filter: AudienceFilter {
             tags: vec![tag.into()],
             operator_codes: vec![],
         },
-        priority: Priority::Medium,
-        start_at: now_ms(),
-        end_at: now_ms() + 60_000,
-        local_hours: None,
+        ..NewMailing::new(channel, text, now_ms(), now_ms() + 60_000)
     }
 }
 

@@ -406,20 +406,17 @@ async fn filters_pick_the_audience_and_templates_use_attributes() {
         .create_mailing(
             db.tenant,
             blast::store::NewMailing {
-                channel: blast::domain::ChannelKind::Sms,
-                text: "{{ name }} in {{ city }}".into(),
                 filter: blast::domain::AudienceFilter {
                     tags: vec!["vip".into()],
                     operator_codes: vec!["900".into()],
                 },
                 priority: blast::domain::Priority::High,
-                start_at: now_ms(),
-                end_at: now_ms() + 60_000,
-                local_hours: None,
-                subject: None,
-                html: None,
-                telegram: None,
-                uploads: Vec::new(),
+                ..blast::store::NewMailing::new(
+                    blast::domain::ChannelKind::Sms,
+                    "{{ name }} in {{ city }}",
+                    now_ms(),
+                    now_ms() + 60_000,
+                )
             },
             blast::template::TextLimits::with_default_budget(1000),
         )
@@ -562,17 +559,13 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
         .create_mailing(
             db.tenant,
             blast::store::NewMailing {
-                channel: blast::domain::ChannelKind::Log,
-                text: "x".into(),
-                filter: blast::domain::AudienceFilter::default(),
                 priority: blast::domain::Priority::Low,
-                start_at: now_ms(),
-                end_at: now_ms() + 60_000,
-                local_hours: None,
-                subject: None,
-                html: None,
-                telegram: None,
-                uploads: Vec::new(),
+                ..blast::store::NewMailing::new(
+                    blast::domain::ChannelKind::Log,
+                    "x",
+                    now_ms(),
+                    now_ms() + 60_000,
+                )
             },
             blast::template::TextLimits::with_default_budget(1000),
         )
@@ -674,19 +667,12 @@ async fn a_large_mailing_on_the_log_channel_writes_every_line_once() {
         .store
         .create_mailing(
             db.tenant,
-            blast::store::NewMailing {
-                channel: blast::domain::ChannelKind::Log,
-                text: "Hi {{ name }}".into(),
-                filter: blast::domain::AudienceFilter::default(),
-                priority: blast::domain::Priority::Medium,
-                start_at: now_ms(),
-                end_at: now_ms() + 300_000,
-                local_hours: None,
-                subject: None,
-                html: None,
-                telegram: None,
-                uploads: Vec::new(),
-            },
+            blast::store::NewMailing::new(
+                blast::domain::ChannelKind::Log,
+                "Hi {{ name }}",
+                now_ms(),
+                now_ms() + 300_000,
+            ),
             blast::template::TextLimits::with_default_budget(1000),
         )
         .await
@@ -812,17 +798,13 @@ async fn messages_wait_for_the_recipients_local_hours() {
         .create_mailing(
             db.tenant,
             blast::store::NewMailing {
-                channel: blast::domain::ChannelKind::Sms,
-                text: "x".into(),
-                filter: blast::domain::AudienceFilter::default(),
-                priority: blast::domain::Priority::Medium,
-                start_at: now_ms(),
-                end_at: now_ms() + 2 * 86_400_000,
                 local_hours: Some(hours.parse().expect("hours")),
-                subject: None,
-                html: None,
-                telegram: None,
-                uploads: Vec::new(),
+                ..blast::store::NewMailing::new(
+                    blast::domain::ChannelKind::Sms,
+                    "x",
+                    now_ms(),
+                    now_ms() + 2 * 86_400_000,
+                )
             },
             blast::template::TextLimits::with_default_budget(1000),
         )

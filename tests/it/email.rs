@@ -48,20 +48,19 @@ async fn email_mailing(db: &TestDb, tag: &str) -> i64 {
         .create_mailing(
             db.tenant,
             NewMailing {
-                channel: ChannelKind::Email,
-                text: "Hello {{ name }}. Unsubscribe: {{ unsubscribe_url }}".into(),
                 subject: Some("News for {{ name }}".into()),
                 html: Some("<p>Hello <b>{{ name }}</b></p>".into()),
-                telegram: None,
-                uploads: Vec::new(),
                 filter: AudienceFilter {
                     tags: vec![tag.into()],
                     operator_codes: vec![],
                 },
                 priority: Priority::High,
-                start_at: start,
-                end_at: start + HOUR,
-                local_hours: None,
+                ..NewMailing::new(
+                    ChannelKind::Email,
+                    "Hello {{ name }}. Unsubscribe: {{ unsubscribe_url }}",
+                    start,
+                    start + HOUR,
+                )
             },
             blast::template::TextLimits::with_default_budget(100_000),
         )

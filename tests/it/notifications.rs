@@ -217,17 +217,13 @@ async fn a_web_push_arrives_decrypted_and_an_expired_subscription_is_deleted() {
             .create_mailing(
                 s.db.tenant,
                 blast::store::NewMailing {
-                    channel: blast::domain::ChannelKind::WebPush,
-                    text: "Hi {{ name }}".into(),
-                    filter: blast::domain::AudienceFilter::default(),
-                    priority: blast::domain::Priority::Medium,
-                    start_at: crate::common::now_ms(),
-                    end_at: crate::common::now_ms() + 300_000,
-                    local_hours: None,
                     subject: Some("Sale".into()),
-                    html: None,
-                    telegram: None,
-                    uploads: Vec::new(),
+                    ..blast::store::NewMailing::new(
+                        blast::domain::ChannelKind::WebPush,
+                        "Hi {{ name }}",
+                        crate::common::now_ms(),
+                        crate::common::now_ms() + 300_000,
+                    )
                 },
                 blast::template::TextLimits::with_default_budget(1000),
             )

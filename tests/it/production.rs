@@ -72,20 +72,12 @@ async fn create(db: &TestDb, text: &str, tag: &str, priority: Priority) -> i64 {
         .create_mailing(
             db.tenant,
             NewMailing {
-                channel: ChannelKind::Sms,
-                text: text.into(),
                 filter: AudienceFilter {
                     tags: vec![tag.into()],
                     operator_codes: vec![],
                 },
                 priority,
-                start_at: now_ms(),
-                end_at: now_ms() + 600_000,
-                local_hours: None,
-                subject: None,
-                html: None,
-                telegram: None,
-                uploads: Vec::new(),
+                ..NewMailing::new(ChannelKind::Sms, text, now_ms(), now_ms() + 600_000)
             },
             blast::template::TextLimits::with_default_budget(1000),
         )

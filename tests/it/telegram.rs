@@ -61,10 +61,6 @@ fn new_telegram_mailing(
 ) -> NewMailing {
     let start = now_ms();
     NewMailing {
-        channel: ChannelKind::Telegram,
-        text: text.into(),
-        subject: None,
-        html: None,
         telegram: Some(content),
         uploads,
         filter: AudienceFilter {
@@ -72,9 +68,7 @@ fn new_telegram_mailing(
             operator_codes: vec![],
         },
         priority: Priority::High,
-        start_at: start,
-        end_at: start + HOUR,
-        local_hours: None,
+        ..NewMailing::new(ChannelKind::Telegram, text, start, start + HOUR)
     }
 }
 
@@ -586,20 +580,12 @@ async fn editing_a_scheduled_mailing_into_a_photo_keeps_its_file() {
     add_chats(&db, "tg", &[9001]).await;
     let start = now_ms() + HOUR;
     let draft = NewMailing {
-        channel: ChannelKind::Telegram,
-        text: "Draft".into(),
-        subject: None,
-        html: None,
-        telegram: None,
-        uploads: Vec::new(),
         filter: AudienceFilter {
             tags: vec!["tg".into()],
             operator_codes: vec![],
         },
         priority: Priority::High,
-        start_at: start,
-        end_at: start + HOUR,
-        local_hours: None,
+        ..NewMailing::new(ChannelKind::Telegram, "Draft", start, start + HOUR)
     };
     let id = db
         .store

@@ -8,7 +8,7 @@ use crate::common::{ApiServer, RunningWorker, TestDb, now_ms, wait_until};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use blast::domain::{AudienceFilter, ChannelKind, Priority};
+use blast::domain::{AudienceFilter, ChannelKind};
 use blast::store::NewMailing;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -90,20 +90,16 @@ fn verify(secret: &str, header: &str, body: &[u8]) -> bool {
 
 fn log_mailing(start_at: i64) -> NewMailing {
     NewMailing {
-        channel: ChannelKind::Log,
-        text: "Hi {{ name }}".into(),
         filter: AudienceFilter {
             tags: vec!["hook".into()],
             operator_codes: vec![],
         },
-        priority: Priority::Medium,
-        start_at,
-        end_at: start_at + 300_000,
-        local_hours: None,
-        subject: None,
-        html: None,
-        telegram: None,
-        uploads: Vec::new(),
+        ..NewMailing::new(
+            ChannelKind::Log,
+            "Hi {{ name }}",
+            start_at,
+            start_at + 300_000,
+        )
     }
 }
 

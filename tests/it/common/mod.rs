@@ -8,7 +8,7 @@
 
 pub mod api_client;
 
-use blast::domain::{AudienceFilter, ChannelKind, Phone, Priority};
+use blast::domain::{AudienceFilter, ChannelKind, Phone};
 use blast::settings::{Secret, Settings};
 use blast::store::{Mailing, NewClient, NewMailing, Store};
 use blast::worker::{self, Tenancy, WorkerError};
@@ -166,20 +166,11 @@ impl TestDb {
             .create_mailing(
                 self.tenant,
                 NewMailing {
-                    channel: ChannelKind::Sms,
-                    text: text.into(),
                     filter: AudienceFilter {
                         tags: vec![tag.into()],
                         operator_codes: vec![],
                     },
-                    priority: Priority::Medium,
-                    start_at,
-                    end_at,
-                    local_hours: None,
-                    subject: None,
-                    html: None,
-                    telegram: None,
-                    uploads: Vec::new(),
+                    ..NewMailing::new(ChannelKind::Sms, text, start_at, end_at)
                 },
                 blast::template::TextLimits::with_default_budget(1000),
             )
