@@ -168,6 +168,9 @@ pub enum ChannelEvent {
     /// The recipient blocked the configured bot (whose /start gave us their chat): later
     /// mailings skip them on Telegram.
     BlockedTheBot,
+    /// The recipient's chat has a new id (a group that became a supergroup): the client
+    /// follows it, and the message is sent there.
+    ChatMoved { from: i64, to: i64 },
 }
 
 /// One send: its result, and the events it raised on the way (on success or failure).

@@ -484,16 +484,10 @@ impl Deliverer {
                         .await;
                 }
                 // A group became a supergroup: the client follows it, and the message goes there.
+                // A group became a supergroup: the message goes to its new id (the client
+                // followed it with the event).
                 Err(DeliveryError::Moved { to }) if !moved => {
                     moved = true;
-                    if let (Some(from), Ok(to_id)) = (row.client.telegram_chat_id, to.parse())
-                        && let Err(e) = self
-                            .store
-                            .move_telegram_chat(row.client.id, from, to_id)
-                            .await
-                    {
-                        tracing::warn!(error = %e, client = row.client.id, "cannot store the client's new chat id");
-                    }
                     address = to;
                 }
                 Ok(receipt) => {
@@ -518,6 +512,9 @@ impl Deliverer {
         let stored = match event {
             ChannelEvent::SubscriptionGone { id } => self.store.drop_push_subscription(*id).await,
             ChannelEvent::BlockedTheBot => self.store.block_telegram(client).await,
+            ChannelEvent::ChatMoved { from, to } => {
+                self.store.move_telegram_chat(client, *from, *to).await
+            }
         };
         if let Err(e) = stored {
             tracing::warn!(error = %e, client, ?event, "cannot record what the channel learned");

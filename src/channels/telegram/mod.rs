@@ -430,10 +430,18 @@ impl Channel for TelegramChannel {
         Box::pin(async move {
             let result = self.post(msg).await;
             let mut events = Vec::new();
-            if let (Err(DeliveryError::Blocked(_)), Parts::Telegram(parts)) = (&result, &msg.parts)
-                && parts.bot.id == self.configured_bot_id
-            {
-                events.push(ChannelEvent::BlockedTheBot);
+            match (&result, &msg.parts) {
+                (Err(DeliveryError::Blocked(_)), Parts::Telegram(parts))
+                    if parts.bot.id == self.configured_bot_id =>
+                {
+                    events.push(ChannelEvent::BlockedTheBot);
+                }
+                (Err(DeliveryError::Moved { to }), _) => {
+                    if let (Ok(from), Ok(to)) = (msg.address.parse(), to.parse()) {
+                        events.push(ChannelEvent::ChatMoved { from, to });
+                    }
+                }
+                _ => {}
             }
             Attempt { result, events }
         })
