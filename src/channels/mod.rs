@@ -275,9 +275,24 @@ pub trait ChannelSettings: std::fmt::Debug + Send + Sync {
     fn build(&self, shared: Shared) -> Result<Arc<dyn Channel>, DeliveryError>;
 }
 
+/// What the worker prepares for a channel beyond the rendered text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// The recipient's own unsubscribe link: a template variable (`unsubscribe_url`) and
+    /// the message's `List-Unsubscribe` header.
+    pub unsubscribe_link: bool,
+    /// The client's browser subscriptions, read at send time (a client with none left is
+    /// skipped), and a JSON payload for them.
+    pub push_subscriptions: bool,
+}
+
 /// A channel, built from its settings.
 pub trait Channel: std::fmt::Debug + Send + Sync {
     fn kind(&self) -> ChannelKind;
+    /// What the worker prepares for it; nothing by default.
+    fn needs(&self) -> Needs {
+        Needs::default()
+    }
     /// Sends in flight at once, per process and priority lane.
     fn max_in_flight(&self) -> usize;
     /// Where `to` is reached on this channel, or why they are not (any more).
@@ -419,6 +434,13 @@ impl Channels {
     /// The channel of `kind`.
     pub fn get(&self, kind: ChannelKind) -> Result<&dyn Channel, DeliveryError> {
         Ok(&*self.registered(kind)?.channel)
+    }
+
+    /// What the worker prepares for `kind` (nothing for a channel it has not built).
+    pub fn needs(&self, kind: ChannelKind) -> Needs {
+        self.registered(kind)
+            .map(|r| r.channel.needs())
+            .unwrap_or_default()
     }
 
     /// Wait for an in-flight slot of `lane` on `kind`. The caller checks whether the send is

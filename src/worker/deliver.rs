@@ -17,8 +17,8 @@ use super::marking::{Mark, Marker};
 use super::render::{Rendered, Templates, push_payload_of};
 use super::uploads::{MediaUploads, ResolvedMedia, media_refs};
 use crate::channels::{
-    ChannelEvent, Channels, DeliveryError, EmailParts, NotReachable, Outgoing, Parts, PushParts,
-    PushSubscription, Recipient, ResendPolicy, Route, TelegramBot, TelegramParts,
+    ChannelEvent, Channels, DeliveryError, EmailParts, Needs, NotReachable, Outgoing, Parts,
+    PushParts, PushSubscription, Recipient, ResendPolicy, Route, TelegramBot, TelegramParts,
 };
 use crate::dedup::DedupKeys;
 use crate::domain::{ChannelKind, MailingState};
@@ -217,7 +217,8 @@ impl Deliverer {
             .copied()
             .unwrap_or_else(|| TextLimits::with_default_budget(1000));
         let mut templates = Templates::compile(&mailing, limits);
-        if let (Some(id), ChannelKind::WebPush) = (mailing.notification_id, mailing.channel) {
+        let needs = self.channels.needs(mailing.channel);
+        if let (Some(id), true) = (mailing.notification_id, needs.push_subscriptions) {
             templates.events = Some(self.store.notification_events(id).await?);
         }
         let template = Arc::new(templates);
@@ -345,13 +346,14 @@ impl Deliverer {
         marker: Option<&Marker>,
         resend_is_safe: bool,
     ) -> Option<Outcome> {
-        let is_email = mailing.channel == ChannelKind::Email;
+        let needs = self.channels.needs(mailing.channel);
         let mut address = match self.address_of(mailing.channel, row) {
             Ok(address) => address,
             Err(NotReachable(reason)) => return Some(Outcome::Skipped { reason }),
         };
-        let unsubscribe_url =
-            is_email.then(|| self.unsubscribe.url(&self.public_url, row.client.id));
+        let unsubscribe_url = needs
+            .unsubscribe_link
+            .then(|| self.unsubscribe.url(&self.public_url, row.client.id));
         let extra: Vec<(&'static str, &str)> = unsubscribe_url
             .as_deref()
             .map(|url| ("unsubscribe_url", url))
@@ -362,12 +364,16 @@ impl Deliverer {
             Err(e) => return Some(Outcome::Failed { error: e.0 }),
         };
         let text = &rendered.text;
-        let subscriptions = match self.push_subscriptions(mailing, row).await {
+        let subscriptions = match self.push_subscriptions(needs, row).await {
             Ok(subscriptions) => subscriptions,
             Err(outcome) => return Some(outcome),
         };
-        let push =
-            push_payload_of(mailing, templates, &rendered).map(|payload| (subscriptions, payload));
+        let push = needs.push_subscriptions.then(|| {
+            (
+                subscriptions,
+                push_payload_of(mailing, templates, &rendered),
+            )
+        });
         // Every check runs before each wait and again after it: a row that will not be sent
         // takes neither a slot nor a rate token, and one that waited long is judged afresh.
         if let Some(outcome) = self.unwanted(mailing, row) {
@@ -538,14 +544,14 @@ impl Deliverer {
         })
     }
 
-    /// The browsers a web push goes to (none on other channels); a client with none left is
-    /// skipped.
+    /// The browsers the message goes to, on a channel that pushes to them (none elsewhere); a
+    /// client with none left is skipped.
     async fn push_subscriptions(
         &self,
-        mailing: &Mailing,
+        needs: Needs,
         row: &DeliveryRow,
     ) -> Result<Vec<PushSubscription>, Outcome> {
-        if mailing.channel != ChannelKind::WebPush {
+        if !needs.push_subscriptions {
             return Ok(Vec::new());
         }
         match self.store.push_subscriptions_of(row.client.id).await {

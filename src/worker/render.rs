@@ -1,7 +1,7 @@
 //! A mailing's templates, compiled once per batch and rendered per recipient off the runtime,
 //! and the JSON a web push carries.
 
-use crate::domain::{ChannelKind, Client, InvalidInput};
+use crate::domain::{Client, InvalidInput};
 use crate::store::Mailing;
 use crate::template::{MessageTemplate, TextLimits};
 use std::sync::Arc;
@@ -98,11 +98,8 @@ pub(super) fn push_payload_of(
     mailing: &Mailing,
     templates: &Templates,
     rendered: &Rendered,
-) -> Option<Vec<u8>> {
-    if mailing.channel != ChannelKind::WebPush {
-        return None;
-    }
-    Some(match (mailing.notification_id, &templates.events) {
+) -> Vec<u8> {
+    match (mailing.notification_id, &templates.events) {
         (Some(id), Some(events)) if !events.is_empty() => crate::notify::push_payload(id, events),
         _ => serde_json::to_vec(&serde_json::json!({
             "title": rendered.subject.as_deref().unwrap_or_default(),
@@ -110,5 +107,5 @@ pub(super) fn push_payload_of(
             "mailing_id": mailing.id,
         }))
         .unwrap_or_default(),
-    })
+    }
 }

@@ -12,8 +12,8 @@ mod settings;
 pub use settings::{EmailSecurity, EmailSettings};
 
 use super::{
-    Attempt, Channel, DeliveryError, NotReachable, Outgoing, Parts, Receipt, Recipient, Route,
-    Shared,
+    Attempt, Channel, DeliveryError, Needs, NotReachable, Outgoing, Parts, Receipt, Recipient,
+    Route, Shared,
 };
 use crate::domain::ChannelKind;
 use crate::limits::Limit;
@@ -197,6 +197,13 @@ impl EmailChannel {
 impl Channel for EmailChannel {
     fn kind(&self) -> ChannelKind {
         ChannelKind::Email
+    }
+
+    fn needs(&self) -> Needs {
+        Needs {
+            unsubscribe_link: true,
+            ..Needs::default()
+        }
     }
 
     fn max_in_flight(&self) -> usize {

@@ -10,7 +10,7 @@ mod settings;
 pub use settings::WebPushSettings;
 
 use super::{
-    Attempt, Channel, ChannelEvent, DeliveryError, NotReachable, Outgoing, Parts, Receipt,
+    Attempt, Channel, ChannelEvent, DeliveryError, Needs, NotReachable, Outgoing, Parts, Receipt,
     Recipient, http_refusal,
 };
 use crate::domain::ChannelKind;
@@ -240,6 +240,13 @@ impl WebPushChannel {
 impl Channel for WebPushChannel {
     fn kind(&self) -> ChannelKind {
         ChannelKind::WebPush
+    }
+
+    fn needs(&self) -> Needs {
+        Needs {
+            push_subscriptions: true,
+            ..Needs::default()
+        }
     }
 
     fn max_in_flight(&self) -> usize {
