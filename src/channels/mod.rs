@@ -311,16 +311,32 @@ pub trait Channel: std::fmt::Debug + Send + Sync {
     fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Attempt>;
 }
 
+/// What the store and the use cases know of a channel without building it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    /// Which clients of a tenant it can reach, as an SQL condition over `clients c`.
+    pub audience: &'static str,
+    /// Whether a notification may go out on it.
+    pub notifies: bool,
+    /// Whether its messages have a subject line (an email's subject, a web push's title).
+    pub has_subject: bool,
+}
+
+/// The profile of `channel`: each channel's folder gives its own.
+pub fn profile(channel: ChannelKind) -> Profile {
+    match channel {
+        ChannelKind::Sms => sms::PROFILE,
+        ChannelKind::Email => email::PROFILE,
+        ChannelKind::Telegram => telegram::PROFILE,
+        ChannelKind::Log => log::PROFILE,
+        ChannelKind::WebPush => webpush::PROFILE,
+    }
+}
+
 /// Which clients of a tenant `channel` can reach, as an SQL condition over `clients c`: the
 /// one definition behind a mailing's audience and a notification's choice of channel.
 pub fn audience(channel: ChannelKind) -> &'static str {
-    match channel {
-        ChannelKind::Sms => sms::AUDIENCE,
-        ChannelKind::Email => email::AUDIENCE,
-        ChannelKind::Telegram => telegram::AUDIENCE,
-        ChannelKind::Log => log::AUDIENCE,
-        ChannelKind::WebPush => webpush::AUDIENCE,
-    }
+    profile(channel).audience
 }
 
 /// Which channels may send a message again when its send was cut off after the request may

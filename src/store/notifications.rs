@@ -9,6 +9,7 @@
 
 use super::mailings::reachable_on;
 use super::{Result, Store, StoreError, is_unique_violation, parse_priority};
+use crate::channels::profile;
 use crate::domain::{ChannelKind, LocalHours, Priority, invalid};
 use crate::notify::NotificationSettings;
 use crate::notify::{Event, compose};
@@ -51,8 +52,8 @@ impl NotificationPreferences {
         if self.channels.is_empty() {
             return Err(invalid("name at least one channel").into());
         }
-        if self.channels.contains(&ChannelKind::Log) {
-            return Err(invalid("the log channel is not for notifications").into());
+        if let Some(channel) = self.channels.iter().find(|c| !profile(**c).notifies) {
+            return Err(invalid(format!("the {channel} channel is not for notifications")).into());
         }
         let mut seen = self.channels.clone();
         seen.sort_by_key(|c| c.as_str());
@@ -514,7 +515,7 @@ impl Store {
         let preferences = preferences_in(&mut tx, client_id, settings).await?;
         let mut next = None;
         for channel in preferences.channels.iter().copied() {
-            if channel != ChannelKind::Log
+            if profile(channel).notifies
                 && !tried.contains(&channel)
                 && reachable(&mut tx, client_id, channel).await?
             {
@@ -547,8 +548,7 @@ impl Store {
                 from: quiet.to,
                 to: quiet.from,
             });
-        let subject = matches!(channel, ChannelKind::Email | ChannelKind::WebPush)
-            .then(|| composed.title.clone());
+        let subject = profile(channel).has_subject.then(|| composed.title.clone());
         // A plain text message through the configured bot.
         let telegram = (channel == ChannelKind::Telegram)
             .then(|| serde_json::to_string(&TelegramContent::text_message()).ok())

@@ -12,8 +12,8 @@ mod settings;
 pub use settings::{EmailSecurity, EmailSettings};
 
 use super::{
-    Attempt, Channel, DeliveryError, Needs, NotReachable, Outgoing, Parts, Receipt, Recipient,
-    Route, Shared,
+    Attempt, Channel, DeliveryError, Needs, NotReachable, Outgoing, Parts, Profile, Receipt,
+    Recipient, Route, Shared,
 };
 use crate::domain::ChannelKind;
 use crate::limits::Limit;
@@ -52,6 +52,13 @@ pub struct EmailChannel {
 
 /// Who an email reaches: a client with an address who did not unsubscribe.
 pub const AUDIENCE: &str = "c.email IS NOT NULL AND c.email_opted_out_at IS NULL";
+
+/// An email has a subject line.
+pub const PROFILE: Profile = Profile {
+    audience: AUDIENCE,
+    notifies: true,
+    has_subject: true,
+};
 
 impl std::fmt::Debug for EmailChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

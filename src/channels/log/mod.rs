@@ -5,7 +5,7 @@ mod settings;
 
 pub use settings::LogChannelSettings;
 
-use super::{Attempt, Channel, DeliveryError, NotReachable, Outgoing, Receipt, Recipient};
+use super::{Attempt, Channel, DeliveryError, NotReachable, Outgoing, Profile, Receipt, Recipient};
 use crate::domain::ChannelKind;
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -23,6 +23,13 @@ pub struct LogChannel {
 
 /// The log channel stands in for SMS: it reaches clients with a phone.
 pub const AUDIENCE: &str = super::sms::AUDIENCE;
+
+/// A file for trials: mailings only, never a notification's channel.
+pub const PROFILE: Profile = Profile {
+    audience: AUDIENCE,
+    notifies: false,
+    has_subject: false,
+};
 
 #[derive(Serialize)]
 struct Line<'a> {

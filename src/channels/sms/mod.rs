@@ -6,8 +6,8 @@ mod settings;
 pub use settings::SmsSettings;
 
 use super::{
-    Attempt, Channel, DeliveryError, NotReachable, Outgoing, Receipt, Recipient, Route, Shared,
-    retry_after,
+    Attempt, Channel, DeliveryError, NotReachable, Outgoing, Profile, Receipt, Recipient, Route,
+    Shared, retry_after,
 };
 use crate::domain::ChannelKind;
 use crate::limits::Limit;
@@ -29,6 +29,13 @@ pub struct SmsChannel {
 
 /// Who an SMS reaches: a client with a phone number (a condition over `clients c`).
 pub const AUDIENCE: &str = "c.phone IS NOT NULL";
+
+/// An SMS: a text to a phone, one of a notification's channels.
+pub const PROFILE: Profile = Profile {
+    audience: AUDIENCE,
+    notifies: true,
+    has_subject: false,
+};
 
 /// The phone a client is reached on, for the SMS and log channels.
 pub(crate) fn phone_of(to: &Recipient<'_>) -> Result<String, NotReachable> {

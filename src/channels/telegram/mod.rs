@@ -12,7 +12,7 @@ mod settings;
 pub use settings::{DEFAULT_MEDIA_QUOTA_BYTES, TelegramSettings};
 
 use super::{
-    Attempt, Channel, ChannelEvent, DeliveryError, NotReachable, Outgoing, Parts, Receipt,
+    Attempt, Channel, ChannelEvent, DeliveryError, NotReachable, Outgoing, Parts, Profile, Receipt,
     Recipient, Route,
 };
 use crate::domain::ChannelKind;
@@ -245,6 +245,13 @@ pub struct TelegramChannel {
 
 /// Who a Telegram message reaches: a client with a chat that did not block the bot.
 pub const AUDIENCE: &str = "c.telegram_chat_id IS NOT NULL AND c.telegram_blocked_at IS NULL";
+
+/// A Telegram message: its title, if any, is part of the text.
+pub const PROFILE: Profile = Profile {
+    audience: AUDIENCE,
+    notifies: true,
+    has_subject: false,
+};
 
 impl TelegramChannel {
     pub fn new(settings: &TelegramSettings) -> Result<TelegramChannel, DeliveryError> {

@@ -10,8 +10,8 @@ mod settings;
 pub use settings::WebPushSettings;
 
 use super::{
-    Attempt, Channel, ChannelEvent, DeliveryError, Needs, NotReachable, Outgoing, Parts, Receipt,
-    Recipient, http_refusal,
+    Attempt, Channel, ChannelEvent, DeliveryError, Needs, NotReachable, Outgoing, Parts, Profile,
+    Receipt, Recipient, http_refusal,
 };
 use crate::domain::ChannelKind;
 use crate::outbound::{self, OutboundPolicy};
@@ -109,6 +109,13 @@ pub struct WebPushChannel {
 
 /// Who a web push reaches: a client with a subscribed browser.
 pub const AUDIENCE: &str = "EXISTS (SELECT 1 FROM push_subscriptions ps WHERE ps.client_id = c.id)";
+
+/// A web push has a title (its subject).
+pub const PROFILE: Profile = Profile {
+    audience: AUDIENCE,
+    notifies: true,
+    has_subject: true,
+};
 
 impl std::fmt::Debug for WebPushChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
