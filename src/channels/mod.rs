@@ -275,24 +275,9 @@ pub trait ChannelSettings: std::fmt::Debug + Send + Sync {
     fn build(&self, shared: Shared) -> Result<Arc<dyn Channel>, DeliveryError>;
 }
 
-/// What the worker prepares for a channel beyond the rendered text.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Needs {
-    /// The recipient's own unsubscribe link: a template variable (`unsubscribe_url`) and
-    /// the message's `List-Unsubscribe` header.
-    pub unsubscribe_link: bool,
-    /// The client's browser subscriptions, read at send time (a client with none left is
-    /// skipped), and a JSON payload for them.
-    pub push_subscriptions: bool,
-}
-
 /// A channel, built from its settings.
 pub trait Channel: std::fmt::Debug + Send + Sync {
     fn kind(&self) -> ChannelKind;
-    /// What the worker prepares for it; nothing by default.
-    fn needs(&self) -> Needs {
-        Needs::default()
-    }
     /// Sends in flight at once, per process and priority lane.
     fn max_in_flight(&self) -> usize;
     /// Where `to` is reached on this channel, or why they are not (any more).
@@ -311,7 +296,7 @@ pub trait Channel: std::fmt::Debug + Send + Sync {
     fn send<'a>(&'a self, msg: &'a Outgoing<'a>) -> BoxFuture<'a, Attempt>;
 }
 
-/// What the store and the use cases know of a channel without building it.
+/// What the store, the use cases and the worker know of a channel without building it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Profile {
     /// Which clients of a tenant it can reach, as an SQL condition over `clients c`.
@@ -320,6 +305,12 @@ pub struct Profile {
     pub notifies: bool,
     /// Whether its messages have a subject line (an email's subject, a web push's title).
     pub has_subject: bool,
+    /// Whether the worker gives each message the recipient's own unsubscribe link: a template
+    /// variable (`unsubscribe_url`) and the `List-Unsubscribe` header.
+    pub unsubscribe_link: bool,
+    /// Whether the worker reads the client's browser subscriptions at send time (a client with
+    /// none left is skipped) and makes a JSON payload for them.
+    pub push_subscriptions: bool,
 }
 
 /// The profile of `channel`: each channel's folder gives its own.
@@ -450,13 +441,6 @@ impl Channels {
     /// The channel of `kind`.
     pub fn get(&self, kind: ChannelKind) -> Result<&dyn Channel, DeliveryError> {
         Ok(&*self.registered(kind)?.channel)
-    }
-
-    /// What the worker prepares for `kind` (nothing for a channel it has not built).
-    pub fn needs(&self, kind: ChannelKind) -> Needs {
-        self.registered(kind)
-            .map(|r| r.channel.needs())
-            .unwrap_or_default()
     }
 
     /// Wait for an in-flight slot of `lane` on `kind`. The caller checks whether the send is

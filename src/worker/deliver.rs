@@ -17,8 +17,9 @@ use super::marking::{Mark, Marker};
 use super::render::{Rendered, Templates, push_payload_of};
 use super::uploads::{MediaUploads, ResolvedMedia, media_refs};
 use crate::channels::{
-    ChannelEvent, Channels, DeliveryError, EmailParts, Needs, NotReachable, Outgoing, Parts,
-    PushParts, PushSubscription, Recipient, ResendPolicy, Route, TelegramBot, TelegramParts,
+    self, ChannelEvent, Channels, DeliveryError, EmailParts, NotReachable, Outgoing, Parts,
+    Profile, PushParts, PushSubscription, Recipient, ResendPolicy, Route, TelegramBot,
+    TelegramParts,
 };
 use crate::dedup::DedupKeys;
 use crate::domain::{ChannelKind, MailingState};
@@ -217,8 +218,10 @@ impl Deliverer {
             .copied()
             .unwrap_or_else(|| TextLimits::with_default_budget(1000));
         let mut templates = Templates::compile(&mailing, limits);
-        let needs = self.channels.needs(mailing.channel);
-        if let (Some(id), true) = (mailing.notification_id, needs.push_subscriptions) {
+        if let (Some(id), true) = (
+            mailing.notification_id,
+            channels::profile(mailing.channel).push_subscriptions,
+        ) {
             templates.events = Some(self.store.notification_events(id).await?);
         }
         let template = Arc::new(templates);
@@ -346,12 +349,12 @@ impl Deliverer {
         marker: Option<&Marker>,
         resend_is_safe: bool,
     ) -> Option<Outcome> {
-        let needs = self.channels.needs(mailing.channel);
+        let profile = channels::profile(mailing.channel);
         let mut address = match self.address_of(mailing.channel, row) {
             Ok(address) => address,
             Err(NotReachable(reason)) => return Some(Outcome::Skipped { reason }),
         };
-        let unsubscribe_url = needs
+        let unsubscribe_url = profile
             .unsubscribe_link
             .then(|| self.unsubscribe.url(&self.public_url, row.client.id));
         let extra: Vec<(&'static str, &str)> = unsubscribe_url
@@ -364,11 +367,11 @@ impl Deliverer {
             Err(e) => return Some(Outcome::Failed { error: e.0 }),
         };
         let text = &rendered.text;
-        let subscriptions = match self.push_subscriptions(needs, row).await {
+        let subscriptions = match self.push_subscriptions(profile, row).await {
             Ok(subscriptions) => subscriptions,
             Err(outcome) => return Some(outcome),
         };
-        let push = needs.push_subscriptions.then(|| {
+        let push = profile.push_subscriptions.then(|| {
             (
                 subscriptions,
                 push_payload_of(mailing, templates, &rendered),
@@ -548,10 +551,10 @@ impl Deliverer {
     /// client with none left is skipped.
     async fn push_subscriptions(
         &self,
-        needs: Needs,
+        profile: Profile,
         row: &DeliveryRow,
     ) -> Result<Vec<PushSubscription>, Outcome> {
-        if !needs.push_subscriptions {
+        if !profile.push_subscriptions {
             return Ok(Vec::new());
         }
         match self.store.push_subscriptions_of(row.client.id).await {

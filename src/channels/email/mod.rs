@@ -12,8 +12,8 @@ mod settings;
 pub use settings::{EmailSecurity, EmailSettings};
 
 use super::{
-    Attempt, Channel, DeliveryError, Needs, NotReachable, Outgoing, Parts, Profile, Receipt,
-    Recipient, Route, Shared,
+    Attempt, Channel, DeliveryError, NotReachable, Outgoing, Parts, Profile, Receipt, Recipient,
+    Route, Shared,
 };
 use crate::domain::ChannelKind;
 use crate::limits::Limit;
@@ -50,14 +50,14 @@ pub struct EmailChannel {
     limit: Option<Limit>,
 }
 
-/// Who an email reaches: a client with an address who did not unsubscribe.
-pub const AUDIENCE: &str = "c.email IS NOT NULL AND c.email_opted_out_at IS NULL";
-
-/// An email has a subject line.
+/// An email reaches a client with an address who did not unsubscribe; it has a subject line
+/// and the recipient's unsubscribe link.
 pub const PROFILE: Profile = Profile {
-    audience: AUDIENCE,
+    audience: "c.email IS NOT NULL AND c.email_opted_out_at IS NULL",
     notifies: true,
     has_subject: true,
+    unsubscribe_link: true,
+    push_subscriptions: false,
 };
 
 impl std::fmt::Debug for EmailChannel {
@@ -204,13 +204,6 @@ impl EmailChannel {
 impl Channel for EmailChannel {
     fn kind(&self) -> ChannelKind {
         ChannelKind::Email
-    }
-
-    fn needs(&self) -> Needs {
-        Needs {
-            unsubscribe_link: true,
-            ..Needs::default()
-        }
     }
 
     fn max_in_flight(&self) -> usize {

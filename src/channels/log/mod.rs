@@ -21,14 +21,11 @@ pub struct LogChannel {
     max_in_flight: usize,
 }
 
-/// The log channel stands in for SMS: it reaches clients with a phone.
-pub const AUDIENCE: &str = super::sms::AUDIENCE;
-
-/// A file for trials: mailings only, never a notification's channel.
+/// A file for trials, standing in for SMS (it reaches clients with a phone): mailings only,
+/// never a notification's channel.
 pub const PROFILE: Profile = Profile {
-    audience: AUDIENCE,
     notifies: false,
-    has_subject: false,
+    ..super::sms::PROFILE
 };
 
 #[derive(Serialize)]

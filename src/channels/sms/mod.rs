@@ -27,14 +27,13 @@ pub struct SmsChannel {
     limit: Option<Limit>,
 }
 
-/// Who an SMS reaches: a client with a phone number (a condition over `clients c`).
-pub const AUDIENCE: &str = "c.phone IS NOT NULL";
-
-/// An SMS: a text to a phone, one of a notification's channels.
+/// An SMS: a text to a client with a phone number, one of a notification's channels.
 pub const PROFILE: Profile = Profile {
-    audience: AUDIENCE,
+    audience: "c.phone IS NOT NULL",
     notifies: true,
     has_subject: false,
+    unsubscribe_link: false,
+    push_subscriptions: false,
 };
 
 /// The phone a client is reached on, for the SMS and log channels.

@@ -243,14 +243,14 @@ pub struct TelegramChannel {
     configured_bot_id: String,
 }
 
-/// Who a Telegram message reaches: a client with a chat that did not block the bot.
-pub const AUDIENCE: &str = "c.telegram_chat_id IS NOT NULL AND c.telegram_blocked_at IS NULL";
-
-/// A Telegram message: its title, if any, is part of the text.
+/// A Telegram message reaches a client with a chat that did not block the bot; its title, if
+/// any, is part of the text.
 pub const PROFILE: Profile = Profile {
-    audience: AUDIENCE,
+    audience: "c.telegram_chat_id IS NOT NULL AND c.telegram_blocked_at IS NULL",
     notifies: true,
     has_subject: false,
+    unsubscribe_link: false,
+    push_subscriptions: false,
 };
 
 impl TelegramChannel {

@@ -10,8 +10,8 @@ mod settings;
 pub use settings::WebPushSettings;
 
 use super::{
-    Attempt, Channel, ChannelEvent, DeliveryError, Needs, NotReachable, Outgoing, Parts, Profile,
-    Receipt, Recipient, http_refusal,
+    Attempt, Channel, ChannelEvent, DeliveryError, NotReachable, Outgoing, Parts, Profile, Receipt,
+    Recipient, http_refusal,
 };
 use crate::domain::ChannelKind;
 use crate::outbound::{self, OutboundPolicy};
@@ -107,14 +107,14 @@ pub struct WebPushChannel {
     max_in_flight: usize,
 }
 
-/// Who a web push reaches: a client with a subscribed browser.
-pub const AUDIENCE: &str = "EXISTS (SELECT 1 FROM push_subscriptions ps WHERE ps.client_id = c.id)";
-
-/// A web push has a title (its subject).
+/// A web push reaches a client with a subscribed browser (every one of them, read at send
+/// time); it has a title (its subject).
 pub const PROFILE: Profile = Profile {
-    audience: AUDIENCE,
+    audience: "EXISTS (SELECT 1 FROM push_subscriptions ps WHERE ps.client_id = c.id)",
     notifies: true,
     has_subject: true,
+    unsubscribe_link: false,
+    push_subscriptions: true,
 };
 
 impl std::fmt::Debug for WebPushChannel {
@@ -247,13 +247,6 @@ impl WebPushChannel {
 impl Channel for WebPushChannel {
     fn kind(&self) -> ChannelKind {
         ChannelKind::WebPush
-    }
-
-    fn needs(&self) -> Needs {
-        Needs {
-            push_subscriptions: true,
-            ..Needs::default()
-        }
     }
 
     fn max_in_flight(&self) -> usize {
