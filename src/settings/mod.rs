@@ -217,10 +217,6 @@ impl Settings {
         Ok(())
     }
 
-    pub fn sms_timeout(&self) -> Duration {
-        Duration::from_millis(self.sms.timeout_ms)
-    }
-
     /// Every channel's section, in the order of [`ChannelKind::ALL`]: the registry of
     /// channels. A new channel adds its section to [`Settings`] and here.
     pub fn channel_sections(&self) -> [&dyn ChannelSettings; 5] {
