@@ -56,25 +56,25 @@ async fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     settings.telegram.api_url = stub.url();
     settings.telegram.bot_per_second = per_second;
     let now = blast::now_ms();
-    let mailing = store
-        .create_mailing(
-            tenant,
-            NewMailing {
-                filter: AudienceFilter {
-                    tags: vec!["bench".into()],
-                    operator_codes: vec![],
-                },
-                telegram: Some(TelegramContent::text_message()),
-                ..NewMailing::new(
-                    ChannelKind::Telegram,
-                    "Hello {{ name }}",
-                    now,
-                    now + 3 * 3_600_000,
-                )
+    let mailing = blast::app::mailings::create(
+        &store,
+        tenant,
+        NewMailing {
+            filter: AudienceFilter {
+                tags: vec!["bench".into()],
+                operator_codes: vec![],
             },
-            blast::template::TextLimits::with_default_budget(4096),
-        )
-        .await?;
+            telegram: Some(TelegramContent::text_message()),
+            ..NewMailing::new(
+                ChannelKind::Telegram,
+                "Hello {{ name }}",
+                now,
+                now + 3 * 3_600_000,
+            )
+        },
+        blast::template::TextLimits::with_default_budget(4096),
+    )
+    .await?;
     let started = Instant::now();
     let (stop_tx, worker) = common::start_worker(&store, settings);
     let expected = Duration::from_secs_f64(n as f64 / f64::from(per_second));

@@ -46,22 +46,22 @@ pub async fn import_audience(store: &Store, tenant: i64, n: usize) -> Result<f64
 
 /// A templated SMS mailing to every `bench` client, starting at `now`, open for an hour.
 pub async fn create_mailing(store: &Store, tenant: i64, now: i64) -> Result<Mailing, StoreError> {
-    store
-        .create_mailing(
-            tenant,
-            NewMailing {
-                filter: AudienceFilter {
-                    tags: vec!["bench".into()],
-                    operator_codes: vec![],
-                },
-                ..NewMailing::new(
-                    ChannelKind::Sms,
-                    "Hello {{ name }}, your code is {{ id }}",
-                    now,
-                    now + 3_600_000,
-                )
+    blast::app::mailings::create(
+        store,
+        tenant,
+        NewMailing {
+            filter: AudienceFilter {
+                tags: vec!["bench".into()],
+                operator_codes: vec![],
             },
-            blast::template::TextLimits::with_default_budget(1000),
-        )
-        .await
+            ..NewMailing::new(
+                ChannelKind::Sms,
+                "Hello {{ name }}, your code is {{ id }}",
+                now,
+                now + 3_600_000,
+            )
+        },
+        blast::template::TextLimits::with_default_budget(1000),
+    )
+    .await
 }

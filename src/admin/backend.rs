@@ -477,7 +477,7 @@ impl Backend {
     ) -> Result<Mailing> {
         match self {
             Backend::Local { store, tenant } => {
-                Ok(store.create_mailing(*tenant, new, limits).await?)
+                Ok(crate::app::mailings::create(store, *tenant, new, limits).await?)
             }
             Backend::Remote(api) => {
                 let view: MailingView = api
@@ -649,7 +649,7 @@ impl Backend {
     ) -> Result<Mailing> {
         match self {
             Backend::Local { store, tenant } => {
-                Ok(store.update_mailing(*tenant, id, new, limits).await?)
+                Ok(crate::app::mailings::update(store, *tenant, id, new, limits).await?)
             }
             Backend::Remote(api) => {
                 let view: MailingView = api

@@ -296,7 +296,7 @@ pub async fn create(
         state.settings.telegram.max_upload_bytes,
     )?;
     let limits = state.settings.text_limits(new.channel);
-    let mailing = state.store.create_mailing(user.id, new, limits).await?;
+    let mailing = crate::app::mailings::create(&state.store, user.id, new, limits).await?;
     Ok((StatusCode::CREATED, Json(view(&state, mailing).await?)))
 }
 
@@ -327,7 +327,7 @@ pub async fn replace(
         state.settings.telegram.max_upload_bytes,
     )?;
     let limits = state.settings.text_limits(new.channel);
-    let mailing = state.store.update_mailing(user.id, id, new, limits).await?;
+    let mailing = crate::app::mailings::update(&state.store, user.id, id, new, limits).await?;
     Ok(Json(view(&state, mailing).await?))
 }
 

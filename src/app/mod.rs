@@ -3,5 +3,6 @@
 //! will call) happen here, and the store only keeps what passed.
 
 pub mod import;
+pub mod mailings;
 pub mod push;
 pub mod webhooks;

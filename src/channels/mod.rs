@@ -303,14 +303,51 @@ pub struct Profile {
     pub audience: &'static str,
     /// Whether a notification may go out on it.
     pub notifies: bool,
-    /// Whether its messages have a subject line (an email's subject, a web push's title).
-    pub has_subject: bool,
+    /// The subject line its messages have: an email's subject, a web push's title.
+    pub subject: Subject,
+    /// Whether a mailing may carry an HTML body beside its text (an email's HTML part).
+    pub html_body: bool,
+    /// Whether its messages are Telegram content (a kind, media, buttons) beside the text; such
+    /// content checks its own text, which a medium may leave empty as its caption.
+    pub telegram_content: bool,
     /// Whether the worker gives each message the recipient's own unsubscribe link: a template
     /// variable (`unsubscribe_url`) and the `List-Unsubscribe` header.
     pub unsubscribe_link: bool,
     /// Whether the worker reads the client's browser subscriptions at send time (a client with
     /// none left is skipped) and makes a JSON payload for them.
     pub push_subscriptions: bool,
+}
+
+/// Whether a channel's messages have a subject line, and how long it may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// No subject: a mailing with one is refused.
+    None,
+    /// One line of at most `max_chars` that a mailing may leave out; `name` is what the
+    /// channel calls it in an error.
+    Optional {
+        name: &'static str,
+        max_chars: usize,
+    },
+    /// One line of at most `max_chars` that every mailing must have.
+    Required {
+        name: &'static str,
+        max_chars: usize,
+    },
+}
+
+impl Subject {
+    /// The longest subject, 0 for a channel without one.
+    pub fn max_chars(self) -> usize {
+        match self {
+            Subject::None => 0,
+            Subject::Optional { max_chars, .. } | Subject::Required { max_chars, .. } => max_chars,
+        }
+    }
+
+    pub fn exists(self) -> bool {
+        self != Subject::None
+    }
 }
 
 /// The profile of `channel`: each channel's folder gives its own.

@@ -1,12 +1,13 @@
-//! Mailings: creation with validation, listing, cancellation, statistics, and the scheduler's
-//! transitions (materializing the message rows at start, finishing at the end).
+//! Mailings: their rows (stored once `app::mailings` checked them), listing, cancellation,
+//! statistics, and the scheduler's transitions (materializing the message rows at start,
+//! finishing at the end).
 
 use super::{Dialect, Result, Store, StoreError, parse_priority};
 use crate::domain::{
     AudienceFilter, ChannelKind, LocalHours, MailingState, MessageState, Priority, invalid,
 };
 use crate::now_ms;
-use crate::telegram::{MediaSource, TelegramContent, TelegramKind};
+use crate::telegram::{MediaSource, TelegramContent};
 use crate::template::{MessageTemplate, TextLimits};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -218,114 +219,6 @@ fn audience_params(filter: &AudienceFilter) -> (String, String) {
     (json(&filter.operator_codes), json(&filter.tags))
 }
 
-/// An email subject's limit (RFC 5322's line length).
-const MAX_EMAIL_SUBJECT_CHARS: usize = 998;
-
-/// The longest subject a mailing on `channel` may have: a web push's title, or an email's
-/// subject line.
-pub fn max_subject_chars(channel: ChannelKind) -> usize {
-    match channel {
-        ChannelKind::WebPush => crate::notify::MAX_TITLE_CHARS,
-        _ => MAX_EMAIL_SUBJECT_CHARS,
-    }
-}
-
-/// An email mailing needs a subject of one line; its subject and HTML are templates like the
-/// text. A web push may have a subject (the notification's title); other channels take
-/// neither.
-async fn validate_email_parts(new: &NewMailing, limits: TextLimits) -> Result<()> {
-    let max_chars = limits.max_chars;
-    let max_subject = max_subject_chars(new.channel);
-    if new.channel == ChannelKind::WebPush && new.html.is_none() {
-        let subject = new.subject.as_deref().unwrap_or_default();
-        if subject.contains(['\r', '\n']) || subject.chars().count() > max_subject {
-            return Err(invalid(format!(
-                "the title (subject) must be one line of at most {max_subject} characters"
-            ))
-            .into());
-        }
-        MessageTemplate::check(subject, false, limits.with_max_chars(max_subject))
-            .await
-            .map_err(|e| invalid(format!("subject: {}", e.0)))?;
-        return Ok(());
-    }
-    if new.channel != ChannelKind::Email {
-        if new.subject.is_some() || new.html.is_some() {
-            return Err(invalid(format!(
-                "a subject and an HTML body are for email mailings, not {}",
-                new.channel
-            ))
-            .into());
-        }
-        return Ok(());
-    }
-    let subject = new.subject.as_deref().unwrap_or_default();
-    if subject.trim().is_empty() {
-        return Err(invalid("an email mailing needs a subject").into());
-    }
-    if subject.contains(['\r', '\n']) || subject.chars().count() > max_subject {
-        return Err(invalid(format!(
-            "the subject must be one line of at most {max_subject} characters"
-        ))
-        .into());
-    }
-    MessageTemplate::check(subject, false, limits.with_max_chars(max_subject))
-        .await
-        .map_err(|e| invalid(format!("subject: {}", e.0)))?;
-    if let Some(html) = &new.html {
-        let chars = html.chars().count();
-        if chars > max_chars {
-            return Err(invalid(format!(
-                "the HTML body has {chars} characters; the limit is {max_chars}"
-            ))
-            .into());
-        }
-        MessageTemplate::check(html, true, limits)
-            .await
-            .map_err(|e| invalid(format!("HTML body: {}", e.0)))?;
-    }
-    Ok(())
-}
-
-/// Fill in a Telegram mailing's default (a text message), and point a single medium given only
-/// as a file at that file, so that validation sees the content as it will be stored.
-fn prepare_telegram(new: &mut NewMailing) -> Result<()> {
-    if new.channel == ChannelKind::Telegram && new.telegram.is_none() {
-        new.telegram = Some(TelegramContent::text_message());
-    }
-    let Some(content) = &mut new.telegram else {
-        return Ok(());
-    };
-    if content.kind != TelegramKind::MediaGroup && new.uploads.len() == 1 {
-        match content.media {
-            None => content.media = Some(MediaSource::pending_upload(0)),
-            Some(MediaSource::Upload(n)) if n <= 0 => {}
-            Some(_) => {
-                return Err(
-                    invalid("give the media as a file or as a URL/file_id, not both").into(),
-                );
-            }
-        }
-    }
-    let named: Vec<usize> = content
-        .sources()
-        .filter_map(MediaSource::pending_index)
-        .collect();
-    for index in 0..new.uploads.len() {
-        if !named.contains(&index) {
-            return Err(invalid(format!(
-                "media file {} is not used by the message",
-                index + 1
-            ))
-            .into());
-        }
-    }
-    if let Some(index) = named.iter().find(|&&i| i >= new.uploads.len()) {
-        return Err(invalid(format!("media file {} was not given", index + 1)).into());
-    }
-    Ok(())
-}
-
 /// The stored media files (uploads) a mailing's content uses.
 fn stored_media(content: Option<&TelegramContent>) -> Vec<i64> {
     content
@@ -445,16 +338,10 @@ pub struct Started {
 }
 
 impl Store {
-    /// Validate and store a new mailing. It starts by itself at `start_at`.
-    pub async fn create_mailing(
-        &self,
-        tenant_id: i64,
-        new: NewMailing,
-        limits: TextLimits,
-    ) -> Result<Mailing> {
+    /// Store a new mailing that the use case (`app/mailings.rs`) checked. It starts by itself
+    /// at `start_at`.
+    pub(crate) async fn insert_mailing(&self, tenant_id: i64, new: NewMailing) -> Result<Mailing> {
         let mut new = new;
-        prepare_telegram(&mut new)?;
-        self.validate_mailing(tenant_id, &new, limits).await?;
         let mut tx = self.write_tx().await?;
         let telegram = store_telegram(&mut tx, tenant_id, &mut new, self.media_quota_bytes).await?;
         let id: i64 = sqlx::query(
@@ -480,62 +367,10 @@ impl Store {
         self.mailing(tenant_id, id).await
     }
 
-    /// Check a mailing before it is stored: window, text, template, tags.
-    async fn validate_mailing(
-        &self,
-        tenant_id: i64,
-        new: &NewMailing,
-        limits: TextLimits,
-    ) -> Result<()> {
-        if new.end_at <= new.start_at {
-            return Err(invalid("the end of the mailing must be after its start").into());
-        }
-        if new.end_at <= now_ms() {
-            return Err(invalid("the end of the mailing is already in the past").into());
-        }
-        // A Telegram media message may go without a caption; its content checks the text.
-        if new.text.trim().is_empty() && new.channel != ChannelKind::Telegram {
-            return Err(invalid("the message text is empty").into());
-        }
-        let chars = new.text.chars().count();
-        let max_chars = limits.max_chars;
-        if chars > max_chars {
-            return Err(invalid(format!(
-                "the message text has {chars} characters; the limit is {max_chars}"
-            ))
-            .into());
-        }
-        MessageTemplate::check(&new.text, false, limits).await?;
-        validate_email_parts(new, limits).await?;
-        match (&new.telegram, new.channel) {
-            (Some(content), ChannelKind::Telegram) => content.validate(&new.text)?,
-            (None, ChannelKind::Telegram) => {}
-            (Some(_), other) => {
-                return Err(invalid(format!(
-                    "Telegram message options are for Telegram mailings, not {other}"
-                ))
-                .into());
-            }
-            (None, _) if !new.uploads.is_empty() => {
-                return Err(invalid("only Telegram mailings carry a media file").into());
-            }
-            (None, _) => {}
-        }
-        if let Some(name) = new.telegram.as_ref().and_then(|c| c.bot.as_deref())
-            && self.telegram_bot(tenant_id, name).await?.is_none()
-        {
-            return Err(invalid(format!(
-                "you have no bot named {name:?}: register it first (blast telegram-bot add, or POST /api/v1/telegram-bots)"
-            ))
-            .into());
-        }
-        // Files stored before (an edited mailing keeps its media) must be this tenant's.
-        for source in new.telegram.iter().flat_map(TelegramContent::sources) {
-            if let MediaSource::Upload(id) = *source
-                && id > 0
-            {
-                self.media_file_name(tenant_id, id).await?;
-            }
+    /// Which of `tags` no client of the tenant has.
+    pub async fn unknown_tags(&self, tenant_id: i64, tags: &[String]) -> Result<Vec<String>> {
+        if tags.is_empty() {
+            return Ok(Vec::new());
         }
         let known: Vec<String> = sqlx::query("SELECT name FROM tags WHERE tenant_id = $1")
             .bind(tenant_id)
@@ -544,50 +379,30 @@ impl Store {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let unknown: Vec<&String> = new
-            .filter
-            .tags
+        Ok(tags
             .iter()
             .filter(|t| !known.contains(t))
-            .collect();
-        if !unknown.is_empty() {
-            return Err(invalid(format!(
-                "unknown tag(s): {}; no client of yours has them",
-                unknown
-                    .iter()
-                    .map(|t| t.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .into());
-        }
-        self.check_template_variables(tenant_id, new).await
+            .cloned()
+            .collect())
     }
 
-    /// A variable of the text, subject or HTML that is no client field must be an attribute
-    /// some client of the audience has: otherwise every message would fail, so the mailing
-    /// is refused now, naming the variable. (A client of the audience without it fails only
-    /// its own message, at send time.) With nobody in the audience yet there is nothing to
-    /// check against.
-    async fn check_template_variables(&self, tenant_id: i64, new: &NewMailing) -> Result<()> {
-        let mut needed = MessageTemplate::attribute_variables(&new.text)?;
-        for part in [&new.subject, &new.html].into_iter().flatten() {
-            needed.extend(MessageTemplate::attribute_variables(part)?);
-        }
-        needed.sort();
-        needed.dedup();
-        if needed.is_empty() {
-            return Ok(());
-        }
-        let (operator_codes, tags) = audience_params(&new.filter);
-        let audience = audience_where(self.dialect, new.channel);
-        let mut unknown = Vec::new();
-        for name in &needed {
-            let sql = format!(
-                "SELECT c.id FROM clients c WHERE {audience} AND {} LIMIT 1",
-                self.dialect.json_has_key("c.attributes", "$4")
-            );
-            let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+    /// Which of the attributes `names` no client of the audience has.
+    pub async fn attributes_missing_in_audience(
+        &self,
+        tenant_id: i64,
+        filter: &AudienceFilter,
+        channel: ChannelKind,
+        names: &[String],
+    ) -> Result<Vec<String>> {
+        let (operator_codes, tags) = audience_params(filter);
+        let audience = audience_where(self.dialect, channel);
+        let sql = format!(
+            "SELECT c.id FROM clients c WHERE {audience} AND {} LIMIT 1",
+            self.dialect.json_has_key("c.attributes", "$4")
+        );
+        let mut missing = Vec::new();
+        for name in names {
+            let found = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(tenant_id)
                 .bind(&operator_codes)
                 .bind(&tags)
@@ -595,24 +410,10 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
             if found.is_none() {
-                unknown.push(name.as_str());
+                missing.push(name.clone());
             }
         }
-        if unknown.is_empty()
-            || self
-                .count_audience(tenant_id, &new.filter, new.channel)
-                .await?
-                == 0
-        {
-            return Ok(());
-        }
-        Err(invalid(format!(
-            "the message uses {}, which no client of this audience has: a template may use the client fields ({}) and the clients' attributes (--attr KEY=VALUE, or \"attributes\" in the API); write {{% if {} is defined %}} around a part only some clients can fill",
-            unknown.join(", "),
-            crate::template::CLIENT_FIELDS.join(", "),
-            unknown[0],
-        ))
-        .into())
+        Ok(missing)
     }
 
     pub async fn mailing(&self, tenant_id: i64, id: i64) -> Result<Mailing> {
@@ -950,24 +751,16 @@ pub struct MessageRow {
 }
 
 impl Store {
-    /// Replace a mailing that has not started yet.
-    pub async fn update_mailing(
+    /// Store `new`, that the use case (`app/mailings.rs`) checked, in place of mailing `id`
+    /// if it has still not started.
+    pub(crate) async fn replace_mailing(
         &self,
         tenant_id: i64,
         id: i64,
         new: NewMailing,
-        limits: TextLimits,
     ) -> Result<Mailing> {
         let current = self.mailing(tenant_id, id).await?;
-        if current.state != MailingState::Scheduled {
-            return Err(StoreError::Conflict(format!(
-                "mailing {id} is {}: only a mailing that has not started can be edited",
-                current.state
-            )));
-        }
         let mut new = new;
-        prepare_telegram(&mut new)?;
-        self.validate_mailing(tenant_id, &new, limits).await?;
         let mut tx = self.write_tx().await?;
         // Files the edit no longer uses go with it, before its new ones count to the quota
         // (new uploads have no id yet: what has one is kept).

@@ -29,7 +29,7 @@ pub use instances::InstanceKind;
 pub(crate) use instances::hostname;
 pub use mailings::{
     Mailing, MailingPreview, MailingStats, MediaUpload, MessageRow, NewMailing, SampleMessage,
-    StateCounts, max_subject_chars,
+    StateCounts,
 };
 pub use messages::{ClaimedBatch, DeliveryRow, Outcome};
 pub use notifications::{Dispatched, NewNotification, Notification, NotificationPreferences};

@@ -548,7 +548,10 @@ impl Store {
                 from: quiet.to,
                 to: quiet.from,
             });
-        let subject = profile(channel).has_subject.then(|| composed.title.clone());
+        let subject = profile(channel)
+            .subject
+            .exists()
+            .then(|| composed.title.clone());
         // A plain text message through the configured bot.
         let telegram = (channel == ChannelKind::Telegram)
             .then(|| serde_json::to_string(&TelegramContent::text_message()).ok())

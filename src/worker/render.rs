@@ -37,8 +37,11 @@ impl Templates {
                 timeout: None,
             };
         }
-        let subject_limits =
-            limits.with_max_chars(crate::store::max_subject_chars(mailing.channel));
+        let subject_limits = limits.with_max_chars(
+            crate::channels::profile(mailing.channel)
+                .subject
+                .max_chars(),
+        );
         Templates {
             text: MessageTemplate::compile(&mailing.text, limits),
             subject: mailing

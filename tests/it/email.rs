@@ -44,29 +44,29 @@ async fn add_email_clients(db: &TestDb, tag: &str, addresses: &[Option<&str>]) {
 
 async fn email_mailing(db: &TestDb, tag: &str) -> i64 {
     let start = now_ms();
-    db.store
-        .create_mailing(
-            db.tenant,
-            NewMailing {
-                subject: Some("News for {{ name }}".into()),
-                html: Some("<p>Hello <b>{{ name }}</b></p>".into()),
-                filter: AudienceFilter {
-                    tags: vec![tag.into()],
-                    operator_codes: vec![],
-                },
-                priority: Priority::High,
-                ..NewMailing::new(
-                    ChannelKind::Email,
-                    "Hello {{ name }}. Unsubscribe: {{ unsubscribe_url }}",
-                    start,
-                    start + HOUR,
-                )
+    blast::app::mailings::create(
+        &db.store,
+        db.tenant,
+        NewMailing {
+            subject: Some("News for {{ name }}".into()),
+            html: Some("<p>Hello <b>{{ name }}</b></p>".into()),
+            filter: AudienceFilter {
+                tags: vec![tag.into()],
+                operator_codes: vec![],
             },
-            blast::template::TextLimits::with_default_budget(100_000),
-        )
-        .await
-        .expect("create email mailing")
-        .id
+            priority: Priority::High,
+            ..NewMailing::new(
+                ChannelKind::Email,
+                "Hello {{ name }}. Unsubscribe: {{ unsubscribe_url }}",
+                start,
+                start + HOUR,
+            )
+        },
+        blast::template::TextLimits::with_default_budget(100_000),
+    )
+    .await
+    .expect("create email mailing")
+    .id
 }
 
 async fn states(db: &TestDb, mailing: i64) -> Vec<(String, String, i64, Option<String>)> {

@@ -68,22 +68,22 @@ fn stop(mut worker: Worker) {
 }
 
 async fn create(db: &TestDb, text: &str, tag: &str, priority: Priority) -> i64 {
-    db.store
-        .create_mailing(
-            db.tenant,
-            NewMailing {
-                filter: AudienceFilter {
-                    tags: vec![tag.into()],
-                    operator_codes: vec![],
-                },
-                priority,
-                ..NewMailing::new(ChannelKind::Sms, text, now_ms(), now_ms() + 600_000)
+    blast::app::mailings::create(
+        &db.store,
+        db.tenant,
+        NewMailing {
+            filter: AudienceFilter {
+                tags: vec![tag.into()],
+                operator_codes: vec![],
             },
-            blast::template::TextLimits::with_default_budget(1000),
-        )
-        .await
-        .expect("create mailing")
-        .id
+            priority,
+            ..NewMailing::new(ChannelKind::Sms, text, now_ms(), now_ms() + 600_000)
+        },
+        blast::template::TextLimits::with_default_budget(1000),
+    )
+    .await
+    .expect("create mailing")
+    .id
 }
 
 async fn sent(db: &TestDb, mailing_id: i64) -> i64 {

@@ -79,15 +79,15 @@ async fn telegram_mailing(
     content: TelegramContent,
     upload: Option<MediaUpload>,
 ) -> i64 {
-    db.store
-        .create_mailing(
-            db.tenant,
-            new_telegram_mailing(tag, text, content, upload.into_iter().collect()),
-            blast::template::TextLimits::with_default_budget(4096),
-        )
-        .await
-        .expect("create telegram mailing")
-        .id
+    blast::app::mailings::create(
+        &db.store,
+        db.tenant,
+        new_telegram_mailing(tag, text, content, upload.into_iter().collect()),
+        blast::template::TextLimits::with_default_budget(4096),
+    )
+    .await
+    .expect("create telegram mailing")
+    .id
 }
 
 fn media(kind: TelegramKind, source: Option<MediaSource>) -> TelegramContent {
@@ -587,32 +587,30 @@ async fn editing_a_scheduled_mailing_into_a_photo_keeps_its_file() {
         priority: Priority::High,
         ..NewMailing::new(ChannelKind::Telegram, "Draft", start, start + HOUR)
     };
-    let id = db
-        .store
-        .create_mailing(
-            db.tenant,
-            draft.clone(),
-            blast::template::TextLimits::with_default_budget(4096),
-        )
-        .await
-        .expect("draft")
-        .id;
-    let edited = db
-        .store
-        .update_mailing(
-            db.tenant,
-            id,
-            NewMailing {
-                text: "Now with a photo".into(),
-                telegram: Some(media(TelegramKind::Photo, None)),
-                uploads: vec![upload("p.jpg")],
-                start_at: now_ms(),
-                ..draft
-            },
-            blast::template::TextLimits::with_default_budget(4096),
-        )
-        .await
-        .expect("edit");
+    let id = blast::app::mailings::create(
+        &db.store,
+        db.tenant,
+        draft.clone(),
+        blast::template::TextLimits::with_default_budget(4096),
+    )
+    .await
+    .expect("draft")
+    .id;
+    let edited = blast::app::mailings::update(
+        &db.store,
+        db.tenant,
+        id,
+        NewMailing {
+            text: "Now with a photo".into(),
+            telegram: Some(media(TelegramKind::Photo, None)),
+            uploads: vec![upload("p.jpg")],
+            start_at: now_ms(),
+            ..draft
+        },
+        blast::template::TextLimits::with_default_budget(4096),
+    )
+    .await
+    .expect("edit");
     let content = edited.telegram.expect("telegram content");
     assert_eq!(content.kind, TelegramKind::Photo);
     assert!(
@@ -664,21 +662,20 @@ async fn an_album_uploads_its_files_once_and_counts_each_item_against_the_limit(
         (TelegramKind::Photo, MediaSource::pending_upload(1)),
     ]);
     content.parse_mode = Some(ParseMode::Html);
-    let mailing = db
-        .store
-        .create_mailing(
-            db.tenant,
-            new_telegram_mailing(
-                "tg",
-                "<b>Hi {{ name }}</b>",
-                content,
-                vec![upload("a.jpg"), upload("b.jpg")],
-            ),
-            blast::template::TextLimits::with_default_budget(4096),
-        )
-        .await
-        .expect("create album mailing")
-        .id;
+    let mailing = blast::app::mailings::create(
+        &db.store,
+        db.tenant,
+        new_telegram_mailing(
+            "tg",
+            "<b>Hi {{ name }}</b>",
+            content,
+            vec![upload("a.jpg"), upload("b.jpg")],
+        ),
+        blast::template::TextLimits::with_default_budget(4096),
+    )
+    .await
+    .expect("create album mailing")
+    .id;
     let mut settings = telegram_settings(&db, &stub);
     settings.telegram.bot_per_second = 20;
     let worker = RunningWorker::start(&db.store, settings);
@@ -802,14 +799,13 @@ async fn registered_bots_send_under_their_own_tokens_and_a_429_holds_only_that_b
         .add_user("other", "password-1")
         .await
         .expect("user");
-    let refused = db
-        .store
-        .create_mailing(
-            other.id,
-            new_telegram_mailing("promo", "x", through("promo"), Vec::new()),
-            blast::template::TextLimits::with_default_budget(4096),
-        )
-        .await;
+    let refused = blast::app::mailings::create(
+        &db.store,
+        other.id,
+        new_telegram_mailing("promo", "x", through("promo"), Vec::new()),
+        blast::template::TextLimits::with_default_budget(4096),
+    )
+    .await;
     assert!(
         matches!(&refused, Err(StoreError::Invalid(e)) if e.0.contains("no bot named")),
         "another tenant's bot: {refused:?}"

@@ -55,7 +55,13 @@ pub struct EmailChannel {
 pub const PROFILE: Profile = Profile {
     audience: "c.email IS NOT NULL AND c.email_opted_out_at IS NULL",
     notifies: true,
-    has_subject: true,
+    subject: super::Subject::Required {
+        name: "subject",
+        // RFC 5322's line length.
+        max_chars: 998,
+    },
+    html_body: true,
+    telegram_content: false,
     unsubscribe_link: true,
     push_subscriptions: false,
 };

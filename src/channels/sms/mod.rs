@@ -31,7 +31,9 @@ pub struct SmsChannel {
 pub const PROFILE: Profile = Profile {
     audience: "c.phone IS NOT NULL",
     notifies: true,
-    has_subject: false,
+    subject: super::Subject::None,
+    html_body: false,
+    telegram_content: false,
     unsubscribe_link: false,
     push_subscriptions: false,
 };

@@ -248,7 +248,9 @@ pub struct TelegramChannel {
 pub const PROFILE: Profile = Profile {
     audience: "c.telegram_chat_id IS NOT NULL AND c.telegram_blocked_at IS NULL",
     notifies: true,
-    has_subject: false,
+    subject: super::Subject::None,
+    html_body: false,
+    telegram_content: true,
     unsubscribe_link: false,
     push_subscriptions: false,
 };

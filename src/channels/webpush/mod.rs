@@ -112,7 +112,12 @@ pub struct WebPushChannel {
 pub const PROFILE: Profile = Profile {
     audience: "EXISTS (SELECT 1 FROM push_subscriptions ps WHERE ps.client_id = c.id)",
     notifies: true,
-    has_subject: true,
+    subject: super::Subject::Optional {
+        name: "title (subject)",
+        max_chars: crate::notify::MAX_TITLE_CHARS,
+    },
+    html_body: false,
+    telegram_content: false,
     unsubscribe_link: false,
     push_subscriptions: true,
 };

@@ -162,20 +162,20 @@ impl TestDb {
     }
 
     pub async fn mailing(&self, text: &str, tag: &str, start_at: i64, end_at: i64) -> Mailing {
-        self.store
-            .create_mailing(
-                self.tenant,
-                NewMailing {
-                    filter: AudienceFilter {
-                        tags: vec![tag.into()],
-                        operator_codes: vec![],
-                    },
-                    ..NewMailing::new(ChannelKind::Sms, text, start_at, end_at)
+        blast::app::mailings::create(
+            &self.store,
+            self.tenant,
+            NewMailing {
+                filter: AudienceFilter {
+                    tags: vec![tag.into()],
+                    operator_codes: vec![],
                 },
-                blast::template::TextLimits::with_default_budget(1000),
-            )
-            .await
-            .expect("create mailing")
+                ..NewMailing::new(ChannelKind::Sms, text, start_at, end_at)
+            },
+            blast::template::TextLimits::with_default_budget(1000),
+        )
+        .await
+        .expect("create mailing")
     }
 }
 
