@@ -696,9 +696,10 @@ impl Backend {
         defaults: &NotificationSettings,
     ) -> Result<NotificationPreferences> {
         match self {
-            Backend::Local { store, tenant } => Ok(store
-                .notification_preferences(*tenant, client, defaults)
-                .await?),
+            Backend::Local { store, tenant } => Ok(crate::app::notifications::preferences(
+                store, *tenant, client, defaults,
+            )
+            .await?),
             Backend::Remote(api) => {
                 api.call(
                     reqwest::Method::GET,
@@ -717,9 +718,12 @@ impl Backend {
         preferences: &NotificationPreferences,
     ) -> Result<NotificationPreferences> {
         match self {
-            Backend::Local { store, tenant } => Ok(store
-                .set_notification_preferences(*tenant, client, preferences)
-                .await?),
+            Backend::Local { store, tenant } => {
+                Ok(
+                    crate::app::notifications::set_preferences(store, *tenant, client, preferences)
+                        .await?,
+                )
+            }
             Backend::Remote(api) => {
                 api.call(
                     reqwest::Method::PUT,
@@ -904,7 +908,11 @@ impl Backend {
         settings: &NotificationSettings,
     ) -> Result<Notification> {
         match self {
-            Backend::Local { store, tenant } => Ok(store.notify(*tenant, new, settings).await?.0),
+            Backend::Local { store, tenant } => Ok(crate::app::notifications::notify(
+                store, *tenant, new, settings,
+            )
+            .await?
+            .0),
             Backend::Remote(api) => {
                 let body = json!({
                     "client_id": new.client_id,

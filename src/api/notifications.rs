@@ -4,6 +4,7 @@
 use super::AppState;
 use super::auth::Tenant;
 use super::error::{ApiJson, ApiPath, ApiResult, ErrorBody};
+use crate::app::notifications;
 use crate::domain::Priority;
 use crate::notify::Event;
 use crate::store::{
@@ -75,10 +76,8 @@ pub async fn create(
         coalesce_key: input.coalesce_key,
         idempotency_key,
     };
-    let (notification, created) = state
-        .store
-        .notify(user.id, new, &state.settings.notifications)
-        .await?;
+    let (notification, created) =
+        notifications::notify(&state.store, user.id, new, &state.settings.notifications).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -109,9 +108,7 @@ pub async fn get_preferences(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<NotificationPreferences>> {
     Ok(Json(
-        state
-            .store
-            .notification_preferences(user.id, id, &state.settings.notifications)
+        notifications::preferences(&state.store, user.id, id, &state.settings.notifications)
             .await?,
     ))
 }
@@ -127,10 +124,7 @@ pub async fn put_preferences(
     ApiJson(input): ApiJson<NotificationPreferences>,
 ) -> ApiResult<Json<NotificationPreferences>> {
     Ok(Json(
-        state
-            .store
-            .set_notification_preferences(user.id, id, &input)
-            .await?,
+        notifications::set_preferences(&state.store, user.id, id, &input).await?,
     ))
 }
 

@@ -4,5 +4,6 @@
 
 pub mod import;
 pub mod mailings;
+pub mod notifications;
 pub mod push;
 pub mod webhooks;

@@ -32,7 +32,9 @@ pub use mailings::{
     StateCounts,
 };
 pub use messages::{ClaimedBatch, DeliveryRow, Outcome};
-pub use notifications::{Dispatched, NewNotification, Notification, NotificationPreferences};
+pub use notifications::{
+    NewNotification, NewTry, Notification, NotificationPreferences, NotificationTurn,
+};
 pub use push::{NewPushSubscription, PushKeys, StoredPushSubscription};
 pub use reports::{CronClaim, ReportCounts, ReportError};
 pub use sealing::SecretKeys;

@@ -1,18 +1,14 @@
-//! Notifications: one event (or a digest of coalesced events) to one client, tried over its
-//! channels in its order of preference until one delivers it.
+//! Notifications: their rows, their events, and the steps the dispatcher
+//! (`app::notifications`) takes on them, each in the transaction that took the notification.
 //!
-//! Each try is a mailing of one row (`mailings.notification_id`), made by the dispatcher when
-//! the notification is due or its previous try ended, so every try has the pump, the limits,
-//! the retries and the states of any message. A try that failed for good (or found the client
-//! gone from that channel) moves on to the next channel; one that was sent, expired, was
-//! cancelled or may have been delivered (`unknown`) ends the notification.
+//! Each try is a mailing of one row (`mailings.notification_id`), made when the notification
+//! is due or its previous try ended, so every try has the pump, the limits, the retries and the
+//! states of any message.
 
 use super::mailings::reachable_on;
 use super::{Result, Store, StoreError, is_unique_violation, parse_priority};
-use crate::channels::profile;
-use crate::domain::{ChannelKind, LocalHours, Priority, invalid};
-use crate::notify::NotificationSettings;
-use crate::notify::{Event, compose};
+use crate::domain::{ChannelKind, LocalHours, MessageState, Priority, invalid};
+use crate::notify::Event;
 use crate::now_ms;
 use crate::telegram::TelegramContent;
 use serde::{Deserialize, Serialize};
@@ -47,24 +43,6 @@ pub struct NotificationPreferences {
     pub quiet_hours: Option<LocalHours>,
 }
 
-impl NotificationPreferences {
-    fn validate(&self) -> Result<()> {
-        if self.channels.is_empty() {
-            return Err(invalid("name at least one channel").into());
-        }
-        if let Some(channel) = self.channels.iter().find(|c| !profile(**c).notifies) {
-            return Err(invalid(format!("the {channel} channel is not for notifications")).into());
-        }
-        let mut seen = self.channels.clone();
-        seen.sort_by_key(|c| c.as_str());
-        seen.dedup();
-        if seen.len() != self.channels.len() {
-            return Err(invalid("a channel is named twice").into());
-        }
-        Ok(())
-    }
-}
-
 /// A notification as its tenant sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Notification {
@@ -88,13 +66,6 @@ pub struct Notification {
     pub events: Vec<Event>,
 }
 
-/// What the dispatcher did in one pass.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Dispatched {
-    pub tries_started: usize,
-    pub finished: usize,
-}
-
 const NOTIFICATION_COLUMNS: &str = "id, client_id, state, priority, urgent, channel, tried, deliver_after, expires_at, last_error, created_at, updated_at";
 
 const EVENTS_SQL: &str = "SELECT title, body, data, link FROM notification_events WHERE notification_id = $1 ORDER BY id";
@@ -116,32 +87,13 @@ async fn events_in(conn: &mut sqlx::AnyConnection, notification_id: i64) -> Resu
         .collect())
 }
 
-/// Whether `client_id` can be reached on `channel` now, by the condition a mailing's audience
-/// uses.
-async fn reachable(
-    conn: &mut sqlx::AnyConnection,
-    client_id: i64,
-    channel: ChannelKind,
-) -> Result<bool> {
-    let sql = format!(
-        "SELECT 1 FROM clients c WHERE c.id = $1 AND {}",
-        reachable_on(channel)
-    );
-    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(client_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .is_some())
-}
-
-/// A client's preferences, or `defaults` (no quiet hours) when it has none of its own. On a
-/// connection of the caller's (inside the dispatcher's transaction: a second connection from
-/// the pool while holding SQLite's write lock could wait on writers waiting for that lock).
+/// A client's own preferences, None when it has none. On a connection of the caller's (inside
+/// the dispatcher's transaction: a second connection from the pool while holding SQLite's
+/// write lock could wait on writers waiting for that lock).
 async fn preferences_in(
     conn: &mut sqlx::AnyConnection,
     client_id: i64,
-    defaults: &NotificationSettings,
-) -> Result<NotificationPreferences> {
+) -> Result<Option<NotificationPreferences>> {
     let row = sqlx::query(
         "SELECT channels, quiet_hours FROM notification_preferences WHERE client_id = $1",
     )
@@ -149,30 +101,26 @@ async fn preferences_in(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {
-        return Ok(NotificationPreferences {
-            channels: defaults.default_channels.clone(),
-            quiet_hours: None,
-        });
+        return Ok(None);
     };
-    Ok(NotificationPreferences {
+    Ok(Some(NotificationPreferences {
         channels: serde_json::from_str(&row.get::<String, _>(0))
             .map_err(|e| StoreError::Invalid(invalid(format!("stored channels: {e}"))))?,
         quiet_hours: row
             .get::<Option<String>, _>(1)
             .map(|h| h.parse())
             .transpose()?,
-    })
+    }))
 }
 
 impl Store {
-    /// Set a client's channel order and quiet hours.
-    pub async fn set_notification_preferences(
+    /// Set a client's channel order and quiet hours (checked by `app::notifications`).
+    pub(crate) async fn set_notification_preferences(
         &self,
         tenant_id: i64,
         client_id: i64,
         preferences: &NotificationPreferences,
     ) -> Result<NotificationPreferences> {
-        preferences.validate()?;
         self.client(tenant_id, client_id).await?;
         sqlx::query(
             "INSERT INTO notification_preferences (client_id, channels, quiet_hours, updated_at)
@@ -190,47 +138,34 @@ impl Store {
         Ok(preferences.clone())
     }
 
-    /// A client's preferences, or `defaults` (no quiet hours) when it has none of its own.
+    /// A client's own preferences, None when it has none.
     pub async fn notification_preferences(
         &self,
         tenant_id: i64,
         client_id: i64,
-        defaults: &NotificationSettings,
-    ) -> Result<NotificationPreferences> {
+    ) -> Result<Option<NotificationPreferences>> {
         self.client(tenant_id, client_id).await?;
         let mut conn = self.pool.acquire().await?;
-        preferences_in(&mut conn, client_id, defaults).await
+        preferences_in(&mut conn, client_id).await
     }
 
-    /// Take one event for a client: a new notification, or (coalescing) one more event of the
+    /// Take one event for a client, checked by `app::notifications`: a new notification that
+    /// expires `expire_after_ms` after it is due, or (coalescing) one more event of the
     /// client's waiting notification with the same key. Returns the notification and whether
     /// this call made it (false: an earlier call with the same idempotency key did).
-    pub async fn notify(
+    pub(crate) async fn notify(
         &self,
         tenant_id: i64,
         new: NewNotification,
-        settings: &NotificationSettings,
+        expire_after_ms: i64,
     ) -> Result<(Notification, bool)> {
-        new.event.validate()?;
-        if new.coalesce_minutes > settings.max_coalesce_minutes {
-            return Err(invalid(format!(
-                "coalesce_minutes is at most {} (notifications.max_coalesce_minutes)",
-                settings.max_coalesce_minutes
-            ))
-            .into());
-        }
-        if let Some(key) = &new.idempotency_key
-            && (key.is_empty() || key.len() > 255)
-        {
-            return Err(invalid("an idempotency key has 1 to 255 characters").into());
-        }
         self.client(tenant_id, new.client_id).await?;
         if let Some(existing) = self.notification_of_key(tenant_id, &new).await? {
             return Ok((self.notification(tenant_id, existing).await?, false));
         }
         let mut tries = 0;
         loop {
-            match self.add_event(tenant_id, &new, settings).await {
+            match self.add_event(tenant_id, &new, expire_after_ms).await {
                 Ok(id) => return Ok((self.notification(tenant_id, id).await?, true)),
                 // Another call made a notification at the same instant: the same idempotency
                 // key (its notification is the answer), or the same client's waiting
@@ -268,7 +203,7 @@ impl Store {
         &self,
         tenant_id: i64,
         new: &NewNotification,
-        settings: &NotificationSettings,
+        expire_after_ms: i64,
     ) -> Result<i64> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
@@ -300,8 +235,6 @@ impl Store {
             Some(id) => id,
             None => {
                 let deliver_after = now + i64::from(new.coalesce_minutes) * 60_000;
-                let ttl = i64::try_from(settings.expire_after_secs.saturating_mul(1000))
-                    .unwrap_or(i64::MAX / 2);
                 sqlx::query(
                     "INSERT INTO notifications (tenant_id, client_id, priority, urgent, coalesce_key, state,
                                                 deliver_after, expires_at, created_at, updated_at)
@@ -313,7 +246,7 @@ impl Store {
                 .bind(i64::from(new.urgent))
                 .bind(&coalesce_key)
                 .bind(deliver_after)
-                .bind(deliver_after.saturating_add(ttl))
+                .bind(deliver_after.saturating_add(expire_after_ms))
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?
@@ -370,27 +303,18 @@ impl Store {
         events_in(&mut *self.pool.acquire().await?, notification_id).await
     }
 
-    /// One pass of the dispatcher: start the first try of every notification that is due,
-    /// and move on from every try that has ended. Safe to run in every worker at once: each
-    /// step takes its notification with a conditional update.
-    pub async fn dispatch_notifications(
-        &self,
-        now: i64,
-        settings: &NotificationSettings,
-    ) -> Result<Dispatched> {
-        let mut done = Dispatched::default();
-        let due: Vec<i64> = sqlx::query(
+    /// The notifications the dispatcher has a step for, oldest first: those due (waiting, with
+    /// None) and those whose try has ended (sending, with the try's mailing). A try has ended
+    /// when its mailing is done, or cancelled with no row still held by a worker (a send in
+    /// flight may yet land), or gone (deleted).
+    pub async fn notification_steps(&self, now: i64) -> Result<Vec<(i64, Option<i64>)>> {
+        let due = sqlx::query(
             "SELECT id FROM notifications WHERE state = 'waiting' AND deliver_after <= $1 ORDER BY id LIMIT 500",
         )
         .bind(now)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-        // A try has ended when its mailing is done, or cancelled with no row still held by a
-        // worker (a send in flight may yet land), or gone (deleted).
-        let ended: Vec<(i64, i64)> = sqlx::query(
+        .await?;
+        let ended = sqlx::query(
             "SELECT n.id, n.mailing_id FROM notifications n LEFT JOIN mailings m ON m.id = n.mailing_id
              WHERE n.state = 'sending'
                AND (m.id IS NULL
@@ -400,38 +324,24 @@ impl Store {
              ORDER BY n.id LIMIT 500",
         )
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-        let steps = due
-            .into_iter()
-            .map(|id| (id, None))
-            .chain(ended.into_iter().map(|(id, m)| (id, Some(m))));
-        // One notification the store keeps refusing must not hold up the others.
-        for (id, ended_try) in steps {
-            match self.next_try(id, ended_try, now, settings).await {
-                Ok(Some(true)) => done.tries_started += 1,
-                Ok(Some(false)) => done.finished += 1,
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, notification = id, "cannot move a notification on; trying again next pass");
-                }
-            }
-        }
-        Ok(done)
+        .await?;
+        Ok(due
+            .iter()
+            .map(|r| (r.get(0), None))
+            .chain(ended.iter().map(|r| (r.get(0), Some(r.get(1)))))
+            .collect())
     }
 
-    /// Move notification `id` on from `ended_try` (None: from waiting). `Some(true)`: a try
-    /// was started; `Some(false)`: the notification ended; `None`: another process got there
-    /// first.
-    async fn next_try(
+    /// Take notification `id` for one step, if it is still where [`Store::notification_steps`]
+    /// saw it (waiting, or sending `ended_try`); None when another process got there first.
+    /// What the step does is written in the turn's transaction, and dropping the turn
+    /// writes nothing.
+    pub async fn take_notification(
         &self,
         id: i64,
         ended_try: Option<i64>,
         now: i64,
-        settings: &NotificationSettings,
-    ) -> Result<Option<bool>> {
+    ) -> Result<Option<NotificationTurn>> {
         let mut tx = self.write_tx().await?;
         let taken = sqlx::query(
             "UPDATE notifications SET updated_at = $1
@@ -451,127 +361,144 @@ impl Store {
         let Some(row) = taken else {
             return Ok(None);
         };
-        let tenant_id: i64 = row.get(0);
-        let client_id: i64 = row.get(1);
-        let priority = parse_priority(row.get(2))?;
-        let urgent = row.get::<i64, _>(3) != 0;
-        let mut tried: Vec<ChannelKind> =
-            serde_json::from_str(&row.get::<String, _>(4)).unwrap_or_default();
-        let expires_at: i64 = row.get(5);
-        let mut last_error: Option<String> = row.get(6);
+        Ok(Some(NotificationTurn {
+            id,
+            tenant_id: row.get(0),
+            client_id: row.get(1),
+            priority: parse_priority(row.get(2))?,
+            urgent: row.get::<i64, _>(3) != 0,
+            tried: serde_json::from_str(&row.get::<String, _>(4)).unwrap_or_default(),
+            expires_at: row.get(5),
+            last_error: row.get(6),
+            now,
+            tx,
+        }))
+    }
+}
 
-        if let Some(mailing_id) = ended_try {
-            let outcome =
-                sqlx::query("SELECT state, last_error FROM messages WHERE mailing_id = $1")
-                    .bind(mailing_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let (state, error): (String, Option<String>) = match outcome {
-                Some(r) => (r.get(0), r.get(1)),
-                None => ("cancelled".into(), None),
-            };
-            let ended_as = match state.as_str() {
-                // Still held by a worker: not ended after all.
-                "pending" | "queued" | "sending" | "failed_temporary" => return Ok(None),
-                "sent" => Some("delivered"),
-                // It may have arrived: another channel could make it twice.
-                "unknown" => Some("unknown"),
-                "expired" => Some("expired"),
-                "cancelled" => Some("cancelled"),
-                // failed_permanent, skipped: this channel cannot take it; the next may.
-                _ => None,
-            };
-            let channel = tried.last().map(|c| c.as_str()).unwrap_or("?");
-            if let Some(error) = error {
-                last_error = Some(format!("{channel}: {error}"));
-            }
-            if let Some(final_state) = ended_as {
-                self.end_notification(
-                    &mut tx,
-                    tenant_id,
-                    id,
-                    final_state,
-                    last_error.as_deref(),
-                    now,
-                )
-                .await?;
-                tx.commit().await?;
-                return Ok(Some(false));
-            }
-        }
-        if now >= expires_at {
-            self.end_notification(
-                &mut tx,
-                tenant_id,
-                id,
-                "expired",
-                last_error.as_deref(),
-                now,
-            )
+/// A notification taken by the dispatcher for one step, with what its row says.
+pub struct NotificationTurn {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub client_id: i64,
+    pub priority: Priority,
+    /// Deliver even in the client's quiet hours.
+    pub urgent: bool,
+    /// The channels tried so far, in order.
+    pub tried: Vec<ChannelKind>,
+    pub expires_at: i64,
+    /// The last try's error, with its channel.
+    pub last_error: Option<String>,
+    now: i64,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+}
+
+/// A try the dispatcher starts: one message on `channel`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTry {
+    pub channel: ChannelKind,
+    pub text: String,
+    pub subject: Option<String>,
+    /// The hours it may go out in, in the client's time zone.
+    pub local_hours: Option<LocalHours>,
+    pub telegram: Option<TelegramContent>,
+}
+
+impl NotificationTurn {
+    /// How the try of mailing `mailing_id` ended: the state of its one message and its last
+    /// error; cancelled when the try is gone.
+    pub async fn try_outcome(&mut self, mailing_id: i64) -> Result<(MessageState, Option<String>)> {
+        let row = sqlx::query("SELECT state, last_error FROM messages WHERE mailing_id = $1")
+            .bind(mailing_id)
+            .fetch_optional(&mut *self.tx)
             .await?;
-            tx.commit().await?;
-            return Ok(Some(false));
+        match row {
+            Some(r) => Ok((r.get::<String, _>(0).parse()?, r.get(1))),
+            None => Ok((MessageState::Cancelled, None)),
         }
-        let preferences = preferences_in(&mut tx, client_id, settings).await?;
-        let mut next = None;
-        for channel in preferences.channels.iter().copied() {
-            if profile(channel).notifies
-                && !tried.contains(&channel)
-                && reachable(&mut tx, client_id, channel).await?
-            {
-                next = Some(channel);
-                break;
-            }
-        }
-        let Some(channel) = next else {
-            let names: Vec<&str> = preferences.channels.iter().map(|c| c.as_str()).collect();
-            let why = match &last_error {
-                Some(error) => format!("no channel left to try; last: {error}"),
-                None => format!(
-                    "the client cannot be reached on any of its channels ({})",
-                    names.join(", ")
-                ),
-            };
-            self.end_notification(&mut tx, tenant_id, id, "failed", Some(&why), now)
-                .await?;
-            tx.commit().await?;
-            return Ok(Some(false));
-        };
-        tried.push(channel);
-        let events = events_in(&mut tx, id).await?;
-        let composed = compose(&events);
-        // Quiet hours are the complement of the hours a message may go out in.
-        let local_hours = preferences
-            .quiet_hours
-            .filter(|_| !urgent)
-            .map(|quiet| LocalHours {
-                from: quiet.to,
-                to: quiet.from,
-            });
-        let subject = profile(channel)
-            .subject
-            .exists()
-            .then(|| composed.title.clone());
-        // A plain text message through the configured bot.
-        let telegram = (channel == ChannelKind::Telegram)
-            .then(|| serde_json::to_string(&TelegramContent::text_message()).ok())
-            .flatten();
+    }
+
+    /// The client's own preferences, None when it has none.
+    pub async fn preferences(&mut self) -> Result<Option<NotificationPreferences>> {
+        preferences_in(&mut self.tx, self.client_id).await
+    }
+
+    /// Whether the client can be reached on `channel` now, by the condition a mailing's
+    /// audience uses.
+    pub async fn reachable(&mut self, channel: ChannelKind) -> Result<bool> {
+        let sql = format!(
+            "SELECT 1 FROM clients c WHERE c.id = $1 AND {}",
+            reachable_on(channel)
+        );
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.client_id)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .is_some())
+    }
+
+    /// The notification's events, in the order they came.
+    pub async fn events(&mut self) -> Result<Vec<Event>> {
+        events_in(&mut self.tx, self.id).await
+    }
+
+    /// End the notification in `state` (delivered, failed, expired, cancelled or unknown),
+    /// and owe the event to the tenant's webhooks.
+    pub async fn end(mut self, state: &str, last_error: Option<&str>) -> Result<()> {
+        sqlx::query(
+            "UPDATE notifications SET state = $1, last_error = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(state)
+        .bind(last_error)
+        .bind(self.now)
+        .bind(self.id)
+        .execute(&mut *self.tx)
+        .await?;
+        super::webhooks::enqueue_notification_event(
+            &mut self.tx,
+            self.tenant_id,
+            self.id,
+            state,
+            last_error,
+            self.now,
+        )
+        .await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Start `next` as the notification's next try: a running mailing of one pending row,
+    /// delivered like any other, until the notification expires. `tried` already names its
+    /// channel.
+    pub async fn start_try(
+        mut self,
+        next: NewTry,
+        tried: &[ChannelKind],
+        last_error: Option<&str>,
+    ) -> Result<()> {
+        let now = self.now;
+        let telegram = next
+            .telegram
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Invalid(invalid(e.to_string())))?;
         let mailing_id: i64 = sqlx::query(
             "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, local_hours,
                                    state, recipients, created_at, started_at, subject, notification_id, telegram)
              VALUES ($1, $2, $3, '{}', $4, $5, $6, $7, 'running', 1, $5, $5, $8, $9, $10) RETURNING id",
         )
-        .bind(tenant_id)
-        .bind(channel.as_str())
-        .bind(composed.text_for(channel))
-        .bind(priority.as_str())
+        .bind(self.tenant_id)
+        .bind(next.channel.as_str())
+        .bind(&next.text)
+        .bind(self.priority.as_str())
         .bind(now)
-        .bind(expires_at)
-        .bind(local_hours.map(|h| h.to_string()))
-        .bind(subject)
-        .bind(id)
+        .bind(self.expires_at)
+        .bind(next.local_hours.map(|h| h.to_string()))
+        .bind(&next.subject)
+        .bind(self.id)
         .bind(telegram)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *self.tx)
         .await?
         .get(0);
         sqlx::query(
@@ -579,9 +506,9 @@ impl Store {
              VALUES ($1, $2, 'pending', $3, $3)",
         )
         .bind(mailing_id)
-        .bind(client_id)
+        .bind(self.client_id)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut *self.tx)
         .await?;
         sqlx::query(
             "UPDATE notifications SET state = 'sending', mailing_id = $1, channel = $2, tried = $3,
@@ -589,36 +516,14 @@ impl Store {
              WHERE id = $6",
         )
         .bind(mailing_id)
-        .bind(channel.as_str())
-        .bind(serde_json::to_string(&tried).unwrap_or_else(|_| "[]".into()))
-        .bind(&last_error)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(true))
-    }
-
-    /// End a notification, and owe the event to the tenant's webhooks.
-    async fn end_notification(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        tenant_id: i64,
-        id: i64,
-        state: &str,
-        last_error: Option<&str>,
-        now: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE notifications SET state = $1, last_error = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(state)
+        .bind(next.channel.as_str())
+        .bind(serde_json::to_string(tried).unwrap_or_else(|_| "[]".into()))
         .bind(last_error)
         .bind(now)
-        .bind(id)
-        .execute(&mut **tx)
+        .bind(self.id)
+        .execute(&mut *self.tx)
         .await?;
-        super::webhooks::enqueue_notification_event(tx, tenant_id, id, state, last_error, now).await
+        self.tx.commit().await?;
+        Ok(())
     }
 }

@@ -1,12 +1,13 @@
 //! Periodic duties beside delivery: start and finish mailings (the scheduler), recover lost
 //! work (the reconciler), and keep the set of cancelled mailings fresh for running batches.
 
+use crate::app::notifications::{self, Dispatched};
 use crate::channels::ResendPolicy;
 use crate::domain::MailingState;
 use crate::now_ms;
 use crate::queue::Queue;
 use crate::settings::{NotificationSettings, WorkerSettings};
-use crate::store::{Dispatched, Result, Store};
+use crate::store::{Result, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub async fn schedule_once(store: &Store, notifications: &NotificationSettings) 
     for mailing in store.finish_mailings(now).await? {
         tracing::info!(mailing, "mailing finished");
     }
-    let dispatched = store.dispatch_notifications(now, notifications).await?;
+    let dispatched = notifications::dispatch(store, now, notifications).await?;
     if dispatched != Dispatched::default() {
         tracing::debug!(
             tries = dispatched.tries_started,

@@ -475,28 +475,27 @@ async fn quiet_hours_hold_a_notification_unless_urgent_and_a_repeated_key_notifi
             .get(0);
     assert_eq!(count, 1);
     // The store holds the key past the API's replay cache: a direct repeat finds it too.
-    let again =
-        s.db.store
-            .notify(
-                s.db.tenant,
-                blast::store::NewNotification {
-                    client_id: ann,
-                    event: blast::notify::Event {
-                        title: "Payment received".into(),
-                        body: String::new(),
-                        data: Value::Null,
-                        link: None,
-                    },
-                    priority: blast::domain::Priority::High,
-                    urgent: true,
-                    coalesce_minutes: 0,
-                    coalesce_key: None,
-                    idempotency_key: Some("pay-1".into()),
-                },
-                &s.settings.notifications,
-            )
-            .await
-            .expect("notify");
+    let again = blast::app::notifications::notify(
+        &s.db.store,
+        s.db.tenant,
+        blast::store::NewNotification {
+            client_id: ann,
+            event: blast::notify::Event {
+                title: "Payment received".into(),
+                body: String::new(),
+                data: Value::Null,
+                link: None,
+            },
+            priority: blast::domain::Priority::High,
+            urgent: true,
+            coalesce_minutes: 0,
+            coalesce_key: None,
+            idempotency_key: Some("pay-1".into()),
+        },
+        &s.settings.notifications,
+    )
+    .await
+    .expect("notify");
     assert_eq!((again.0.id, again.1), (id, false));
     worker.stop().await;
 }
