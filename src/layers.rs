@@ -21,8 +21,8 @@ const LAYERS: &[&[&str]] = &[
     &["settings", "report", "dedup"],
     &["queue", "telemetry"],
     &["halts", "bot"],
-    // Use cases the API and the CLI both call.
-    &["app"],
+    // Use cases the API and the CLI both call, and the API's JSON that both speak.
+    &["app", "wire"],
     // The roles: they meet in the layers below, never in each other.
     &["worker", "admin", "api"],
 ];

@@ -29,6 +29,7 @@ pub mod telemetry;
 pub mod template;
 pub mod unsubscribe;
 pub mod vapid;
+pub mod wire;
 pub mod worker;
 
 pub use blast_jobs as jobs;

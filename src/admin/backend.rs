@@ -13,10 +13,14 @@ use crate::store::{
     NotificationPreferences, RegisteredBot, StateCounts, Store, StoredPushSubscription, Webhook,
     WebhookDelivery,
 };
-use crate::telegram::MediaSource;
+use crate::wire::Page;
+use crate::wire::clients::{ClientInput, ClientPatchInput, ImportResult};
+use crate::wire::mailings::{MailingInput, MailingView};
+use crate::wire::notifications::NotificationInput;
+use crate::wire::registrations::{BotInput, PushSubscriptionInput, WebhookInput};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -185,7 +189,7 @@ impl RemoteApi {
                 updated: result.updated,
             },
             committed: status == reqwest::StatusCode::OK,
-            error_count: result.error_count.unwrap_or(result.errors.len() as u64),
+            error_count: result.error_count,
             errors: result
                 .errors
                 .into_iter()
@@ -249,122 +253,12 @@ enum RemoteBody {
     Json(Value),
 }
 
-#[derive(Deserialize)]
-struct Page<T> {
-    items: Vec<T>,
-    next_cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct MailingView {
-    #[serde(flatten)]
-    mailing: Mailing,
-    counts: StateCounts,
-}
-
-#[derive(Deserialize)]
-struct ImportResult {
-    imported: u64,
-    inserted: u64,
-    updated: u64,
-    errors: Vec<ImportRowError>,
-    /// All row errors; `errors` lists the first of them.
-    error_count: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct ImportRowError {
-    line: u64,
-    message: String,
-}
-
-fn client_json(c: &NewClient) -> Value {
-    json!({
-        "phone": c.phone.as_ref().map(ToString::to_string),
-        "name": c.name,
-        "email": c.email,
-        "telegram_chat_id": c.telegram_chat_id,
-        "timezone": c.timezone,
-        "tags": c.tags,
-        "attributes": c.attributes,
+/// A request body as JSON.
+fn to_json(body: &impl serde::Serialize) -> Result<Value> {
+    serde_json::to_value(body).map_err(|e| AdminError::Remote {
+        message: format!("cannot encode the request: {e}"),
+        usage: false,
     })
-}
-
-fn mailing_json(m: &NewMailing) -> Value {
-    let time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339());
-    json!({
-        "text": m.text,
-        "channel": m.channel.as_str(),
-        "tags": m.filter.tags,
-        "operator_codes": m.filter.operator_codes,
-        // A mailing has an empty filter only when every client was asked for.
-        "audience": (m.filter == crate::domain::AudienceFilter::default()).then_some("all"),
-        "priority": m.priority.as_str(),
-        "start_at": time(m.start_at),
-        "end_at": time(m.end_at),
-        "local_hours": m.local_hours.map(|h| h.to_string()),
-        "subject": m.subject,
-        "html": m.html,
-        "telegram": telegram_json(m),
-    })
-}
-
-/// A Telegram mailing's content for the API: local files travel inline, base64-encoded.
-fn telegram_json(m: &NewMailing) -> Option<Value> {
-    use base64::Engine;
-    let mut content = m.telegram.clone()?;
-    let inline = |source: &MediaSource| {
-        let upload = m.uploads.get(source.pending_index()?)?;
-        Some(json!({"file": {
-            "name": upload.file_name,
-            "base64": base64::engine::general_purpose::STANDARD.encode(&upload.content),
-        }}))
-    };
-    let media = content.media.take();
-    let album = std::mem::take(&mut content.album);
-    let mut value = serde_json::to_value(&content).ok()?;
-    if let Some(media) = &media {
-        value["media"] = inline(media).or_else(|| serde_json::to_value(media).ok())?;
-    }
-    if !album.is_empty() {
-        value["album"] = album
-            .iter()
-            .map(|item| {
-                Some(json!({
-                    "kind": item.kind,
-                    "media": inline(&item.media).or_else(|| serde_json::to_value(&item.media).ok())?,
-                }))
-            })
-            .collect::<Option<Vec<_>>>()?
-            .into();
-    }
-    Some(value)
-}
-
-fn patch_json(p: &ClientPatch) -> Value {
-    let mut body = serde_json::Map::new();
-    if let Some(phone) = &p.phone {
-        body.insert("phone".into(), json!(phone.to_string()));
-    }
-    if let Some(name) = &p.name {
-        body.insert("name".into(), json!(name));
-    }
-    if let Some(email) = &p.email {
-        body.insert("email".into(), json!(email));
-    }
-    if let Some(chat) = &p.telegram_chat_id {
-        body.insert("telegram_chat_id".into(), json!(chat));
-    }
-    if let Some(tz) = &p.timezone {
-        body.insert("timezone".into(), json!(tz));
-    }
-    if let Some(tags) = &p.tags {
-        body.insert("tags".into(), json!(tags));
-    }
-    body.insert("add_tags".into(), json!(p.add_tags));
-    body.insert("remove_tags".into(), json!(p.remove_tags));
-    body.insert("attributes".into(), json!(p.attributes));
-    Value::Object(body)
 }
 
 /// The place a tenant command acts on.
@@ -382,7 +276,9 @@ impl Backend {
                     reqwest::Method::POST,
                     "/api/v1/clients",
                     &[],
-                    Some(RemoteBody::Json(client_json(&client))),
+                    Some(RemoteBody::Json(to_json(&ClientInput::from_new_client(
+                        &client,
+                    ))?)),
                 )
                 .await
             }
@@ -432,7 +328,9 @@ impl Backend {
                     reqwest::Method::PATCH,
                     &format!("/api/v1/clients/{id}"),
                     &[],
-                    Some(RemoteBody::Json(patch_json(&patch))),
+                    Some(RemoteBody::Json(to_json(&ClientPatchInput::from_patch(
+                        &patch,
+                    ))?)),
                 )
                 .await
             }
@@ -485,7 +383,9 @@ impl Backend {
                         reqwest::Method::POST,
                         "/api/v1/mailings",
                         &[],
-                        Some(RemoteBody::Json(mailing_json(&new))),
+                        Some(RemoteBody::Json(to_json(&MailingInput::from_new_mailing(
+                            &new,
+                        )?)?)),
                     )
                     .await?;
                 Ok(view.mailing)
@@ -633,7 +533,9 @@ impl Backend {
                     reqwest::Method::POST,
                     "/api/v1/mailings/preview",
                     &[],
-                    Some(RemoteBody::Json(mailing_json(&new))),
+                    Some(RemoteBody::Json(to_json(&MailingInput::from_new_mailing(
+                        &new,
+                    )?)?)),
                 )
                 .await
             }
@@ -657,7 +559,9 @@ impl Backend {
                         reqwest::Method::PUT,
                         &format!("/api/v1/mailings/{id}"),
                         &[],
-                        Some(RemoteBody::Json(mailing_json(&new))),
+                        Some(RemoteBody::Json(to_json(&MailingInput::from_new_mailing(
+                            &new,
+                        )?)?)),
                     )
                     .await?;
                 Ok(view.mailing)
@@ -729,7 +633,7 @@ impl Backend {
                     reqwest::Method::PUT,
                     &format!("/api/v1/clients/{client}/notification-preferences"),
                     &[],
-                    Some(RemoteBody::Json(json!(preferences))),
+                    Some(RemoteBody::Json(to_json(preferences)?)),
                 )
                 .await
             }
@@ -753,9 +657,9 @@ impl Backend {
                     reqwest::Method::POST,
                     &format!("/api/v1/clients/{client}/push-subscriptions"),
                     &[],
-                    Some(RemoteBody::Json(
-                        json!({"endpoint": new.endpoint, "keys": new.keys}),
-                    )),
+                    Some(RemoteBody::Json(to_json(
+                        &PushSubscriptionInput::from_new_subscription(new),
+                    )?)),
                 )
                 .await
             }
@@ -806,7 +710,9 @@ impl Backend {
                     reqwest::Method::POST,
                     "/api/v1/webhooks",
                     &[],
-                    Some(RemoteBody::Json(json!({ "url": url }))),
+                    Some(RemoteBody::Json(to_json(&WebhookInput {
+                        url: url.to_string(),
+                    })?)),
                 )
                 .await
             }
@@ -872,9 +778,10 @@ impl Backend {
                     reqwest::Method::POST,
                     "/api/v1/telegram-bots",
                     &[],
-                    Some(RemoteBody::Json(
-                        json!({"name": name, "token": token.expose()}),
-                    )),
+                    Some(RemoteBody::Json(to_json(&BotInput {
+                        name: name.to_string(),
+                        token: token.expose().to_string(),
+                    })?)),
                 )
                 .await
             }
@@ -914,17 +821,7 @@ impl Backend {
             .await?
             .0),
             Backend::Remote(api) => {
-                let body = json!({
-                    "client_id": new.client_id,
-                    "title": new.event.title,
-                    "body": new.event.body,
-                    "data": new.event.data,
-                    "link": new.event.link,
-                    "priority": new.priority.as_str(),
-                    "urgent": new.urgent,
-                    "coalesce_minutes": new.coalesce_minutes,
-                    "coalesce_key": new.coalesce_key,
-                });
+                let body = to_json(&NotificationInput::from_new_notification(&new))?;
                 let key = new.idempotency_key.as_deref();
                 let headers: Vec<(&str, &str)> =
                     key.map(|k| ("idempotency-key", k)).into_iter().collect();

@@ -7,30 +7,10 @@ use super::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::channels::{DeliveryError, TelegramBot};
 use crate::settings::Secret;
 use crate::store::{RegisteredBot, validate_bot_name};
+use crate::wire::registrations::BotInput;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use utoipa::ToSchema;
-
-/// A bot to register.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BotInput {
-    /// What mailings call it: 1-64 of a-z, 0-9, - and _.
-    #[schema(value_type = super::document::rules::BotName)]
-    pub name: String,
-    /// The token from @BotFather.
-    pub token: String,
-}
-
-impl std::fmt::Debug for BotInput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BotInput")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
 
 #[utoipa::path(get, path = "/api/v1/telegram-bots", tag = "telegram", security(("bearer" = [])),
     responses((status = 200, body = Vec<RegisteredBot>), (status = 401, body = ErrorBody)))]

@@ -4,99 +4,16 @@ use super::auth::Tenant;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::{AppState, Page, upload};
 use crate::app::import;
-use crate::domain::{
-    Phone, parse_attribute_name, parse_email, parse_operator_code, parse_tag, parse_tags,
-    parse_timezone,
-};
-use crate::store::{Client, ClientPatch, ClientQuery, NewClient};
+use crate::domain::{parse_operator_code, parse_tag};
+use crate::store::{Client, ClientPatch, ClientQuery};
+use crate::wire::clients::{ClientInput, ClientPatchInput, ImportResult, RowErrorView};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
-
-/// A client as sent to create or replace one.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ClientInput {
-    /// E.164 (+79001234567), 79001234567, or national (89001234567); stored as 79001234567.
-    #[schema(value_type = super::document::rules::PhoneNumber)]
-    pub phone: String,
-    #[serde(default)]
-    pub name: String,
-    pub email: Option<String>,
-    pub telegram_chat_id: Option<i64>,
-    /// IANA zone; UTC when absent.
-    pub timezone: Option<String>,
-    #[serde(default)]
-    #[schema(value_type = Vec<super::document::rules::TagName>)]
-    pub tags: Vec<String>,
-    /// Free-form values for templates.
-    #[serde(default)]
-    pub attributes: BTreeMap<String, String>,
-}
-
-/// Changes to a client: absent fields stay; `null` clears email or telegram_chat_id.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ClientPatchInput {
-    #[schema(value_type = Option<super::document::rules::PhoneNumber>)]
-    pub phone: Option<String>,
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub email: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
-    pub telegram_chat_id: Option<Option<i64>>,
-    pub timezone: Option<String>,
-    /// Replace all tags.
-    #[schema(value_type = Option<Vec<super::document::rules::TagName>>)]
-    pub tags: Option<Vec<String>>,
-    #[serde(default)]
-    #[schema(value_type = Vec<super::document::rules::TagName>)]
-    pub add_tags: Vec<String>,
-    #[serde(default)]
-    #[schema(value_type = Vec<super::document::rules::TagName>)]
-    pub remove_tags: Vec<String>,
-    /// Set attributes; a `null` value removes one.
-    #[serde(default)]
-    #[schema(value_type = BTreeMap<String, Option<String>>)]
-    pub attributes: BTreeMap<String, Option<String>>,
-}
-
-/// A field that may be absent (None), null (Some(None)) or set (Some(Some)).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
-impl ClientInput {
-    fn into_new_client(self) -> ApiResult<NewClient> {
-        let attributes = self
-            .attributes
-            .into_iter()
-            .map(|(k, v)| Ok((parse_attribute_name(&k)?, v)))
-            .collect::<Result<_, crate::domain::InvalidInput>>()?;
-        Ok(NewClient {
-            phone: Some(self.phone.parse::<Phone>()?),
-            name: self.name,
-            email: self.email.as_deref().map(parse_email).transpose()?,
-            telegram_chat_id: self.telegram_chat_id,
-            timezone: match self.timezone {
-                Some(tz) => parse_timezone(&tz)?,
-                None => "UTC".into(),
-            },
-            tags: parse_tags(&self.tags)?,
-            attributes,
-        })
-    }
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -221,25 +138,7 @@ pub async fn patch(
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<ClientPatchInput>,
 ) -> ApiResult<Json<Client>> {
-    let attributes = input
-        .attributes
-        .into_iter()
-        .map(|(k, v)| Ok((parse_attribute_name(&k)?, v)))
-        .collect::<Result<_, crate::domain::InvalidInput>>()?;
-    let patch = ClientPatch {
-        phone: input.phone.as_deref().map(str::parse).transpose()?,
-        name: input.name,
-        email: input
-            .email
-            .map(|e| e.as_deref().map(parse_email).transpose())
-            .transpose()?,
-        telegram_chat_id: input.telegram_chat_id,
-        timezone: input.timezone.as_deref().map(parse_timezone).transpose()?,
-        tags: input.tags.as_deref().map(parse_tags).transpose()?,
-        add_tags: parse_tags(&input.add_tags)?,
-        remove_tags: parse_tags(&input.remove_tags)?,
-        attributes,
-    };
+    let patch = input.into_patch()?;
     Ok(Json(state.store.update_client(user.id, id, patch).await?))
 }
 
@@ -263,17 +162,6 @@ pub struct ImportQuery {
     pub skip_invalid: bool,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ImportResult {
-    pub imported: u64,
-    pub inserted: u64,
-    pub updated: u64,
-    /// The first row errors in line order (at most `api.import_max_errors`).
-    pub errors: Vec<RowErrorView>,
-    /// All row errors, listed or not.
-    pub error_count: u64,
-}
-
 /// A refused import: the report of its bad rows, or the whole file refused (no header row,
 /// not CSV) in the one error shape.
 #[derive(Serialize, ToSchema)]
@@ -282,12 +170,6 @@ pub struct ImportResult {
 pub enum ImportRefusal {
     Rows(ImportResult),
     File(ErrorBody),
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RowErrorView {
-    pub line: u64,
-    pub message: String,
 }
 
 /// Bulk import: CSV (`text/csv`, a header row with `phone`, like `blast client import`) or JSON
@@ -414,7 +296,7 @@ fn json_lines(
             }
             let parsed = serde_json::from_slice::<ClientInput>(&line)
                 .map_err(|e| e.to_string())
-                .and_then(|input| input.into_new_client().map_err(|e| e.message));
+                .and_then(|input| input.into_new_client().map_err(|e| e.0));
             return Some(Ok(parsed.map(|client| (line_no, client)).map_err(
                 |message| import::RowError {
                     line: line_no,

@@ -22,7 +22,6 @@ use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::MethodRouter;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use serde::Serialize;
 use std::future::Future;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -30,7 +29,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
@@ -120,21 +119,7 @@ impl AppState {
     }
 }
 
-/// A page of a list, with the cursor of the next page (absent on the last page).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
-
-impl<T> Page<T> {
-    fn new(items: Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> Page<T> {
-        let next_cursor = (items.len() == limit as usize)
-            .then(|| items.last().map(|last| id(last).to_string()))
-            .flatten();
-        Page { items, next_cursor }
-    }
-}
+use crate::wire::Page;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -5,47 +5,14 @@ use super::AppState;
 use super::auth::Tenant;
 use super::error::{ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::app::notifications;
-use crate::domain::Priority;
-use crate::notify::Event;
 use crate::store::{
-    NewNotification, NewPushSubscription, Notification, NotificationPreferences,
-    StoredPushSubscription,
+    NewPushSubscription, Notification, NotificationPreferences, StoredPushSubscription,
 };
+use crate::wire::notifications::NotificationInput;
+use crate::wire::registrations::PushSubscriptionInput;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use serde::Deserialize;
-use utoipa::ToSchema;
-
-/// One event for one client.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NotificationInput {
-    pub client_id: i64,
-    /// One line, at most 200 characters.
-    #[schema(min_length = 1, max_length = 200)]
-    pub title: String,
-    /// At most 1000 characters.
-    #[serde(default)]
-    pub body: String,
-    /// Free JSON for the receiving app (a web push carries it), at most 1 KB.
-    #[serde(default)]
-    pub data: serde_json::Value,
-    /// Where the event leads: an http(s) URL.
-    pub link: Option<String>,
-    /// high (default), medium or low.
-    #[schema(value_type = Option<super::document::rules::PriorityName>)]
-    pub priority: Option<Priority>,
-    /// Deliver even in the client's quiet hours.
-    #[serde(default)]
-    pub urgent: bool,
-    /// Hold it this many minutes, and send the events that arrive meanwhile for the same
-    /// client and `coalesce_key` with it as one digest.
-    #[serde(default)]
-    pub coalesce_minutes: u32,
-    /// Which events coalesce together (default: all of the client's coalescing events).
-    pub coalesce_key: Option<String>,
-}
 
 /// Send a notification. With an `Idempotency-Key` header a repeated key notifies once: while
 /// the API's replay cache holds the key (`api.idempotency_ttl_secs`) it answers exactly as the
@@ -62,20 +29,7 @@ pub async fn create(
     ApiJson(input): ApiJson<NotificationInput>,
 ) -> ApiResult<(StatusCode, Json<Notification>)> {
     let idempotency_key = super::idempotency::idempotency_key(&headers)?;
-    let new = NewNotification {
-        client_id: input.client_id,
-        event: Event {
-            title: input.title,
-            body: input.body,
-            data: input.data,
-            link: input.link,
-        },
-        priority: input.priority.unwrap_or(Priority::High),
-        urgent: input.urgent,
-        coalesce_minutes: input.coalesce_minutes,
-        coalesce_key: input.coalesce_key,
-        idempotency_key,
-    };
+    let new = input.into_new_notification(idempotency_key);
     let (notification, created) =
         notifications::notify(&state.store, user.id, new, &state.settings.notifications).await?;
     let status = if created {
@@ -141,10 +95,7 @@ pub async fn subscribe(
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<PushSubscriptionInput>,
 ) -> ApiResult<(StatusCode, Json<StoredPushSubscription>)> {
-    let new = NewPushSubscription {
-        endpoint: input.endpoint,
-        keys: input.keys,
-    };
+    let new = input.into_new_subscription();
     let stored = crate::app::push::add_push_subscription(
         &state.store,
         user.id,
@@ -154,17 +105,6 @@ pub async fn subscribe(
     )
     .await?;
     Ok((StatusCode::CREATED, Json(stored)))
-}
-
-/// A browser's `PushSubscription.toJSON()`; `expirationTime` is accepted and ignored (push
-/// services answer 404/410 when a subscription ends, and blast deletes it then).
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct PushSubscriptionInput {
-    pub endpoint: String,
-    pub keys: crate::store::PushKeys,
-    #[serde(default, rename = "expirationTime")]
-    #[allow(dead_code)]
-    pub expiration_time: Option<serde_json::Value>,
 }
 
 #[utoipa::path(get, path = "/api/v1/clients/{id}/push-subscriptions", tag = "notifications",

@@ -5,19 +5,10 @@ use super::AppState;
 use super::auth::Tenant;
 use super::error::{ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::store::{Webhook, WebhookDelivery};
+use crate::wire::registrations::WebhookInput;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use utoipa::ToSchema;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookInput {
-    /// An https: URL on a public address.
-    #[schema(pattern = "^https?://")]
-    pub url: String,
-}
 
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
     responses((status = 200, body = Vec<Webhook>), (status = 401, body = ErrorBody)))]
