@@ -353,18 +353,12 @@ impl Store {
         Ok(())
     }
 
-    /// The connection pool, for the integration tests' inspections of stored rows; the
-    /// daemon's own code goes through the store's methods.
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
-    }
-
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
 
     /// The native SQLite pool of the embedded profile (for its apalis queue); None on PostgreSQL.
-    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+    pub(crate) fn sqlite_pool(&self) -> Option<&SqlitePool> {
         self.sqlite.as_ref()
     }
 

@@ -828,7 +828,7 @@ async fn limits_methods_and_secrets_are_handled_in_the_error_shape() {
     assert_ne!(first["token"], second["token"]);
     let stored: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE key = 'login'")
-            .fetch_one(db.store.pool())
+            .fetch_one(&db.sql)
             .await
             .expect("count");
     assert_eq!(stored, 0);

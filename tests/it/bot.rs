@@ -30,7 +30,7 @@ fn bot_settings(db: &TestDb, stub: &TelegramStub) -> Settings {
 async fn blocked(db: &TestDb, chat: i64) -> bool {
     sqlx::query("SELECT telegram_blocked_at FROM clients WHERE telegram_chat_id = $1")
         .bind(chat)
-        .fetch_one(db.store.pool())
+        .fetch_one(&db.sql)
         .await
         .expect("client")
         .get::<Option<i64>, _>(0)
@@ -159,7 +159,7 @@ async fn start_subscribes_a_chat_with_its_tag_and_stop_opts_it_out() {
     assert_eq!(again.id, ann.id);
     assert_eq!(again.tags, vec!["promo".to_string()]);
     let count: i64 = sqlx::query("SELECT COUNT(*) FROM clients")
-        .fetch_one(db.store.pool())
+        .fetch_one(&db.sql)
         .await
         .expect("count")
         .get(0);
@@ -443,14 +443,16 @@ async fn the_sqlite_rebuild_that_made_phones_optional_keeps_every_client_and_ref
     let store = Store::open(&format!("sqlite://{}", dir.path().join("old.db").display()))
         .await
         .expect("migrate to now");
+    // The rows as sqlite3 sees them.
+    let sql = sqlx::SqlitePool::connect(&url).await.expect("connect");
     let messages: i64 = sqlx::query("SELECT COUNT(*) FROM messages WHERE client_id = 5")
-        .fetch_one(store.pool())
+        .fetch_one(&sql)
         .await
         .expect("count")
         .get(0);
     assert_eq!(messages, 1, "the client's message row survived the rebuild");
     let dangling = sqlx::query("PRAGMA foreign_key_check")
-        .fetch_all(store.pool())
+        .fetch_all(&sql)
         .await
         .expect("foreign_key_check");
     assert!(dangling.is_empty(), "every reference still resolves");
@@ -459,7 +461,7 @@ async fn the_sqlite_rebuild_that_made_phones_optional_keeps_every_client_and_ref
     assert_eq!(old.tags, vec!["vip".to_string()]);
     assert_eq!(old.telegram_chat_id, Some(42));
     let opted_out: Option<i64> = sqlx::query("SELECT email_opted_out_at FROM clients WHERE id = 5")
-        .fetch_one(store.pool())
+        .fetch_one(&sql)
         .await
         .expect("row")
         .get(0);
@@ -472,7 +474,7 @@ async fn the_sqlite_rebuild_that_made_phones_optional_keeps_every_client_and_ref
     store.delete_client(1, 5).await.expect("delete");
     for table in ["client_tags", "messages"] {
         let left: i64 = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-            .fetch_one(store.pool())
+            .fetch_one(&sql)
             .await
             .expect("count")
             .get(0);

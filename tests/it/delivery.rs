@@ -18,7 +18,7 @@ async fn rows(
          FROM messages s JOIN clients c ON c.id = s.client_id WHERE s.mailing_id = $1",
     )
     .bind(mailing)
-    .fetch_all(db.store.pool())
+    .fetch_all(&db.sql)
     .await
     .expect("rows")
     .iter()
@@ -180,7 +180,7 @@ async fn a_retry_survives_a_restart_without_being_reset() {
     .await;
     worker.stop().await;
     let next_attempt_at: i64 = sqlx::query("SELECT next_attempt_at FROM messages")
-        .fetch_one(db.store.pool())
+        .fetch_one(&db.sql)
         .await
         .expect("row")
         .get(0);
@@ -572,7 +572,7 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
     db.store.start_due_mailings(now_ms()).await.expect("start");
     // As if a worker died while these were in flight.
     sqlx::query("UPDATE messages SET state = 'sending', claim = 1")
-        .execute(db.store.pool())
+        .execute(&db.sql)
         .await
         .expect("simulate");
     let recovered = db
@@ -602,7 +602,7 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
     // With sms.resend_unacknowledged = false the provider is not trusted to deduplicate.
     sqlx::query("UPDATE messages SET state = 'sending', claim = 1 WHERE mailing_id = $1")
         .bind(sms.id)
-        .execute(db.store.pool())
+        .execute(&db.sql)
         .await
         .expect("simulate");
     let mut settings = db.settings("");
@@ -833,7 +833,7 @@ async fn messages_wait_for_the_recipients_local_hours() {
         "SELECT s.attempts, s.next_attempt_at FROM messages s JOIN clients c ON c.id = s.client_id
          WHERE c.phone = '79001110002'",
     )
-    .fetch_one(db.store.pool())
+    .fetch_one(&db.sql)
     .await
     .expect("row");
     assert_eq!(attempts, 0, "waiting for local hours is not an attempt");
@@ -856,7 +856,7 @@ async fn deleting_a_client_or_a_mailing_deletes_its_messages_and_a_vanished_clie
     // Materialize without a worker, so nothing is sent yet.
     db.store.start_due_mailings(now_ms()).await.expect("start");
     let clients: Vec<i64> = sqlx::query("SELECT id FROM clients ORDER BY id")
-        .fetch_all(db.store.pool())
+        .fetch_all(&db.sql)
         .await
         .expect("clients")
         .iter()
@@ -870,7 +870,7 @@ async fn deleting_a_client_or_a_mailing_deletes_its_messages_and_a_vanished_clie
         .expect("delete client");
     let left: i64 = sqlx::query("SELECT COUNT(*) FROM messages WHERE mailing_id = $1")
         .bind(m.id)
-        .fetch_one(db.store.pool())
+        .fetch_one(&db.sql)
         .await
         .expect("count")
         .get(0);
@@ -880,7 +880,7 @@ async fn deleting_a_client_or_a_mailing_deletes_its_messages_and_a_vanished_clie
     // PostgreSQL (no foreign key on messages) keeps the row, SQLite cascades.
     sqlx::query("DELETE FROM clients WHERE id = $1")
         .bind(clients[1])
-        .execute(db.store.pool())
+        .execute(&db.sql)
         .await
         .expect("raw delete");
     let worker = RunningWorker::start(&db.store, db.settings(&stub.base_url()));
@@ -889,7 +889,7 @@ async fn deleting_a_client_or_a_mailing_deletes_its_messages_and_a_vanished_clie
     assert_eq!(stub.deliveries().len(), 8, "nobody deleted was sent to");
     let orphan = sqlx::query("SELECT state, last_error FROM messages WHERE client_id = $1")
         .bind(clients[1])
-        .fetch_optional(db.store.pool())
+        .fetch_optional(&db.sql)
         .await
         .expect("orphan");
     if let Some(orphan) = orphan {
@@ -915,7 +915,7 @@ async fn deleting_a_client_or_a_mailing_deletes_its_messages_and_a_vanished_clie
         .await
         .expect("delete mailing");
     let left: i64 = sqlx::query("SELECT COUNT(*) FROM messages")
-        .fetch_one(db.store.pool())
+        .fetch_one(&db.sql)
         .await
         .expect("count")
         .get(0);

@@ -75,7 +75,7 @@ async fn states(db: &TestDb, mailing: i64) -> Vec<(String, String, i64, Option<S
          JOIN clients c ON c.id = s.client_id WHERE s.mailing_id = $1 ORDER BY c.email",
     )
     .bind(mailing)
-    .fetch_all(db.store.pool())
+    .fetch_all(&db.sql)
     .await
     .expect("states")
     .iter()
@@ -270,7 +270,7 @@ async fn the_unsubscribe_link_opts_the_client_out_of_later_email_mailings() {
     );
     let opted_out: Option<i64> =
         sqlx::query("SELECT email_opted_out_at FROM clients WHERE email = 'ann@x.test'")
-            .fetch_one(db.store.pool())
+            .fetch_one(&db.sql)
             .await
             .expect("client")
             .get(0);
@@ -316,7 +316,7 @@ async fn yesterday_history(db: &TestDb) -> String {
     .bind(yesterday - 90_000)
     .bind(yesterday)
     .bind(mailing.id)
-    .execute(db.store.pool())
+    .execute(&db.sql)
     .await
     .expect("mailing");
     // The scheduler never starts it (done): make its rows by hand, 3 sent and 1 failed.
@@ -338,7 +338,7 @@ async fn yesterday_history(db: &TestDb) -> String {
         .bind(yesterday)
         .bind(error)
         .bind(format!("c{i}"))
-        .execute(db.store.pool())
+        .execute(&db.sql)
         .await
         .expect("row");
     }
@@ -454,7 +454,7 @@ async fn a_day_whose_tick_nobody_saw_is_sent_at_the_next_tick() {
     )
     .bind(day(2))
     .bind(now_ms())
-    .execute(db.store.pool())
+    .execute(&db.sql)
     .await
     .expect("earlier run");
     let peer = SmtpPeer::start(SmtpPeerOptions::default()).expect("smtp peer");

@@ -149,7 +149,7 @@ async fn a_notifications_own_mailing_answers_404_and_stays_as_it_was() {
     let state_of_try = || async {
         use sqlx::Row;
         sqlx::query("SELECT id, state FROM mailings WHERE notification_id IS NOT NULL")
-            .fetch_optional(db.store.pool())
+            .fetch_optional(&db.sql)
             .await
             .expect("try")
             .map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1)))
@@ -636,7 +636,7 @@ async fn tenant_secrets_are_sealed_at_rest_and_survive_a_key_rotation() {
             "SELECT secret FROM webhooks",
         ] {
             for row in sqlx::query(sql)
-                .fetch_all(db.store.pool())
+                .fetch_all(&db.sql)
                 .await
                 .expect("raw")
             {
@@ -723,7 +723,7 @@ async fn media_files_are_deleted_with_their_mailing_and_held_to_a_quota() {
     let files = || async {
         use sqlx::Row;
         sqlx::query("SELECT COUNT(*) FROM media_files")
-            .fetch_one(db.store.pool())
+            .fetch_one(&db.sql)
             .await
             .expect("count")
             .get::<i64, _>(0)

@@ -348,7 +348,7 @@ async fn a_notification_falls_back_through_the_clients_channels_in_order() {
     assert_eq!(mailings["items"], json!([]), "{mailings}");
     let try_id: i64 = sqlx::query("SELECT id FROM mailings WHERE notification_id = $1")
         .bind(to_bob)
-        .fetch_one(s.db.store.pool())
+        .fetch_one(&s.db.sql)
         .await
         .expect("bob's try")
         .get(0);
@@ -426,7 +426,7 @@ async fn quiet_hours_hold_a_notification_unless_urgent_and_a_repeated_key_notifi
              WHERE g.notification_id = $1",
         )
         .bind(quiet_one)
-        .fetch_optional(s.db.store.pool())
+        .fetch_optional(&s.db.sql)
         .await
         .expect("row")
         .is_some_and(|row| {
@@ -469,7 +469,7 @@ async fn quiet_hours_hold_a_notification_unless_urgent_and_a_repeated_key_notifi
     s.wait_state(id, "delivered").await;
     let count: i64 =
         sqlx::query("SELECT COUNT(*) FROM notification_events WHERE idempotency_key = 'pay-1'")
-            .fetch_one(s.db.store.pool())
+            .fetch_one(&s.db.sql)
             .await
             .expect("count")
             .get(0);
@@ -537,7 +537,7 @@ async fn events_inside_the_coalescing_window_go_out_as_one_digest() {
     // The window ends (moved forward here instead of waiting five minutes).
     sqlx::query("UPDATE notifications SET deliver_after = 0 WHERE id = $1")
         .bind(ids[0])
-        .execute(s.db.store.pool())
+        .execute(&s.db.sql)
         .await
         .expect("end the window");
     s.wait_state(ids[0], "delivered").await;

@@ -118,7 +118,7 @@ async fn states(db: &TestDb, mailing: i64) -> Vec<(i64, String, i64, Option<Stri
          JOIN clients c ON c.id = s.client_id WHERE s.mailing_id = $1 ORDER BY s.id",
     )
     .bind(mailing)
-    .fetch_all(db.store.pool())
+    .fetch_all(&db.sql)
     .await
     .expect("states")
     .iter()
@@ -277,7 +277,7 @@ async fn a_local_file_is_uploaded_once_then_sent_by_its_file_id() {
     let uploads: Vec<_> = sent.iter().filter(|r| !r.files.is_empty()).collect();
     assert_eq!(uploads.len(), 1, "exactly one upload");
     let stored: String = sqlx::query("SELECT file_id FROM telegram_file_ids WHERE bot_id = '4242'")
-        .fetch_one(db.store.pool())
+        .fetch_one(&db.sql)
         .await
         .expect("the stored file_id")
         .get(0);
@@ -359,7 +359,7 @@ async fn bot_api_errors_block_fail_move_and_wait_as_documented() {
     let marked: Vec<i64> = sqlx::query(
         "SELECT telegram_chat_id FROM clients WHERE telegram_blocked_at IS NOT NULL ORDER BY telegram_chat_id",
     )
-    .fetch_all(db.store.pool())
+    .fetch_all(&db.sql)
     .await
     .expect("marked")
     .iter()
@@ -722,7 +722,7 @@ async fn an_album_uploads_its_files_once_and_counts_each_item_against_the_limit(
     let stored: Vec<String> = sqlx::query(
         "SELECT file_id FROM telegram_file_ids WHERE bot_id = '4242' ORDER BY media_id",
     )
-    .fetch_all(db.store.pool())
+    .fetch_all(&db.sql)
     .await
     .expect("stored file_ids")
     .iter()
@@ -878,7 +878,7 @@ async fn registered_bots_send_under_their_own_tokens_and_a_429_holds_only_that_b
     // fails the messages with the reason; nothing goes out through another bot.
     let late = telegram_mailing(&db, "news", "Late", through("news"), None).await;
     sqlx::query("DELETE FROM telegram_bots WHERE name = 'news'")
-        .execute(db.store.pool())
+        .execute(&db.sql)
         .await
         .expect("drop news behind the store's back");
     let before = stub.delivered().len();

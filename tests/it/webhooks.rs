@@ -217,7 +217,7 @@ async fn delivery_and_mailing_events_arrive_signed_and_are_retried_until_taken()
     let rows: Vec<i64> =
         sqlx::query_scalar::<_, i64>("SELECT id FROM messages WHERE mailing_id = $1 ORDER BY id")
             .bind(mailing.id)
-            .fetch_all(db.store.pool())
+            .fetch_all(&db.sql)
             .await
             .expect("ids");
 

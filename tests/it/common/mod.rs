@@ -28,6 +28,10 @@ pub struct TestDb {
     /// This test's own Redis key prefix.
     pub redis_prefix: String,
     pub store: Store,
+    /// The same database on a connection of the test's own, as an operator's `psql` or
+    /// `sqlite3` sees it: for reading (and arranging) rows the store has no call for. The
+    /// store keeps its own pool to itself.
+    pub sql: sqlx::AnyPool,
     pub tenant: i64,
 }
 
@@ -90,12 +94,18 @@ impl TestDb {
             .await
             .expect("user")
             .id;
+        let sql = sqlx::any::AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .expect("a connection of the test's own");
         TestDb {
             dir,
             url,
             redis_url,
             redis_prefix,
             store,
+            sql,
             tenant,
         }
     }
@@ -236,7 +246,7 @@ pub async fn ids_in_state(db: &TestDb, state: &str) -> std::collections::HashSet
     use sqlx::Row;
     sqlx::query("SELECT id FROM messages WHERE state = $1")
         .bind(state)
-        .fetch_all(db.store.pool())
+        .fetch_all(&db.sql)
         .await
         .expect("ids")
         .iter()
