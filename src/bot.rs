@@ -5,6 +5,7 @@
 
 use crate::channels::connect_bot;
 use crate::domain::parse_tag;
+use crate::ids::TenantId;
 use crate::settings::{BotMode, BotSettings, Settings, TelegramSettings};
 use crate::store::{Store, StoreError, Subscribed};
 use axum::extract::State;
@@ -76,7 +77,7 @@ pub struct SubscriberBot {
     store: Store,
     bot: Bot,
     bot_id: String,
-    tenant_id: i64,
+    tenant_id: TenantId,
     settings: BotSettings,
     /// This process's name in the polling lease.
     holder: String,

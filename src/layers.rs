@@ -8,7 +8,14 @@ use std::path::Path;
 /// Ranks, lowest first. Modules of one rank do not name each other.
 const LAYERS: &[&[&str]] = &[
     // Helpers that need nothing of blast.
-    &["secret", "vapid", "metrics", "shutdown", "unsubscribe"],
+    &[
+        "secret",
+        "vapid",
+        "metrics",
+        "shutdown",
+        "unsubscribe",
+        "ids",
+    ],
     // Domain types, and the rule for where blast may connect to.
     &["domain", "outbound"],
     // What a message says: templates, Telegram content, notification events, rate limits.

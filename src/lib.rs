@@ -12,6 +12,7 @@ pub mod channels;
 pub mod dedup;
 pub mod domain;
 pub mod halts;
+pub mod ids;
 #[cfg(test)]
 mod layers;
 pub mod limits;

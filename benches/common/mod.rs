@@ -29,7 +29,11 @@ pub fn start_worker(
 }
 
 /// Import `n` clients tagged `bench` for `tenant`; returns how long the import took, in seconds.
-pub async fn import_audience(store: &Store, tenant: i64, n: usize) -> Result<f64, StoreError> {
+pub async fn import_audience(
+    store: &Store,
+    tenant: blast::ids::TenantId,
+    n: usize,
+) -> Result<f64, StoreError> {
     let clients: Vec<NewClient> = (0..n)
         .map(|i| NewClient {
             phone: format!("79{:09}", i).parse::<Phone>().ok(),
@@ -45,7 +49,11 @@ pub async fn import_audience(store: &Store, tenant: i64, n: usize) -> Result<f64
 }
 
 /// A templated SMS mailing to every `bench` client, starting at `now`, open for an hour.
-pub async fn create_mailing(store: &Store, tenant: i64, now: i64) -> Result<Mailing, StoreError> {
+pub async fn create_mailing(
+    store: &Store,
+    tenant: blast::ids::TenantId,
+    now: i64,
+) -> Result<Mailing, StoreError> {
     blast::app::mailings::create(
         store,
         tenant,

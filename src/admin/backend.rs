@@ -263,7 +263,10 @@ fn to_json(body: &impl serde::Serialize) -> Result<Value> {
 
 /// The place a tenant command acts on.
 pub enum Backend {
-    Local { store: Store, tenant: i64 },
+    Local {
+        store: Store,
+        tenant: crate::ids::TenantId,
+    },
     Remote(RemoteApi),
 }
 

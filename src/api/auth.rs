@@ -106,7 +106,7 @@ pub struct TokenResponse {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RegisteredUser {
-    pub id: i64,
+    pub id: crate::ids::TenantId,
     pub username: String,
 }
 

@@ -385,7 +385,7 @@ pub async fn events(
 /// One client following one mailing.
 struct Follow {
     state: AppState,
-    tenant: i64,
+    tenant: crate::ids::TenantId,
     mailing: i64,
     token: String,
     last: Option<String>,
@@ -432,7 +432,11 @@ impl Follow {
     }
 }
 
-async fn progress(state: &AppState, tenant: i64, id: i64) -> ApiResult<ProgressEvent> {
+async fn progress(
+    state: &AppState,
+    tenant: crate::ids::TenantId,
+    id: i64,
+) -> ApiResult<ProgressEvent> {
     let m = state.store.mailing(tenant, id).await?;
     let counts = state.store.mailing_counts(id).await?;
     Ok(ProgressEvent {

@@ -69,7 +69,10 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// One of `tenant`'s import slots (`api.max_concurrent_imports_per_tenant`), or a 429.
-    pub fn import_slot(&self, tenant: i64) -> Result<upload::Slot, error::ApiError> {
+    pub fn import_slot(
+        &self,
+        tenant: crate::ids::TenantId,
+    ) -> Result<upload::Slot, error::ApiError> {
         self.imports.take(
             tenant,
             self.settings.api.max_concurrent_imports_per_tenant,

@@ -115,19 +115,24 @@ pub fn body_error(e: &(dyn std::error::Error + 'static), idle: Duration) -> ApiE
 /// How many requests of a kind each tenant has running.
 #[derive(Debug, Default)]
 pub struct TenantSlots {
-    held: Mutex<HashMap<i64, usize>>,
+    held: Mutex<HashMap<crate::ids::TenantId, usize>>,
 }
 
 /// One running request's slot; given back when dropped.
 #[derive(Debug)]
 pub struct Slot {
     slots: Arc<TenantSlots>,
-    tenant: i64,
+    tenant: crate::ids::TenantId,
 }
 
 impl TenantSlots {
     /// A slot for `tenant` if it holds fewer than `max`; otherwise a 429 saying `what`.
-    pub fn take(self: &Arc<Self>, tenant: i64, max: usize, what: &str) -> Result<Slot, ApiError> {
+    pub fn take(
+        self: &Arc<Self>,
+        tenant: crate::ids::TenantId,
+        max: usize,
+        what: &str,
+    ) -> Result<Slot, ApiError> {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let count = held.entry(tenant).or_insert(0);
         if *count >= max {
@@ -164,15 +169,18 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::TenantId;
 
     #[test]
     fn a_tenant_gets_at_most_its_slots_and_they_come_back() {
         let slots = Arc::new(TenantSlots::default());
-        let a = slots.take(1, 2, "imports").expect("first");
-        let _b = slots.take(1, 2, "imports").expect("second");
-        assert!(slots.take(1, 2, "imports").is_err());
-        let _other = slots.take(2, 2, "imports").expect("another tenant");
+        let a = slots.take(TenantId(1), 2, "imports").expect("first");
+        let _b = slots.take(TenantId(1), 2, "imports").expect("second");
+        assert!(slots.take(TenantId(1), 2, "imports").is_err());
+        let _other = slots
+            .take(TenantId(2), 2, "imports")
+            .expect("another tenant");
         drop(a);
-        slots.take(1, 2, "imports").expect("freed");
+        slots.take(TenantId(1), 2, "imports").expect("freed");
     }
 }

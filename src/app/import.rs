@@ -5,6 +5,7 @@
 
 use crate::domain::parse_attribute_name;
 use crate::domain::{InvalidInput, Phone, invalid, parse_email, parse_tags, parse_timezone};
+use crate::ids::TenantId;
 use crate::store::{ImportReport, NewClient, Store, StoreError};
 use std::io::Read;
 use std::sync::Arc;
@@ -168,7 +169,7 @@ fn csv_failure(e: csv::Error) -> std::io::Result<InvalidInput> {
 /// a bridged request body) for `tenant_id`. `progress` hears the rows staged so far.
 pub async fn stream_import<I>(
     store: &Store,
-    tenant_id: i64,
+    tenant_id: TenantId,
     skip_invalid: bool,
     max_errors: usize,
     open: impl FnOnce() -> Result<I, ImportError> + Send + 'static,
@@ -309,7 +310,7 @@ impl<R: Read> Read for Counting<R> {
 /// Import a CSV file into the local store, reporting the bytes read so far to `progress`.
 pub async fn import_local_csv(
     store: &Store,
-    tenant_id: i64,
+    tenant_id: TenantId,
     file: std::fs::File,
     skip_invalid: bool,
     max_errors: usize,

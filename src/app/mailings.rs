@@ -4,6 +4,7 @@
 
 use crate::channels::{Subject, profile};
 use crate::domain::{ChannelKind, InvalidInput, MailingState, invalid};
+use crate::ids::TenantId;
 use crate::now_ms;
 use crate::store::{Mailing, NewMailing, Store, StoreError};
 use crate::telegram::{MediaSource, TelegramContent, TelegramKind};
@@ -14,7 +15,7 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// Check a new mailing and store it; it starts by itself at `start_at`.
 pub async fn create(
     store: &Store,
-    tenant_id: i64,
+    tenant_id: TenantId,
     new: NewMailing,
     limits: TextLimits,
 ) -> Result<Mailing> {
@@ -25,7 +26,7 @@ pub async fn create(
 /// Check an edit of a mailing that has not started, and store it in place of the mailing.
 pub async fn update(
     store: &Store,
-    tenant_id: i64,
+    tenant_id: TenantId,
     id: i64,
     new: NewMailing,
     limits: TextLimits,
@@ -44,7 +45,7 @@ pub async fn update(
 /// `new` as it will be stored (see [`prepare_telegram`]), once it passed every check.
 async fn checked(
     store: &Store,
-    tenant_id: i64,
+    tenant_id: TenantId,
     mut new: NewMailing,
     limits: TextLimits,
 ) -> Result<NewMailing> {
@@ -214,7 +215,7 @@ fn check_telegram(new: &NewMailing) -> Result<()> {
 
 /// What the mailing names exists and is the tenant's: its bot, its stored media files, its
 /// tags.
-async fn check_references(store: &Store, tenant_id: i64, new: &NewMailing) -> Result<()> {
+async fn check_references(store: &Store, tenant_id: TenantId, new: &NewMailing) -> Result<()> {
     if let Some(name) = new.telegram.as_ref().and_then(|c| c.bot.as_deref())
         && store.telegram_bot(tenant_id, name).await?.is_none()
     {
@@ -246,7 +247,11 @@ async fn check_references(store: &Store, tenant_id: i64, new: &NewMailing) -> Re
 /// some client of the audience has: otherwise every message would fail, so the mailing is
 /// refused now, naming the variable. (A client of the audience without it fails only its own
 /// message, at send time.) With nobody in the audience yet there is nothing to check against.
-async fn check_template_variables(store: &Store, tenant_id: i64, new: &NewMailing) -> Result<()> {
+async fn check_template_variables(
+    store: &Store,
+    tenant_id: TenantId,
+    new: &NewMailing,
+) -> Result<()> {
     let mut needed = MessageTemplate::attribute_variables(&new.text)?;
     for part in [&new.subject, &new.html].into_iter().flatten() {
         needed.extend(MessageTemplate::attribute_variables(part)?);

@@ -9,6 +9,7 @@
 
 use crate::channels::profile;
 use crate::domain::{ChannelKind, InvalidInput, LocalHours, MessageState, invalid};
+use crate::ids::TenantId;
 use crate::notify::{NotificationSettings, compose};
 use crate::store::{
     NewNotification, NewTry, Notification, NotificationPreferences, NotificationTurn, Store,
@@ -23,7 +24,7 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// whether this call made it (false: an earlier call with the same idempotency key did).
 pub async fn notify(
     store: &Store,
-    tenant_id: i64,
+    tenant_id: TenantId,
     new: NewNotification,
     settings: &NotificationSettings,
 ) -> Result<(Notification, bool)> {
@@ -49,7 +50,7 @@ pub async fn notify(
 /// (`notifications.default_channels`) with no quiet hours.
 pub async fn preferences(
     store: &Store,
-    tenant_id: i64,
+    tenant_id: TenantId,
     client_id: i64,
     settings: &NotificationSettings,
 ) -> Result<NotificationPreferences> {
@@ -67,7 +68,7 @@ fn defaults(settings: &NotificationSettings) -> NotificationPreferences {
 /// Check and set a client's channel order and quiet hours.
 pub async fn set_preferences(
     store: &Store,
-    tenant_id: i64,
+    tenant_id: TenantId,
     client_id: i64,
     preferences: &NotificationPreferences,
 ) -> Result<NotificationPreferences> {

@@ -2,13 +2,14 @@
 //! blast may call (the host's DNS answer included), checked before the store keeps it.
 
 use crate::domain::{PushSubscription, invalid};
+use crate::ids::TenantId;
 use crate::settings::WebPushSettings;
 use crate::store::{NewPushSubscription, Store, StoreError, StoredPushSubscription};
 
 /// Check `new` and store it for `tenant_id`'s client `client_id`.
 pub async fn add_push_subscription(
     store: &Store,
-    tenant_id: i64,
+    tenant_id: TenantId,
     client_id: i64,
     new: &NewPushSubscription,
     settings: &WebPushSettings,

@@ -2,6 +2,7 @@
 //! included), checked before the store keeps it.
 
 use crate::domain::invalid;
+use crate::ids::TenantId;
 use crate::outbound::check_at_registration;
 use crate::settings::WebhookSettings;
 use crate::store::{Store, StoreError, Webhook};
@@ -10,7 +11,7 @@ use crate::store::{Store, StoreError, Webhook};
 /// secret, shown this once.
 pub async fn add_webhook(
     store: &Store,
-    tenant_id: i64,
+    tenant_id: TenantId,
     url: &str,
     settings: &WebhookSettings,
 ) -> Result<Webhook, StoreError> {

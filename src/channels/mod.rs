@@ -32,6 +32,7 @@ pub use telegram::{
 pub use webpush::{MAX_PUSH_TEXT_CHARS, PushSubscription, VapidKeys, WebPushChannel};
 
 use crate::domain::{ChannelKind, Client};
+use crate::ids::TenantId;
 use crate::jobs::Lane;
 use crate::limits::{Limit, Limiter};
 use crate::telegram::TelegramContent;
@@ -214,7 +215,7 @@ pub struct Recipient<'a> {
 /// What the rate limits of one send depend on.
 #[derive(Debug, Clone, Copy)]
 pub struct Route<'a> {
-    pub tenant_id: i64,
+    pub tenant_id: TenantId,
     /// The Telegram bot it goes out through (unused on other channels).
     pub bot_id: &'a str,
     /// Where it goes on its channel.

@@ -4,6 +4,7 @@
 use super::{Result, Store, StoreError, is_unique_violation};
 use crate::domain::invalid;
 use crate::domain::{TelegramBot, bot_id_of};
+use crate::ids::TenantId;
 use crate::now_ms;
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -44,7 +45,7 @@ impl Store {
     /// token: callers check it first with [`TelegramBot::verify`] (the API and the CLI do).
     pub async fn add_telegram_bot(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         name: &str,
         token: &Secret,
     ) -> Result<RegisteredBot> {
@@ -80,7 +81,7 @@ impl Store {
     }
 
     /// `tenant_id`'s registered bots, by name.
-    pub async fn telegram_bots(&self, tenant_id: i64) -> Result<Vec<RegisteredBot>> {
+    pub async fn telegram_bots(&self, tenant_id: TenantId) -> Result<Vec<RegisteredBot>> {
         Ok(sqlx::query(
             "SELECT name, bot_id, created_at FROM telegram_bots WHERE tenant_id = $1 ORDER BY name",
         )
@@ -97,7 +98,11 @@ impl Store {
     }
 
     /// The bot `name` of `tenant_id` to send through, if it is registered.
-    pub async fn telegram_bot(&self, tenant_id: i64, name: &str) -> Result<Option<TelegramBot>> {
+    pub async fn telegram_bot(
+        &self,
+        tenant_id: TenantId,
+        name: &str,
+    ) -> Result<Option<TelegramBot>> {
         sqlx::query("SELECT bot_id, token FROM telegram_bots WHERE tenant_id = $1 AND name = $2")
             .bind(tenant_id)
             .bind(name)
@@ -114,7 +119,7 @@ impl Store {
 
     /// Forget bot `name` of `tenant_id`; refused while a mailing that has not finished names
     /// it (its messages would fail).
-    pub async fn remove_telegram_bot(&self, tenant_id: i64, name: &str) -> Result<()> {
+    pub async fn remove_telegram_bot(&self, tenant_id: TenantId, name: &str) -> Result<()> {
         let unfinished: Vec<(i64, Option<String>)> = sqlx::query(
             "SELECT id, telegram FROM mailings
              WHERE tenant_id = $1 AND channel = 'telegram' AND state IN ('scheduled', 'running', 'paused')",

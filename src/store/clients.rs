@@ -3,6 +3,7 @@
 use super::{Result, Store, StoreError, is_unique_violation};
 pub use crate::domain::Client;
 use crate::domain::{Phone, invalid};
+use crate::ids::TenantId;
 use crate::now_ms;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -100,7 +101,7 @@ impl TagIds {
     pub(crate) async fn get(
         &mut self,
         tx: &mut Transaction<'static, Any>,
-        tenant_id: i64,
+        tenant_id: TenantId,
         name: &str,
     ) -> Result<i64> {
         if let Some(id) = self.0.get(name) {
@@ -123,7 +124,7 @@ impl TagIds {
 pub(super) async fn link_tags(
     tx: &mut Transaction<'static, Any>,
     tag_ids: &mut TagIds,
-    tenant_id: i64,
+    tenant_id: TenantId,
     client_id: i64,
     tags: &[String],
 ) -> Result<()> {
@@ -142,7 +143,7 @@ pub(super) async fn link_tags(
 
 async fn count_clients<'e>(
     executor: impl sqlx::Executor<'e, Database = Any>,
-    tenant_id: i64,
+    tenant_id: TenantId,
 ) -> Result<i64> {
     Ok(
         sqlx::query("SELECT COUNT(*) FROM clients WHERE tenant_id = $1")
@@ -158,7 +159,7 @@ fn duplicate_phone(phone: &Phone) -> StoreError {
 }
 
 impl Store {
-    pub async fn add_client(&self, tenant_id: i64, client: NewClient) -> Result<Client> {
+    pub async fn add_client(&self, tenant_id: TenantId, client: NewClient) -> Result<Client> {
         let phone = client
             .phone
             .clone()
@@ -192,7 +193,7 @@ impl Store {
         self.client(tenant_id, id).await
     }
 
-    pub async fn client(&self, tenant_id: i64, id: i64) -> Result<Client> {
+    pub async fn client(&self, tenant_id: TenantId, id: i64) -> Result<Client> {
         let sql =
             format!("SELECT {CLIENT_COLUMNS} FROM clients c WHERE c.tenant_id = $1 AND c.id = $2");
         sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -204,7 +205,11 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("client {id}")))
     }
 
-    pub async fn list_clients(&self, tenant_id: i64, query: &ClientQuery) -> Result<Vec<Client>> {
+    pub async fn list_clients(
+        &self,
+        tenant_id: TenantId,
+        query: &ClientQuery,
+    ) -> Result<Vec<Client>> {
         let sql = format!(
             "SELECT {CLIENT_COLUMNS} FROM clients c
              WHERE c.tenant_id = $1
@@ -225,13 +230,13 @@ impl Store {
         Ok(rows.iter().map(client_from_row).collect())
     }
 
-    pub async fn count_clients(&self, tenant_id: i64) -> Result<i64> {
+    pub async fn count_clients(&self, tenant_id: TenantId) -> Result<i64> {
         count_clients(&self.pool, tenant_id).await
     }
 
     pub async fn update_client(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         id: i64,
         patch: ClientPatch,
     ) -> Result<Client> {
@@ -311,7 +316,7 @@ impl Store {
 
     /// Delete a client with its message rows. The rows go by hand: PostgreSQL keeps no
     /// foreign key on messages (see migrations/postgres/0005).
-    pub async fn delete_client(&self, tenant_id: i64, id: i64) -> Result<()> {
+    pub async fn delete_client(&self, tenant_id: TenantId, id: i64) -> Result<()> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM clients WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id)

@@ -2,6 +2,7 @@
 //! returns it and creates nothing twice.
 
 use super::{Result, Store, is_unique_violation};
+use crate::ids::TenantId;
 use crate::now_ms;
 use sqlx::Row;
 
@@ -23,7 +24,7 @@ impl Store {
     /// process died mid-request) is taken over as fresh.
     pub async fn claim_idempotency_key(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         key: &str,
         request_hash: &str,
         lease_ms: i64,
@@ -83,7 +84,7 @@ impl Store {
     /// Store the response to a fresh key.
     pub async fn finish_idempotent(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         key: &str,
         status: u16,
         body: &[u8],
@@ -101,7 +102,7 @@ impl Store {
     }
 
     /// Forget a key whose request failed on our side, so that a retry is handled afresh.
-    pub async fn release_idempotency_key(&self, tenant_id: i64, key: &str) -> Result<()> {
+    pub async fn release_idempotency_key(&self, tenant_id: TenantId, key: &str) -> Result<()> {
         sqlx::query("DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2")
             .bind(tenant_id)
             .bind(key)

@@ -11,6 +11,7 @@
 use super::clients::{ImportReport, NewClient};
 use super::{Dialect, Result, Store, StoreError};
 use crate::domain::invalid;
+use crate::ids::TenantId;
 use crate::now_ms;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, Postgres, Row};
@@ -38,7 +39,7 @@ enum Staging {
 /// An import in progress for one tenant. Nothing reaches the tenant's clients until
 /// [`ClientImport::commit`]; dropping it instead throws the stage away.
 pub struct ClientImport {
-    tenant_id: i64,
+    tenant_id: TenantId,
     staged: u64,
     indexed: bool,
     staging: Staging,
@@ -51,7 +52,7 @@ fn encode_error(e: impl std::error::Error + Send + Sync + 'static) -> StoreError
 impl Store {
     /// Start importing clients for `tenant_id`: stage rows with [`ClientImport::stage`], look
     /// for repeated phones, then commit.
-    pub async fn begin_import(&self, tenant_id: i64) -> Result<ClientImport> {
+    pub async fn begin_import(&self, tenant_id: TenantId) -> Result<ClientImport> {
         let create = format!("CREATE TEMP TABLE import_staging ({STAGING_COLUMNS})");
         let staging = match &self.postgres {
             Some(pg) => {
@@ -86,7 +87,7 @@ impl Store {
     /// row. `progress` is called with the number of rows staged so far.
     pub async fn import_clients(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         clients: &[NewClient],
         mut progress: impl FnMut(u64),
     ) -> Result<ImportReport> {
@@ -131,7 +132,7 @@ impl ClientImport {
 
     /// Run `sql` on the stage's connection, binding the tenant and the time as $1 and $2 when
     /// given; returns the rows it touched.
-    async fn execute(&mut self, sql: &str, tenant_and_now: Option<(i64, i64)>) -> Result<u64> {
+    async fn execute(&mut self, sql: &str, tenant_and_now: Option<(TenantId, i64)>) -> Result<u64> {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
         Ok(match &mut self.staging {
             Staging::Postgres(conn) => {

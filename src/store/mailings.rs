@@ -6,6 +6,7 @@ use super::{Dialect, Result, Store, StoreError, parse_priority};
 use crate::domain::{
     AudienceFilter, ChannelKind, LocalHours, MailingState, MessageState, Priority, invalid,
 };
+use crate::ids::TenantId;
 use crate::now_ms;
 use crate::telegram::{MediaSource, TelegramContent};
 use crate::template::{MessageTemplate, TextLimits};
@@ -81,7 +82,7 @@ impl MediaUpload {
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Mailing {
     pub id: i64,
-    pub tenant_id: i64,
+    pub tenant_id: TenantId,
     pub channel: ChannelKind,
     pub text: String,
     pub filter: AudienceFilter,
@@ -238,7 +239,7 @@ fn stored_media(content: Option<&TelegramContent>) -> Vec<i64> {
 /// of its mailings than `mailing_id` still uses (a mailing may name a stored file).
 async fn delete_media(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    tenant_id: i64,
+    tenant_id: TenantId,
     mailing_id: i64,
     ids: &[i64],
 ) -> Result<()> {
@@ -275,7 +276,7 @@ async fn delete_media(
 /// `quota_bytes`.
 async fn store_telegram(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    tenant_id: i64,
+    tenant_id: TenantId,
     new: &mut NewMailing,
     quota_bytes: u64,
 ) -> Result<Option<String>> {
@@ -340,7 +341,11 @@ pub struct Started {
 impl Store {
     /// Store a new mailing that the use case (`app/mailings.rs`) checked. It starts by itself
     /// at `start_at`.
-    pub(crate) async fn insert_mailing(&self, tenant_id: i64, new: NewMailing) -> Result<Mailing> {
+    pub(crate) async fn insert_mailing(
+        &self,
+        tenant_id: TenantId,
+        new: NewMailing,
+    ) -> Result<Mailing> {
         let mut new = new;
         let mut tx = self.write_tx().await?;
         let telegram = store_telegram(&mut tx, tenant_id, &mut new, self.media_quota_bytes).await?;
@@ -368,7 +373,7 @@ impl Store {
     }
 
     /// Which of `tags` no client of the tenant has.
-    pub async fn unknown_tags(&self, tenant_id: i64, tags: &[String]) -> Result<Vec<String>> {
+    pub async fn unknown_tags(&self, tenant_id: TenantId, tags: &[String]) -> Result<Vec<String>> {
         if tags.is_empty() {
             return Ok(Vec::new());
         }
@@ -389,7 +394,7 @@ impl Store {
     /// Which of the attributes `names` no client of the audience has.
     pub async fn attributes_missing_in_audience(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         filter: &AudienceFilter,
         channel: ChannelKind,
         names: &[String],
@@ -416,7 +421,7 @@ impl Store {
         Ok(missing)
     }
 
-    pub async fn mailing(&self, tenant_id: i64, id: i64) -> Result<Mailing> {
+    pub async fn mailing(&self, tenant_id: TenantId, id: i64) -> Result<Mailing> {
         let sql =
             // A notification's try is the notification's to manage, not a mailing to edit.
             format!("SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = $1 AND id = $2 AND notification_id IS NULL");
@@ -447,7 +452,7 @@ impl Store {
     /// Mailings newest first, `limit` of them, older than `before_id` when given.
     pub async fn list_mailings(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Mailing>> {
@@ -476,7 +481,7 @@ impl Store {
     }
 
     /// Cancel a mailing: nothing more of it is sent. Messages already sent stay sent.
-    pub async fn cancel_mailing(&self, tenant_id: i64, id: i64) -> Result<Mailing> {
+    pub async fn cancel_mailing(&self, tenant_id: TenantId, id: i64) -> Result<Mailing> {
         let mailing = self.mailing(tenant_id, id).await?;
         if matches!(mailing.state, MailingState::Done | MailingState::Cancelled) {
             return Err(StoreError::Conflict(format!(
@@ -544,7 +549,7 @@ impl Store {
     /// last changed inside it.
     pub async fn stats(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         day: Option<(i64, i64)>,
     ) -> Result<Vec<MailingStats>> {
         let (from, to) = day.unwrap_or((i64::MIN, i64::MAX));
@@ -755,7 +760,7 @@ impl Store {
     /// if it has still not started.
     pub(crate) async fn replace_mailing(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         id: i64,
         new: NewMailing,
     ) -> Result<Mailing> {
@@ -801,7 +806,7 @@ impl Store {
 
     /// Delete a mailing that is not being delivered (scheduled, done or cancelled), with its
     /// messages.
-    pub async fn delete_mailing(&self, tenant_id: i64, id: i64) -> Result<()> {
+    pub async fn delete_mailing(&self, tenant_id: TenantId, id: i64) -> Result<()> {
         let current = self.mailing(tenant_id, id).await?;
         if matches!(current.state, MailingState::Running | MailingState::Paused) {
             return Err(StoreError::Conflict(format!(
@@ -842,19 +847,19 @@ impl Store {
 
     /// Hold a running mailing: nothing more is sent until it is resumed. Its window keeps
     /// running; what is unsent at the end expires.
-    pub async fn pause_mailing(&self, tenant_id: i64, id: i64) -> Result<Mailing> {
+    pub async fn pause_mailing(&self, tenant_id: TenantId, id: i64) -> Result<Mailing> {
         self.transition(tenant_id, id, MailingState::Running, MailingState::Paused)
             .await
     }
 
-    pub async fn resume_mailing(&self, tenant_id: i64, id: i64) -> Result<Mailing> {
+    pub async fn resume_mailing(&self, tenant_id: TenantId, id: i64) -> Result<Mailing> {
         self.transition(tenant_id, id, MailingState::Paused, MailingState::Running)
             .await
     }
 
     async fn transition(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         id: i64,
         from: MailingState,
         to: MailingState,
@@ -883,7 +888,7 @@ impl Store {
 
     /// Send the permanently failed messages of a mailing again, within its window. Returns how
     /// many were queued again.
-    pub async fn retry_failed(&self, tenant_id: i64, id: i64) -> Result<u64> {
+    pub async fn retry_failed(&self, tenant_id: TenantId, id: i64) -> Result<u64> {
         let current = self.mailing(tenant_id, id).await?;
         let now = now_ms();
         if current.end_at <= now {
@@ -925,7 +930,7 @@ impl Store {
     /// for the first of them (or why that render fails).
     pub async fn preview_mailing(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         new: &NewMailing,
         limits: TextLimits,
         rate_per_second: u32,
@@ -978,7 +983,7 @@ impl Store {
     /// How many clients a filter selects now.
     pub async fn count_audience(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         filter: &AudienceFilter,
         channel: ChannelKind,
     ) -> Result<i64> {
@@ -999,7 +1004,7 @@ impl Store {
     /// The messages of a mailing, by id, optionally in one state; a keyset page.
     pub async fn list_messages(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         mailing_id: i64,
         state: Option<MessageState>,
         after_id: Option<i64>,

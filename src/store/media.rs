@@ -2,12 +2,13 @@
 //! Telegram taught us about a client's chat (blocked the bot, moved to a supergroup).
 
 use super::{Result, Store, StoreError};
+use crate::ids::TenantId;
 use crate::now_ms;
 use sqlx::Row;
 
 impl Store {
     /// The name of media file `id` of `tenant_id`, or NotFound.
-    pub async fn media_file_name(&self, tenant_id: i64, id: i64) -> Result<String> {
+    pub async fn media_file_name(&self, tenant_id: TenantId, id: i64) -> Result<String> {
         sqlx::query("SELECT file_name FROM media_files WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id)
             .bind(id)

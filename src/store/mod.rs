@@ -45,6 +45,7 @@ pub use webhooks::{
 };
 
 use crate::domain::InvalidInput;
+use crate::ids::TenantId;
 use sqlx::AnyPool;
 use sqlx::Row;
 use sqlx::any::AnyPoolOptions;
@@ -408,7 +409,7 @@ impl Store {
     pub(crate) async fn delete_owned(
         &self,
         table: &'static str,
-        tenant_id: i64,
+        tenant_id: TenantId,
         id: i64,
         what: &str,
     ) -> Result<()> {
@@ -436,7 +437,7 @@ pub(crate) fn parse_priority(stored: String) -> Result<crate::domain::Priority> 
 /// Make concurrent transactions of one tenant that check a per-tenant cap before they write
 /// (webhooks, stored media) take turns: an update of the tenant's row locks it on PostgreSQL
 /// until the transaction ends; on SQLite the write transaction already holds the one lock.
-pub(crate) async fn lock_tenant(tx: &mut Transaction<'_, Any>, tenant_id: i64) -> Result<()> {
+pub(crate) async fn lock_tenant(tx: &mut Transaction<'_, Any>, tenant_id: TenantId) -> Result<()> {
     sqlx::query("UPDATE users SET id = id WHERE id = $1")
         .bind(tenant_id)
         .execute(&mut **tx)

@@ -8,6 +8,7 @@
 use super::mailings::reachable_on;
 use super::{Result, Store, StoreError, is_unique_violation, parse_priority};
 use crate::domain::{ChannelKind, LocalHours, MessageState, Priority, invalid};
+use crate::ids::TenantId;
 use crate::notify::Event;
 use crate::now_ms;
 use crate::telegram::TelegramContent;
@@ -117,7 +118,7 @@ impl Store {
     /// Set a client's channel order and quiet hours (checked by `app::notifications`).
     pub(crate) async fn set_notification_preferences(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         client_id: i64,
         preferences: &NotificationPreferences,
     ) -> Result<NotificationPreferences> {
@@ -141,7 +142,7 @@ impl Store {
     /// A client's own preferences, None when it has none.
     pub async fn notification_preferences(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         client_id: i64,
     ) -> Result<Option<NotificationPreferences>> {
         self.client(tenant_id, client_id).await?;
@@ -155,7 +156,7 @@ impl Store {
     /// this call made it (false: an earlier call with the same idempotency key did).
     pub(crate) async fn notify(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         new: NewNotification,
         expire_after_ms: i64,
     ) -> Result<(Notification, bool)> {
@@ -183,7 +184,7 @@ impl Store {
 
     async fn notification_of_key(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         new: &NewNotification,
     ) -> Result<Option<i64>> {
         let Some(key) = &new.idempotency_key else {
@@ -201,7 +202,7 @@ impl Store {
 
     async fn add_event(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         new: &NewNotification,
         expire_after_ms: i64,
     ) -> Result<i64> {
@@ -271,7 +272,7 @@ impl Store {
         Ok(id)
     }
 
-    pub async fn notification(&self, tenant_id: i64, id: i64) -> Result<Notification> {
+    pub async fn notification(&self, tenant_id: TenantId, id: i64) -> Result<Notification> {
         let sql = format!(
             "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE tenant_id = $1 AND id = $2"
         );
@@ -379,7 +380,7 @@ impl Store {
 /// A notification taken by the dispatcher for one step, with what its row says.
 pub struct NotificationTurn {
     pub id: i64,
-    pub tenant_id: i64,
+    pub tenant_id: TenantId,
     pub client_id: i64,
     pub priority: Priority,
     /// Deliver even in the client's quiet hours.

@@ -2,6 +2,7 @@
 
 use super::{Result, Store};
 use crate::domain::PushSubscription;
+use crate::ids::TenantId;
 use crate::now_ms;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -40,7 +41,7 @@ impl Store {
     /// and endpoint were checked before (by the use-case layer, `app::push`).
     pub async fn add_push_subscription(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         client_id: i64,
         new: &NewPushSubscription,
     ) -> Result<StoredPushSubscription> {
@@ -73,7 +74,7 @@ impl Store {
     /// The subscriptions of `tenant_id`'s client `client_id`, oldest first.
     pub async fn list_push_subscriptions(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         client_id: i64,
     ) -> Result<Vec<StoredPushSubscription>> {
         self.client(tenant_id, client_id).await?;
@@ -96,7 +97,7 @@ impl Store {
     }
 
     /// Remove one of `tenant_id`'s subscriptions.
-    pub async fn remove_push_subscription(&self, tenant_id: i64, id: i64) -> Result<()> {
+    pub async fn remove_push_subscription(&self, tenant_id: TenantId, id: i64) -> Result<()> {
         self.delete_owned("push_subscriptions", tenant_id, id, "push subscription")
             .await
     }

@@ -3,6 +3,7 @@
 
 use super::clients::{TagIds, link_tags};
 use super::{Client, Result, Store};
+use crate::ids::TenantId;
 use crate::now_ms;
 use sqlx::{Any, Row};
 
@@ -26,7 +27,7 @@ impl Subscribed {
 /// The id of the tenant's client with this chat (the oldest, should there be several).
 async fn chat_client_id<'e>(
     executor: impl sqlx::Executor<'e, Database = Any>,
-    tenant_id: i64,
+    tenant_id: TenantId,
     chat_id: i64,
 ) -> Result<Option<i64>> {
     Ok(sqlx::query(
@@ -44,7 +45,7 @@ impl Store {
     /// several).
     pub async fn client_by_telegram_chat(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         chat_id: i64,
     ) -> Result<Option<Client>> {
         match chat_client_id(&self.pool, tenant_id, chat_id).await? {
@@ -57,7 +58,7 @@ impl Store {
     /// reachable again, and tagged `tag` when the deep link carried one.
     pub async fn subscribe_telegram(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         chat_id: i64,
         name: &str,
         tag: Option<&str>,
@@ -126,7 +127,7 @@ impl Store {
 
     /// /stop from `chat_id` (or the user blocked the bot): the chat's client gets no more
     /// Telegram mailings until it sends /start. False when the chat has no client.
-    pub async fn unsubscribe_telegram(&self, tenant_id: i64, chat_id: i64) -> Result<bool> {
+    pub async fn unsubscribe_telegram(&self, tenant_id: TenantId, chat_id: i64) -> Result<bool> {
         let now = now_ms();
         let done = sqlx::query(
             "UPDATE clients SET telegram_blocked_at = COALESCE(telegram_blocked_at, $1), updated_at = $1

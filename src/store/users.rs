@@ -2,6 +2,7 @@
 
 use super::{Result, Store, StoreError, is_unique_violation};
 use crate::domain::invalid;
+use crate::ids::TenantId;
 use crate::now_ms;
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
@@ -11,7 +12,7 @@ use sqlx::Row;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    pub id: i64,
+    pub id: TenantId,
     pub name: String,
     pub disabled: bool,
 }
@@ -298,7 +299,7 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         let (id, stored) = match &row {
-            Some(r) => (Some(r.get::<i64, _>(0)), r.get::<String, _>(1)),
+            Some(r) => (Some(r.get::<TenantId, _>(0)), r.get::<String, _>(1)),
             None => (None, dummy_hash().to_owned()),
         };
         let password = password.to_owned();

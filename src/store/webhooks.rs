@@ -6,6 +6,7 @@
 //! a lease, posts them and records the answer; nothing is kept only in memory.
 
 use super::{Result, Store, StoreError, lock_tenant};
+use crate::ids::TenantId;
 use crate::now_ms;
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
@@ -66,7 +67,7 @@ const ENQUEUE: &str = "INSERT INTO webhook_deliveries (webhook_id, payload, stat
 /// Whose webhooks an event is owed to: a tenant's, or those of the tenant owning a mailing
 /// (found in the same statement, so a flush spends no query on a tenant without webhooks).
 enum Owner {
-    Tenant(i64),
+    Tenant(TenantId),
     Mailing { id: i64, tries_too: bool },
 }
 
@@ -78,7 +79,7 @@ async fn enqueue(
     now: i64,
 ) -> Result<()> {
     let (sql, key) = match owner {
-        Owner::Tenant(tenant_id) => (format!("{ENQUEUE} WHERE w.tenant_id = $3"), tenant_id),
+        Owner::Tenant(tenant_id) => (format!("{ENQUEUE} WHERE w.tenant_id = $3"), tenant_id.0),
         // A notification's try reports its messages; its own start and end are not
         // reported (the notification's end is).
         Owner::Mailing { id, tries_too } => (
@@ -148,7 +149,7 @@ pub(crate) async fn enqueue_mailing_event(
 /// Report that a notification ended (delivered, failed, expired, cancelled, unknown).
 pub(crate) async fn enqueue_notification_event(
     tx: &mut Transaction<'static, Any>,
-    tenant_id: i64,
+    tenant_id: TenantId,
     notification_id: i64,
     state: &str,
     error: Option<&str>,
@@ -170,7 +171,7 @@ impl Store {
     /// `max_per_tenant` webhooks (`webhooks.max_per_tenant`).
     pub async fn add_webhook(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         url: &str,
         max_per_tenant: usize,
     ) -> Result<Webhook> {
@@ -209,7 +210,7 @@ impl Store {
         })
     }
 
-    pub async fn webhooks(&self, tenant_id: i64) -> Result<Vec<Webhook>> {
+    pub async fn webhooks(&self, tenant_id: TenantId) -> Result<Vec<Webhook>> {
         Ok(
             sqlx::query(
                 "SELECT id, url, created_at FROM webhooks WHERE tenant_id = $1 ORDER BY id",
@@ -229,7 +230,7 @@ impl Store {
     }
 
     /// Forget a webhook and every event still owed to it.
-    pub async fn remove_webhook(&self, tenant_id: i64, id: i64) -> Result<()> {
+    pub async fn remove_webhook(&self, tenant_id: TenantId, id: i64) -> Result<()> {
         self.delete_owned("webhooks", tenant_id, id, "webhook")
             .await
     }
@@ -237,7 +238,7 @@ impl Store {
     /// The latest `limit` events of one of `tenant_id`'s webhooks, newest first.
     pub async fn webhook_deliveries(
         &self,
-        tenant_id: i64,
+        tenant_id: TenantId,
         webhook_id: i64,
         limit: u32,
     ) -> Result<Vec<WebhookDelivery>> {

@@ -635,11 +635,7 @@ async fn tenant_secrets_are_sealed_at_rest_and_survive_a_key_rotation() {
             "SELECT token FROM telegram_bots ORDER BY name",
             "SELECT secret FROM webhooks",
         ] {
-            for row in sqlx::query(sql)
-                .fetch_all(&db.sql)
-                .await
-                .expect("raw")
-            {
+            for row in sqlx::query(sql).fetch_all(&db.sql).await.expect("raw") {
                 values.push(row.get(0));
             }
         }

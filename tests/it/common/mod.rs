@@ -32,7 +32,7 @@ pub struct TestDb {
     /// `sqlite3` sees it: for reading (and arranging) rows the store has no call for. The
     /// store keeps its own pool to itself.
     pub sql: sqlx::AnyPool,
-    pub tenant: i64,
+    pub tenant: blast::ids::TenantId,
 }
 
 /// Whether this run tests the production profile (PostgreSQL + Redis).
