@@ -24,17 +24,17 @@ fn channel(prefix: &str) -> String {
 /// Tell the workers of other processes that a mailing was paused or cancelled (the store has
 /// told this process already). Best effort: when Redis cannot take it, the workers' periodic
 /// check still stops the mailing.
-pub async fn announce(queue: &Queue, mailing_id: i64) {
+pub async fn announce(queue: &Queue, mailing_id: crate::ids::MailingId) {
     let Queue::Redis(redis) = queue else {
         return;
     };
     let published: std::result::Result<i64, _> = redis::cmd("PUBLISH")
         .arg(channel(&redis.prefix))
-        .arg(mailing_id)
+        .arg(mailing_id.0)
         .query_async(&mut redis.conn.clone())
         .await;
     if let Err(e) = published {
-        tracing::warn!(error = %e, mailing = mailing_id, "cannot announce a halted mailing; workers see it at their next check");
+        tracing::warn!(error = %e, mailing = mailing_id.0, "cannot announce a halted mailing; workers see it at their next check");
     }
 }
 

@@ -44,3 +44,8 @@ row_id! {
     /// A tenant: the user whose clients, mailings, bots and webhooks these are (`users.id`).
     TenantId
 }
+
+row_id! {
+    /// A mailing (`mailings.id`); a notification's try is one too.
+    MailingId
+}

@@ -2,6 +2,7 @@
 
 use anyhow::Context as _;
 use blast::admin::{self, AdminError, Context};
+use blast::ids::MailingId;
 use blast::settings::{Settings, SettingsError};
 use blast::store::{Store, StoreError};
 use blast::worker::{self, Tenancy, WorkerError};
@@ -326,7 +327,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
             admin::mailing::list(ctx, limit, json).await
         }
         Command::Mailing(MailingCommand::Show { id, json }) => {
-            admin::mailing::show(ctx, id, json).await
+            admin::mailing::show(ctx, MailingId(id), json).await
         }
         Command::Mailing(MailingCommand::Preview(args)) => {
             admin::mailing::preview(ctx, &args).await
@@ -337,18 +338,28 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
             after,
             limit,
             json,
-        }) => admin::mailing::messages(ctx, id, state, after, limit, json).await,
+        }) => admin::mailing::messages(ctx, MailingId(id), state, after, limit, json).await,
         Command::Mailing(MailingCommand::Update(args)) => {
-            admin::mailing::update(ctx, args.id, &args.mailing).await
+            admin::mailing::update(ctx, MailingId(args.id), &args.mailing).await
         }
-        Command::Mailing(MailingCommand::Delete { id }) => admin::mailing::delete(ctx, id).await,
-        Command::Mailing(MailingCommand::Pause { id }) => admin::mailing::pause(ctx, id).await,
-        Command::Mailing(MailingCommand::Resume { id }) => admin::mailing::resume(ctx, id).await,
+        Command::Mailing(MailingCommand::Delete { id }) => {
+            admin::mailing::delete(ctx, MailingId(id)).await
+        }
+        Command::Mailing(MailingCommand::Pause { id }) => {
+            admin::mailing::pause(ctx, MailingId(id)).await
+        }
+        Command::Mailing(MailingCommand::Resume { id }) => {
+            admin::mailing::resume(ctx, MailingId(id)).await
+        }
         Command::Mailing(MailingCommand::RetryFailed { id }) => {
-            admin::mailing::retry_failed(ctx, id).await
+            admin::mailing::retry_failed(ctx, MailingId(id)).await
         }
-        Command::Mailing(MailingCommand::Cancel { id }) => admin::mailing::cancel(ctx, id).await,
-        Command::Mailing(MailingCommand::Watch { id }) => admin::mailing::watch(ctx, id).await,
+        Command::Mailing(MailingCommand::Cancel { id }) => {
+            admin::mailing::cancel(ctx, MailingId(id)).await
+        }
+        Command::Mailing(MailingCommand::Watch { id }) => {
+            admin::mailing::watch(ctx, MailingId(id)).await
+        }
         Command::TelegramBot(TelegramBotCommand::Create { name, bot_token }) => {
             admin::bots::add(ctx, &name, bot_token).await
         }

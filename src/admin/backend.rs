@@ -6,6 +6,7 @@ use crate::app::import::{ImportOutcome, RowError};
 use crate::channels::{DeliveryError, TelegramBot};
 use crate::domain::MessageState;
 use crate::domain::invalid;
+use crate::ids::MailingId;
 use crate::settings::{NotificationSettings, Secret, TelegramSettings};
 use crate::store::{
     Client, ClientPatch, ClientQuery, ImportReport, Mailing, MailingPreview, MailingStats,
@@ -209,7 +210,7 @@ impl RemoteApi {
     }
 
     /// `POST /api/v1/mailings/{id}/{action}` (pause, resume, cancel): the mailing after it.
-    async fn mailing_action(&self, id: i64, action: &str) -> Result<Mailing> {
+    async fn mailing_action(&self, id: MailingId, action: &str) -> Result<Mailing> {
         let view: MailingView = self
             .call(
                 reqwest::Method::POST,
@@ -409,7 +410,7 @@ impl Backend {
     }
 
     /// A mailing with its message counts per state.
-    pub async fn mailing(&self, id: i64) -> Result<(Mailing, StateCounts)> {
+    pub async fn mailing(&self, id: MailingId) -> Result<(Mailing, StateCounts)> {
         match self {
             Backend::Local { store, tenant } => {
                 let mailing = store.mailing(*tenant, id).await?;
@@ -430,7 +431,7 @@ impl Backend {
         }
     }
 
-    pub async fn cancel_mailing(&self, id: i64) -> Result<()> {
+    pub async fn cancel_mailing(&self, id: MailingId) -> Result<()> {
         match self {
             Backend::Local { store, tenant } => store
                 .cancel_mailing(*tenant, id)
@@ -450,14 +451,14 @@ impl Backend {
     }
 
     /// Pause a running or scheduled mailing: queued messages wait until it is resumed.
-    pub async fn pause_mailing(&self, id: i64) -> Result<Mailing> {
+    pub async fn pause_mailing(&self, id: MailingId) -> Result<Mailing> {
         match self {
             Backend::Local { store, tenant } => Ok(store.pause_mailing(*tenant, id).await?),
             Backend::Remote(api) => api.mailing_action(id, "pause").await,
         }
     }
 
-    pub async fn resume_mailing(&self, id: i64) -> Result<Mailing> {
+    pub async fn resume_mailing(&self, id: MailingId) -> Result<Mailing> {
         match self {
             Backend::Local { store, tenant } => Ok(store.resume_mailing(*tenant, id).await?),
             Backend::Remote(api) => api.mailing_action(id, "resume").await,
@@ -465,7 +466,7 @@ impl Backend {
     }
 
     /// Queue a mailing's permanently failed messages again; the answer is how many.
-    pub async fn retry_failed(&self, id: i64) -> Result<u64> {
+    pub async fn retry_failed(&self, id: MailingId) -> Result<u64> {
         match self {
             Backend::Local { store, tenant } => Ok(store.retry_failed(*tenant, id).await?),
             Backend::Remote(api) => {
@@ -489,7 +490,7 @@ impl Backend {
     /// One page of a mailing's messages after id `after`, optionally in one state.
     pub async fn mailing_messages(
         &self,
-        id: i64,
+        id: MailingId,
         state: Option<MessageState>,
         after: Option<i64>,
         limit: u32,
@@ -548,7 +549,7 @@ impl Backend {
     /// Replace a mailing that has not started yet.
     pub async fn update_mailing(
         &self,
-        id: i64,
+        id: MailingId,
         new: NewMailing,
         limits: crate::template::TextLimits,
     ) -> Result<Mailing> {
@@ -573,7 +574,7 @@ impl Backend {
     }
 
     /// Delete a mailing that is not running, with its messages.
-    pub async fn delete_mailing(&self, id: i64) -> Result<()> {
+    pub async fn delete_mailing(&self, id: MailingId) -> Result<()> {
         match self {
             Backend::Local { store, tenant } => Ok(store.delete_mailing(*tenant, id).await?),
             Backend::Remote(api) => api.delete(&format!("/api/v1/mailings/{id}")).await,

@@ -5,6 +5,7 @@ use super::{Context, Result, print_json};
 use crate::domain::{
     AudienceFilter, ChannelKind, InvalidInput, MailingState, MessageState, Priority, invalid,
 };
+use crate::ids::MailingId;
 use crate::now_ms;
 use crate::store::{Mailing, MediaUpload, NewMailing, StateCounts};
 use crate::telegram::{AlbumItem, MediaSource, TelegramContent, TelegramKind, UrlButton};
@@ -317,7 +318,7 @@ pub async fn list(ctx: &Context, limit: u32, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn show(ctx: &Context, id: i64, json: bool) -> Result<()> {
+pub async fn show(ctx: &Context, id: MailingId, json: bool) -> Result<()> {
     let (mailing, counts) = ctx.backend().await?.mailing(id).await?;
     if json {
         print_json(&MailingView {
@@ -367,7 +368,7 @@ pub async fn show(ctx: &Context, id: i64, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn cancel(ctx: &Context, id: i64) -> Result<()> {
+pub async fn cancel(ctx: &Context, id: MailingId) -> Result<()> {
     let backend = ctx.backend().await?;
     backend.cancel_mailing(id).await?;
     ctx.announce_halt(id).await;
@@ -380,7 +381,7 @@ pub async fn cancel(ctx: &Context, id: i64) -> Result<()> {
     Ok(())
 }
 
-pub async fn update(ctx: &Context, id: i64, args: &MailingCreateArgs) -> Result<()> {
+pub async fn update(ctx: &Context, id: MailingId, args: &MailingCreateArgs) -> Result<()> {
     let new = requested_mailing(ctx, args)?;
     let limits = ctx.settings.text_limits(new.channel);
     let mailing = ctx.backend().await?.update_mailing(id, new, limits).await?;
@@ -388,13 +389,13 @@ pub async fn update(ctx: &Context, id: i64, args: &MailingCreateArgs) -> Result<
     Ok(())
 }
 
-pub async fn delete(ctx: &Context, id: i64) -> Result<()> {
+pub async fn delete(ctx: &Context, id: MailingId) -> Result<()> {
     ctx.backend().await?.delete_mailing(id).await?;
     println!("mailing {id} deleted");
     Ok(())
 }
 
-pub async fn pause(ctx: &Context, id: i64) -> Result<()> {
+pub async fn pause(ctx: &Context, id: MailingId) -> Result<()> {
     let mailing = ctx.backend().await?.pause_mailing(id).await?;
     ctx.announce_halt(id).await;
     println!(
@@ -404,13 +405,13 @@ pub async fn pause(ctx: &Context, id: i64) -> Result<()> {
     Ok(())
 }
 
-pub async fn resume(ctx: &Context, id: i64) -> Result<()> {
+pub async fn resume(ctx: &Context, id: MailingId) -> Result<()> {
     let mailing = ctx.backend().await?.resume_mailing(id).await?;
     println!("mailing {id} {}", mailing.state);
     Ok(())
 }
 
-pub async fn retry_failed(ctx: &Context, id: i64) -> Result<()> {
+pub async fn retry_failed(ctx: &Context, id: MailingId) -> Result<()> {
     let retried = ctx.backend().await?.retry_failed(id).await?;
     println!("mailing {id}: {retried} failed messages queued again");
     Ok(())
@@ -418,7 +419,7 @@ pub async fn retry_failed(ctx: &Context, id: i64) -> Result<()> {
 
 pub async fn messages(
     ctx: &Context,
-    id: i64,
+    id: MailingId,
     state: Option<MessageStateArg>,
     after: Option<i64>,
     limit: u32,
@@ -491,7 +492,7 @@ fn counts_line(c: &StateCounts) -> String {
     parts.join(", ")
 }
 
-pub async fn watch(ctx: &Context, id: i64) -> Result<()> {
+pub async fn watch(ctx: &Context, id: MailingId) -> Result<()> {
     let backend = ctx.backend().await?;
     let (mut mailing, mut counts) = backend.mailing(id).await?;
     let progress = Progress::new(mailing.recipients.max(0) as u64, &format!("mailing {id}"));

@@ -84,7 +84,7 @@ impl Context {
     /// After pausing or cancelling `mailing_id` in the local database: tell the workers of
     /// other processes at once (over Redis, when the configuration has it). A remote server
     /// tells them itself.
-    pub async fn announce_halt(&self, mailing_id: i64) {
+    pub async fn announce_halt(&self, mailing_id: crate::ids::MailingId) {
         let (Some(store), None) = (&self.store, &self.remote) else {
             return;
         };

@@ -5,6 +5,7 @@ use super::clients::{page_limit, parse_cursor};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::{AppState, Page};
 use crate::domain::{MailingState, MessageState};
+use crate::ids::MailingId;
 use crate::store::{Mailing, MailingPreview, MailingStats, MessageRow, StateCounts};
 use crate::wire::mailings::{MailingInput, MailingView};
 use axum::Json;
@@ -41,7 +42,7 @@ pub async fn list(
     let limit = page_limit(&state, q.limit)?;
     let before = parse_cursor(q.cursor.as_deref())?;
     let items = state.store.list_mailings(user.id, before, limit).await?;
-    Ok(Json(Page::new(items, limit, |m| m.id)))
+    Ok(Json(Page::new(items, limit, |m| m.id.0)))
 }
 
 /// Create a mailing; it starts by itself at `start_at`.
@@ -67,7 +68,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<MailingId>,
 ) -> ApiResult<Json<MailingView>> {
     let mailing = state.store.mailing(user.id, id).await?;
     Ok(Json(view(&state, mailing).await?))
@@ -81,7 +82,7 @@ pub async fn get(
 pub async fn replace(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<MailingId>,
     ApiJson(input): ApiJson<MailingInput>,
 ) -> ApiResult<Json<MailingView>> {
     let new = input.into_new_mailing(
@@ -100,7 +101,7 @@ pub async fn replace(
 pub async fn delete(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<MailingId>,
 ) -> ApiResult<StatusCode> {
     state.store.delete_mailing(user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -112,7 +113,7 @@ pub async fn delete(
 pub async fn cancel(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<MailingId>,
 ) -> ApiResult<Json<MailingView>> {
     let mailing = state.store.cancel_mailing(user.id, id).await?;
     state.announce_halt(id).await;
@@ -125,7 +126,7 @@ pub async fn cancel(
 pub async fn pause(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<MailingId>,
 ) -> ApiResult<Json<MailingView>> {
     let mailing = state.store.pause_mailing(user.id, id).await?;
     state.announce_halt(id).await;
@@ -138,7 +139,7 @@ pub async fn pause(
 pub async fn resume(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<MailingId>,
 ) -> ApiResult<Json<MailingView>> {
     let mailing = state.store.resume_mailing(user.id, id).await?;
     Ok(Json(view(&state, mailing).await?))
@@ -158,7 +159,7 @@ pub struct RetryResult {
 pub async fn retry_failed(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<MailingId>,
 ) -> ApiResult<Json<RetryResult>> {
     let retried = state.store.retry_failed(user.id, id).await?;
     let mailing = state.store.mailing(user.id, id).await?;
@@ -196,7 +197,7 @@ pub async fn preview(
 /// Counts per state and timings of one mailing.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MailingStatsView {
-    pub mailing_id: i64,
+    pub mailing_id: MailingId,
     #[schema(value_type = String)]
     pub state: MailingState,
     pub recipients: i64,
@@ -212,7 +213,7 @@ pub struct MailingStatsView {
 pub async fn stats(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<MailingId>,
 ) -> ApiResult<Json<MailingStatsView>> {
     let m = state.store.mailing(user.id, id).await?;
     let counts = state.store.mailing_counts(id).await?;
@@ -246,7 +247,7 @@ pub struct MessageQuery {
 pub async fn messages(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<MailingId>,
     ApiQuery(q): ApiQuery<MessageQuery>,
 ) -> ApiResult<Json<Page<MessageRow>>> {
     let limit = page_limit(&state, q.limit)?;
@@ -299,16 +300,16 @@ pub async fn all_stats(
         .stats(user.id, day)
         .await?
         .into_iter()
-        .filter(|s| s.mailing_id < before)
+        .filter(|s| s.mailing_id.0 < before)
         .collect();
     items.sort_by_key(|s| std::cmp::Reverse(s.mailing_id));
     items.truncate(limit as usize);
-    Ok(Json(Page::new(items, limit, |s| s.mailing_id)))
+    Ok(Json(Page::new(items, limit, |s| s.mailing_id.0)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProgressEvent {
-    pub mailing_id: i64,
+    pub mailing_id: MailingId,
     #[schema(value_type = String)]
     pub state: MailingState,
     pub recipients: i64,
@@ -350,7 +351,7 @@ fn error_event(code: &str, message: &str) -> Event {
 pub async fn events(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<MailingId>,
     headers: axum::http::HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     state.store.mailing(user.id, id).await?;
@@ -386,7 +387,7 @@ pub async fn events(
 struct Follow {
     state: AppState,
     tenant: crate::ids::TenantId,
-    mailing: i64,
+    mailing: MailingId,
     token: String,
     last: Option<String>,
     finished: bool,
@@ -435,7 +436,7 @@ impl Follow {
 async fn progress(
     state: &AppState,
     tenant: crate::ids::TenantId,
-    id: i64,
+    id: MailingId,
 ) -> ApiResult<ProgressEvent> {
     let m = state.store.mailing(tenant, id).await?;
     let counts = state.store.mailing_counts(id).await?;

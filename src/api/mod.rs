@@ -88,7 +88,7 @@ impl AppState {
     }
 
     /// After pausing or cancelling `mailing_id`: tell the workers of other processes at once.
-    pub async fn announce_halt(&self, mailing_id: i64) {
+    pub async fn announce_halt(&self, mailing_id: crate::ids::MailingId) {
         match self.queue().await {
             Ok(queue) => crate::halts::announce(queue, mailing_id).await,
             Err(e) => {

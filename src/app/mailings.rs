@@ -4,7 +4,7 @@
 
 use crate::channels::{Subject, profile};
 use crate::domain::{ChannelKind, InvalidInput, MailingState, invalid};
-use crate::ids::TenantId;
+use crate::ids::{MailingId, TenantId};
 use crate::now_ms;
 use crate::store::{Mailing, NewMailing, Store, StoreError};
 use crate::telegram::{MediaSource, TelegramContent, TelegramKind};
@@ -27,7 +27,7 @@ pub async fn create(
 pub async fn update(
     store: &Store,
     tenant_id: TenantId,
-    id: i64,
+    id: MailingId,
     new: NewMailing,
     limits: TextLimits,
 ) -> Result<Mailing> {

@@ -131,7 +131,7 @@ impl DeliveryError {
 pub struct Outgoing<'a> {
     /// The message row id: also the provider-side idempotency key.
     pub message_id: i64,
-    pub mailing_id: i64,
+    pub mailing_id: crate::ids::MailingId,
     /// Where it goes on its channel: a phone number, an email address, a chat.
     pub address: &'a str,
     /// The text (an email's plain-text body, a caption).

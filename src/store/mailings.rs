@@ -6,7 +6,7 @@ use super::{Dialect, Result, Store, StoreError, parse_priority};
 use crate::domain::{
     AudienceFilter, ChannelKind, LocalHours, MailingState, MessageState, Priority, invalid,
 };
-use crate::ids::TenantId;
+use crate::ids::{MailingId, TenantId};
 use crate::now_ms;
 use crate::telegram::{MediaSource, TelegramContent};
 use crate::template::{MessageTemplate, TextLimits};
@@ -81,7 +81,7 @@ impl MediaUpload {
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Mailing {
-    pub id: i64,
+    pub id: MailingId,
     pub tenant_id: TenantId,
     pub channel: ChannelKind,
     pub text: String,
@@ -138,7 +138,7 @@ impl StateCounts {
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct MailingStats {
-    pub mailing_id: i64,
+    pub mailing_id: MailingId,
     pub channel: String,
     pub state: MailingState,
     pub counts: StateCounts,
@@ -240,7 +240,7 @@ fn stored_media(content: Option<&TelegramContent>) -> Vec<i64> {
 async fn delete_media(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: TenantId,
-    mailing_id: i64,
+    mailing_id: MailingId,
     ids: &[i64],
 ) -> Result<()> {
     if ids.is_empty() {
@@ -334,7 +334,7 @@ async fn store_telegram(
 /// A mailing the scheduler has just started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Started {
-    pub mailing_id: i64,
+    pub mailing_id: MailingId,
     pub recipients: i64,
 }
 
@@ -349,7 +349,7 @@ impl Store {
         let mut new = new;
         let mut tx = self.write_tx().await?;
         let telegram = store_telegram(&mut tx, tenant_id, &mut new, self.media_quota_bytes).await?;
-        let id: i64 = sqlx::query(
+        let id: MailingId = sqlx::query(
             "INSERT INTO mailings (tenant_id, channel, text, filter, priority, start_at, end_at, local_hours, state, created_at, subject, html, telegram)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'scheduled', $9, $10, $11, $12) RETURNING id",
         )
@@ -421,7 +421,7 @@ impl Store {
         Ok(missing)
     }
 
-    pub async fn mailing(&self, tenant_id: TenantId, id: i64) -> Result<Mailing> {
+    pub async fn mailing(&self, tenant_id: TenantId, id: MailingId) -> Result<Mailing> {
         let sql =
             // A notification's try is the notification's to manage, not a mailing to edit.
             format!("SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = $1 AND id = $2 AND notification_id IS NULL");
@@ -437,7 +437,7 @@ impl Store {
     }
 
     /// A mailing by id whoever owns it: for the worker, never for a tenant's request.
-    pub async fn mailing_any_tenant(&self, id: i64) -> Result<Mailing> {
+    pub async fn mailing_any_tenant(&self, id: MailingId) -> Result<Mailing> {
         let sql = format!("SELECT {MAILING_COLUMNS} FROM mailings WHERE id = $1");
         match sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
@@ -470,7 +470,7 @@ impl Store {
             .collect()
     }
 
-    pub async fn mailing_counts(&self, mailing_id: i64) -> Result<StateCounts> {
+    pub async fn mailing_counts(&self, mailing_id: MailingId) -> Result<StateCounts> {
         let rows = sqlx::query(
             "SELECT state, COUNT(*) FROM messages WHERE mailing_id = $1 GROUP BY state",
         )
@@ -481,7 +481,7 @@ impl Store {
     }
 
     /// Cancel a mailing: nothing more of it is sent. Messages already sent stay sent.
-    pub async fn cancel_mailing(&self, tenant_id: TenantId, id: i64) -> Result<Mailing> {
+    pub async fn cancel_mailing(&self, tenant_id: TenantId, id: MailingId) -> Result<Mailing> {
         let mailing = self.mailing(tenant_id, id).await?;
         if matches!(mailing.state, MailingState::Done | MailingState::Cancelled) {
             return Err(StoreError::Conflict(format!(
@@ -518,7 +518,7 @@ impl Store {
     /// cancel and writes `cancelled` itself). Whatever this leaves, the reconciler settles at
     /// its next pass. Rows a worker holds in `sending` are that worker's to settle: it checks
     /// for cancellation before every send.
-    async fn settle_cancelled_rows(&self, mailing_id: i64, now: i64) {
+    async fn settle_cancelled_rows(&self, mailing_id: MailingId, now: i64) {
         const CHUNK: u64 = 10_000;
         let sql = format!(
             "UPDATE messages SET state = 'cancelled', claim = NULL, updated_at = $1
@@ -538,7 +538,7 @@ impl Store {
                 Ok(done) if done.rows_affected() < CHUNK => return,
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, mailing = mailing_id, "cannot settle a cancelled mailing's rows now; the reconciler will");
+                    tracing::warn!(error = %e, mailing = mailing_id.0, "cannot settle a cancelled mailing's rows now; the reconciler will");
                     return;
                 }
             }
@@ -566,7 +566,7 @@ impl Store {
         .await?;
         let mut out: Vec<MailingStats> = Vec::new();
         for r in rows {
-            let id: i64 = r.get(0);
+            let id: MailingId = r.get(0);
             let state: MessageState = r.get::<String, _>(3).parse()?;
             if out.last().is_none_or(|s| s.mailing_id != id) {
                 out.push(MailingStats {
@@ -586,7 +586,7 @@ impl Store {
     /// Start every scheduled mailing whose start time has come: materialize one message row per
     /// matching client in one statement, and mark the mailing running.
     pub async fn start_due_mailings(&self, now: i64) -> Result<Vec<Started>> {
-        let due: Vec<(i64, i64, String, String)> = sqlx::query(
+        let due: Vec<(MailingId, TenantId, String, String)> = sqlx::query(
             "SELECT id, tenant_id, filter, channel FROM mailings WHERE state = 'scheduled' AND start_at <= $1 ORDER BY id",
         )
         .bind(now)
@@ -685,7 +685,8 @@ impl Store {
         .map(|r| r.get(0))
         .collect();
         for mailing_id in &finished {
-            super::webhooks::enqueue_mailing_event(&mut tx, *mailing_id, "done", now).await?;
+            super::webhooks::enqueue_mailing_event(&mut tx, MailingId(*mailing_id), "done", now)
+                .await?;
         }
         tx.commit().await?;
         Ok(finished)
@@ -761,7 +762,7 @@ impl Store {
     pub(crate) async fn replace_mailing(
         &self,
         tenant_id: TenantId,
-        id: i64,
+        id: MailingId,
         new: NewMailing,
     ) -> Result<Mailing> {
         let current = self.mailing(tenant_id, id).await?;
@@ -806,7 +807,7 @@ impl Store {
 
     /// Delete a mailing that is not being delivered (scheduled, done or cancelled), with its
     /// messages.
-    pub async fn delete_mailing(&self, tenant_id: TenantId, id: i64) -> Result<()> {
+    pub async fn delete_mailing(&self, tenant_id: TenantId, id: MailingId) -> Result<()> {
         let current = self.mailing(tenant_id, id).await?;
         if matches!(current.state, MailingState::Running | MailingState::Paused) {
             return Err(StoreError::Conflict(format!(
@@ -847,12 +848,12 @@ impl Store {
 
     /// Hold a running mailing: nothing more is sent until it is resumed. Its window keeps
     /// running; what is unsent at the end expires.
-    pub async fn pause_mailing(&self, tenant_id: TenantId, id: i64) -> Result<Mailing> {
+    pub async fn pause_mailing(&self, tenant_id: TenantId, id: MailingId) -> Result<Mailing> {
         self.transition(tenant_id, id, MailingState::Running, MailingState::Paused)
             .await
     }
 
-    pub async fn resume_mailing(&self, tenant_id: TenantId, id: i64) -> Result<Mailing> {
+    pub async fn resume_mailing(&self, tenant_id: TenantId, id: MailingId) -> Result<Mailing> {
         self.transition(tenant_id, id, MailingState::Paused, MailingState::Running)
             .await
     }
@@ -860,7 +861,7 @@ impl Store {
     async fn transition(
         &self,
         tenant_id: TenantId,
-        id: i64,
+        id: MailingId,
         from: MailingState,
         to: MailingState,
     ) -> Result<Mailing> {
@@ -888,7 +889,7 @@ impl Store {
 
     /// Send the permanently failed messages of a mailing again, within its window. Returns how
     /// many were queued again.
-    pub async fn retry_failed(&self, tenant_id: TenantId, id: i64) -> Result<u64> {
+    pub async fn retry_failed(&self, tenant_id: TenantId, id: MailingId) -> Result<u64> {
         let current = self.mailing(tenant_id, id).await?;
         let now = now_ms();
         if current.end_at <= now {
@@ -1005,7 +1006,7 @@ impl Store {
     pub async fn list_messages(
         &self,
         tenant_id: TenantId,
-        mailing_id: i64,
+        mailing_id: MailingId,
         state: Option<MessageState>,
         after_id: Option<i64>,
         limit: u32,

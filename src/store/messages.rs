@@ -3,6 +3,7 @@
 
 use super::{Client, Result, Store};
 use crate::domain::MessageState;
+use crate::ids::MailingId;
 use crate::now_ms;
 use sqlx::Row;
 
@@ -434,7 +435,8 @@ impl Store {
                 })
             })
             .collect();
-        super::webhooks::enqueue_message_events(&mut tx, mailing_id, &finals, now).await?;
+        super::webhooks::enqueue_message_events(&mut tx, MailingId(mailing_id), &finals, now)
+            .await?;
         if renew_lease {
             sqlx::query(
                 "UPDATE messages SET updated_at = $1 WHERE claim = $2 AND state IN ('queued', 'sending')",

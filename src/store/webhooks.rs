@@ -6,7 +6,7 @@
 //! a lease, posts them and records the answer; nothing is kept only in memory.
 
 use super::{Result, Store, StoreError, lock_tenant};
-use crate::ids::TenantId;
+use crate::ids::{MailingId, TenantId};
 use crate::now_ms;
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
@@ -68,7 +68,7 @@ const ENQUEUE: &str = "INSERT INTO webhook_deliveries (webhook_id, payload, stat
 /// (found in the same statement, so a flush spends no query on a tenant without webhooks).
 enum Owner {
     Tenant(TenantId),
-    Mailing { id: i64, tries_too: bool },
+    Mailing { id: MailingId, tries_too: bool },
 }
 
 /// Owe `payload` to every webhook of `owner`, inside `tx`.
@@ -91,7 +91,7 @@ async fn enqueue(
                     " AND m.notification_id IS NULL"
                 }
             ),
-            id,
+            id.0,
         ),
     };
     sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -106,7 +106,7 @@ async fn enqueue(
 /// Report messages of `mailing_id` that reached a final state.
 pub(crate) async fn enqueue_message_events(
     tx: &mut Transaction<'static, Any>,
-    mailing_id: i64,
+    mailing_id: MailingId,
     events: &[MessageEvent<'_>],
     now: i64,
 ) -> Result<()> {
@@ -129,7 +129,7 @@ pub(crate) async fn enqueue_message_events(
 /// Report that a mailing started (`running`), finished (`done`) or was cancelled.
 pub(crate) async fn enqueue_mailing_event(
     tx: &mut Transaction<'static, Any>,
-    mailing_id: i64,
+    mailing_id: MailingId,
     state: &str,
     now: i64,
 ) -> Result<()> {

@@ -23,6 +23,7 @@ use crate::channels::{
 };
 use crate::dedup::DedupKeys;
 use crate::domain::{ChannelKind, MailingState};
+use crate::ids::MailingId;
 use crate::jobs::{DeliverBatch, Job};
 use crate::now_ms;
 use crate::store::{DeliveryRow, Mailing, Outcome, Store, StoreError};
@@ -182,7 +183,10 @@ impl Deliverer {
     }
 
     async fn deliver(self: Arc<Self>, batch: DeliverBatch) -> Result<(), StoreError> {
-        let mailing = self.store.mailing_any_tenant(batch.mailing_id).await?;
+        let mailing = self
+            .store
+            .mailing_any_tenant(MailingId(batch.mailing_id))
+            .await?;
         let resend_is_safe = self.resend.is_safe(mailing.channel);
         let rows = self
             .store
@@ -584,7 +588,7 @@ impl Deliverer {
     /// the process is shutting down, the window closed, or it is outside the recipient's local
     /// hours (then it waits for the next opening, or expires if that is past the end).
     fn unwanted(&self, mailing: &Mailing, row: &DeliveryRow) -> Option<Outcome> {
-        let halted = self.halted.borrow().get(&mailing.id).copied();
+        let halted = self.halted.borrow().get(&mailing.id.0).copied();
         match halted.unwrap_or(mailing.state) {
             MailingState::Cancelled => return Some(Outcome::Cancelled),
             // Not attempted: back to pending, to be sent when the mailing resumes.

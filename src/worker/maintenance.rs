@@ -18,7 +18,7 @@ pub async fn schedule_once(store: &Store, notifications: &NotificationSettings) 
     let now = now_ms();
     for started in store.start_due_mailings(now).await? {
         tracing::info!(
-            mailing = started.mailing_id,
+            mailing = started.mailing_id.0,
             recipients = started.recipients,
             "mailing started"
         );

@@ -3,6 +3,7 @@
 
 use crate::common::{RunningWorker, TOKEN, TestDb, mailing_state, now_ms, wait_done, wait_until};
 use blast::domain::{MailingState, MessageState};
+use blast::ids::MailingId;
 use blast_testkit::{Fault, SmsStub};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -11,7 +12,7 @@ use std::time::Duration;
 /// message id → (phone, client name, state, attempts, last_error)
 async fn rows(
     db: &TestDb,
-    mailing: i64,
+    mailing: MailingId,
 ) -> HashMap<i64, (String, String, String, i64, Option<String>)> {
     sqlx::query(
         "SELECT s.id, c.phone, c.name, s.state, s.attempts, s.last_error

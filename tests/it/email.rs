@@ -5,6 +5,7 @@
 
 use crate::common::{ApiServer, RunningWorker, TestDb, mailing_state, now_ms, wait_until};
 use blast::domain::{AudienceFilter, ChannelKind, MailingState, Priority};
+use blast::ids::MailingId;
 use blast::settings::{EmailSecurity, Secret, Settings};
 use blast::store::{NewClient, NewMailing};
 use blast_testkit::{SmtpPeer, SmtpPeerOptions};
@@ -42,7 +43,7 @@ async fn add_email_clients(db: &TestDb, tag: &str, addresses: &[Option<&str>]) {
         .expect("import");
 }
 
-async fn email_mailing(db: &TestDb, tag: &str) -> i64 {
+async fn email_mailing(db: &TestDb, tag: &str) -> MailingId {
     let start = now_ms();
     blast::app::mailings::create(
         &db.store,
@@ -69,7 +70,7 @@ async fn email_mailing(db: &TestDb, tag: &str) -> i64 {
     .id
 }
 
-async fn states(db: &TestDb, mailing: i64) -> Vec<(String, String, i64, Option<String>)> {
+async fn states(db: &TestDb, mailing: MailingId) -> Vec<(String, String, i64, Option<String>)> {
     sqlx::query(
         "SELECT c.email, s.state, s.attempts, s.last_error FROM messages s
          JOIN clients c ON c.id = s.client_id WHERE s.mailing_id = $1 ORDER BY c.email",

@@ -98,7 +98,7 @@ async fn a_template_too_long_for_one_recipient_fails_that_message_with_a_clear_e
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{m}");
-    let id = m["id"].as_i64().expect("id");
+    let id = blast::ids::MailingId(m["id"].as_i64().expect("id"));
     let worker = RunningWorker::start(&db.store, settings);
     wait_done(&db, id, Duration::from_secs(60)).await;
     worker.stop().await;

@@ -5,6 +5,7 @@
 
 use crate::common::{TOKEN, TestDb, fresh_postgres_database, ids_in_state, now_ms, wait_until};
 use blast::domain::{AudienceFilter, ChannelKind, MessageState, Priority};
+use blast::ids::MailingId;
 use blast::store::NewMailing;
 use blast_testkit::SmsStub;
 use std::collections::HashSet;
@@ -67,7 +68,7 @@ fn stop(mut worker: Worker) {
     assert!(status.success(), "blast worker stops cleanly on SIGTERM");
 }
 
-async fn create(db: &TestDb, text: &str, tag: &str, priority: Priority) -> i64 {
+async fn create(db: &TestDb, text: &str, tag: &str, priority: Priority) -> MailingId {
     blast::app::mailings::create(
         &db.store,
         db.tenant,
@@ -86,7 +87,7 @@ async fn create(db: &TestDb, text: &str, tag: &str, priority: Priority) -> i64 {
     .id
 }
 
-async fn sent(db: &TestDb, mailing_id: i64) -> i64 {
+async fn sent(db: &TestDb, mailing_id: MailingId) -> i64 {
     db.store
         .mailing_counts(mailing_id)
         .await

@@ -7,6 +7,7 @@
 
 use crate::common::{ApiServer, RunningWorker, TestDb, now_ms, wait_done};
 use blast::domain::{AudienceFilter, ChannelKind, Priority};
+use blast::ids::MailingId;
 use blast::settings::{Secret, Settings};
 use blast::store::{MediaUpload, NewClient, NewMailing, StoreError};
 use blast::telegram::{
@@ -78,7 +79,7 @@ async fn telegram_mailing(
     text: &str,
     content: TelegramContent,
     upload: Option<MediaUpload>,
-) -> i64 {
+) -> MailingId {
     blast::app::mailings::create(
         &db.store,
         db.tenant,
@@ -112,7 +113,7 @@ async fn run_paid_broadcast(db: &TestDb, stub: &TelegramStub, chats: &[i64], pai
 }
 
 /// (chat id, state, attempts, last error) of every message of `mailing`.
-async fn states(db: &TestDb, mailing: i64) -> Vec<(i64, String, i64, Option<String>)> {
+async fn states(db: &TestDb, mailing: MailingId) -> Vec<(i64, String, i64, Option<String>)> {
     sqlx::query(
         "SELECT c.telegram_chat_id, s.state, s.attempts, s.last_error FROM messages s
          JOIN clients c ON c.id = s.client_id WHERE s.mailing_id = $1 ORDER BY s.id",
@@ -491,7 +492,7 @@ async fn a_document_given_to_the_api_inline_reaches_telegram_byte_for_byte() {
         .expect("create");
     assert_eq!(response.status().as_u16(), 201);
     let created: serde_json::Value = response.json().await.expect("json");
-    let mailing = created["id"].as_i64().expect("id");
+    let mailing = MailingId(created["id"].as_i64().expect("id"));
     assert_eq!(created["telegram"]["kind"], "document");
     let worker = RunningWorker::start(&db.store, settings);
     wait_done(&db, mailing, Duration::from_secs(30)).await;

@@ -184,7 +184,7 @@ async fn delivery_and_mailing_events_arrive_signed_and_are_retried_until_taken()
         let mut ids: Vec<i64> = got
             .events
             .iter()
-            .filter(|(e, _, _)| e["type"] == "messages" && e["mailing_id"] == mailing.id)
+            .filter(|(e, _, _)| e["type"] == "messages" && e["mailing_id"] == mailing.id.0)
             .flat_map(|(e, _, _)| e["messages"].as_array().cloned().unwrap_or_default())
             .filter(|m| m["state"] == "sent")
             .filter_map(|m| m["message_id"].as_i64())
@@ -209,8 +209,8 @@ async fn delivery_and_mailing_events_arrive_signed_and_are_retried_until_taken()
     wait_until(Duration::from_secs(30), "every event posted", || async {
         let got = got.lock().expect("lock");
         sent_ids(&got).len() == 3
-            && states_of(&got, mailing.id).len() == 2
-            && !states_of(&got, later.id).is_empty()
+            && states_of(&got, mailing.id.0).len() == 2
+            && !states_of(&got, later.id.0).is_empty()
     })
     .await;
     worker.stop().await;
@@ -237,8 +237,8 @@ async fn delivery_and_mailing_events_arrive_signed_and_are_retried_until_taken()
         deliveries.dedup();
         assert_eq!(deliveries.len(), posted, "each event taken once");
         assert_eq!(sent_ids(&got), rows);
-        assert_eq!(states_of(&got, mailing.id), ["running", "done"]);
-        assert_eq!(states_of(&got, later.id), ["cancelled"]);
+        assert_eq!(states_of(&got, mailing.id.0), ["running", "done"]);
+        assert_eq!(states_of(&got, later.id.0), ["cancelled"]);
     }
 
     // The API shows what was posted and that the first ones needed more than one attempt.

@@ -31,7 +31,7 @@ pub const PROFILE: Profile = Profile {
 #[derive(Serialize)]
 struct Line<'a> {
     id: i64,
-    mailing_id: i64,
+    mailing_id: crate::ids::MailingId,
     phone: &'a str,
     text: &'a str,
     at: String,

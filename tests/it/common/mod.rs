@@ -9,6 +9,7 @@
 pub mod api_client;
 
 use blast::domain::{AudienceFilter, ChannelKind, Phone};
+use blast::ids::MailingId;
 use blast::settings::{Secret, Settings};
 use blast::store::{Mailing, NewClient, NewMailing, Store};
 use blast::worker::{self, Tenancy, WorkerError};
@@ -255,7 +256,7 @@ pub async fn ids_in_state(db: &TestDb, state: &str) -> std::collections::HashSet
 }
 
 /// The state of mailing `id`, as the store has it.
-pub async fn mailing_state(db: &TestDb, id: i64) -> blast::domain::MailingState {
+pub async fn mailing_state(db: &TestDb, id: MailingId) -> blast::domain::MailingState {
     db.store
         .mailing(db.tenant, id)
         .await
@@ -264,7 +265,7 @@ pub async fn mailing_state(db: &TestDb, id: i64) -> blast::domain::MailingState 
 }
 
 /// Wait until mailing `id` is done (or cancelled); panic after `limit`.
-pub async fn wait_done(db: &TestDb, id: i64, limit: Duration) {
+pub async fn wait_done(db: &TestDb, id: MailingId, limit: Duration) {
     use blast::domain::MailingState;
     wait_until(limit, "the mailing to finish", || async {
         matches!(
