@@ -314,7 +314,7 @@ impl SubscriberBot {
                             .increment(1);
                         tracing::info!(
                             chat = chat.0,
-                            client = subscribed.client_id(),
+                            client = subscribed.client_id().0,
                             new = matches!(subscribed, Subscribed::New(_)),
                             tag = tag.as_deref().unwrap_or(""),
                             "subscribed"

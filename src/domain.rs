@@ -704,7 +704,7 @@ mod local_hours_tests {
 /// A client as templates and channels see it (the store reads it).
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Client {
-    pub id: i64,
+    pub id: crate::ids::ClientId,
     /// None for a client who came through the subscriber bot and never gave a phone.
     pub phone: Option<String>,
     pub operator_code: String,

@@ -49,3 +49,8 @@ row_id! {
     /// A mailing (`mailings.id`); a notification's try is one too.
     MailingId
 }
+
+row_id! {
+    /// A tenant's client: one person blast reaches (`clients.id`).
+    ClientId
+}

@@ -277,7 +277,7 @@ pub async fn off_runtime<T: Send + 'static>(
 /// The client a template is tried on when a mailing is created.
 fn sample_client() -> Client {
     Client {
-        id: 1,
+        id: crate::ids::ClientId(1),
         phone: Some("79001234567".into()),
         operator_code: "900".into(),
         name: "Sample Client".into(),
@@ -489,7 +489,7 @@ fn client_context(client: &Client, extra: &[(&'static str, &str)]) -> Value {
         .iter()
         .map(|(k, v)| (k.as_str(), Value::from(v.as_str())))
         .collect();
-    vars.insert("id", Value::from(client.id));
+    vars.insert("id", Value::from(client.id.0));
     if let Some(phone) = &client.phone {
         vars.insert("phone", Value::from(phone.as_str()));
     }
@@ -529,7 +529,7 @@ mod tests {
 
     fn client() -> Client {
         Client {
-            id: 5,
+            id: crate::ids::ClientId(5),
             phone: Some("79001234567".into()),
             operator_code: "900".into(),
             name: "Anna".into(),

@@ -6,7 +6,7 @@ use crate::app::import::{ImportOutcome, RowError};
 use crate::channels::{DeliveryError, TelegramBot};
 use crate::domain::MessageState;
 use crate::domain::invalid;
-use crate::ids::MailingId;
+use crate::ids::{ClientId, MailingId};
 use crate::settings::{NotificationSettings, Secret, TelegramSettings};
 use crate::store::{
     Client, ClientPatch, ClientQuery, ImportReport, Mailing, MailingPreview, MailingStats,
@@ -309,7 +309,7 @@ impl Backend {
         }
     }
 
-    pub async fn client(&self, id: i64) -> Result<Client> {
+    pub async fn client(&self, id: ClientId) -> Result<Client> {
         match self {
             Backend::Local { store, tenant } => Ok(store.client(*tenant, id).await?),
             Backend::Remote(api) => {
@@ -324,7 +324,7 @@ impl Backend {
         }
     }
 
-    pub async fn update_client(&self, id: i64, patch: ClientPatch) -> Result<Client> {
+    pub async fn update_client(&self, id: ClientId, patch: ClientPatch) -> Result<Client> {
         match self {
             Backend::Local { store, tenant } => Ok(store.update_client(*tenant, id, patch).await?),
             Backend::Remote(api) => {
@@ -341,7 +341,7 @@ impl Backend {
         }
     }
 
-    pub async fn delete_client(&self, id: i64) -> Result<()> {
+    pub async fn delete_client(&self, id: ClientId) -> Result<()> {
         match self {
             Backend::Local { store, tenant } => Ok(store.delete_client(*tenant, id).await?),
             Backend::Remote(api) => api.delete(&format!("/api/v1/clients/{id}")).await,
@@ -600,7 +600,7 @@ impl Backend {
     /// A client's channel order and quiet hours (the configured defaults if it set none).
     pub async fn preferences(
         &self,
-        client: i64,
+        client: ClientId,
         defaults: &NotificationSettings,
     ) -> Result<NotificationPreferences> {
         match self {
@@ -622,7 +622,7 @@ impl Backend {
 
     pub async fn set_preferences(
         &self,
-        client: i64,
+        client: ClientId,
         preferences: &NotificationPreferences,
     ) -> Result<NotificationPreferences> {
         match self {
@@ -647,7 +647,7 @@ impl Backend {
     /// Store a browser's push subscription for a client.
     pub async fn add_push_subscription(
         &self,
-        client: i64,
+        client: ClientId,
         new: &NewPushSubscription,
         settings: &crate::settings::WebPushSettings,
     ) -> Result<StoredPushSubscription> {
@@ -670,7 +670,10 @@ impl Backend {
         }
     }
 
-    pub async fn push_subscriptions(&self, client: i64) -> Result<Vec<StoredPushSubscription>> {
+    pub async fn push_subscriptions(
+        &self,
+        client: ClientId,
+    ) -> Result<Vec<StoredPushSubscription>> {
         match self {
             Backend::Local { store, tenant } => {
                 Ok(store.list_push_subscriptions(*tenant, client).await?)

@@ -114,7 +114,11 @@ pub async fn list(
 }
 
 pub async fn show(ctx: &Context, id: i64, json: bool) -> Result<()> {
-    let client = ctx.backend().await?.client(id).await?;
+    let client = ctx
+        .backend()
+        .await?
+        .client(crate::ids::ClientId(id))
+        .await?;
     if json {
         print_json(&client);
     } else {
@@ -153,13 +157,20 @@ pub async fn update(
         remove_tags: parse_tags(remove_tags)?,
         attributes,
     };
-    let client = ctx.backend().await?.update_client(id, patch).await?;
+    let client = ctx
+        .backend()
+        .await?
+        .update_client(crate::ids::ClientId(id), patch)
+        .await?;
     print_clients(&[client]);
     Ok(())
 }
 
 pub async fn delete(ctx: &Context, id: i64) -> Result<()> {
-    ctx.backend().await?.delete_client(id).await?;
+    ctx.backend()
+        .await?
+        .delete_client(crate::ids::ClientId(id))
+        .await?;
     println!("client {id} deleted");
     Ok(())
 }

@@ -17,7 +17,7 @@ pub async fn run(ctx: &Context, args: &NotifyArgs) -> Result<()> {
     };
     let priority: Priority = args.priority.as_str().parse().map_err(invalid)?;
     let new = NewNotification {
-        client_id: args.client,
+        client_id: crate::ids::ClientId(args.client),
         event: Event {
             title: args.title.clone(),
             body: args.body.clone(),
@@ -107,7 +107,7 @@ pub async fn preferences(
 ) -> Result<()> {
     let backend = ctx.backend().await?;
     let mut preferences = backend
-        .preferences(client, &ctx.settings.notifications)
+        .preferences(crate::ids::ClientId(client), &ctx.settings.notifications)
         .await?;
     if !channels.is_empty() || quiet_hours.is_some() || no_quiet_hours {
         if !channels.is_empty() {
@@ -122,7 +122,9 @@ pub async fn preferences(
         if no_quiet_hours {
             preferences.quiet_hours = None;
         }
-        preferences = backend.set_preferences(client, &preferences).await?;
+        preferences = backend
+            .set_preferences(crate::ids::ClientId(client), &preferences)
+            .await?;
     }
     print_preferences(client, &preferences, json);
     Ok(())

@@ -18,7 +18,7 @@ pub async fn create(
     let stored = ctx
         .backend()
         .await?
-        .add_push_subscription(client, &new, &ctx.settings.webpush)
+        .add_push_subscription(crate::ids::ClientId(client), &new, &ctx.settings.webpush)
         .await?;
     println!(
         "push subscription {} stored for client {}",
@@ -28,7 +28,11 @@ pub async fn create(
 }
 
 pub async fn list(ctx: &Context, client: i64, json: bool) -> Result<()> {
-    let subscriptions = ctx.backend().await?.push_subscriptions(client).await?;
+    let subscriptions = ctx
+        .backend()
+        .await?
+        .push_subscriptions(crate::ids::ClientId(client))
+        .await?;
     if json {
         print_json(&subscriptions);
         return Ok(());

@@ -5,6 +5,7 @@ use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::{AppState, Page, upload};
 use crate::app::import;
 use crate::domain::{parse_operator_code, parse_tag};
+use crate::ids::ClientId;
 use crate::store::{Client, ClientPatch, ClientQuery};
 use crate::wire::clients::{ClientInput, ClientPatchInput, ImportResult, RowErrorView};
 use axum::Json;
@@ -67,7 +68,7 @@ pub async fn list(
         limit,
     };
     let items = state.store.list_clients(user.id, &query).await?;
-    Ok(Json(Page::new(items, limit, |c| c.id)))
+    Ok(Json(Page::new(items, limit, |c| c.id.0)))
 }
 
 /// Add a client.
@@ -91,7 +92,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<ClientId>,
 ) -> ApiResult<Json<Client>> {
     Ok(Json(state.store.client(user.id, id).await?))
 }
@@ -103,7 +104,7 @@ pub async fn get(
 pub async fn replace(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<ClientId>,
     ApiJson(input): ApiJson<ClientInput>,
 ) -> ApiResult<Json<Client>> {
     let new = input.into_new_client()?;
@@ -135,7 +136,7 @@ pub async fn replace(
 pub async fn patch(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<ClientId>,
     ApiJson(input): ApiJson<ClientPatchInput>,
 ) -> ApiResult<Json<Client>> {
     let patch = input.into_patch()?;
@@ -147,7 +148,7 @@ pub async fn patch(
 pub async fn delete(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<ClientId>,
 ) -> ApiResult<StatusCode> {
     state.store.delete_client(user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)

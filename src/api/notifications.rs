@@ -5,6 +5,7 @@ use super::AppState;
 use super::auth::Tenant;
 use super::error::{ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::app::notifications;
+use crate::ids::ClientId;
 use crate::store::{
     NewPushSubscription, Notification, NotificationPreferences, StoredPushSubscription,
 };
@@ -59,7 +60,7 @@ pub async fn get(
 pub async fn get_preferences(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<ClientId>,
 ) -> ApiResult<Json<NotificationPreferences>> {
     Ok(Json(
         notifications::preferences(&state.store, user.id, id, &state.settings.notifications)
@@ -74,7 +75,7 @@ pub async fn get_preferences(
 pub async fn put_preferences(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<ClientId>,
     ApiJson(input): ApiJson<NotificationPreferences>,
 ) -> ApiResult<Json<NotificationPreferences>> {
     Ok(Json(
@@ -92,7 +93,7 @@ pub async fn put_preferences(
 pub async fn subscribe(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<ClientId>,
     ApiJson(input): ApiJson<PushSubscriptionInput>,
 ) -> ApiResult<(StatusCode, Json<StoredPushSubscription>)> {
     let new = input.into_new_subscription();
@@ -113,7 +114,7 @@ pub async fn subscribe(
 pub async fn subscriptions(
     State(state): State<AppState>,
     Tenant(user): Tenant,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<ClientId>,
 ) -> ApiResult<Json<Vec<StoredPushSubscription>>> {
     Ok(Json(
         state.store.list_push_subscriptions(user.id, id).await?,

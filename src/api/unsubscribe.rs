@@ -53,7 +53,11 @@ pub async fn unsubscribe(
     ApiPath(token): ApiPath<String>,
 ) -> ApiResult<Html<&'static str>> {
     let client_id = client_of(&state, &token).await?;
-    if !state.store.opt_out_of_email(client_id).await? {
+    if !state
+        .store
+        .opt_out_of_email(crate::ids::ClientId(client_id))
+        .await?
+    {
         return Err(not_found());
     }
     Ok(Html(

@@ -9,7 +9,7 @@
 
 use crate::channels::profile;
 use crate::domain::{ChannelKind, InvalidInput, LocalHours, MessageState, invalid};
-use crate::ids::TenantId;
+use crate::ids::{ClientId, TenantId};
 use crate::notify::{NotificationSettings, compose};
 use crate::store::{
     NewNotification, NewTry, Notification, NotificationPreferences, NotificationTurn, Store,
@@ -51,7 +51,7 @@ pub async fn notify(
 pub async fn preferences(
     store: &Store,
     tenant_id: TenantId,
-    client_id: i64,
+    client_id: ClientId,
     settings: &NotificationSettings,
 ) -> Result<NotificationPreferences> {
     let own = store.notification_preferences(tenant_id, client_id).await?;
@@ -69,7 +69,7 @@ fn defaults(settings: &NotificationSettings) -> NotificationPreferences {
 pub async fn set_preferences(
     store: &Store,
     tenant_id: TenantId,
-    client_id: i64,
+    client_id: ClientId,
     preferences: &NotificationPreferences,
 ) -> Result<NotificationPreferences> {
     check_preferences(preferences)?;

@@ -2,7 +2,7 @@
 //! blast may call (the host's DNS answer included), checked before the store keeps it.
 
 use crate::domain::{PushSubscription, invalid};
-use crate::ids::TenantId;
+use crate::ids::{ClientId, TenantId};
 use crate::settings::WebPushSettings;
 use crate::store::{NewPushSubscription, Store, StoreError, StoredPushSubscription};
 
@@ -10,7 +10,7 @@ use crate::store::{NewPushSubscription, Store, StoreError, StoredPushSubscriptio
 pub async fn add_push_subscription(
     store: &Store,
     tenant_id: TenantId,
-    client_id: i64,
+    client_id: ClientId,
     new: &NewPushSubscription,
     settings: &WebPushSettings,
 ) -> Result<StoredPushSubscription, StoreError> {

@@ -3,7 +3,7 @@
 use super::{Result, Store, StoreError, is_unique_violation};
 pub use crate::domain::Client;
 use crate::domain::{Phone, invalid};
-use crate::ids::TenantId;
+use crate::ids::{ClientId, TenantId};
 use crate::now_ms;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -125,7 +125,7 @@ pub(super) async fn link_tags(
     tx: &mut Transaction<'static, Any>,
     tag_ids: &mut TagIds,
     tenant_id: TenantId,
-    client_id: i64,
+    client_id: ClientId,
     tags: &[String],
 ) -> Result<()> {
     for tag in tags {
@@ -183,7 +183,7 @@ impl Store {
         .bind(now)
         .fetch_one(&mut *tx)
         .await;
-        let id: i64 = match inserted {
+        let id: ClientId = match inserted {
             Ok(row) => row.get(0),
             Err(e) if is_unique_violation(&e) => return Err(duplicate_phone(&phone)),
             Err(e) => return Err(e.into()),
@@ -193,7 +193,7 @@ impl Store {
         self.client(tenant_id, id).await
     }
 
-    pub async fn client(&self, tenant_id: TenantId, id: i64) -> Result<Client> {
+    pub async fn client(&self, tenant_id: TenantId, id: ClientId) -> Result<Client> {
         let sql =
             format!("SELECT {CLIENT_COLUMNS} FROM clients c WHERE c.tenant_id = $1 AND c.id = $2");
         sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -237,7 +237,7 @@ impl Store {
     pub async fn update_client(
         &self,
         tenant_id: TenantId,
-        id: i64,
+        id: ClientId,
         patch: ClientPatch,
     ) -> Result<Client> {
         let current = self.client(tenant_id, id).await?;
@@ -302,7 +302,7 @@ impl Store {
     }
 
     /// Opt a client out of email (its unsubscribe link). False when there is no such client.
-    pub async fn opt_out_of_email(&self, client_id: i64) -> Result<bool> {
+    pub async fn opt_out_of_email(&self, client_id: ClientId) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE clients SET email_opted_out_at = COALESCE(email_opted_out_at, $1), updated_at = $1
              WHERE id = $2",
@@ -316,7 +316,7 @@ impl Store {
 
     /// Delete a client with its message rows. The rows go by hand: PostgreSQL keeps no
     /// foreign key on messages (see migrations/postgres/0005).
-    pub async fn delete_client(&self, tenant_id: TenantId, id: i64) -> Result<()> {
+    pub async fn delete_client(&self, tenant_id: TenantId, id: ClientId) -> Result<()> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM clients WHERE tenant_id = $1 AND id = $2")
             .bind(tenant_id)

@@ -6,7 +6,7 @@ use super::{Dialect, Result, Store, StoreError, parse_priority};
 use crate::domain::{
     AudienceFilter, ChannelKind, LocalHours, MailingState, MessageState, Priority, invalid,
 };
-use crate::ids::{MailingId, TenantId};
+use crate::ids::{ClientId, MailingId, TenantId};
 use crate::now_ms;
 use crate::telegram::{MediaSource, TelegramContent};
 use crate::template::{MessageTemplate, TextLimits};
@@ -736,7 +736,7 @@ pub struct MailingPreview {
 /// A mailing's text rendered for one client, or why it cannot be.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SampleMessage {
-    pub client_id: i64,
+    pub client_id: ClientId,
     pub text: Option<String>,
     /// Why the text cannot be rendered for this client (a variable it does not have).
     pub error: Option<String>,
@@ -945,7 +945,7 @@ impl Store {
             "SELECT c.id FROM clients c WHERE {} ORDER BY c.id LIMIT 1",
             audience_where(self.dialect, new.channel)
         );
-        let first: Option<i64> = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let first: Option<ClientId> = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)
             .bind(operator_codes)
             .bind(tags)

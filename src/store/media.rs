@@ -64,7 +64,7 @@ impl Store {
 
     /// The client blocked the bot or deleted their account: Telegram mailings leave them out
     /// until they write to the bot again.
-    pub async fn block_telegram(&self, client_id: i64) -> Result<()> {
+    pub async fn block_telegram(&self, client_id: crate::ids::ClientId) -> Result<()> {
         sqlx::query(
             "UPDATE clients SET telegram_blocked_at = COALESCE(telegram_blocked_at, $1), updated_at = $1
              WHERE id = $2",
@@ -77,7 +77,12 @@ impl Store {
     }
 
     /// The client's group chat became a supergroup with a new id.
-    pub async fn move_telegram_chat(&self, client_id: i64, from: i64, to: i64) -> Result<()> {
+    pub async fn move_telegram_chat(
+        &self,
+        client_id: crate::ids::ClientId,
+        from: i64,
+        to: i64,
+    ) -> Result<()> {
         sqlx::query(
             "UPDATE clients SET telegram_chat_id = $1, updated_at = $2
              WHERE id = $3 AND telegram_chat_id = $4",

@@ -8,7 +8,7 @@
 use super::mailings::reachable_on;
 use super::{Result, Store, StoreError, is_unique_violation, parse_priority};
 use crate::domain::{ChannelKind, LocalHours, MessageState, Priority, invalid};
-use crate::ids::TenantId;
+use crate::ids::{ClientId, TenantId};
 use crate::notify::Event;
 use crate::now_ms;
 use crate::telegram::TelegramContent;
@@ -18,7 +18,7 @@ use sqlx::Row;
 /// What a caller asks to notify.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewNotification {
-    pub client_id: i64,
+    pub client_id: ClientId,
     pub event: Event,
     pub priority: Priority,
     /// Deliver even in the client's quiet hours.
@@ -48,7 +48,7 @@ pub struct NotificationPreferences {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Notification {
     pub id: i64,
-    pub client_id: i64,
+    pub client_id: ClientId,
     /// waiting, sending, delivered, failed, expired, cancelled or unknown
     pub state: String,
     #[schema(value_type = String)]
@@ -93,7 +93,7 @@ async fn events_in(conn: &mut sqlx::AnyConnection, notification_id: i64) -> Resu
 /// write lock could wait on writers waiting for that lock).
 async fn preferences_in(
     conn: &mut sqlx::AnyConnection,
-    client_id: i64,
+    client_id: ClientId,
 ) -> Result<Option<NotificationPreferences>> {
     let row = sqlx::query(
         "SELECT channels, quiet_hours FROM notification_preferences WHERE client_id = $1",
@@ -119,7 +119,7 @@ impl Store {
     pub(crate) async fn set_notification_preferences(
         &self,
         tenant_id: TenantId,
-        client_id: i64,
+        client_id: ClientId,
         preferences: &NotificationPreferences,
     ) -> Result<NotificationPreferences> {
         self.client(tenant_id, client_id).await?;
@@ -143,7 +143,7 @@ impl Store {
     pub async fn notification_preferences(
         &self,
         tenant_id: TenantId,
-        client_id: i64,
+        client_id: ClientId,
     ) -> Result<Option<NotificationPreferences>> {
         self.client(tenant_id, client_id).await?;
         let mut conn = self.pool.acquire().await?;
@@ -381,7 +381,7 @@ impl Store {
 pub struct NotificationTurn {
     pub id: i64,
     pub tenant_id: TenantId,
-    pub client_id: i64,
+    pub client_id: ClientId,
     pub priority: Priority,
     /// Deliver even in the client's quiet hours.
     pub urgent: bool,

@@ -2,7 +2,7 @@
 
 use super::{Result, Store};
 use crate::domain::PushSubscription;
-use crate::ids::TenantId;
+use crate::ids::{ClientId, TenantId};
 use crate::now_ms;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -27,7 +27,7 @@ pub struct PushKeys {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredPushSubscription {
     pub id: i64,
-    pub client_id: i64,
+    pub client_id: ClientId,
     pub endpoint: String,
     pub created_at: i64,
 }
@@ -42,7 +42,7 @@ impl Store {
     pub async fn add_push_subscription(
         &self,
         tenant_id: TenantId,
-        client_id: i64,
+        client_id: ClientId,
         new: &NewPushSubscription,
     ) -> Result<StoredPushSubscription> {
         self.client(tenant_id, client_id).await?;
@@ -75,7 +75,7 @@ impl Store {
     pub async fn list_push_subscriptions(
         &self,
         tenant_id: TenantId,
-        client_id: i64,
+        client_id: ClientId,
     ) -> Result<Vec<StoredPushSubscription>> {
         self.client(tenant_id, client_id).await?;
         Ok(sqlx::query(
@@ -103,7 +103,10 @@ impl Store {
     }
 
     /// Where a client's web push messages go: for the worker.
-    pub async fn push_subscriptions_of(&self, client_id: i64) -> Result<Vec<PushSubscription>> {
+    pub async fn push_subscriptions_of(
+        &self,
+        client_id: ClientId,
+    ) -> Result<Vec<PushSubscription>> {
         Ok(sqlx::query(
             "SELECT id, endpoint, p256dh, auth FROM push_subscriptions WHERE client_id = $1
              ORDER BY id DESC LIMIT $2",

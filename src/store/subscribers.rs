@@ -3,7 +3,7 @@
 
 use super::clients::{TagIds, link_tags};
 use super::{Client, Result, Store};
-use crate::ids::TenantId;
+use crate::ids::{ClientId, TenantId};
 use crate::now_ms;
 use sqlx::{Any, Row};
 
@@ -11,13 +11,13 @@ use sqlx::{Any, Row};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subscribed {
     /// A new client, made for this chat.
-    New(i64),
+    New(ClientId),
     /// An existing client of this chat, active again (it may have sent /stop or blocked the bot).
-    Again(i64),
+    Again(ClientId),
 }
 
 impl Subscribed {
-    pub fn client_id(&self) -> i64 {
+    pub fn client_id(&self) -> ClientId {
         match self {
             Subscribed::New(id) | Subscribed::Again(id) => *id,
         }
@@ -29,7 +29,7 @@ async fn chat_client_id<'e>(
     executor: impl sqlx::Executor<'e, Database = Any>,
     tenant_id: TenantId,
     chat_id: i64,
-) -> Result<Option<i64>> {
+) -> Result<Option<ClientId>> {
     Ok(sqlx::query(
         "SELECT id FROM clients WHERE tenant_id = $1 AND telegram_chat_id = $2 ORDER BY id LIMIT 1",
     )
@@ -78,7 +78,7 @@ impl Store {
             }
             None => {
                 // The unique subscriber index settles a race with another /start of the chat.
-                let inserted: Option<i64> = sqlx::query(
+                let inserted: Option<ClientId> = sqlx::query(
                     "INSERT INTO clients (tenant_id, phone, operator_code, name, telegram_chat_id,
                                           created_at, updated_at)
                      VALUES ($1, NULL, '', $2, $3, $4, $4)
@@ -96,7 +96,7 @@ impl Store {
                 match inserted {
                     Some(id) => Subscribed::New(id),
                     None => {
-                        let id: i64 = sqlx::query(
+                        let id: ClientId = sqlx::query(
                             "SELECT id FROM clients
                              WHERE tenant_id = $1 AND telegram_chat_id = $2 AND phone IS NULL",
                         )

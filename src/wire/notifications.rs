@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationInput {
-    pub client_id: i64,
+    pub client_id: crate::ids::ClientId,
     /// One line, at most 200 characters.
     #[schema(min_length = 1, max_length = 200)]
     pub title: String,
@@ -79,7 +79,7 @@ mod tests {
     #[test]
     fn a_notification_crosses_the_wire_unchanged() {
         let new = NewNotification {
-            client_id: 7,
+            client_id: crate::ids::ClientId(7),
             event: Event {
                 title: "Order shipped".into(),
                 body: "On its way".into(),

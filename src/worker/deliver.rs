@@ -360,7 +360,7 @@ impl Deliverer {
         };
         let unsubscribe_url = profile
             .unsubscribe_link
-            .then(|| self.unsubscribe.url(&self.public_url, row.client.id));
+            .then(|| self.unsubscribe.url(&self.public_url, row.client.id.0));
         let extra: Vec<(&'static str, &str)> = unsubscribe_url
             .as_deref()
             .map(|url| ("unsubscribe_url", url))
@@ -530,7 +530,7 @@ impl Deliverer {
             }
         };
         if let Err(e) = stored {
-            tracing::warn!(error = %e, client, ?event, "cannot record what the channel learned");
+            tracing::warn!(error = %e, client = client.0, ?event, "cannot record what the channel learned");
         }
     }
 

@@ -6,7 +6,7 @@
 use crate::common::{RunningWorker, TestDb, now_ms, wait_done, wait_until};
 use blast::bot::SubscriberBot;
 use blast::domain::{AudienceFilter, ChannelKind};
-use blast::ids::TenantId;
+use blast::ids::{ClientId, TenantId};
 use blast::settings::{BotMode, Secret, Settings};
 use blast::store::{Client, NewMailing, Store};
 use blast_testkit::{TelegramStub, TelegramStubOptions};
@@ -457,7 +457,10 @@ async fn the_sqlite_rebuild_that_made_phones_optional_keeps_every_client_and_ref
         .await
         .expect("foreign_key_check");
     assert!(dangling.is_empty(), "every reference still resolves");
-    let old = store.client(TenantId(1), 5).await.expect("client kept");
+    let old = store
+        .client(TenantId(1), ClientId(5))
+        .await
+        .expect("client kept");
     assert_eq!(old.phone.as_deref(), Some("79001234567"));
     assert_eq!(old.tags, vec!["vip".to_string()]);
     assert_eq!(old.telegram_chat_id, Some(42));
@@ -472,7 +475,10 @@ async fn the_sqlite_rebuild_that_made_phones_optional_keeps_every_client_and_ref
         .subscribe_telegram(TenantId(1), 43, "New", None)
         .await
         .expect("a client without a phone");
-    store.delete_client(TenantId(1), 5).await.expect("delete");
+    store
+        .delete_client(TenantId(1), ClientId(5))
+        .await
+        .expect("delete");
     for table in ["client_tags", "messages"] {
         let left: i64 = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
             .fetch_one(&sql)

@@ -856,7 +856,7 @@ async fn deleting_a_client_or_a_mailing_deletes_its_messages_and_a_vanished_clie
     let m = db.mailing("x", "all", now_ms(), now_ms() + 60_000).await;
     // Materialize without a worker, so nothing is sent yet.
     db.store.start_due_mailings(now_ms()).await.expect("start");
-    let clients: Vec<i64> = sqlx::query("SELECT id FROM clients ORDER BY id")
+    let clients: Vec<blast::ids::ClientId> = sqlx::query("SELECT id FROM clients ORDER BY id")
         .fetch_all(&db.sql)
         .await
         .expect("clients")

@@ -83,7 +83,12 @@ impl Setup {
         )
     }
 
-    async fn client(&self, name: &str, email: Option<&str>, chat: Option<i64>) -> i64 {
+    async fn client(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        chat: Option<i64>,
+    ) -> blast::ids::ClientId {
         self.db
             .store
             .add_client(
