@@ -5,6 +5,7 @@
 //! without it, in the store's `dedup_keys` table. Either way a key held by a message that will
 //! never be sent (failed for good, expired, cancelled, deleted) is handed to the next one.
 
+use crate::ids::MessageId;
 use crate::store::{Result, Store, StoreError};
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
@@ -55,7 +56,7 @@ impl DedupKeys {
         &self,
         store: &Store,
         key: &str,
-        message_id: i64,
+        message_id: MessageId,
         window_ms: i64,
     ) -> Result<bool> {
         match self {
@@ -75,7 +76,7 @@ impl DedupKeys {
                     async move {
                         script
                             .key(key)
-                            .arg(message_id)
+                            .arg(message_id.0)
                             .arg(window_ms.max(1))
                             .arg(dead_holder)
                             .invoke_async::<i64>(&mut conn)
@@ -87,7 +88,7 @@ impl DedupKeys {
                 if holder == 0 {
                     return Ok(true);
                 }
-                if store.message_may_still_send(holder).await? {
+                if store.message_may_still_send(MessageId(holder)).await? {
                     return Ok(false);
                 }
                 Ok(take(holder).await? == 0)

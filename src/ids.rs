@@ -54,3 +54,8 @@ row_id! {
     /// A tenant's client: one person blast reaches (`clients.id`).
     ClientId
 }
+
+row_id! {
+    /// One message: one recipient of one mailing (`messages.id`).
+    MessageId
+}

@@ -266,7 +266,7 @@ pub async fn messages(
             limit,
         )
         .await?;
-    Ok(Json(Page::new(items, limit, |m| m.id)))
+    Ok(Json(Page::new(items, limit, |m| m.id.0)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -130,7 +130,7 @@ impl DeliveryError {
 #[derive(Debug, Clone)]
 pub struct Outgoing<'a> {
     /// The message row id: also the provider-side idempotency key.
-    pub message_id: i64,
+    pub message_id: crate::ids::MessageId,
     pub mailing_id: crate::ids::MailingId,
     /// Where it goes on its channel: a phone number, an email address, a chat.
     pub address: &'a str,

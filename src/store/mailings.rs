@@ -6,7 +6,7 @@ use super::{Dialect, Result, Store, StoreError, parse_priority};
 use crate::domain::{
     AudienceFilter, ChannelKind, LocalHours, MailingState, MessageState, Priority, invalid,
 };
-use crate::ids::{ClientId, MailingId, TenantId};
+use crate::ids::{ClientId, MailingId, MessageId, TenantId};
 use crate::now_ms;
 use crate::telegram::{MediaSource, TelegramContent};
 use crate::template::{MessageTemplate, TextLimits};
@@ -745,8 +745,8 @@ pub struct SampleMessage {
 /// One message of a mailing, for the per-message listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageRow {
-    pub id: i64,
-    pub client_id: i64,
+    pub id: MessageId,
+    pub client_id: ClientId,
     pub phone: String,
     pub state: MessageState,
     pub attempts: i64,

@@ -3,7 +3,7 @@
 
 use super::{Client, Result, Store};
 use crate::domain::MessageState;
-use crate::ids::MailingId;
+use crate::ids::{MailingId, MessageId};
 use crate::now_ms;
 use sqlx::Row;
 
@@ -67,7 +67,7 @@ impl Outcome {
 /// A row handed to a channel, with the client it goes to.
 #[derive(Debug, Clone)]
 pub struct DeliveryRow {
-    pub message_id: i64,
+    pub message_id: MessageId,
     /// Attempts made before this one.
     pub attempts: i64,
     pub client: Client,
@@ -84,13 +84,13 @@ pub struct DeliveryRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedBatch {
     pub claim: i64,
-    pub message_ids: Vec<i64>,
+    pub message_ids: Vec<MessageId>,
 }
 
 /// How far back the reconciler looks for cancelled mailings with open rows.
 const CANCEL_SWEEP_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
-fn ids_json(ids: &[i64]) -> String {
+fn ids_json(ids: &[MessageId]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
@@ -102,11 +102,11 @@ impl Store {
     pub async fn reserve_dedup_key(
         &self,
         key: &str,
-        message_id: i64,
+        message_id: MessageId,
         expires_at: i64,
     ) -> Result<bool> {
         let now = now_ms();
-        let holder: Option<i64> = sqlx::query(
+        let holder: Option<MessageId> = sqlx::query(
             "INSERT INTO dedup_keys (key, message_id, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (key) DO UPDATE SET message_id = excluded.message_id, expires_at = excluded.expires_at
                WHERE dedup_keys.expires_at <= $4
@@ -127,7 +127,7 @@ impl Store {
 
     /// Whether message `id` exists and may still be sent (or was): a deduplication key it
     /// holds is still its own.
-    pub async fn message_may_still_send(&self, id: i64) -> Result<bool> {
+    pub async fn message_may_still_send(&self, id: MessageId) -> Result<bool> {
         Ok(sqlx::query(
             "SELECT 1 FROM messages WHERE id = $1
                AND state NOT IN ('failed_permanent', 'expired', 'cancelled')",
@@ -179,7 +179,7 @@ impl Store {
              RETURNING id",
             skip_locked = self.dialect.skip_locked()
         );
-        let mut ids: Vec<i64> = sqlx::query(sqlx::AssertSqlSafe(retries))
+        let mut ids: Vec<MessageId> = sqlx::query(sqlx::AssertSqlSafe(retries))
             .bind(claim)
             .bind(now)
             .bind(mailing_id)
@@ -220,7 +220,7 @@ impl Store {
             } else {
                 keys.iter().max().copied()
             };
-            ids.extend(keys.iter().map(|(_, id)| *id));
+            ids.extend(keys.iter().map(|(_, id)| MessageId(*id)));
         }
         tx.commit().await?;
         if ids.is_empty() {
@@ -254,7 +254,7 @@ impl Store {
     pub async fn begin_sending(
         &self,
         claim: i64,
-        ids: &[i64],
+        ids: &[MessageId],
         mark_all_sending: bool,
     ) -> Result<Vec<DeliveryRow>> {
         let mut tx = self.write_tx().await?;
@@ -328,7 +328,7 @@ impl Store {
     /// Mark rows `sending` just before their requests go out, in one statement. Returns the
     /// ids marked: a row missing from it no longer carries `claim` (the reconciler took it
     /// back) and must not be sent.
-    pub async fn mark_sending(&self, claim: i64, ids: &[i64]) -> Result<Vec<i64>> {
+    pub async fn mark_sending(&self, claim: i64, ids: &[MessageId]) -> Result<Vec<MessageId>> {
         let sql = format!(
             "UPDATE messages SET state = 'sending', updated_at = $1
              WHERE claim = $2 AND state = 'queued' AND id IN ({})
@@ -351,15 +351,15 @@ impl Store {
     /// Final outcomes are owed to the tenant's webhooks, in the same transaction.
     pub async fn flush_batch(
         &self,
-        mailing_id: i64,
+        mailing_id: MailingId,
         claim: i64,
-        outcomes: &[(i64, Outcome)],
+        outcomes: &[(MessageId, Outcome)],
         renew_lease: bool,
     ) -> Result<()> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         // The common outcome, every row of it in one statement.
-        let sent: Vec<i64> = outcomes
+        let sent: Vec<MessageId> = outcomes
             .iter()
             .filter(|(_, o)| *o == Outcome::Sent)
             .map(|(id, _)| *id)
@@ -435,8 +435,7 @@ impl Store {
                 })
             })
             .collect();
-        super::webhooks::enqueue_message_events(&mut tx, MailingId(mailing_id), &finals, now)
-            .await?;
+        super::webhooks::enqueue_message_events(&mut tx, mailing_id, &finals, now).await?;
         if renew_lease {
             sqlx::query(
                 "UPDATE messages SET updated_at = $1 WHERE claim = $2 AND state IN ('queued', 'sending')",

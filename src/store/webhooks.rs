@@ -55,7 +55,7 @@ pub struct DueDelivery {
 /// A message's final state, as a webhook reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageEvent<'a> {
-    pub message_id: i64,
+    pub message_id: crate::ids::MessageId,
     pub state: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,

@@ -23,7 +23,7 @@ use crate::channels::{
 };
 use crate::dedup::DedupKeys;
 use crate::domain::{ChannelKind, MailingState};
-use crate::ids::MailingId;
+use crate::ids::{MailingId, MessageId};
 use crate::jobs::{DeliverBatch, Job};
 use crate::now_ms;
 use crate::store::{DeliveryRow, Mailing, Outcome, Store, StoreError};
@@ -188,9 +188,11 @@ impl Deliverer {
             .mailing_any_tenant(MailingId(batch.mailing_id))
             .await?;
         let resend_is_safe = self.resend.is_safe(mailing.channel);
+        let message_ids: Vec<MessageId> =
+            batch.message_ids.iter().copied().map(MessageId).collect();
         let rows = self
             .store
-            .begin_sending(batch.claim, &batch.message_ids, resend_is_safe)
+            .begin_sending(batch.claim, &message_ids, resend_is_safe)
             .await?;
         if rows.is_empty() {
             return Ok(()); // a stale token: its rows were re-queued or settled meanwhile
@@ -199,7 +201,7 @@ impl Deliverer {
             Ok(bot) => Arc::new(bot),
             Err(reason) => {
                 // Nothing can go out through a bot that is not registered: every row fails.
-                let mut pending: Vec<(i64, Outcome)> = rows
+                let mut pending: Vec<(MessageId, Outcome)> = rows
                     .iter()
                     .map(|row| {
                         (
@@ -212,7 +214,7 @@ impl Deliverer {
                     .collect();
                 let mut lease = LeaseClock::new(self.renew_lease_every);
                 return self
-                    .flush(batch.mailing_id, batch.claim, &mut pending, &mut lease)
+                    .flush(mailing.id, batch.claim, &mut pending, &mut lease)
                     .await;
             }
         };
@@ -240,7 +242,7 @@ impl Deliverer {
         // if this batch is dropped (its worker failed, a flush gave up) they are aborted with
         // it rather than sending on with nobody to record what they did.
         let marker = (!resend_is_safe).then(|| Marker::start(self.store.clone(), claim));
-        let spawn = |running: &mut JoinSet<(i64, Option<Outcome>)>, row: DeliveryRow| {
+        let spawn = |running: &mut JoinSet<(MessageId, Option<Outcome>)>, row: DeliveryRow| {
             let (me, mailing, template, bot, marker) = (
                 self.clone(),
                 mailing.clone(),
@@ -268,7 +270,7 @@ impl Deliverer {
             spawn(&mut running, row);
         }
 
-        let mut pending: Vec<(i64, Outcome)> = Vec::with_capacity(FLUSH_AT);
+        let mut pending: Vec<(MessageId, Outcome)> = Vec::with_capacity(FLUSH_AT);
         let mut lease = LeaseClock::new(self.renew_lease_every);
         let mut flush_timer = tokio::time::interval(self.flush_every);
         flush_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -296,13 +298,13 @@ impl Deliverer {
                         spawn(&mut running, row);
                     }
                     if pending.len() >= FLUSH_AT {
-                        self.flush(batch.mailing_id, batch.claim, &mut pending, &mut lease).await?;
+                        self.flush(mailing.id, batch.claim, &mut pending, &mut lease).await?;
                     }
                 },
-                _ = flush_timer.tick() => self.flush(batch.mailing_id, batch.claim, &mut pending, &mut lease).await?,
+                _ = flush_timer.tick() => self.flush(mailing.id, batch.claim, &mut pending, &mut lease).await?,
             }
         }
-        self.flush(batch.mailing_id, batch.claim, &mut pending, &mut lease)
+        self.flush(mailing.id, batch.claim, &mut pending, &mut lease)
             .await
     }
 
@@ -310,9 +312,9 @@ impl Deliverer {
     /// busy or briefly down: dropping them would lose sends that really happened.
     async fn flush(
         &self,
-        mailing_id: i64,
+        mailing_id: MailingId,
         claim: i64,
-        pending: &mut Vec<(i64, Outcome)>,
+        pending: &mut Vec<(MessageId, Outcome)>,
         lease: &mut LeaseClock,
     ) -> Result<(), StoreError> {
         let renew = lease.due();

@@ -7,6 +7,7 @@
 //! flight (at most the lanes' in-flight slots); marking together the rows that become ready at
 //! the same moment (one UPDATE while the next group gathers) keeps that to a few writes.
 
+use crate::ids::MessageId;
 use crate::store::Store;
 use std::collections::HashSet;
 use tokio::sync::{mpsc, oneshot};
@@ -29,7 +30,7 @@ pub enum Mark {
 /// last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Marker {
-    requests: mpsc::Sender<(i64, oneshot::Sender<Mark>)>,
+    requests: mpsc::Sender<(MessageId, oneshot::Sender<Mark>)>,
     /// Ends the marking task with the last clone: a batch that is dropped (its sends aborted)
     /// marks nothing more.
     _task: std::sync::Arc<tokio_util::task::AbortOnDropHandle<()>>,
@@ -46,7 +47,7 @@ impl Marker {
     }
 
     /// Mark `message_id` `sending`, together with whatever other rows are ready now.
-    pub async fn mark(&self, message_id: i64) -> Mark {
+    pub async fn mark(&self, message_id: MessageId) -> Mark {
         let (reply, answer) = oneshot::channel();
         if self.requests.send((message_id, reply)).await.is_err() {
             return Mark::Failed;
@@ -55,7 +56,11 @@ impl Marker {
     }
 }
 
-async fn run(store: Store, claim: i64, mut requests: mpsc::Receiver<(i64, oneshot::Sender<Mark>)>) {
+async fn run(
+    store: Store,
+    claim: i64,
+    mut requests: mpsc::Receiver<(MessageId, oneshot::Sender<Mark>)>,
+) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while requests.recv_many(&mut group, MAX_GROUP).await > 0 {
         // A send that gave up waiting (aborted) is not marked: it will not go out.
@@ -63,8 +68,8 @@ async fn run(store: Store, claim: i64, mut requests: mpsc::Receiver<(i64, onesho
         if group.is_empty() {
             continue;
         }
-        let ids: Vec<i64> = group.iter().map(|(id, _)| *id).collect();
-        let marked: Option<HashSet<i64>> = match store.mark_sending(claim, &ids).await {
+        let ids: Vec<MessageId> = group.iter().map(|(id, _)| *id).collect();
+        let marked: Option<HashSet<MessageId>> = match store.mark_sending(claim, &ids).await {
             Ok(marked) => Some(marked.into_iter().collect()),
             Err(e) => {
                 tracing::warn!(error = %e, rows = ids.len(), "cannot mark rows sending; they go back to pending");

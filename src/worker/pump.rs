@@ -104,7 +104,8 @@ async fn enqueue_batch(
         mailing_id,
         lane,
         claim: claimed.claim,
-        message_ids: claimed.message_ids,
+        // The job carries the ids as plain numbers (blast-jobs knows no blast types).
+        message_ids: claimed.message_ids.iter().map(|id| id.0).collect(),
     });
     if let Err(e) = queue.push(lane, &job).await {
         store.release_claim(claim).await?;

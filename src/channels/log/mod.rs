@@ -30,7 +30,7 @@ pub const PROFILE: Profile = Profile {
 
 #[derive(Serialize)]
 struct Line<'a> {
-    id: i64,
+    id: crate::ids::MessageId,
     mailing_id: crate::ids::MailingId,
     phone: &'a str,
     text: &'a str,

@@ -48,7 +48,7 @@ pub(crate) fn phone_of(to: &Recipient<'_>) -> Result<String, NotReachable> {
 
 #[derive(Serialize)]
 struct SendRequest<'a> {
-    id: i64,
+    id: crate::ids::MessageId,
     phone: i64,
     text: &'a str,
 }
