@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let now = blast::now_ms();
             let mailing = common::create_mailing(&store, tenant, now).await?;
             let started = Instant::now();
-            let (stop_tx, worker) = common::start_worker(&store, settings);
+            let worker = blast_testkit::fixtures::RunningWorker::start(&store, settings);
             loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let m = store.mailing(tenant, mailing.id).await?;
@@ -57,8 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
             let m = store.mailing(tenant, mailing.id).await?;
-            let _ = stop_tx.send(());
-            worker.await??;
+            worker.join().await??;
             let counts = store.mailing_counts(mailing.id).await?;
             let delivery_ms = (m.finished_at.unwrap_or(0) - m.started_at.unwrap_or(0)).max(1);
             let sent = counts.get(blast::domain::MessageState::Sent);

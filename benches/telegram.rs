@@ -76,7 +76,7 @@ async fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let started = Instant::now();
-    let (stop_tx, worker) = common::start_worker(&store, settings);
+    let worker = blast_testkit::fixtures::RunningWorker::start(&store, settings);
     let expected = Duration::from_secs_f64(n as f64 / f64::from(per_second));
     let mut last_report = Instant::now();
     loop {
@@ -97,8 +97,7 @@ async fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let took = started.elapsed();
-    let _ = stop_tx.send(());
-    worker.await??;
+    worker.join().await??;
 
     let delivered = stub.delivered();
     let span = match (delivered.first(), delivered.last()) {

@@ -1,6 +1,8 @@
-//! Local test peers for blast's tests and benchmarks. They listen on 127.0.0.1 only.
+//! Local test peers for blast's tests and benchmarks (they listen on 127.0.0.1 only), and the
+//! fixtures both build blast's values with.
 
 pub mod browser;
+pub mod fixtures;
 pub mod sms;
 pub mod smtp;
 pub mod telegram;

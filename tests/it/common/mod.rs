@@ -8,16 +8,15 @@
 
 pub mod api_client;
 
-use blast::domain::{AudienceFilter, ChannelKind, Phone};
+use blast::domain::ChannelKind;
 use blast::ids::MailingId;
 use blast::settings::{Secret, Settings};
-use blast::store::{Mailing, NewClient, NewMailing, Store};
-use blast::worker::{self, Tenancy, WorkerError};
+use blast::store::{Mailing, Store};
+use blast_testkit::fixtures;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 pub const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.test.jwt";
 
@@ -153,19 +152,7 @@ impl TestDb {
         n: usize,
         tag: &str,
     ) {
-        let clients: Vec<NewClient> = (0..n)
-            .map(|i| NewClient {
-                phone: Some(
-                    format!("{phone_prefix}{:09}", 100_000_000 + i)
-                        .parse::<Phone>()
-                        .expect("phone"),
-                ),
-                name: format!("{name_prefix}{i}"),
-                timezone: "UTC".into(),
-                tags: vec![tag.to_owned()],
-                ..NewClient::default()
-            })
-            .collect();
+        let clients = fixtures::numbered_clients(phone_prefix, name_prefix, n, tag);
         self.store
             .import_clients(self.tenant, &clients, |_| {})
             .await
@@ -176,13 +163,7 @@ impl TestDb {
         blast::app::mailings::create(
             &self.store,
             self.tenant,
-            NewMailing {
-                filter: AudienceFilter {
-                    tags: vec![tag.into()],
-                    operator_codes: vec![],
-                },
-                ..NewMailing::new(ChannelKind::Sms, text, start_at, end_at)
-            },
+            fixtures::mailing_to_tag(ChannelKind::Sms, text, tag, start_at, end_at),
             blast::template::TextLimits::with_default_budget(1000),
         )
         .await
@@ -190,44 +171,7 @@ impl TestDb {
     }
 }
 
-/// A worker running in this process until `stop`.
-pub struct RunningWorker {
-    stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<Result<(), WorkerError>>,
-}
-
-impl RunningWorker {
-    pub fn start(store: &Store, settings: Settings) -> RunningWorker {
-        RunningWorker::start_with(store, settings, Tenancy::Exclusive)
-    }
-
-    /// One of several workers on the same database (as processes on many hosts would be).
-    pub fn start_shared(store: &Store, settings: Settings) -> RunningWorker {
-        RunningWorker::start_with(store, settings, Tenancy::Shared)
-    }
-
-    fn start_with(store: &Store, settings: Settings, tenancy: Tenancy) -> RunningWorker {
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(worker::run(store.clone(), settings, tenancy, async move {
-            let _ = rx.await;
-        }));
-        RunningWorker {
-            stop: Some(tx),
-            handle,
-        }
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(30), &mut self.handle)
-            .await
-            .expect("worker stops within 30 s")
-            .expect("worker task joins")
-            .expect("worker ends cleanly");
-    }
-}
+pub use blast_testkit::fixtures::RunningWorker;
 
 /// Poll `check` every 20 ms until it is true; panic with `what` after `limit`.
 pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
