@@ -78,14 +78,7 @@ fn mailing_to(tag: &str, channel: ChannelKind, text: &str) -> NewMailing {
 
 /// Start (not run) a mailing to `tag` on `channel`; returns how many recipients it has.
 async fn recipients(db: &TestDb, tag: &str, channel: ChannelKind) -> i64 {
-    let m = blast::app::mailings::create(
-        &db.store,
-        db.tenant,
-        mailing_to(tag, channel, "news"),
-        blast::template::TextLimits::with_default_budget(4096),
-    )
-    .await
-    .expect("mailing");
+    let m = db.create_mailing(mailing_to(tag, channel, "news")).await;
     let started = db.store.start_due_mailings(now_ms()).await.expect("start");
     let started = started
         .iter()
@@ -168,14 +161,13 @@ async fn start_subscribes_a_chat_with_its_tag_and_stop_opts_it_out() {
 
     // A Telegram mailing reaches the subscriber through the worker.
     let worker = RunningWorker::start(&db.store, settings.clone());
-    let m = blast::app::mailings::create(
-        &db.store,
-        db.tenant,
-        mailing_to("promo", ChannelKind::Telegram, "Hello {{ name }}"),
-        blast::template::TextLimits::with_default_budget(4096),
-    )
-    .await
-    .expect("mailing");
+    let m = db
+        .create_mailing(mailing_to(
+            "promo",
+            ChannelKind::Telegram,
+            "Hello {{ name }}",
+        ))
+        .await;
     wait_done(&db, m.id, Duration::from_secs(30)).await;
     worker.stop().await;
     assert!(answers(&stub, 7001).contains(&"Hello Ann".to_string()));

@@ -402,10 +402,8 @@ async fn filters_pick_the_audience_and_templates_use_attributes() {
     }
     let stub = SmsStub::start(TOKEN, Duration::ZERO).await.expect("stub");
     let worker = RunningWorker::start(&db.store, db.settings(&stub.base_url()));
-    let m = blast::app::mailings::create(
-        &db.store,
-        db.tenant,
-        blast::store::NewMailing {
+    let m = db
+        .create_mailing(blast::store::NewMailing {
             filter: blast::domain::AudienceFilter {
                 tags: vec!["vip".into()],
                 operator_codes: vec!["900".into()],
@@ -417,11 +415,8 @@ async fn filters_pick_the_audience_and_templates_use_attributes() {
                 now_ms(),
                 now_ms() + 60_000,
             )
-        },
-        blast::template::TextLimits::with_default_budget(1000),
-    )
-    .await
-    .expect("mailing");
+        })
+        .await;
     wait_done(&db, m.id, Duration::from_secs(120)).await;
     worker.stop().await;
     let mut got: Vec<(i64, String)> = stub
@@ -554,10 +549,8 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
     let db = TestDb::new().await;
     db.seed_clients(2, "all").await;
     let sms = db.mailing("x", "all", now_ms(), now_ms() + 60_000).await;
-    let log = blast::app::mailings::create(
-        &db.store,
-        db.tenant,
-        blast::store::NewMailing {
+    let log = db
+        .create_mailing(blast::store::NewMailing {
             priority: blast::domain::Priority::Low,
             ..blast::store::NewMailing::new(
                 blast::domain::ChannelKind::Log,
@@ -565,11 +558,8 @@ async fn rows_lost_mid_send_are_resent_only_where_the_channel_deduplicates() {
                 now_ms(),
                 now_ms() + 60_000,
             )
-        },
-        blast::template::TextLimits::with_default_budget(1000),
-    )
-    .await
-    .expect("log mailing");
+        })
+        .await;
     db.store.start_due_mailings(now_ms()).await.expect("start");
     // As if a worker died while these were in flight.
     sqlx::query("UPDATE messages SET state = 'sending', claim = 1")
@@ -662,19 +652,14 @@ async fn a_large_mailing_on_the_log_channel_writes_every_line_once() {
     settings.log_channel.max_in_flight = 64;
     let path = settings.log_channel.path.clone();
     let worker = RunningWorker::start(&db.store, settings);
-    let m = blast::app::mailings::create(
-        &db.store,
-        db.tenant,
-        blast::store::NewMailing::new(
+    let m = db
+        .create_mailing(blast::store::NewMailing::new(
             blast::domain::ChannelKind::Log,
             "Hi {{ name }}",
             now_ms(),
             now_ms() + 300_000,
-        ),
-        blast::template::TextLimits::with_default_budget(1000),
-    )
-    .await
-    .expect("mailing");
+        ))
+        .await;
     wait_done(&db, m.id, Duration::from_secs(180)).await;
     worker.stop().await;
     let counts = db.store.mailing_counts(m.id).await.expect("counts");
@@ -791,10 +776,8 @@ async fn messages_wait_for_the_recipients_local_hours() {
     );
     let stub = SmsStub::start(TOKEN, Duration::ZERO).await.expect("stub");
     let worker = RunningWorker::start(&db.store, db.settings(&stub.base_url()));
-    let m = blast::app::mailings::create(
-        &db.store,
-        db.tenant,
-        blast::store::NewMailing {
+    let m = db
+        .create_mailing(blast::store::NewMailing {
             local_hours: Some(hours.parse().expect("hours")),
             ..blast::store::NewMailing::new(
                 blast::domain::ChannelKind::Sms,
@@ -802,11 +785,8 @@ async fn messages_wait_for_the_recipients_local_hours() {
                 now_ms(),
                 now_ms() + 2 * 86_400_000,
             )
-        },
-        blast::template::TextLimits::with_default_budget(1000),
-    )
-    .await
-    .expect("mailing");
+        })
+        .await;
     wait_until(
         Duration::from_secs(60),
         "the UTC client's message",

@@ -217,10 +217,8 @@ async fn a_web_push_arrives_decrypted_and_an_expired_subscription_is_deleted() {
     );
 
     // Web push is a mailing channel too: the subject is the title, the text a template.
-    let mailing = blast::app::mailings::create(
-        &s.db.store,
-        s.db.tenant,
-        blast::store::NewMailing {
+    let mailing =
+        s.db.create_mailing(blast::store::NewMailing {
             subject: Some("Sale".into()),
             ..blast::store::NewMailing::new(
                 blast::domain::ChannelKind::WebPush,
@@ -228,11 +226,8 @@ async fn a_web_push_arrives_decrypted_and_an_expired_subscription_is_deleted() {
                 crate::common::now_ms(),
                 crate::common::now_ms() + 300_000,
             )
-        },
-        blast::template::TextLimits::with_default_budget(1000),
-    )
-    .await
-    .expect("web push mailing");
+        })
+        .await;
     crate::common::wait_done(&s.db, mailing.id, Duration::from_secs(30)).await;
     let got = push.messages(&live.client_hash).await.expect("messages");
     assert_eq!(got.len(), 2, "{got:?}");

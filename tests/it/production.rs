@@ -69,21 +69,15 @@ fn stop(mut worker: Worker) {
 }
 
 async fn create(db: &TestDb, text: &str, tag: &str, priority: Priority) -> MailingId {
-    blast::app::mailings::create(
-        &db.store,
-        db.tenant,
-        NewMailing {
-            filter: AudienceFilter {
-                tags: vec![tag.into()],
-                operator_codes: vec![],
-            },
-            priority,
-            ..NewMailing::new(ChannelKind::Sms, text, now_ms(), now_ms() + 600_000)
+    db.create_mailing(NewMailing {
+        filter: AudienceFilter {
+            tags: vec![tag.into()],
+            operator_codes: vec![],
         },
-        blast::template::TextLimits::with_default_budget(1000),
-    )
+        priority,
+        ..NewMailing::new(ChannelKind::Sms, text, now_ms(), now_ms() + 600_000)
+    })
     .await
-    .expect("create mailing")
     .id
 }
 

@@ -80,14 +80,13 @@ async fn telegram_mailing(
     content: TelegramContent,
     upload: Option<MediaUpload>,
 ) -> MailingId {
-    blast::app::mailings::create(
-        &db.store,
-        db.tenant,
-        new_telegram_mailing(tag, text, content, upload.into_iter().collect()),
-        blast::template::TextLimits::with_default_budget(4096),
-    )
+    db.create_mailing(new_telegram_mailing(
+        tag,
+        text,
+        content,
+        upload.into_iter().collect(),
+    ))
     .await
-    .expect("create telegram mailing")
     .id
 }
 
@@ -588,15 +587,7 @@ async fn editing_a_scheduled_mailing_into_a_photo_keeps_its_file() {
         priority: Priority::High,
         ..NewMailing::new(ChannelKind::Telegram, "Draft", start, start + HOUR)
     };
-    let id = blast::app::mailings::create(
-        &db.store,
-        db.tenant,
-        draft.clone(),
-        blast::template::TextLimits::with_default_budget(4096),
-    )
-    .await
-    .expect("draft")
-    .id;
+    let id = db.create_mailing(draft.clone()).await.id;
     let edited = blast::app::mailings::update(
         &db.store,
         db.tenant,
@@ -663,20 +654,15 @@ async fn an_album_uploads_its_files_once_and_counts_each_item_against_the_limit(
         (TelegramKind::Photo, MediaSource::pending_upload(1)),
     ]);
     content.parse_mode = Some(ParseMode::Html);
-    let mailing = blast::app::mailings::create(
-        &db.store,
-        db.tenant,
-        new_telegram_mailing(
+    let mailing = db
+        .create_mailing(new_telegram_mailing(
             "tg",
             "<b>Hi {{ name }}</b>",
             content,
             vec![upload("a.jpg"), upload("b.jpg")],
-        ),
-        blast::template::TextLimits::with_default_budget(4096),
-    )
-    .await
-    .expect("create album mailing")
-    .id;
+        ))
+        .await
+        .id;
     let mut settings = telegram_settings(&db, &stub);
     settings.telegram.bot_per_second = 20;
     let worker = RunningWorker::start(&db.store, settings);

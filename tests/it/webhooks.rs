@@ -159,22 +159,8 @@ async fn delivery_and_mailing_events_arrive_signed_and_are_retried_until_taken()
     );
 
     let worker = RunningWorker::start(&db.store, settings.clone());
-    let mailing = blast::app::mailings::create(
-        &db.store,
-        db.tenant,
-        log_mailing(now_ms()),
-        blast::template::TextLimits::with_default_budget(1000),
-    )
-    .await
-    .expect("mailing");
-    let later = blast::app::mailings::create(
-        &db.store,
-        db.tenant,
-        log_mailing(now_ms() + 3_600_000),
-        blast::template::TextLimits::with_default_budget(1000),
-    )
-    .await
-    .expect("mailing");
+    let mailing = db.create_mailing(log_mailing(now_ms())).await;
+    let later = db.create_mailing(log_mailing(now_ms() + 3_600_000)).await;
     db.store
         .cancel_mailing(db.tenant, later.id)
         .await
@@ -367,14 +353,7 @@ async fn non_public_urls_are_refused_at_registration_and_again_at_send_time() {
     let mut sender = strict.clone();
     sender.webhooks.allow_loopback_http = true;
     let worker = RunningWorker::start(&db.store, sender);
-    let mailing = blast::app::mailings::create(
-        &db.store,
-        db.tenant,
-        log_mailing(now_ms()),
-        blast::template::TextLimits::with_default_budget(1000),
-    )
-    .await
-    .expect("mailing");
+    let mailing = db.create_mailing(log_mailing(now_ms())).await;
     crate::common::wait_done(&db, mailing.id, Duration::from_secs(30)).await;
     let deliveries = |id: i64| {
         let request = api
@@ -473,14 +452,7 @@ async fn post_one_event(url: &str, for_at_most: Duration) -> Vec<blast::store::W
     let hook = blast::app::webhooks::add_webhook(&db.store, db.tenant, url, &settings.webhooks)
         .await
         .expect("webhook");
-    let later = blast::app::mailings::create(
-        &db.store,
-        db.tenant,
-        log_mailing(now_ms() + 3_600_000),
-        blast::template::TextLimits::with_default_budget(1000),
-    )
-    .await
-    .expect("mailing");
+    let later = db.create_mailing(log_mailing(now_ms() + 3_600_000)).await;
     db.store
         .cancel_mailing(db.tenant, later.id)
         .await

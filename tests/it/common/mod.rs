@@ -11,7 +11,7 @@ pub mod api_client;
 use blast::domain::ChannelKind;
 use blast::ids::MailingId;
 use blast::settings::{Secret, Settings};
-use blast::store::{Mailing, Store};
+use blast::store::{Mailing, NewMailing, Store};
 use blast_testkit::fixtures;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -160,11 +160,24 @@ impl TestDb {
     }
 
     pub async fn mailing(&self, text: &str, tag: &str, start_at: i64, end_at: i64) -> Mailing {
+        self.create_mailing(fixtures::mailing_to_tag(
+            ChannelKind::Sms,
+            text,
+            tag,
+            start_at,
+            end_at,
+        ))
+        .await
+    }
+
+    /// Create `new` as the API and the CLI would (its checks included), with room for 4096
+    /// characters of text.
+    pub async fn create_mailing(&self, new: NewMailing) -> Mailing {
         blast::app::mailings::create(
             &self.store,
             self.tenant,
-            fixtures::mailing_to_tag(ChannelKind::Sms, text, tag, start_at, end_at),
-            blast::template::TextLimits::with_default_budget(1000),
+            new,
+            blast::template::TextLimits::with_default_budget(4096),
         )
         .await
         .expect("create mailing")
