@@ -76,19 +76,6 @@ fn client_from_row(r: &AnyRow) -> Client {
     }
 }
 
-/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values each.
-pub(super) fn placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let row: Vec<String> = (1..=columns)
-                .map(|c| format!("${}", r * columns + c))
-                .collect();
-            format!("({})", row.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn attributes_json(attributes: &BTreeMap<String, String>) -> String {
     serde_json::to_string(attributes).unwrap_or_else(|_| "{}".into())
 }
