@@ -30,6 +30,8 @@ const LAYERS: &[&[&str]] = &[
     &["halts", "bot"],
     // Use cases the API and the CLI both call, and the API's JSON that both speak.
     &["app", "wire"],
+    // The web console, which the API serves beside its own routes.
+    &["console"],
     // The roles: they meet in the layers below, never in each other.
     &["worker", "admin", "api"],
 ];

@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod bot;
 pub mod channels;
+pub mod console;
 pub mod dedup;
 pub mod domain;
 pub mod halts;

@@ -205,7 +205,16 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
                 async move { axum::Json(document) }
             }),
         )
-        .merge(docs::routes())
+        .merge(docs::routes());
+    let router = if state.settings.console.enabled {
+        router.merge(crate::console::routes(
+            state.store.clone(),
+            state.settings.clone(),
+        ))
+    } else {
+        router
+    };
+    let router = router
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 mod api;
 mod bot;
+mod console;
 mod mailing;
 mod stats;
 mod storage;
@@ -31,6 +32,7 @@ mod worker;
 pub use crate::notify::NotificationSettings;
 pub use api::{ApiSettings, parse_proxy};
 pub use bot::{BotMode, BotSettings};
+pub use console::ConsoleSettings;
 pub use mailing::{MailingSettings, PhoneSettings, RateLimitSettings};
 pub use stats::StatsSettings;
 use std::time::Duration;
@@ -60,6 +62,7 @@ pub struct Settings {
     pub webpush: WebPushSettings,
     pub notifications: NotificationSettings,
     pub webhooks: WebhookSettings,
+    pub console: ConsoleSettings,
     pub pool: PoolSettings,
     pub secrets: SecretsSettings,
     pub phones: PhoneSettings,
@@ -96,6 +99,7 @@ impl Default for Settings {
             webpush: WebPushSettings::default(),
             notifications: NotificationSettings::default(),
             webhooks: WebhookSettings::default(),
+            console: ConsoleSettings::default(),
             pool: PoolSettings::default(),
             secrets: SecretsSettings::default(),
             phones: PhoneSettings::default(),
@@ -214,6 +218,7 @@ impl Settings {
         }
         self.bot.check()?;
         self.stats.check()?;
+        self.console.check()?;
         Ok(())
     }
 

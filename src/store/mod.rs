@@ -17,6 +17,7 @@ mod notifications;
 mod push;
 mod reports;
 mod sealing;
+mod sessions;
 mod subscribers;
 mod users;
 mod webhooks;
@@ -38,6 +39,7 @@ pub use notifications::{
 pub use push::{NewPushSubscription, PushKeys, StoredPushSubscription};
 pub use reports::{CronClaim, ReportCounts, ReportError};
 pub use sealing::SecretKeys;
+pub use sessions::{ConsoleSession, SessionLimits};
 pub use subscribers::Subscribed;
 pub use users::{TokenInfo, TokenOwner, User, UserSummary, is_plausible_user_name};
 pub use webhooks::{

@@ -7,6 +7,7 @@ mod api;
 mod bot;
 mod cli;
 mod common;
+mod console;
 mod crash;
 mod delivery;
 mod email;

@@ -1,0 +1,73 @@
+//! The console's session cookie: read, started, ended.
+
+use super::{ConsoleError, ConsoleState};
+use crate::now_ms;
+use crate::store::{ConsoleSession, User};
+use axum::http::HeaderMap;
+use axum::http::header::COOKIE;
+use cookie::{Cookie, SameSite};
+use subtle::ConstantTimeEq;
+
+const COOKIE_NAME: &str = "blast_session";
+
+/// The session token the request's cookie carries, if any.
+fn token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == COOKIE_NAME)
+        .map(|c| c.value().to_owned())
+}
+
+/// The request's live session, if it has one.
+pub(super) async fn current(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+) -> Result<Option<ConsoleSession>, ConsoleError> {
+    let Some(token) = token(headers) else {
+        return Ok(None);
+    };
+    let limits = state.settings.console.session_limits();
+    Ok(state
+        .store
+        .console_session(&token, now_ms(), limits)
+        .await?)
+}
+
+/// Start a session for `user`; the answer is its `Set-Cookie` value.
+pub(super) async fn start(state: &ConsoleState, user: &User) -> Result<String, ConsoleError> {
+    let (token, _csrf) = state.store.start_console_session(user.id, now_ms()).await?;
+    Ok(cookie(state, token).to_string())
+}
+
+/// End the request's session, if it has one.
+pub(super) async fn end(state: &ConsoleState, headers: &HeaderMap) -> Result<(), ConsoleError> {
+    if let Some(token) = token(headers) {
+        state.store.end_console_session(&token).await?;
+    }
+    Ok(())
+}
+
+/// A `Set-Cookie` value that removes the session cookie.
+pub(super) fn cleared_cookie(state: &ConsoleState) -> String {
+    let mut removal = cookie(state, String::new());
+    removal.make_removal();
+    removal.to_string()
+}
+
+fn cookie(state: &ConsoleState, value: String) -> Cookie<'static> {
+    Cookie::build((COOKIE_NAME, value))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.settings.api.public_url.starts_with("https://"))
+        .path("/")
+        .build()
+}
+
+/// Whether a form's CSRF token is its session's (compared in constant time).
+pub(super) fn csrf_matches(session: &ConsoleSession, given: &str) -> bool {
+    bool::from(session.csrf.as_bytes().ct_eq(given.as_bytes()))
+}

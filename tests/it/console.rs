@@ -1,0 +1,230 @@
+//! The web console in a real browser (Debian's chromium through chromedriver) and over plain
+//! HTTP: sign-in, the session cookie, sign-out, CSRF.
+
+use crate::common::{ApiServer, TestDb, now_ms};
+use blast::domain::ChannelKind;
+use blast_testkit::fantoccini::Locator;
+use reqwest::StatusCode;
+use std::time::Duration;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn console(settings: impl FnOnce(&mut blast::settings::Settings)) -> (TestDb, ApiServer) {
+    let db = TestDb::new().await;
+    let mut s = db.settings("http://127.0.0.1:9");
+    settings(&mut s);
+    let server = ApiServer::start(&db.store, s).await;
+    (db, server)
+}
+
+/// An HTTP client that shows redirects instead of following them.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Sign in over HTTP; the answer's session cookie (`name=value`) and its whole header.
+async fn sign_in(server: &ApiServer, password: &str) -> (StatusCode, Option<(String, String)>) {
+    let response = no_redirects()
+        .post(server.url("/sign-in"))
+        .form(&[("username", "tester"), ("password", password)])
+        .send()
+        .await
+        .expect("sign in");
+    let cookie = response
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .map(|header| {
+            let pair = header.split(';').next().unwrap_or_default().to_owned();
+            (pair, header.to_owned())
+        });
+    (response.status(), cookie)
+}
+
+async fn page(server: &ApiServer, path: &str, cookie: &str) -> reqwest::Response {
+    no_redirects()
+        .get(server.url(path))
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await
+        .expect("page")
+}
+
+#[tokio::test]
+async fn an_operator_signs_in_sees_the_mailings_and_signs_out_in_a_real_browser() {
+    let (db, server) = console(|_| {}).await;
+    let mailing = db
+        .create_mailing(blast::store::NewMailing::new(
+            ChannelKind::Sms,
+            "Spring sale",
+            now_ms() + 3_600_000,
+            now_ms() + 7_200_000,
+        ))
+        .await;
+    let browser = blast_testkit::Browser::start().await.expect("a browser");
+    let c = &browser.client;
+
+    // Without a session the console is its sign-in page.
+    c.goto(&server.url("/")).await.expect("open /");
+    let url = c.current_url().await.expect("url");
+    assert_eq!(url.path(), "/sign-in");
+
+    // A wrong password is refused, on the same page, saying so.
+    c.find(Locator::Id("username"))
+        .await
+        .expect("user name field")
+        .send_keys("tester")
+        .await
+        .expect("type");
+    c.find(Locator::Id("password"))
+        .await
+        .expect("password field")
+        .send_keys("not the password")
+        .await
+        .expect("type");
+    c.find(Locator::Css("form.sign-in button[type=submit]"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("submit");
+    let error = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(".error"))
+        .await
+        .expect("an error");
+    assert_eq!(
+        error.text().await.expect("text"),
+        "Wrong user name or password."
+    );
+    assert!(c.get_named_cookie("blast_session").await.is_err());
+
+    // The right one opens the dashboard, with the tenant's mailing.
+    c.find(Locator::Id("password"))
+        .await
+        .expect("password field")
+        .send_keys(PASSWORD)
+        .await
+        .expect("type");
+    c.find(Locator::Css("form.sign-in button[type=submit]"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("submit");
+    let user = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("header .user"))
+        .await
+        .expect("signed in");
+    assert_eq!(user.text().await.expect("text"), "tester");
+    assert_eq!(c.current_url().await.expect("url").path(), "/");
+    let table = c
+        .find(Locator::Css("main table"))
+        .await
+        .expect("the mailings");
+    let text = table.text().await.expect("text");
+    assert!(text.contains(&mailing.id.to_string()), "{text}");
+    assert!(text.contains("scheduled"), "{text}");
+    let cookie = c
+        .get_named_cookie("blast_session")
+        .await
+        .expect("a session cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    let session = format!("blast_session={}", cookie.value());
+
+    // Signing out ends the session: the browser is back at sign-in, and the old cookie,
+    // replayed, opens nothing.
+    c.find(Locator::Css("header form button"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("form.sign-in"))
+        .await
+        .expect("back at sign-in");
+    let replayed = page(&server, "/", &session).await;
+    assert_eq!(replayed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(replayed.headers()["location"], "/sign-in");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_guarded_and_sign_out_needs_the_csrf_token() {
+    let (_db, server) = console(|s| s.api.public_url = "https://blast.example".into()).await;
+    let (status, cookie) = sign_in(&server, "wrong").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(cookie.is_none(), "no session for a wrong password");
+
+    let (status, cookie) = sign_in(&server, PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (session, header) = cookie.expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(header.contains(attribute), "{attribute} in {header}");
+    }
+    let dashboard = page(&server, "/", &session).await;
+    assert_eq!(dashboard.status(), StatusCode::OK);
+    let html = dashboard.text().await.expect("html");
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the sign-out form carries a CSRF token")
+        .to_owned();
+
+    // Without the token, or with another, sign-out is refused and the session lives on.
+    for forged in ["", "0000"] {
+        let refused = no_redirects()
+            .post(server.url("/sign-out"))
+            .header(reqwest::header::COOKIE, &session)
+            .form(&[("csrf", forged)])
+            .send()
+            .await
+            .expect("sign out");
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    }
+    assert_eq!(page(&server, "/", &session).await.status(), StatusCode::OK);
+
+    let signed_out = no_redirects()
+        .post(server.url("/sign-out"))
+        .header(reqwest::header::COOKIE, &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("sign out");
+    assert_eq!(signed_out.status(), StatusCode::SEE_OTHER);
+    let after = page(&server, "/", &session).await;
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+    assert_eq!(after.headers()["location"], "/sign-in");
+}
+
+#[tokio::test]
+async fn an_idle_session_ends_and_a_disabled_console_leaves_only_the_api() {
+    let (db, server) = console(|_| {}).await;
+    let (_, cookie) = sign_in(&server, PASSWORD).await;
+    let (session, _) = cookie.expect("a session cookie");
+    assert_eq!(page(&server, "/", &session).await.status(), StatusCode::OK);
+    // Its last request an hour ago: past console.idle_timeout_minutes (30).
+    sqlx::query("UPDATE console_sessions SET last_seen_at = last_seen_at - 3600000")
+        .execute(&db.sql)
+        .await
+        .expect("age the session");
+    assert_eq!(
+        page(&server, "/", &session).await.status(),
+        StatusCode::SEE_OTHER
+    );
+
+    let (_db, server) = console(|s| s.console.enabled = false).await;
+    let root = page(&server, "/", "").await;
+    assert_eq!(root.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = root.json().await.expect("the API's JSON error");
+    assert_eq!(body["error"]["code"], "not_found");
+}
