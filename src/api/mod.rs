@@ -207,9 +207,15 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         )
         .merge(docs::routes());
     let router = if state.settings.console.enabled {
+        let api = state.clone();
+        let announce_halt: crate::console::HaltNotice = Arc::new(move |id| {
+            let api = api.clone();
+            Box::pin(async move { api.announce_halt(id).await })
+        });
         router.merge(crate::console::routes(
             state.store.clone(),
             state.settings.clone(),
+            announce_halt,
         ))
     } else {
         router

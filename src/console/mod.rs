@@ -4,17 +4,22 @@
 //! HttpOnly, SameSite=Strict cookie (Secure when `api.public_url` is https), and every
 //! state-changing form carries the session's CSRF token. Nothing loads from another host.
 
+mod actions;
 mod pages;
 mod session;
 
+use crate::domain::MessageState;
+use crate::ids::MailingId;
 use crate::settings::Settings;
-use crate::store::{Store, StoreError, is_plausible_user_name};
+use crate::store::{ConsoleSession, Store, StoreError, is_plausible_user_name};
+use actions::Action;
 use axum::Form;
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use futures::future::BoxFuture;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use pages::Pages;
 use serde::Deserialize;
@@ -53,13 +58,23 @@ struct Inner {
     login_limiter: DefaultKeyedRateLimiter<(IpAddr, String)>,
     /// Sign-in attempts per client address.
     address_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Tells the workers of every process that a mailing was paused or cancelled: the API's
+    /// own notice, handed in by it.
+    announce_halt: HaltNotice,
 }
+
+/// What the API does after a pause or a cancel, so that the console does the same.
+pub type HaltNotice = Arc<dyn Fn(MailingId) -> BoxFuture<'static, ()> + Send + Sync>;
 
 #[derive(Clone)]
 struct ConsoleState(Arc<Inner>);
 
 /// The console's routes, for the API's router to serve beside its own.
-pub fn routes<S: Clone + Send + Sync + 'static>(store: Store, settings: Settings) -> Router<S> {
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    store: Store,
+    settings: Settings,
+    announce_halt: HaltNotice,
+) -> Router<S> {
     let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
     let state = ConsoleState(Arc::new(Inner {
         login_limiter: RateLimiter::keyed(per_minute(settings.api.login_attempts_per_minute)),
@@ -67,6 +82,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(store: Store, settings: Settings
             settings.api.auth_attempts_per_minute_per_ip,
         )),
         pages: Pages::new(),
+        announce_halt,
         store,
         settings,
     }));
@@ -74,6 +90,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>(store: Store, settings: Settings
         .route("/", get(dashboard))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", post(sign_out))
+        .route("/mailings/{id}", get(mailing_page))
+        .route("/mailings/{id}/{action}", get(confirm_page).post(act))
         .route("/console/assets/console.css", get(stylesheet))
         .with_state(state)
 }
@@ -184,4 +202,152 @@ impl std::ops::Deref for ConsoleState {
     fn deref(&self) -> &Inner {
         &self.0
     }
+}
+
+/// The page another tenant's (or no) mailing gets: 404, and nothing about it.
+fn not_found(state: &ConsoleState, session: &ConsoleSession) -> PageResult {
+    Ok(state.pages.notice(
+        session,
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no such mailing among yours.",
+    )?)
+}
+
+/// Messages a page of the mailing page lists.
+const MESSAGES_PER_PAGE: u32 = 50;
+
+#[derive(Deserialize)]
+struct MessageFilter {
+    state: Option<String>,
+    after: Option<i64>,
+}
+
+/// One mailing: its facts, counts per state, actions, and its messages (filtered by state,
+/// a page at a time) with each one's last error.
+async fn mailing_page(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(filter): Query<MessageFilter>,
+) -> PageResult {
+    let Some(session) = session::current(&state, &headers).await? else {
+        return Ok(Redirect::to("/sign-in").into_response());
+    };
+    let Ok(id) = id.parse::<MailingId>() else {
+        return not_found(&state, &session);
+    };
+    let mailing = match state.store.mailing(session.user.id, id).await {
+        Ok(mailing) => mailing,
+        Err(StoreError::NotFound(_)) => return not_found(&state, &session),
+        Err(e) => return Err(e.into()),
+    };
+    let wanted = match filter.state.as_deref().filter(|s| !s.is_empty()) {
+        Some(name) => match name.parse::<MessageState>() {
+            Ok(wanted) => Some(wanted),
+            Err(e) => {
+                return Ok(state.pages.notice(
+                    &session,
+                    StatusCode::BAD_REQUEST,
+                    "Bad filter",
+                    &e.0,
+                )?);
+            }
+        },
+        None => None,
+    };
+    let counts = state.store.mailing_counts(id).await?;
+    let messages = state
+        .store
+        .list_messages(session.user.id, id, wanted, filter.after, MESSAGES_PER_PAGE)
+        .await?;
+    let next = (messages.len() == MESSAGES_PER_PAGE as usize)
+        .then(|| messages.last())
+        .flatten()
+        .map(|last| {
+            let state_part = wanted.map(|w| format!("state={w}&")).unwrap_or_default();
+            format!("/mailings/{id}?{state_part}after={}", last.id)
+        });
+    let page = pages::MailingPage {
+        mailing: &mailing,
+        counts: &counts,
+        messages: &messages,
+        filter: wanted.map(|w| w.as_str()),
+        next,
+    };
+    Ok(state.pages.mailing(&session, &page)?.into_response())
+}
+
+/// The session, the mailing (the tenant's own) and the action a `/mailings/{id}/{action}`
+/// URL names; `Err` is the page to answer instead.
+async fn target(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    id: &str,
+    action: &str,
+) -> Result<Result<(ConsoleSession, crate::store::Mailing, Action), Response>, ConsoleError> {
+    let Some(session) = session::current(state, headers).await? else {
+        return Ok(Err(Redirect::to("/sign-in").into_response()));
+    };
+    let (Ok(id), Some(action)) = (id.parse::<MailingId>(), Action::from_path(action)) else {
+        return Ok(Err(not_found(state, &session)?));
+    };
+    match state.store.mailing(session.user.id, id).await {
+        Ok(mailing) => Ok(Ok((session, mailing, action))),
+        Err(StoreError::NotFound(_)) => Ok(Err(not_found(state, &session)?)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The confirmation an action asks for.
+async fn confirm_page(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+) -> PageResult {
+    let (session, mailing, action) = match target(&state, &headers, &id, &action).await? {
+        Ok(found) => found,
+        Err(page) => return Ok(page),
+    };
+    Ok(state
+        .pages
+        .confirm(&session, &mailing, action)?
+        .into_response())
+}
+
+/// Take a confirmed action, through the store functions the API calls; back to the mailing.
+async fn act(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<Csrf>,
+) -> PageResult {
+    let (session, mailing, action) = match target(&state, &headers, &id, &action).await? {
+        Ok(found) => found,
+        Err(page) => return Ok(page),
+    };
+    if !session::csrf_matches(&session, &form.csrf) {
+        return Ok(state.pages.csrf_refused(&session)?);
+    }
+    let (tenant, id) = (session.user.id, mailing.id);
+    let done = match action {
+        Action::Cancel => state.store.cancel_mailing(tenant, id).await.map(drop),
+        Action::Pause => state.store.pause_mailing(tenant, id).await.map(drop),
+        Action::Resume => state.store.resume_mailing(tenant, id).await.map(drop),
+        Action::RetryFailed => state.store.retry_failed(tenant, id).await.map(drop),
+    };
+    match done {
+        Ok(()) => {}
+        Err(StoreError::Conflict(why)) => {
+            return Ok(state
+                .pages
+                .notice(&session, StatusCode::CONFLICT, "Not now", &why)?);
+        }
+        Err(StoreError::NotFound(_)) => return not_found(&state, &session),
+        Err(e) => return Err(e.into()),
+    }
+    if matches!(action, Action::Cancel | Action::Pause) {
+        (state.announce_halt)(id).await;
+    }
+    Ok(Redirect::to(&format!("/mailings/{id}")).into_response())
 }

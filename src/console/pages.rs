@@ -1,6 +1,7 @@
 //! The console's pages: minijinja templates kept in the binary, HTML-escaped.
 
-use crate::store::{ConsoleSession, Mailing};
+use super::actions::Action;
+use crate::store::{ConsoleSession, Mailing, MessageRow, StateCounts};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::{Environment, context};
@@ -17,6 +18,8 @@ impl Pages {
             ("sign_in.html", include_str!("templates/sign_in.html")),
             ("dashboard.html", include_str!("templates/dashboard.html")),
             ("refused.html", include_str!("templates/refused.html")),
+            ("mailing.html", include_str!("templates/mailing.html")),
+            ("confirm.html", include_str!("templates/confirm.html")),
         ] {
             // The templates are part of the binary: one that does not parse fails every
             // console test, so it cannot ship.
@@ -73,6 +76,128 @@ impl Pages {
         )
     }
 
+    /// A plain page of `title` and `message`, answered with `status`.
+    pub(super) fn notice(
+        &self,
+        session: &ConsoleSession,
+        status: StatusCode,
+        title: &str,
+        message: &str,
+    ) -> Result<Response, minijinja::Error> {
+        let page = self.render(
+            "refused.html",
+            context! {
+                title => title,
+                message => message,
+                user => session.user.name.as_str(),
+                csrf => session.csrf.as_str(),
+            },
+        )?;
+        Ok((status, page).into_response())
+    }
+
+    /// The page of one mailing: its facts, counts per state, actions and one page of messages.
+    pub(super) fn mailing(
+        &self,
+        session: &ConsoleSession,
+        view: &MailingPage<'_>,
+    ) -> Result<Html<String>, minijinja::Error> {
+        let m = view.mailing;
+        let total = view.counts.total();
+        let finished = view.counts.finished();
+        let percent = if total == 0 {
+            0
+        } else {
+            finished * 100 / total
+        };
+        let time = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default()
+        };
+        let audience = if m.filter.tags.is_empty() && m.filter.operator_codes.is_empty() {
+            "every client".to_owned()
+        } else {
+            let mut parts = Vec::new();
+            if !m.filter.tags.is_empty() {
+                parts.push(format!("tags {}", m.filter.tags.join(", ")));
+            }
+            if !m.filter.operator_codes.is_empty() {
+                parts.push(format!("operators {}", m.filter.operator_codes.join(", ")));
+            }
+            parts.join("; ")
+        };
+        let counts: Vec<minijinja::Value> = view
+            .counts
+            .0
+            .iter()
+            .map(|(state, count)| context! { state => state.as_str(), count => count })
+            .collect();
+        let actions: Vec<minijinja::Value> = Action::ALL
+            .iter()
+            .filter(|a| a.applies_to(m.state))
+            .map(|a| context! { path => a.path(), label => a.label() })
+            .collect();
+        let messages: Vec<minijinja::Value> = view
+            .messages
+            .iter()
+            .map(|r| {
+                context! {
+                    id => r.id.0,
+                    phone => r.phone.as_str(),
+                    state => r.state.as_str(),
+                    attempts => r.attempts,
+                    last_error => r.last_error.as_deref().unwrap_or(""),
+                }
+            })
+            .collect();
+        self.render(
+            "mailing.html",
+            context! {
+                title => format!("Mailing #{}", m.id),
+                user => session.user.name.as_str(),
+                csrf => session.csrf.as_str(),
+                m => context! {
+                    id => m.id.0,
+                    state => m.state.as_str(),
+                    channel => m.channel.as_str(),
+                    audience => audience,
+                    start => time(m.start_at),
+                    end => time(m.end_at),
+                    total => total,
+                    finished => finished,
+                    percent => percent,
+                },
+                counts => counts,
+                actions => actions,
+                messages => messages,
+                filter => view.filter,
+                next => view.next.as_deref(),
+            },
+        )
+    }
+
+    /// The confirmation an action asks for before it is taken.
+    pub(super) fn confirm(
+        &self,
+        session: &ConsoleSession,
+        mailing: &Mailing,
+        action: Action,
+    ) -> Result<Html<String>, minijinja::Error> {
+        self.render(
+            "confirm.html",
+            context! {
+                title => format!("{} mailing #{}", action.label(), mailing.id),
+                question => action.question(),
+                label => action.label(),
+                path => action.path(),
+                id => mailing.id.0,
+                user => session.user.name.as_str(),
+                csrf => session.csrf.as_str(),
+            },
+        )
+    }
+
     /// A state-changing form without its session's CSRF token: refused (403).
     pub(super) fn csrf_refused(
         &self,
@@ -89,4 +214,15 @@ impl Pages {
         )?;
         Ok((StatusCode::FORBIDDEN, page).into_response())
     }
+}
+
+/// What the page of one mailing shows.
+pub(super) struct MailingPage<'a> {
+    pub mailing: &'a Mailing,
+    pub counts: &'a StateCounts,
+    pub messages: &'a [MessageRow],
+    /// The state the messages are filtered by, if any.
+    pub filter: Option<&'a str>,
+    /// The link to the next page of messages, if there is one.
+    pub next: Option<String>,
 }

@@ -228,3 +228,157 @@ async fn an_idle_session_ends_and_a_disabled_console_leaves_only_the_api() {
     let body: serde_json::Value = root.json().await.expect("the API's JSON error");
     assert_eq!(body["error"]["code"], "not_found");
 }
+
+/// Sign in in the browser as "tester".
+async fn browser_sign_in(c: &blast_testkit::fantoccini::Client, server: &ApiServer) {
+    c.goto(&server.url("/sign-in")).await.expect("open sign-in");
+    for (field, value) in [("username", "tester"), ("password", PASSWORD)] {
+        c.find(Locator::Id(field))
+            .await
+            .expect("field")
+            .send_keys(value)
+            .await
+            .expect("type");
+    }
+    c.find(Locator::Css("form.sign-in button[type=submit]"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("submit");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("header .user"))
+        .await
+        .expect("signed in");
+}
+
+#[tokio::test]
+async fn a_mailing_is_cancelled_from_its_page_after_a_confirmation_and_others_are_not_found() {
+    let (db, server) = console(|_| {}).await;
+    let mailing = db
+        .create_mailing(blast::store::NewMailing::new(
+            ChannelKind::Sms,
+            "Spring sale",
+            now_ms() + 3_600_000,
+            now_ms() + 7_200_000,
+        ))
+        .await;
+    let theirs = db
+        .store
+        .add_user("intruder", "intruder password")
+        .await
+        .expect("another tenant");
+    let other = blast::app::mailings::create(
+        &db.store,
+        theirs.id,
+        blast::store::NewMailing::new(
+            ChannelKind::Sms,
+            "Not yours",
+            now_ms() + 3_600_000,
+            now_ms() + 7_200_000,
+        ),
+        blast::template::TextLimits::with_default_budget(1000),
+    )
+    .await
+    .expect("their mailing");
+
+    let browser = blast_testkit::Browser::start().await.expect("a browser");
+    let c = &browser.client;
+    browser_sign_in(c, &server).await;
+    c.goto(&server.url(&format!("/mailings/{}", mailing.id)))
+        .await
+        .expect("open the mailing");
+    let state = c
+        .find(Locator::Css(".facts .state"))
+        .await
+        .expect("its state");
+    assert_eq!(state.text().await.expect("text"), "scheduled");
+    c.find(Locator::LinkText("Cancel"))
+        .await
+        .expect("the cancel action")
+        .click()
+        .await
+        .expect("click");
+    // Nothing happens before the confirmation.
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("form.confirm"))
+        .await
+        .expect("a confirmation");
+    assert_eq!(
+        db.store
+            .mailing(db.tenant, mailing.id)
+            .await
+            .expect("mailing")
+            .state,
+        blast::domain::MailingState::Scheduled
+    );
+    c.find(Locator::Css("form.confirm button[type=submit]"))
+        .await
+        .expect("confirm")
+        .click()
+        .await
+        .expect("click");
+    let state = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(
+            "//dd[@class='state' and normalize-space(.)='cancelled']",
+        ))
+        .await
+        .expect("the page shows it cancelled");
+    assert_eq!(state.text().await.expect("text"), "cancelled");
+    assert_eq!(
+        db.store
+            .mailing(db.tenant, mailing.id)
+            .await
+            .expect("mailing")
+            .state,
+        blast::domain::MailingState::Cancelled
+    );
+
+    // Another tenant's mailing is a 404 page, saying nothing of it.
+    let cookie = c
+        .get_named_cookie("blast_session")
+        .await
+        .expect("a session cookie");
+    let session = format!("blast_session={}", cookie.value());
+    let response = page(&server, &format!("/mailings/{}", other.id), &session).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let html = response.text().await.expect("html");
+    assert!(html.contains("Not found"), "{html}");
+    assert!(!html.contains("Not yours"), "{html}");
+    c.goto(&server.url(&format!("/mailings/{}", other.id)))
+        .await
+        .expect("open theirs");
+    let heading = c.find(Locator::Css("main h1")).await.expect("heading");
+    assert_eq!(heading.text().await.expect("text"), "Not found");
+
+    // An action without the session's CSRF token is refused, and changes nothing.
+    let second = db
+        .create_mailing(blast::store::NewMailing::new(
+            ChannelKind::Sms,
+            "Summer sale",
+            now_ms() + 3_600_000,
+            now_ms() + 7_200_000,
+        ))
+        .await;
+    let forged = no_redirects()
+        .post(server.url(&format!("/mailings/{}/cancel", second.id)))
+        .header(reqwest::header::COOKIE, &session)
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        db.store
+            .mailing(db.tenant, second.id)
+            .await
+            .expect("mailing")
+            .state,
+        blast::domain::MailingState::Scheduled
+    );
+    browser.close().await;
+}
