@@ -4,6 +4,7 @@ use super::auth::Tenant;
 use super::clients::{page_limit, parse_cursor};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use super::{AppState, Page};
+use crate::app::progress::{Follow, ProgressEvent, Step};
 use crate::domain::{MailingState, MessageState};
 use crate::ids::MailingId;
 use crate::store::{Mailing, MailingPreview, MailingStats, MessageRow, StateCounts};
@@ -15,7 +16,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
-use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 
 async fn view(state: &AppState, mailing: Mailing) -> ApiResult<MailingView> {
@@ -307,15 +307,6 @@ pub async fn all_stats(
     Ok(Json(Page::new(items, limit, |s| s.mailing_id.0)))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProgressEvent {
-    pub mailing_id: MailingId,
-    #[schema(value_type = String)]
-    pub state: MailingState,
-    pub recipients: i64,
-    pub counts: StateCounts,
-}
-
 /// One Server-Sent Event of a mailing's stream (the document's view; events are written as
 /// they go).
 #[derive(Serialize, ToSchema)]
@@ -365,85 +356,31 @@ pub async fn events(
         .unwrap_or_default()
         .to_owned();
     let stop = state.shutdown.clone().cancelled_owned();
-    let follow = Follow {
-        state,
-        tenant: user.id,
-        mailing: id,
+    let store = state.store.clone();
+    let follow = (
+        Follow::new(state.store.clone(), user.id, id),
+        store,
         token,
-        last: None,
-        finished: false,
-        ticks: 0,
-        _slot: slot,
-    };
-    let stream = futures::stream::unfold(follow, |mut f| async move {
-        let event = f.next_event().await?;
-        Some((Ok(event), f))
+        slot,
+    );
+    let stream = futures::stream::unfold(follow, |(mut f, store, token, slot)| async move {
+        // A token that expired or whose user was disabled ends the stream.
+        let still_allowed = || {
+            let (store, token) = (store.clone(), token.clone());
+            async move { matches!(store.user_by_token(&token).await, Ok(Some(_))) }
+        };
+        let event = match f.next(still_allowed).await? {
+            Step::Progress(p) => Event::default().event("progress").data(json(&p)),
+            Step::Done(p) => Event::default().event("done").data(json(&p)),
+            Step::Gone => error_event("not_found", "the mailing is no longer there"),
+            Step::Unauthorized => error_event("unauthorized", "the token is no longer valid"),
+        };
+        Some((Ok(event), (f, store, token, slot)))
     })
     .take_until(stop);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// One client following one mailing.
-struct Follow {
-    state: AppState,
-    tenant: crate::ids::TenantId,
-    mailing: MailingId,
-    token: String,
-    last: Option<String>,
-    finished: bool,
-    ticks: u32,
-    /// The tenant's stream slot, given back when the stream ends.
-    _slot: super::upload::Slot,
-}
-
-impl Follow {
-    /// The next event to send, or `None` when the stream is over.
-    async fn next_event(&mut self) -> Option<Event> {
-        if self.finished {
-            return None;
-        }
-        let mut interval = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            interval.tick().await;
-            self.ticks += 1;
-            // A token that expired or whose user was disabled ends the stream (checked every 10 s).
-            if self.ticks.is_multiple_of(20)
-                && !matches!(
-                    self.state.store.user_by_token(&self.token).await,
-                    Ok(Some(_))
-                )
-            {
-                self.finished = true;
-                return Some(error_event("unauthorized", "the token is no longer valid"));
-            }
-            let Ok(progress) = progress(&self.state, self.tenant, self.mailing).await else {
-                self.finished = true;
-                return Some(error_event("not_found", "the mailing is no longer there"));
-            };
-            let data = serde_json::to_string(&progress).unwrap_or_default();
-            if matches!(progress.state, MailingState::Done | MailingState::Cancelled) {
-                self.finished = true;
-                return Some(Event::default().event("done").data(data));
-            }
-            if self.last.as_deref() != Some(data.as_str()) {
-                self.last = Some(data.clone());
-                return Some(Event::default().event("progress").data(data));
-            }
-        }
-    }
-}
-
-async fn progress(
-    state: &AppState,
-    tenant: crate::ids::TenantId,
-    id: MailingId,
-) -> ApiResult<ProgressEvent> {
-    let m = state.store.mailing(tenant, id).await?;
-    let counts = state.store.mailing_counts(id).await?;
-    Ok(ProgressEvent {
-        mailing_id: id,
-        state: m.state,
-        recipients: m.recipients,
-        counts,
-    })
+fn json(progress: &ProgressEvent) -> String {
+    serde_json::to_string(progress).unwrap_or_default()
 }

@@ -207,15 +207,26 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         )
         .merge(docs::routes());
     let router = if state.settings.console.enabled {
-        let api = state.clone();
-        let announce_halt: crate::console::HaltNotice = Arc::new(move |id| {
-            let api = api.clone();
-            Box::pin(async move { api.announce_halt(id).await })
-        });
+        let (halts, streams) = (state.clone(), state.clone());
+        let from_api = crate::console::FromApi {
+            announce_halt: Arc::new(move |id| {
+                let api = halts.clone();
+                Box::pin(async move { api.announce_halt(id).await })
+            }),
+            stream_slot: Arc::new(move |tenant| {
+                let max = streams.settings.api.max_event_streams_per_tenant;
+                let slot = streams
+                    .event_streams
+                    .take(tenant, max, "event streams")
+                    .ok()?;
+                Some(Box::new(slot) as Box<dyn Send + Sync>)
+            }),
+            shutdown: state.shutdown.clone(),
+        };
         router.merge(crate::console::routes(
             state.store.clone(),
             state.settings.clone(),
-            announce_halt,
+            from_api,
         ))
     } else {
         router

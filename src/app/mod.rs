@@ -5,5 +5,6 @@
 pub mod import;
 pub mod mailings;
 pub mod notifications;
+pub mod progress;
 pub mod push;
 pub mod webhooks;

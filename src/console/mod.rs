@@ -8,8 +8,9 @@ mod actions;
 mod pages;
 mod session;
 
+use crate::app::progress::{Follow, ProgressEvent, Step};
 use crate::domain::MessageState;
-use crate::ids::MailingId;
+use crate::ids::{MailingId, TenantId};
 use crate::settings::Settings;
 use crate::store::{ConsoleSession, Store, StoreError, is_plausible_user_name};
 use actions::Action;
@@ -17,8 +18,10 @@ use axum::Form;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use pages::Pages;
@@ -26,6 +29,7 @@ use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// Why a console page could not be made: the store or a template failed. The operator sees
 /// a plain error page; the cause goes to the log.
@@ -58,13 +62,21 @@ struct Inner {
     login_limiter: DefaultKeyedRateLimiter<(IpAddr, String)>,
     /// Sign-in attempts per client address.
     address_limiter: DefaultKeyedRateLimiter<IpAddr>,
-    /// Tells the workers of every process that a mailing was paused or cancelled: the API's
-    /// own notice, handed in by it.
-    announce_halt: HaltNotice,
+    /// What the API hands the console, so that both act alike.
+    api: FromApi,
 }
 
-/// What the API does after a pause or a cancel, so that the console does the same.
-pub type HaltNotice = Arc<dyn Fn(MailingId) -> BoxFuture<'static, ()> + Send + Sync>;
+/// What the API shares with the console it serves.
+pub struct FromApi {
+    /// Tells the workers of every process that a mailing was paused or cancelled: what the
+    /// API does after a pause or a cancel.
+    pub announce_halt: Arc<dyn Fn(MailingId) -> BoxFuture<'static, ()> + Send + Sync>,
+    /// One of the tenant's live event streams (`api.max_event_streams_per_tenant`, counted
+    /// with the API's own), held until dropped; None when the tenant has them all.
+    pub stream_slot: Arc<dyn Fn(TenantId) -> Option<Box<dyn Send + Sync>> + Send + Sync>,
+    /// Fires when the server shuts down: live streams end.
+    pub shutdown: CancellationToken,
+}
 
 #[derive(Clone)]
 struct ConsoleState(Arc<Inner>);
@@ -73,7 +85,7 @@ struct ConsoleState(Arc<Inner>);
 pub fn routes<S: Clone + Send + Sync + 'static>(
     store: Store,
     settings: Settings,
-    announce_halt: HaltNotice,
+    api: FromApi,
 ) -> Router<S> {
     let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
     let state = ConsoleState(Arc::new(Inner {
@@ -82,7 +94,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
             settings.api.auth_attempts_per_minute_per_ip,
         )),
         pages: Pages::new(),
-        announce_halt,
+        api,
         store,
         settings,
     }));
@@ -91,6 +103,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", post(sign_out))
         .route("/mailings/{id}", get(mailing_page))
+        .route("/mailings/{id}/events", get(mailing_events))
+        .route("/console/assets/mailing.js", get(mailing_script))
         .route("/mailings/{id}/{action}", get(confirm_page).post(act))
         .route("/console/assets/console.css", get(stylesheet))
         .with_state(state)
@@ -347,7 +361,82 @@ async fn act(
         Err(e) => return Err(e.into()),
     }
     if matches!(action, Action::Cancel | Action::Pause) {
-        (state.announce_halt)(id).await;
+        (state.api.announce_halt)(id).await;
     }
     Ok(Redirect::to(&format!("/mailings/{id}")).into_response())
+}
+
+/// The mailing page's live progress, as Server-Sent Events: `progress` on every change, `done`
+/// at the end, `error` when the mailing is gone or the session ended.
+async fn mailing_events(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> PageResult {
+    let Some(session) = session::current(&state, &headers).await? else {
+        return Ok(StatusCode::UNAUTHORIZED.into_response());
+    };
+    let Ok(id) = id.parse::<MailingId>() else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    match state.store.mailing(session.user.id, id).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound(_)) => return Ok(StatusCode::NOT_FOUND.into_response()),
+        Err(e) => return Err(e.into()),
+    }
+    // Each stream reads the database twice a second: a tenant holds a bounded number.
+    let Some(slot) = (state.api.stream_slot)(session.user.id) else {
+        return Ok(StatusCode::TOO_MANY_REQUESTS.into_response());
+    };
+    let token = session::token(&headers).unwrap_or_default();
+    let stop = state.api.shutdown.clone().cancelled_owned();
+    let follow = Follow::new(state.store.clone(), session.user.id, id);
+    let stream = futures::stream::unfold(
+        (follow, state, token, slot),
+        |(mut follow, state, token, slot)| async move {
+            // A session that ended (signed out, idle, too old) ends the stream.
+            let still_allowed = || {
+                let (state, token) = (state.clone(), token.clone());
+                async move { matches!(session::by_token(&state, &token).await, Ok(Some(_))) }
+            };
+            let event = match follow.next(still_allowed).await? {
+                Step::Progress(p) => sse_event("progress", &p),
+                Step::Done(p) => sse_event("done", &p),
+                Step::Gone => Event::default().event("error").data("gone"),
+                Step::Unauthorized => Event::default().event("error").data("signed out"),
+            };
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (follow, state, token, slot),
+            ))
+        },
+    )
+    .take_until(stop);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+fn sse_event(kind: &str, progress: &ProgressEvent) -> Event {
+    let total = progress.counts.total();
+    let finished = progress.counts.finished();
+    let data = serde_json::json!({
+        "state": progress.state.as_str(),
+        "total": total,
+        "finished": finished,
+        "percent": if total == 0 { 0 } else { finished * 100 / total },
+        "counts": progress.counts,
+    });
+    Event::default().event(kind).data(data.to_string())
+}
+
+/// The mailing page's script: it follows the event stream and updates the page in place.
+async fn mailing_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("mailing.js"),
+    )
 }

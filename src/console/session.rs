@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 const COOKIE_NAME: &str = "blast_session";
 
 /// The session token the request's cookie carries, if any.
-fn token(headers: &HeaderMap) -> Option<String> {
+pub(super) fn token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -30,11 +30,16 @@ pub(super) async fn current(
     let Some(token) = token(headers) else {
         return Ok(None);
     };
+    by_token(state, &token).await
+}
+
+/// The live session of `token`, if it is one.
+pub(super) async fn by_token(
+    state: &ConsoleState,
+    token: &str,
+) -> Result<Option<ConsoleSession>, ConsoleError> {
     let limits = state.settings.console.session_limits();
-    Ok(state
-        .store
-        .console_session(&token, now_ms(), limits)
-        .await?)
+    Ok(state.store.console_session(token, now_ms(), limits).await?)
 }
 
 /// Start a session for `user`; the answer is its `Set-Cookie` value.

@@ -382,3 +382,54 @@ async fn a_mailing_is_cancelled_from_its_page_after_a_confirmation_and_others_ar
     );
     browser.close().await;
 }
+
+#[tokio::test]
+async fn an_sms_mailing_reaches_100_percent_on_its_page_without_a_reload() {
+    let db = TestDb::new().await;
+    db.seed_clients(40, "all").await;
+    // Each send takes a moment, so the page has progress to follow.
+    let stub = blast_testkit::SmsStub::start(crate::common::TOKEN, Duration::from_millis(50))
+        .await
+        .expect("stub");
+    let settings = db.settings(&stub.base_url());
+    let server = ApiServer::start(&db.store, settings.clone()).await;
+    let mailing = db
+        .mailing("Hello {{ name }}", "all", now_ms(), now_ms() + 600_000)
+        .await;
+
+    let browser = blast_testkit::Browser::start().await.expect("a browser");
+    let c = &browser.client;
+    browser_sign_in(c, &server).await;
+    c.goto(&server.url(&format!("/mailings/{}", mailing.id)))
+        .await
+        .expect("open the mailing");
+    c.execute("window.stayed = true; return true;", vec![])
+        .await
+        .expect("mark the page");
+    let worker = crate::common::RunningWorker::start(&db.store, settings);
+    c.wait()
+        .at_most(Duration::from_secs(120))
+        .for_element(Locator::XPath(
+            "//dd[@class='state' and normalize-space(.)='done']",
+        ))
+        .await
+        .expect("the page shows the mailing done");
+    let percent = c.find(Locator::Css(".percent")).await.expect("percent");
+    assert_eq!(percent.text().await.expect("text"), "100 %");
+    let sent = c
+        .find(Locator::Css("[data-count='sent']"))
+        .await
+        .expect("the sent count");
+    assert_eq!(sent.text().await.expect("text"), "40");
+    let stayed = c
+        .execute("return window.stayed === true;", vec![])
+        .await
+        .expect("read the mark");
+    assert_eq!(
+        stayed,
+        serde_json::Value::Bool(true),
+        "the page was not reloaded"
+    );
+    worker.stop().await;
+    browser.close().await;
+}
