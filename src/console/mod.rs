@@ -116,8 +116,47 @@ async fn dashboard(State(state): State<ConsoleState>, headers: HeaderMap) -> Pag
         return Ok(Redirect::to("/sign-in").into_response());
     };
     let mailings = state.store.list_mailings(session.user.id, None, 50).await?;
-    let html = state.0.pages.dashboard(&session, &mailings)?;
+    let activity = activity(&state, &session).await?;
+    let html = state.0.pages.dashboard(&session, &mailings, &activity)?;
     Ok(html.into_response())
+}
+
+/// Hours of sends the dashboard's chart shows.
+const CHART_HOURS: i64 = 3;
+
+/// Today's messages per channel and state, the last hours' sends per minute, and the last
+/// day's most frequent errors, of the session's tenant.
+async fn activity(
+    state: &ConsoleState,
+    session: &ConsoleSession,
+) -> Result<pages::Activity, ConsoleError> {
+    let tenant = session.user.id;
+    let now = crate::now_ms();
+    let day_start = now - now.rem_euclid(86_400_000);
+    let states = MessageState::ALL.to_vec();
+    let mut today: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for mailing in state
+        .store
+        .stats(tenant, Some((day_start, now + 1)))
+        .await?
+    {
+        let row = today
+            .entry(mailing.channel.clone())
+            .or_insert_with(|| vec![0; states.len()]);
+        for (i, s) in states.iter().enumerate() {
+            row[i] += mailing.counts.get(*s);
+        }
+    }
+    // Whole minutes, so the first bar is not a fraction of one.
+    let chart_since = now - now.rem_euclid(60_000) - (CHART_HOURS * 60 - 1) * 60_000;
+    Ok(pages::Activity {
+        states,
+        today: today.into_iter().collect(),
+        chart_hours: CHART_HOURS,
+        chart_since,
+        sends: state.store.sends_per_minute(tenant, chart_since).await?,
+        errors: state.store.top_errors(tenant, now - 86_400_000, 5).await?,
+    })
 }
 
 async fn sign_in_page(State(state): State<ConsoleState>, headers: HeaderMap) -> PageResult {

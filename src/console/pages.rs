@@ -1,6 +1,7 @@
 //! The console's pages: minijinja templates kept in the binary, HTML-escaped.
 
 use super::actions::Action;
+use crate::domain::MessageState;
 use crate::store::{ConsoleSession, Mailing, MessageRow, StateCounts};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -53,6 +54,7 @@ impl Pages {
         &self,
         session: &ConsoleSession,
         mailings: &[Mailing],
+        activity: &Activity,
     ) -> Result<Html<String>, minijinja::Error> {
         let rows: Vec<minijinja::Value> = mailings
             .iter()
@@ -72,6 +74,17 @@ impl Pages {
                 user => session.user.name.as_str(),
                 csrf => session.csrf.as_str(),
                 mailings => rows,
+                states => activity.states.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                today => activity.today.iter().map(|(channel, counts)| context! {
+                    channel => channel,
+                    counts => counts,
+                }).collect::<Vec<_>>(),
+                hours => activity.chart_hours,
+                chart => activity.chart(),
+                errors => activity.errors.iter().map(|(error, count)| context! {
+                    error => error,
+                    count => count,
+                }).collect::<Vec<_>>(),
             },
         )
     }
@@ -225,4 +238,46 @@ pub(super) struct MailingPage<'a> {
     pub filter: Option<&'a str>,
     /// The link to the next page of messages, if there is one.
     pub next: Option<String>,
+}
+
+/// What the dashboard shows beside the mailings.
+pub(super) struct Activity {
+    /// The states of today's table, in its column order.
+    pub states: Vec<MessageState>,
+    /// Per channel, today's messages per state (in `states` order).
+    pub today: Vec<(String, Vec<i64>)>,
+    /// The hours the chart covers, and its sends per minute (minute start, count).
+    pub chart_hours: i64,
+    pub chart_since: i64,
+    pub sends: Vec<(i64, i64)>,
+    pub errors: Vec<(String, i64)>,
+}
+
+impl Activity {
+    /// The chart as bars: one a minute, 3 units apart, scaled to the busiest minute.
+    fn chart(&self) -> minijinja::Value {
+        const HEIGHT: i64 = 100;
+        let minutes = self.chart_hours * 60;
+        let max = self.sends.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        let total: i64 = self.sends.iter().map(|(_, n)| *n).sum();
+        let bars: Vec<minijinja::Value> = self
+            .sends
+            .iter()
+            .filter_map(|(minute, count)| {
+                let slot = (minute - self.chart_since).div_euclid(60_000);
+                (0..minutes).contains(&slot).then(|| {
+                    let h = if max == 0 {
+                        0
+                    } else {
+                        (count * HEIGHT / max).max(1)
+                    };
+                    let label = chrono::DateTime::from_timestamp_millis(*minute)
+                        .map(|t| format!("{} UTC: {count} sent", t.format("%H:%M")))
+                        .unwrap_or_default();
+                    context! { x => slot * 3, y => HEIGHT - h, h => h, label => label }
+                })
+            })
+            .collect();
+        context! { width => minutes * 3, height => HEIGHT, bars => bars, max => max, total => total }
+    }
 }

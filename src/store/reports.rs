@@ -3,6 +3,7 @@
 
 use super::{Result, Store};
 use crate::domain::{ChannelKind, MailingState, MessageState};
+use crate::ids::TenantId;
 use crate::now_ms;
 use sqlx::Row;
 
@@ -101,6 +102,52 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// `tenant_id`'s messages sent since `since`, per minute (the minute's start, Unix ms),
+    /// oldest first; minutes without a send are left out.
+    pub async fn sends_per_minute(
+        &self,
+        tenant_id: TenantId,
+        since: i64,
+    ) -> Result<Vec<(i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT s.updated_at / 60000 AS minute, COUNT(*) FROM messages s
+             JOIN mailings m ON m.id = s.mailing_id
+             WHERE s.state = 'sent' AND s.updated_at >= $2 AND m.tenant_id = $1
+             GROUP BY s.updated_at / 60000 ORDER BY minute",
+        )
+        .bind(tenant_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<i64, _>(0) * 60_000, r.get(1)))
+            .collect())
+    }
+
+    /// The most frequent last errors of `tenant_id`'s messages that failed for good, expired or
+    /// may have been delivered since `since`: at most `limit`, most frequent first.
+    pub async fn top_errors(
+        &self,
+        tenant_id: TenantId,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT s.last_error, COUNT(*) AS n FROM messages s
+             JOIN mailings m ON m.id = s.mailing_id
+             WHERE s.state IN ('failed_permanent', 'expired', 'unknown') AND s.updated_at >= $2
+               AND s.last_error IS NOT NULL AND m.tenant_id = $1
+             GROUP BY s.last_error ORDER BY n DESC, s.last_error LIMIT $3",
+        )
+        .bind(tenant_id)
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// Claim `job` for `day` for `instance`: free when never run, failed before, or running

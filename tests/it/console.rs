@@ -1,8 +1,9 @@
 //! The web console in a real browser (Debian's chromium through chromedriver) and over plain
 //! HTTP: sign-in, the session cookie, sign-out, CSRF.
 
-use crate::common::{ApiServer, TestDb, now_ms};
-use blast::domain::ChannelKind;
+use crate::common::{ApiServer, TestDb, mailing_state, now_ms};
+use blast::domain::{ChannelKind, MailingState};
+use blast::store::NewMailing;
 use blast_testkit::fantoccini::Locator;
 use reqwest::StatusCode;
 use std::time::Duration;
@@ -15,6 +16,16 @@ async fn console(settings: impl FnOnce(&mut blast::settings::Settings)) -> (Test
     settings(&mut s);
     let server = ApiServer::start(&db.store, s).await;
     (db, server)
+}
+
+/// An SMS mailing to every client, an hour from now: it stays scheduled through the test.
+fn in_an_hour(text: &str) -> NewMailing {
+    NewMailing::new(
+        ChannelKind::Sms,
+        text,
+        now_ms() + 3_600_000,
+        now_ms() + 7_200_000,
+    )
 }
 
 /// An HTTP client that shows redirects instead of following them.
@@ -56,14 +67,7 @@ async fn page(server: &ApiServer, path: &str, cookie: &str) -> reqwest::Response
 #[tokio::test]
 async fn an_operator_signs_in_sees_the_mailings_and_signs_out_in_a_real_browser() {
     let (db, server) = console(|_| {}).await;
-    let mailing = db
-        .create_mailing(blast::store::NewMailing::new(
-            ChannelKind::Sms,
-            "Spring sale",
-            now_ms() + 3_600_000,
-            now_ms() + 7_200_000,
-        ))
-        .await;
+    let mailing = db.create_mailing(in_an_hour("Spring sale")).await;
     let browser = blast_testkit::Browser::start().await.expect("a browser");
     let c = &browser.client;
 
@@ -256,14 +260,7 @@ async fn browser_sign_in(c: &blast_testkit::fantoccini::Client, server: &ApiServ
 #[tokio::test]
 async fn a_mailing_is_cancelled_from_its_page_after_a_confirmation_and_others_are_not_found() {
     let (db, server) = console(|_| {}).await;
-    let mailing = db
-        .create_mailing(blast::store::NewMailing::new(
-            ChannelKind::Sms,
-            "Spring sale",
-            now_ms() + 3_600_000,
-            now_ms() + 7_200_000,
-        ))
-        .await;
+    let mailing = db.create_mailing(in_an_hour("Spring sale")).await;
     let theirs = db
         .store
         .add_user("intruder", "intruder password")
@@ -272,12 +269,7 @@ async fn a_mailing_is_cancelled_from_its_page_after_a_confirmation_and_others_ar
     let other = blast::app::mailings::create(
         &db.store,
         theirs.id,
-        blast::store::NewMailing::new(
-            ChannelKind::Sms,
-            "Not yours",
-            now_ms() + 3_600_000,
-            now_ms() + 7_200_000,
-        ),
+        in_an_hour("Not yours"),
         blast::template::TextLimits::with_default_budget(1000),
     )
     .await
@@ -307,12 +299,8 @@ async fn a_mailing_is_cancelled_from_its_page_after_a_confirmation_and_others_ar
         .await
         .expect("a confirmation");
     assert_eq!(
-        db.store
-            .mailing(db.tenant, mailing.id)
-            .await
-            .expect("mailing")
-            .state,
-        blast::domain::MailingState::Scheduled
+        mailing_state(&db, mailing.id).await,
+        MailingState::Scheduled
     );
     c.find(Locator::Css("form.confirm button[type=submit]"))
         .await
@@ -330,12 +318,8 @@ async fn a_mailing_is_cancelled_from_its_page_after_a_confirmation_and_others_ar
         .expect("the page shows it cancelled");
     assert_eq!(state.text().await.expect("text"), "cancelled");
     assert_eq!(
-        db.store
-            .mailing(db.tenant, mailing.id)
-            .await
-            .expect("mailing")
-            .state,
-        blast::domain::MailingState::Cancelled
+        mailing_state(&db, mailing.id).await,
+        MailingState::Cancelled
     );
 
     // Another tenant's mailing is a 404 page, saying nothing of it.
@@ -356,14 +340,7 @@ async fn a_mailing_is_cancelled_from_its_page_after_a_confirmation_and_others_ar
     assert_eq!(heading.text().await.expect("text"), "Not found");
 
     // An action without the session's CSRF token is refused, and changes nothing.
-    let second = db
-        .create_mailing(blast::store::NewMailing::new(
-            ChannelKind::Sms,
-            "Summer sale",
-            now_ms() + 3_600_000,
-            now_ms() + 7_200_000,
-        ))
-        .await;
+    let second = db.create_mailing(in_an_hour("Summer sale")).await;
     let forged = no_redirects()
         .post(server.url(&format!("/mailings/{}/cancel", second.id)))
         .header(reqwest::header::COOKIE, &session)
@@ -372,14 +349,7 @@ async fn a_mailing_is_cancelled_from_its_page_after_a_confirmation_and_others_ar
         .await
         .expect("post");
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
-    assert_eq!(
-        db.store
-            .mailing(db.tenant, second.id)
-            .await
-            .expect("mailing")
-            .state,
-        blast::domain::MailingState::Scheduled
-    );
+    assert_eq!(mailing_state(&db, second.id).await, MailingState::Scheduled);
     browser.close().await;
 }
 
@@ -387,10 +357,21 @@ async fn a_mailing_is_cancelled_from_its_page_after_a_confirmation_and_others_ar
 async fn an_sms_mailing_reaches_100_percent_on_its_page_without_a_reload() {
     let db = TestDb::new().await;
     db.seed_clients(40, "all").await;
-    // Each send takes a moment, so the page has progress to follow.
-    let stub = blast_testkit::SmsStub::start(crate::common::TOKEN, Duration::from_millis(50))
-        .await
-        .expect("stub");
+    // Each send takes a moment, so the page has progress to follow; every tenth message is
+    // refused for good (a 400), so the dashboard has errors to show.
+    let stub = blast_testkit::SmsStub::with_faults(
+        crate::common::TOKEN,
+        Duration::from_millis(50),
+        |id, _| {
+            if id % 10 == 0 {
+                blast_testkit::Fault::Status(400)
+            } else {
+                blast_testkit::Fault::None
+            }
+        },
+    )
+    .await
+    .expect("stub");
     let settings = db.settings(&stub.base_url());
     let server = ApiServer::start(&db.store, settings.clone()).await;
     let mailing = db
@@ -420,7 +401,12 @@ async fn an_sms_mailing_reaches_100_percent_on_its_page_without_a_reload() {
         .find(Locator::Css("[data-count='sent']"))
         .await
         .expect("the sent count");
-    assert_eq!(sent.text().await.expect("text"), "40");
+    assert_eq!(sent.text().await.expect("text"), "36");
+    let failed = c
+        .find(Locator::Css("[data-count='failed_permanent']"))
+        .await
+        .expect("the failed count");
+    assert_eq!(failed.text().await.expect("text"), "4");
     let stayed = c
         .execute("return window.stayed === true;", vec![])
         .await
@@ -430,6 +416,37 @@ async fn an_sms_mailing_reaches_100_percent_on_its_page_without_a_reload() {
         serde_json::Value::Bool(true),
         "the page was not reloaded"
     );
+
+    // The dashboard counts today's messages per channel and state, charts the sends, and
+    // names the most frequent error.
+    c.goto(&server.url("/")).await.expect("open the dashboard");
+    let today = c
+        .find(Locator::Css("table.today"))
+        .await
+        .expect("today's table")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        today.contains("sms") && today.contains("36") && today.contains("4"),
+        "{today}"
+    );
+    let summary = c
+        .find(Locator::Css(".chart-summary"))
+        .await
+        .expect("the chart's summary");
+    assert!(
+        summary.text().await.expect("text").starts_with("36 sent"),
+        "every send is in the chart"
+    );
+    let bars = c.find_all(Locator::Css(".chart rect")).await.expect("bars");
+    assert!(!bars.is_empty(), "the chart has bars");
+    let error = c
+        .find(Locator::Css("ol.errors li"))
+        .await
+        .expect("the top error");
+    let error = error.text().await.expect("text");
+    assert!(error.starts_with("4 ×"), "{error}");
     worker.stop().await;
     browser.close().await;
 }
