@@ -9,10 +9,10 @@ mod pages;
 mod session;
 
 use crate::app::progress::{Follow, ProgressEvent, Step};
-use crate::domain::MessageState;
+use crate::domain::{ChannelKind, MailingState, MessageState};
 use crate::ids::{MailingId, TenantId};
 use crate::settings::Settings;
-use crate::store::{ConsoleSession, Store, StoreError, is_plausible_user_name};
+use crate::store::{ConsoleSession, MailingFilter, Store, StoreError, is_plausible_user_name};
 use actions::Action;
 use axum::Form;
 use axum::Router;
@@ -102,6 +102,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .route("/", get(dashboard))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", post(sign_out))
+        .route("/mailings", get(mailings_page))
         .route("/mailings/{id}", get(mailing_page))
         .route("/mailings/{id}/events", get(mailing_events))
         .route("/console/assets/mailing.js", get(mailing_script))
@@ -478,4 +479,65 @@ async fn mailing_script() -> impl IntoResponse {
         ],
         include_str!("mailing.js"),
     )
+}
+
+/// Mailings a page of the list shows.
+const MAILINGS_PER_PAGE: u32 = 50;
+
+#[derive(Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    channel: Option<String>,
+    before: Option<i64>,
+}
+
+/// The tenant's mailings, newest first, filtered by state and channel, a page at a time.
+async fn mailings_page(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> PageResult {
+    let Some(session) = session::current(&state, &headers).await? else {
+        return Ok(Redirect::to("/sign-in").into_response());
+    };
+    let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    let filter = match (
+        given(&query.state)
+            .map(|s| s.parse::<MailingState>())
+            .transpose(),
+        given(&query.channel)
+            .map(|c| c.parse::<ChannelKind>())
+            .transpose(),
+    ) {
+        (Ok(state), Ok(channel)) => MailingFilter { state, channel },
+        (Err(e), _) | (_, Err(e)) => {
+            return Ok(state.pages.notice(
+                &session,
+                StatusCode::BAD_REQUEST,
+                "Bad filter",
+                &e.0,
+            )?);
+        }
+    };
+    let mailings = state
+        .store
+        .find_mailings(session.user.id, filter, query.before, MAILINGS_PER_PAGE)
+        .await?;
+    let next = (mailings.len() == MAILINGS_PER_PAGE as usize)
+        .then(|| mailings.last())
+        .flatten()
+        .map(|last| {
+            let mut link = format!("/mailings?before={}", last.id);
+            if let Some(s) = filter.state {
+                link.push_str(&format!("&state={s}"));
+            }
+            if let Some(c) = filter.channel {
+                link.push_str(&format!("&channel={c}"));
+            }
+            link
+        });
+    Ok(state
+        .pages
+        .mailings(&session, &mailings, filter, next.as_deref())?
+        .into_response())
 }

@@ -1,8 +1,8 @@
 //! The console's pages: minijinja templates kept in the binary, HTML-escaped.
 
 use super::actions::Action;
-use crate::domain::MessageState;
-use crate::store::{ConsoleSession, Mailing, MessageRow, StateCounts};
+use crate::domain::{ChannelKind, MailingState, MessageState};
+use crate::store::{ConsoleSession, Mailing, MailingFilter, MessageRow, StateCounts};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::{Environment, context};
@@ -21,6 +21,11 @@ impl Pages {
             ("refused.html", include_str!("templates/refused.html")),
             ("mailing.html", include_str!("templates/mailing.html")),
             ("confirm.html", include_str!("templates/confirm.html")),
+            (
+                "mailing_table.html",
+                include_str!("templates/mailing_table.html"),
+            ),
+            ("mailings.html", include_str!("templates/mailings.html")),
         ] {
             // The templates are part of the binary: one that does not parse fails every
             // console test, so it cannot ship.
@@ -56,17 +61,7 @@ impl Pages {
         mailings: &[Mailing],
         activity: &Activity,
     ) -> Result<Html<String>, minijinja::Error> {
-        let rows: Vec<minijinja::Value> = mailings
-            .iter()
-            .map(|m| {
-                context! {
-                    id => m.id.0,
-                    channel => m.channel.as_str(),
-                    state => m.state.as_str(),
-                    recipients => m.recipients,
-                }
-            })
-            .collect();
+        let rows = mailing_rows(mailings);
         self.render(
             "dashboard.html",
             context! {
@@ -74,6 +69,7 @@ impl Pages {
                 user => session.user.name.as_str(),
                 csrf => session.csrf.as_str(),
                 mailings => rows,
+                empty => "No mailings yet: blast mailing create makes one.",
                 states => activity.states.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
                 today => activity.today.iter().map(|(channel, counts)| context! {
                     channel => channel,
@@ -85,6 +81,31 @@ impl Pages {
                     error => error,
                     count => count,
                 }).collect::<Vec<_>>(),
+            },
+        )
+    }
+
+    /// The tenant's mailings, newest first, filtered by state and channel, a page at a time.
+    pub(super) fn mailings(
+        &self,
+        session: &ConsoleSession,
+        mailings: &[Mailing],
+        filter: MailingFilter,
+        next: Option<&str>,
+    ) -> Result<Html<String>, minijinja::Error> {
+        self.render(
+            "mailings.html",
+            context! {
+                title => "Mailings",
+                user => session.user.name.as_str(),
+                csrf => session.csrf.as_str(),
+                mailings => mailing_rows(mailings),
+                empty => "No mailing matches.",
+                states => MailingState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                channels => ChannelKind::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                state => filter.state.map(|s| s.as_str()),
+                channel => filter.channel.map(|c| c.as_str()),
+                next => next,
             },
         )
     }
@@ -280,4 +301,19 @@ impl Activity {
             .collect();
         context! { width => minutes * 3, height => HEIGHT, bars => bars, max => max, total => total }
     }
+}
+
+/// The rows of a mailing table.
+fn mailing_rows(mailings: &[Mailing]) -> Vec<minijinja::Value> {
+    mailings
+        .iter()
+        .map(|m| {
+            context! {
+                id => m.id.0,
+                channel => m.channel.as_str(),
+                state => m.state.as_str(),
+                recipients => m.recipients,
+            }
+        })
+        .collect()
 }

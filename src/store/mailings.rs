@@ -331,6 +331,13 @@ async fn store_telegram(
         .map_err(|e| StoreError::Invalid(invalid(e.to_string())))
 }
 
+/// Which mailings a list shows: those in one state, on one channel, or both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailingFilter {
+    pub state: Option<MailingState>,
+    pub channel: Option<ChannelKind>,
+}
+
 /// A mailing the scheduler has just started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Started {
@@ -456,13 +463,31 @@ impl Store {
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Mailing>> {
+        self.find_mailings(tenant_id, MailingFilter::default(), before_id, limit)
+            .await
+    }
+
+    /// Mailings in `filter`'s state and on its channel (each when given), newest first, `limit`
+    /// of them, older than `before_id` when given.
+    pub async fn find_mailings(
+        &self,
+        tenant_id: TenantId,
+        filter: MailingFilter,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Mailing>> {
         let sql = format!(
-            "SELECT {MAILING_COLUMNS} FROM mailings WHERE tenant_id = $1 AND id < $2 AND notification_id IS NULL ORDER BY id DESC LIMIT $3"
+            "SELECT {MAILING_COLUMNS} FROM mailings
+             WHERE tenant_id = $1 AND id < $2 AND notification_id IS NULL
+               AND ($4 = '' OR state = $4) AND ($5 = '' OR channel = $5)
+             ORDER BY id DESC LIMIT $3"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)
             .bind(before_id.unwrap_or(i64::MAX))
             .bind(i64::from(limit))
+            .bind(filter.state.map_or("", |s| s.as_str()))
+            .bind(filter.channel.map_or("", |c| c.as_str()))
             .fetch_all(&self.pool)
             .await?
             .iter()

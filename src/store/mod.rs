@@ -29,8 +29,8 @@ pub use import::{ClientImport, RowError};
 pub use instances::InstanceKind;
 pub(crate) use instances::hostname;
 pub use mailings::{
-    Mailing, MailingPreview, MailingStats, MediaUpload, MessageRow, NewMailing, SampleMessage,
-    StateCounts,
+    Mailing, MailingFilter, MailingPreview, MailingStats, MediaUpload, MessageRow, NewMailing,
+    SampleMessage, StateCounts,
 };
 pub use messages::{ClaimedBatch, DeliveryRow, Outcome};
 pub use notifications::{

@@ -450,3 +450,138 @@ async fn an_sms_mailing_reaches_100_percent_on_its_page_without_a_reload() {
     worker.stop().await;
     browser.close().await;
 }
+
+/// Whether the page is wider than the window (a phone would scroll it sideways).
+async fn scrolls_sideways(c: &blast_testkit::fantoccini::Client) -> bool {
+    let wider = c
+        .execute(
+            "return document.documentElement.scrollWidth > window.innerWidth;",
+            vec![],
+        )
+        .await
+        .expect("measure");
+    wider != serde_json::Value::Bool(false)
+}
+
+#[tokio::test]
+async fn the_mailing_list_filters_by_state_and_channel_by_keyboard_at_phone_width() {
+    use blast_testkit::fantoccini::key::Key;
+    let (db, server) = console(|_| {}).await;
+    let scheduled = db.create_mailing(in_an_hour("SMS one")).await;
+    let cancelled = db.create_mailing(in_an_hour("SMS two")).await;
+    db.store
+        .cancel_mailing(db.tenant, cancelled.id)
+        .await
+        .expect("cancel");
+    let logged = db
+        .create_mailing(NewMailing {
+            channel: ChannelKind::Log,
+            ..in_an_hour("Log one")
+        })
+        .await;
+
+    let browser = blast_testkit::Browser::start().await.expect("a browser");
+    let c = &browser.client;
+    c.set_window_size(375, 812).await.expect("phone width");
+
+    // Signing in takes the keyboard only: the user name field has the focus, Tab moves to the
+    // password, Enter submits.
+    c.goto(&server.url("/sign-in")).await.expect("open sign-in");
+    let focused = c
+        .active_element()
+        .await
+        .expect("focus")
+        .attr("id")
+        .await
+        .expect("id");
+    assert_eq!(focused.as_deref(), Some("username"));
+    let typed = format!(
+        "tester{}{PASSWORD}{}",
+        char::from(Key::Tab),
+        char::from(Key::Enter)
+    );
+    c.active_element()
+        .await
+        .expect("focus")
+        .send_keys(&typed)
+        .await
+        .expect("type");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("header .user"))
+        .await
+        .expect("signed in");
+    assert!(!scrolls_sideways(c).await, "the dashboard fits a phone");
+
+    let listed = async |query: &str| -> String {
+        c.goto(&server.url(&format!("/mailings{query}")))
+            .await
+            .expect("open the list");
+        c.find(Locator::Css("main"))
+            .await
+            .expect("main")
+            .text()
+            .await
+            .expect("text")
+    };
+    let all = listed("").await;
+    for m in [&scheduled, &cancelled, &logged] {
+        assert!(all.contains(&format!("{}", m.id)), "{all}");
+    }
+    assert!(!scrolls_sideways(c).await, "the list fits a phone");
+
+    // The form's filter: cancelled ones only.
+    c.find(Locator::Id("state"))
+        .await
+        .expect("the state filter")
+        .select_by_value("cancelled")
+        .await
+        .expect("select");
+    c.find(Locator::Css("form.filters button"))
+        .await
+        .expect("filter")
+        .click()
+        .await
+        .expect("click");
+    // The page the server answers marks the chosen state (the attribute, not the property
+    // the selection set).
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#state option[value='cancelled'][selected]"))
+        .await
+        .expect("filtered");
+    let rows = c
+        .find_all(Locator::Css("table.mailings tbody tr"))
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0]
+            .text()
+            .await
+            .expect("text")
+            .starts_with(&cancelled.id.to_string())
+    );
+
+    // By channel, through the URL.
+    listed("?channel=log").await;
+    let rows = c
+        .find_all(Locator::Css("table.mailings tbody tr"))
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 1);
+    let row = rows[0].text().await.expect("text");
+    assert!(
+        row.starts_with(&logged.id.to_string()) && row.contains("log"),
+        "{row}"
+    );
+    let bad = listed("?state=lost").await;
+    assert!(bad.contains("Bad filter"), "{bad}");
+
+    // The mailing page fits a phone too.
+    c.goto(&server.url(&format!("/mailings/{}", scheduled.id)))
+        .await
+        .expect("open the mailing");
+    assert!(!scrolls_sideways(c).await, "the mailing page fits a phone");
+    browser.close().await;
+}
