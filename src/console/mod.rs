@@ -26,6 +26,7 @@ use futures::future::BoxFuture;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use pages::Pages;
 use serde::Deserialize;
+use session::SignedIn;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -112,10 +113,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
 }
 
 /// The dashboard: the tenant's latest mailings. Without a session, the sign-in page.
-async fn dashboard(State(state): State<ConsoleState>, headers: HeaderMap) -> PageResult {
-    let Some(session) = session::current(&state, &headers).await? else {
-        return Ok(Redirect::to("/sign-in").into_response());
-    };
+async fn dashboard(State(state): State<ConsoleState>, SignedIn(session): SignedIn) -> PageResult {
     let mailings = state.store.list_mailings(session.user.id, None, 50).await?;
     let activity = activity(&state, &session).await?;
     let html = state.0.pages.dashboard(&session, &mailings, &activity)?;
@@ -224,12 +222,10 @@ struct Csrf {
 /// End the session; the form must carry its CSRF token.
 async fn sign_out(
     State(state): State<ConsoleState>,
+    SignedIn(current): SignedIn,
     headers: HeaderMap,
     Form(form): Form<Csrf>,
 ) -> PageResult {
-    let Some(current) = session::current(&state, &headers).await? else {
-        return Ok(Redirect::to("/sign-in").into_response());
-    };
     if !session::csrf_matches(&current, &form.csrf) {
         return Ok(state.0.pages.csrf_refused(&current)?.into_response());
     }
@@ -281,13 +277,10 @@ struct MessageFilter {
 /// a page at a time) with each one's last error.
 async fn mailing_page(
     State(state): State<ConsoleState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path(id): Path<String>,
     Query(filter): Query<MessageFilter>,
 ) -> PageResult {
-    let Some(session) = session::current(&state, &headers).await? else {
-        return Ok(Redirect::to("/sign-in").into_response());
-    };
     let Ok(id) = id.parse::<MailingId>() else {
         return not_found(&state, &session);
     };
@@ -332,23 +325,20 @@ async fn mailing_page(
     Ok(state.pages.mailing(&session, &page)?.into_response())
 }
 
-/// The session, the mailing (the tenant's own) and the action a `/mailings/{id}/{action}`
-/// URL names; `Err` is the page to answer instead.
+/// The mailing (the tenant's own) and the action a `/mailings/{id}/{action}` URL names;
+/// `Err` is the page to answer instead.
 async fn target(
     state: &ConsoleState,
-    headers: &HeaderMap,
+    session: &ConsoleSession,
     id: &str,
     action: &str,
-) -> Result<Result<(ConsoleSession, crate::store::Mailing, Action), Response>, ConsoleError> {
-    let Some(session) = session::current(state, headers).await? else {
-        return Ok(Err(Redirect::to("/sign-in").into_response()));
-    };
+) -> Result<Result<(crate::store::Mailing, Action), Response>, ConsoleError> {
     let (Ok(id), Some(action)) = (id.parse::<MailingId>(), Action::from_path(action)) else {
-        return Ok(Err(not_found(state, &session)?));
+        return Ok(Err(not_found(state, session)?));
     };
     match state.store.mailing(session.user.id, id).await {
-        Ok(mailing) => Ok(Ok((session, mailing, action))),
-        Err(StoreError::NotFound(_)) => Ok(Err(not_found(state, &session)?)),
+        Ok(mailing) => Ok(Ok((mailing, action))),
+        Err(StoreError::NotFound(_)) => Ok(Err(not_found(state, session)?)),
         Err(e) => Err(e.into()),
     }
 }
@@ -356,10 +346,10 @@ async fn target(
 /// The confirmation an action asks for.
 async fn confirm_page(
     State(state): State<ConsoleState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path((id, action)): Path<(String, String)>,
 ) -> PageResult {
-    let (session, mailing, action) = match target(&state, &headers, &id, &action).await? {
+    let (mailing, action) = match target(&state, &session, &id, &action).await? {
         Ok(found) => found,
         Err(page) => return Ok(page),
     };
@@ -372,11 +362,11 @@ async fn confirm_page(
 /// Take a confirmed action, through the store functions the API calls; back to the mailing.
 async fn act(
     State(state): State<ConsoleState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path((id, action)): Path<(String, String)>,
     Form(form): Form<Csrf>,
 ) -> PageResult {
-    let (session, mailing, action) = match target(&state, &headers, &id, &action).await? {
+    let (mailing, action) = match target(&state, &session, &id, &action).await? {
         Ok(found) => found,
         Err(page) => return Ok(page),
     };
@@ -494,12 +484,9 @@ struct ListQuery {
 /// The tenant's mailings, newest first, filtered by state and channel, a page at a time.
 async fn mailings_page(
     State(state): State<ConsoleState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Query(query): Query<ListQuery>,
 ) -> PageResult {
-    let Some(session) = session::current(&state, &headers).await? else {
-        return Ok(Redirect::to("/sign-in").into_response());
-    };
     let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
     let filter = match (
         given(&query.state)

@@ -3,8 +3,11 @@
 use super::{ConsoleError, ConsoleState};
 use crate::now_ms;
 use crate::store::{ConsoleSession, User};
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
 use cookie::{Cookie, SameSite};
 use subtle::ConstantTimeEq;
 
@@ -75,4 +78,23 @@ fn cookie(state: &ConsoleState, value: String) -> Cookie<'static> {
 /// Whether a form's CSRF token is its session's (compared in constant time).
 pub(super) fn csrf_matches(session: &ConsoleSession, given: &str) -> bool {
     bool::from(session.csrf.as_bytes().ct_eq(given.as_bytes()))
+}
+
+/// The request's live session, as a handler's argument: without one, the answer is the way to
+/// the sign-in page.
+pub(super) struct SignedIn(pub ConsoleSession);
+
+impl FromRequestParts<ConsoleState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        match current(state, &parts.headers).await {
+            Ok(Some(session)) => Ok(SignedIn(session)),
+            Ok(None) => Err(Redirect::to("/sign-in").into_response()),
+            Err(e) => Err(e.into_response()),
+        }
+    }
 }

@@ -89,12 +89,7 @@ async fn an_operator_signs_in_sees_the_mailings_and_signs_out_in_a_real_browser(
         .send_keys("not the password")
         .await
         .expect("type");
-    c.find(Locator::Css("form.sign-in button[type=submit]"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("submit");
+    click(c, "form.sign-in button[type=submit]").await;
     let error = c
         .wait()
         .at_most(Duration::from_secs(10))
@@ -114,12 +109,7 @@ async fn an_operator_signs_in_sees_the_mailings_and_signs_out_in_a_real_browser(
         .send_keys(PASSWORD)
         .await
         .expect("type");
-    c.find(Locator::Css("form.sign-in button[type=submit]"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("submit");
+    click(c, "form.sign-in button[type=submit]").await;
     let user = c
         .wait()
         .at_most(Duration::from_secs(10))
@@ -144,17 +134,8 @@ async fn an_operator_signs_in_sees_the_mailings_and_signs_out_in_a_real_browser(
 
     // Signing out ends the session: the browser is back at sign-in, and the old cookie,
     // replayed, opens nothing.
-    c.find(Locator::Css("header form button"))
-        .await
-        .expect("sign out")
-        .click()
-        .await
-        .expect("click");
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("form.sign-in"))
-        .await
-        .expect("back at sign-in");
+    click(c, "header form button").await;
+    wait_for(c, "form.sign-in").await;
     let replayed = page(&server, "/", &session).await;
     assert_eq!(replayed.status(), StatusCode::SEE_OTHER);
     assert_eq!(replayed.headers()["location"], "/sign-in");
@@ -233,6 +214,28 @@ async fn an_idle_session_ends_and_a_disabled_console_leaves_only_the_api() {
     assert_eq!(body["error"]["code"], "not_found");
 }
 
+/// The element `css` finds, once it is there (10 s at most).
+async fn wait_for(
+    c: &blast_testkit::fantoccini::Client,
+    css: &str,
+) -> blast_testkit::fantoccini::elements::Element {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+}
+
+/// Click the element `css` finds.
+async fn click(c: &blast_testkit::fantoccini::Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
 /// Sign in in the browser as "tester".
 async fn browser_sign_in(c: &blast_testkit::fantoccini::Client, server: &ApiServer) {
     c.goto(&server.url("/sign-in")).await.expect("open sign-in");
@@ -244,17 +247,8 @@ async fn browser_sign_in(c: &blast_testkit::fantoccini::Client, server: &ApiServ
             .await
             .expect("type");
     }
-    c.find(Locator::Css("form.sign-in button[type=submit]"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("submit");
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("header .user"))
-        .await
-        .expect("signed in");
+    click(c, "form.sign-in button[type=submit]").await;
+    wait_for(c, "header .user").await;
 }
 
 #[tokio::test]
@@ -293,21 +287,12 @@ async fn a_mailing_is_cancelled_from_its_page_after_a_confirmation_and_others_ar
         .await
         .expect("click");
     // Nothing happens before the confirmation.
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("form.confirm"))
-        .await
-        .expect("a confirmation");
+    wait_for(c, "form.confirm").await;
     assert_eq!(
         mailing_state(&db, mailing.id).await,
         MailingState::Scheduled
     );
-    c.find(Locator::Css("form.confirm button[type=submit]"))
-        .await
-        .expect("confirm")
-        .click()
-        .await
-        .expect("click");
+    click(c, "form.confirm button[type=submit]").await;
     let state = c
         .wait()
         .at_most(Duration::from_secs(10))
@@ -506,11 +491,7 @@ async fn the_mailing_list_filters_by_state_and_channel_by_keyboard_at_phone_widt
         .send_keys(&typed)
         .await
         .expect("type");
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("header .user"))
-        .await
-        .expect("signed in");
+    wait_for(c, "header .user").await;
     assert!(!scrolls_sideways(c).await, "the dashboard fits a phone");
 
     let listed = async |query: &str| -> String {
@@ -537,19 +518,10 @@ async fn the_mailing_list_filters_by_state_and_channel_by_keyboard_at_phone_widt
         .select_by_value("cancelled")
         .await
         .expect("select");
-    c.find(Locator::Css("form.filters button"))
-        .await
-        .expect("filter")
-        .click()
-        .await
-        .expect("click");
+    click(c, "form.filters button").await;
     // The page the server answers marks the chosen state (the attribute, not the property
     // the selection set).
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#state option[value='cancelled'][selected]"))
-        .await
-        .expect("filtered");
+    wait_for(c, "#state option[value='cancelled'][selected]").await;
     let rows = c
         .find_all(Locator::Css("table.mailings tbody tr"))
         .await
