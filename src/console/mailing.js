@@ -7,6 +7,9 @@
   const show = (message) => {
     const p = JSON.parse(message.data);
     document.querySelector(".facts .state").textContent = p.state;
+    for (const action of document.querySelectorAll(".actions [data-states]")) {
+      action.hidden = !action.dataset.states.split(" ").includes(p.state);
+    }
     const bar = document.querySelector("progress");
     bar.max = p.total;
     bar.value = p.finished;

@@ -148,9 +148,16 @@ async fn activity(
     }
     // Whole minutes, so the first bar is not a fraction of one.
     let chart_since = now - now.rem_euclid(60_000) - (CHART_HOURS * 60 - 1) * 60_000;
+    // Only the states some channel has messages in: ten columns of zeros help nobody.
+    let shown: Vec<usize> = (0..states.len())
+        .filter(|i| today.values().any(|row| row[*i] != 0))
+        .collect();
     Ok(pages::Activity {
-        states,
-        today: today.into_iter().collect(),
+        states: shown.iter().map(|i| states[*i]).collect(),
+        today: today
+            .into_iter()
+            .map(|(channel, row)| (channel, shown.iter().map(|i| row[*i]).collect()))
+            .collect(),
         chart_hours: CHART_HOURS,
         chart_since,
         sends: state.store.sends_per_minute(tenant, chart_since).await?,

@@ -167,10 +167,22 @@ impl Pages {
             .iter()
             .map(|(state, count)| context! { state => state.as_str(), count => count })
             .collect();
+        // Every action is on the page; the script shows those that apply as the state moves.
         let actions: Vec<minijinja::Value> = Action::ALL
             .iter()
-            .filter(|a| a.applies_to(m.state))
-            .map(|a| context! { path => a.path(), label => a.label() })
+            .map(|a| {
+                let states: Vec<&str> = MailingState::ALL
+                    .iter()
+                    .filter(|s| a.applies_to(**s))
+                    .map(|s| s.as_str())
+                    .collect();
+                context! {
+                    path => a.path(),
+                    label => a.label(),
+                    now => a.applies_to(m.state),
+                    states => states.join(" "),
+                }
+            })
             .collect();
         let messages: Vec<minijinja::Value> = view
             .messages

@@ -236,6 +236,17 @@ async fn click(c: &blast_testkit::fantoccini::Client, css: &str) {
         .unwrap_or_else(|e| panic!("click {css}: {e}"));
 }
 
+/// With `BLAST_SCREENSHOTS=DIR` set, save what the browser shows as `DIR/{name}.png`: the
+/// README's screenshots are taken so (`scripts/screenshots`).
+async fn screenshot(c: &blast_testkit::fantoccini::Client, name: &str) {
+    let Ok(dir) = std::env::var("BLAST_SCREENSHOTS") else {
+        return;
+    };
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    std::fs::write(format!("{dir}/{name}.png"), png).expect("save the screenshot");
+}
+
 /// Sign in in the browser as "tester".
 async fn browser_sign_in(c: &blast_testkit::fantoccini::Client, server: &ApiServer) {
     c.goto(&server.url("/sign-in")).await.expect("open sign-in");
@@ -365,6 +376,9 @@ async fn an_sms_mailing_reaches_100_percent_on_its_page_without_a_reload() {
 
     let browser = blast_testkit::Browser::start().await.expect("a browser");
     let c = &browser.client;
+    c.set_window_size(1100, 850)
+        .await
+        .expect("a desktop window");
     browser_sign_in(c, &server).await;
     c.goto(&server.url(&format!("/mailings/{}", mailing.id)))
         .await
@@ -392,6 +406,15 @@ async fn an_sms_mailing_reaches_100_percent_on_its_page_without_a_reload() {
         .await
         .expect("the failed count");
     assert_eq!(failed.text().await.expect("text"), "4");
+    // A done mailing can no longer be cancelled, but its failed messages can be retried.
+    let shown = c
+        .execute(
+            "return [...document.querySelectorAll('.actions a:not([hidden])')].map(a => a.textContent);",
+            vec![],
+        )
+        .await
+        .expect("the actions shown");
+    assert_eq!(shown, serde_json::json!(["Retry failed"]));
     let stayed = c
         .execute("return window.stayed === true;", vec![])
         .await
@@ -401,6 +424,24 @@ async fn an_sms_mailing_reaches_100_percent_on_its_page_without_a_reload() {
         serde_json::Value::Bool(true),
         "the page was not reloaded"
     );
+
+    // Its failed messages, each with its last error.
+    c.goto(&server.url(&format!("/mailings/{}?state=failed_permanent", mailing.id)))
+        .await
+        .expect("open the failed messages");
+    let rows = c
+        .find_all(Locator::Css("table.messages tbody tr"))
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 4);
+    for row in &rows {
+        let text = row.text().await.expect("text");
+        assert!(
+            text.contains("failed_permanent") && text.contains("400"),
+            "{text}"
+        );
+    }
+    screenshot(c, "mailing").await;
 
     // The dashboard counts today's messages per channel and state, charts the sends, and
     // names the most frequent error.
@@ -432,6 +473,8 @@ async fn an_sms_mailing_reaches_100_percent_on_its_page_without_a_reload() {
         .expect("the top error");
     let error = error.text().await.expect("text");
     assert!(error.starts_with("4 ×"), "{error}");
+    assert!(!scrolls_sideways(c).await, "the dashboard fits its window");
+    screenshot(c, "dashboard").await;
     worker.stop().await;
     browser.close().await;
 }
