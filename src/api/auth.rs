@@ -161,6 +161,35 @@ fn limit_address(state: &AppState, client: IpAddr) -> ApiResult<()> {
         .map_err(|_| too_many("too many attempts from this address; wait a minute"))
 }
 
+/// Whether a password may be tried for `username` now: the limits per client address and per
+/// address and user, and a name that could exist. The API's login and the console's sign-in
+/// both ask it, so they share one count.
+pub fn check_login(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    username: &str,
+) -> ApiResult<()> {
+    let client = client_address(state, peer, headers);
+    limit_address(state, client)?;
+    // Names that cannot exist are refused before they cost a limiter entry or argon2 work.
+    if !is_plausible_user_name(username) {
+        return Err(ApiError::unauthorized("wrong user name or password"));
+    }
+    // Per address and user: guessing from one place is slowed without locking the user out
+    // everywhere else.
+    if state
+        .login_limiter
+        .check_key(&(client, username.to_owned()))
+        .is_err()
+    {
+        return Err(too_many(
+            "too many login attempts for this user from this address; wait a minute",
+        ));
+    }
+    Ok(())
+}
+
 /// Exchange a user name and password for a short-lived token.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = Credentials,
     responses((status = 200, body = TokenResponse), (status = 401, body = super::error::ErrorBody),
@@ -171,23 +200,7 @@ pub async fn login(
     headers: HeaderMap,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> ApiResult<Json<TokenResponse>> {
-    let client = client_address(&state, peer, &headers);
-    limit_address(&state, client)?;
-    // Names that cannot exist are refused before they cost a limiter entry or argon2 work.
-    if !is_plausible_user_name(&credentials.username) {
-        return Err(ApiError::unauthorized("wrong user name or password"));
-    }
-    // Per address and user: guessing from one place is slowed without locking the user out
-    // everywhere else.
-    if state
-        .login_limiter
-        .check_key(&(client, credentials.username.clone()))
-        .is_err()
-    {
-        return Err(too_many(
-            "too many login attempts for this user from this address; wait a minute",
-        ));
-    }
+    check_login(&state, peer, &headers, &credentials.username)?;
     let user = state
         .store
         .verify_password(&credentials.username, &credentials.password)

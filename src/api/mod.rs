@@ -207,7 +207,7 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         )
         .merge(docs::routes());
     let router = if state.settings.console.enabled {
-        let (halts, streams) = (state.clone(), state.clone());
+        let (halts, streams, logins) = (state.clone(), state.clone(), state.clone());
         let from_api = crate::console::FromApi {
             announce_halt: Arc::new(move |id| {
                 let api = halts.clone();
@@ -222,6 +222,15 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
                 Some(Box::new(slot) as Box<dyn Send + Sync>)
             }),
             shutdown: state.shutdown.clone(),
+            check_sign_in: Arc::new(move |peer, headers, username| {
+                auth::check_login(&logins, peer, headers, username).map_err(|e| {
+                    let limited = e.status == axum::http::StatusCode::TOO_MANY_REQUESTS;
+                    crate::console::SignInRefused {
+                        limited,
+                        message: e.message,
+                    }
+                })
+            }),
         };
         router.merge(crate::console::routes(
             state.store.clone(),

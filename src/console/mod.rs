@@ -12,7 +12,7 @@ use crate::app::progress::{Follow, ProgressEvent, Step};
 use crate::domain::{ChannelKind, MailingState, MessageState};
 use crate::ids::{MailingId, TenantId};
 use crate::settings::Settings;
-use crate::store::{ConsoleSession, MailingFilter, Store, StoreError, is_plausible_user_name};
+use crate::store::{ConsoleSession, MailingFilter, Store, StoreError};
 use actions::Action;
 use axum::Form;
 use axum::Router;
@@ -23,12 +23,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use pages::Pages;
 use serde::Deserialize;
 use session::SignedIn;
-use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -59,10 +57,6 @@ struct Inner {
     store: Store,
     settings: Settings,
     pages: Pages,
-    /// Sign-in attempts per client address and user name, as the API counts them.
-    login_limiter: DefaultKeyedRateLimiter<(IpAddr, String)>,
-    /// Sign-in attempts per client address.
-    address_limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// What the API hands the console, so that both act alike.
     api: FromApi,
 }
@@ -77,6 +71,23 @@ pub struct FromApi {
     pub stream_slot: Arc<dyn Fn(TenantId) -> Option<Box<dyn Send + Sync>> + Send + Sync>,
     /// Fires when the server shuts down: live streams end.
     pub shutdown: CancellationToken,
+    /// Whether a password may be tried for a user name now: the API's login limits (per
+    /// client address behind `api.trusted_proxies`, and per address and user), counted with
+    /// the API's own logins.
+    pub check_sign_in: SignInCheck,
+}
+
+/// Asks whether a password may be tried for a user name now, from a client address and the
+/// request's headers.
+pub type SignInCheck =
+    Arc<dyn Fn(SocketAddr, &HeaderMap, &str) -> Result<(), SignInRefused> + Send + Sync>;
+
+/// Why a password may not be tried now.
+#[derive(Debug)]
+pub struct SignInRefused {
+    /// Too many attempts (429); otherwise a name that cannot exist (401).
+    pub limited: bool,
+    pub message: String,
 }
 
 #[derive(Clone)]
@@ -88,12 +99,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
     settings: Settings,
     api: FromApi,
 ) -> Router<S> {
-    let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
     let state = ConsoleState(Arc::new(Inner {
-        login_limiter: RateLimiter::keyed(per_minute(settings.api.login_attempts_per_minute)),
-        address_limiter: RateLimiter::keyed(per_minute(
-            settings.api.auth_attempts_per_minute_per_ip,
-        )),
         pages: Pages::new(),
         api,
         store,
@@ -182,33 +188,20 @@ struct SignIn {
 async fn sign_in(
     State(state): State<ConsoleState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(form): Form<SignIn>,
 ) -> PageResult {
     let refuse = |status: StatusCode, message: &str| -> PageResult {
         let page = state.0.pages.sign_in(&form.username, Some(message))?;
         Ok((status, page).into_response())
     };
-    let client = peer.ip().to_canonical();
-    if state.0.address_limiter.check_key(&client).is_err() {
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many attempts from this address; wait a minute.",
-        );
-    }
     const WRONG: &str = "Wrong user name or password.";
-    if !is_plausible_user_name(&form.username) {
-        return refuse(StatusCode::UNAUTHORIZED, WRONG);
-    }
-    if state
-        .0
-        .login_limiter
-        .check_key(&(client, form.username.clone()))
-        .is_err()
-    {
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many sign-in attempts for this user from this address; wait a minute.",
-        );
+    if let Err(refused) = (state.api.check_sign_in)(peer, &headers, &form.username) {
+        return if refused.limited {
+            refuse(StatusCode::TOO_MANY_REQUESTS, &refused.message)
+        } else {
+            refuse(StatusCode::UNAUTHORIZED, WRONG)
+        };
     }
     let Some(user) = state
         .store

@@ -600,3 +600,22 @@ async fn the_mailing_list_filters_by_state_and_channel_by_keyboard_at_phone_widt
     assert!(!scrolls_sideways(c).await, "the mailing page fits a phone");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn console_sign_ins_and_api_logins_share_one_limit() {
+    let (_db, server) = console(|s| s.api.login_attempts_per_minute = 2).await;
+    assert_eq!(sign_in(&server, "wrong").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(sign_in(&server, "wrong").await.0, StatusCode::UNAUTHORIZED);
+    // The third try within the minute is refused before the password is looked at.
+    let (status, cookie) = sign_in(&server, PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(cookie.is_none());
+    // The API's login counts the same attempts.
+    let api = no_redirects()
+        .post(server.url("/api/v1/auth/token"))
+        .json(&serde_json::json!({"username": "tester", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(api.status(), StatusCode::TOO_MANY_REQUESTS);
+}
