@@ -281,14 +281,10 @@ async fn mailing_page(
     Path(id): Path<String>,
     Query(filter): Query<MessageFilter>,
 ) -> PageResult {
-    let Ok(id) = id.parse::<MailingId>() else {
+    let Some(mailing) = own_mailing(&state, &session, &id).await? else {
         return not_found(&state, &session);
     };
-    let mailing = match state.store.mailing(session.user.id, id).await {
-        Ok(mailing) => mailing,
-        Err(StoreError::NotFound(_)) => return not_found(&state, &session),
-        Err(e) => return Err(e.into()),
-    };
+    let id = mailing.id;
     let wanted = match filter.state.as_deref().filter(|s| !s.is_empty()) {
         Some(name) => match name.parse::<MessageState>() {
             Ok(wanted) => Some(wanted),
@@ -325,6 +321,23 @@ async fn mailing_page(
     Ok(state.pages.mailing(&session, &page)?.into_response())
 }
 
+/// The session tenant's own mailing a URL's `{id}` names; None for an id that is no number
+/// or no mailing of this tenant's (the page then says "not found", nothing more).
+async fn own_mailing(
+    state: &ConsoleState,
+    session: &ConsoleSession,
+    id: &str,
+) -> Result<Option<crate::store::Mailing>, ConsoleError> {
+    let Ok(id) = id.parse::<MailingId>() else {
+        return Ok(None);
+    };
+    match state.store.mailing(session.user.id, id).await {
+        Ok(mailing) => Ok(Some(mailing)),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The mailing (the tenant's own) and the action a `/mailings/{id}/{action}` URL names;
 /// `Err` is the page to answer instead.
 async fn target(
@@ -333,13 +346,12 @@ async fn target(
     id: &str,
     action: &str,
 ) -> Result<Result<(crate::store::Mailing, Action), Response>, ConsoleError> {
-    let (Ok(id), Some(action)) = (id.parse::<MailingId>(), Action::from_path(action)) else {
-        return Ok(Err(not_found(state, session)?));
-    };
-    match state.store.mailing(session.user.id, id).await {
-        Ok(mailing) => Ok(Ok((mailing, action))),
-        Err(StoreError::NotFound(_)) => Ok(Err(not_found(state, session)?)),
-        Err(e) => Err(e.into()),
+    match (
+        Action::from_path(action),
+        own_mailing(state, session, id).await?,
+    ) {
+        (Some(action), Some(mailing)) => Ok(Ok((mailing, action))),
+        _ => Ok(Err(not_found(state, session)?)),
     }
 }
 
@@ -406,14 +418,10 @@ async fn mailing_events(
     let Some(session) = session::current(&state, &headers).await? else {
         return Ok(StatusCode::UNAUTHORIZED.into_response());
     };
-    let Ok(id) = id.parse::<MailingId>() else {
+    let Some(mailing) = own_mailing(&state, &session, &id).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
-    match state.store.mailing(session.user.id, id).await {
-        Ok(_) => {}
-        Err(StoreError::NotFound(_)) => return Ok(StatusCode::NOT_FOUND.into_response()),
-        Err(e) => return Err(e.into()),
-    }
+    let id = mailing.id;
     // Each stream reads the database twice a second: a tenant holds a bounded number.
     let Some(slot) = (state.api.stream_slot)(session.user.id) else {
         return Ok(StatusCode::TOO_MANY_REQUESTS.into_response());
