@@ -39,7 +39,7 @@ pub async fn update(
         )));
     }
     let new = checked(store, tenant_id, new, limits).await?;
-    store.replace_mailing(tenant_id, id, new).await
+    store.replace_mailing(&current, new).await
 }
 
 /// `new` as it will be stored (see [`prepare_telegram`]), once it passed every check.

@@ -782,15 +782,14 @@ pub struct MessageRow {
 }
 
 impl Store {
-    /// Store `new`, that the use case (`app/mailings.rs`) checked, in place of mailing `id`
+    /// Store `new`, that the use case (`app/mailings.rs`) checked, in place of `current`
     /// if it has still not started.
     pub(crate) async fn replace_mailing(
         &self,
-        tenant_id: TenantId,
-        id: MailingId,
+        current: &Mailing,
         new: NewMailing,
     ) -> Result<Mailing> {
-        let current = self.mailing(tenant_id, id).await?;
+        let (tenant_id, id) = (current.tenant_id, current.id);
         let mut new = new;
         let mut tx = self.write_tx().await?;
         // Files the edit no longer uses go with it, before its new ones count to the quota
