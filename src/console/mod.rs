@@ -5,10 +5,11 @@
 //! state-changing form carries the session's CSRF token. Nothing loads from another host.
 
 mod actions;
+mod activity;
 mod pages;
 mod session;
 
-use crate::app::progress::{Follow, ProgressEvent, Step};
+use crate::app::progress::{Board, BoardStep, Follow, ProgressEvent, Step};
 use crate::domain::{ChannelKind, MailingState, MessageState};
 use crate::ids::{MailingId, TenantId};
 use crate::settings::Settings;
@@ -59,6 +60,7 @@ struct Inner {
     pages: Pages,
     /// What the API hands the console, so that both act alike.
     api: FromApi,
+    activity: Arc<activity::ActivityCache>,
 }
 
 /// What the API shares with the console it serves.
@@ -101,6 +103,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
 ) -> Router<S> {
     let state = ConsoleState(Arc::new(Inner {
         pages: Pages::new(),
+        activity: activity::ActivityCache::new(
+            store.clone(),
+            settings.console.activity_refresh_secs,
+        ),
         api,
         store,
         settings,
@@ -112,63 +118,87 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .route("/mailings", get(mailings_page))
         .route("/mailings/{id}", get(mailing_page))
         .route("/mailings/{id}/events", get(mailing_events))
+        .route("/dashboard/events", get(dashboard_events))
+        .route("/dashboard/activity", get(dashboard_activity))
         .route("/console/assets/mailing.js", get(mailing_script))
+        .route("/console/assets/dashboard.js", get(dashboard_script))
         .route("/mailings/{id}/{action}", get(confirm_page).post(act))
         .route("/console/assets/console.css", get(stylesheet))
         .with_state(state)
 }
 
-/// The dashboard: the tenant's latest mailings. Without a session, the sign-in page.
+/// Scheduled, running and paused mailings the dashboard shows with live progress bars.
+const BOARD_SHOWN: u32 = 20;
+
+/// The dashboard: the scheduled, running and paused mailings with their progress, today's
+/// activity, the latest mailings. Without a session, the sign-in page.
 async fn dashboard(State(state): State<ConsoleState>, SignedIn(session): SignedIn) -> PageResult {
-    let mailings = state.store.list_mailings(session.user.id, None, 50).await?;
-    let activity = activity(&state, &session).await?;
-    let html = state.0.pages.dashboard(&session, &mailings, &activity)?;
+    let tenant = session.user.id;
+    let board = Board::now(&state.store, tenant, BOARD_SHOWN).await?;
+    let mailings = state.store.list_mailings(tenant, None, 20).await?;
+    let activity = state.activity.cached(tenant);
+    let html = state
+        .0
+        .pages
+        .dashboard(&session, &board, &mailings, activity.as_deref())?;
     Ok(html.into_response())
 }
 
-/// Hours of sends the dashboard's chart shows.
-const CHART_HOURS: i64 = 3;
+/// The dashboard's activity alone, fresh: what its script puts in place of the placeholder a
+/// dashboard shows before the tenant's first activity is read.
+async fn dashboard_activity(
+    State(state): State<ConsoleState>,
+    SignedIn(session): SignedIn,
+) -> PageResult {
+    let activity = state.activity.fresh(session.user.id).await?;
+    Ok(state.pages.activity(&activity)?.into_response())
+}
 
-/// Today's messages per channel and state, the last hours' sends per minute, and the last
-/// day's most frequent errors, of the session's tenant.
-async fn activity(
-    state: &ConsoleState,
-    session: &ConsoleSession,
-) -> Result<pages::Activity, ConsoleError> {
-    let tenant = session.user.id;
-    let now = crate::now_ms();
-    let day_start = now - now.rem_euclid(86_400_000);
-    let states = MessageState::ALL.to_vec();
-    let mut today: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
-    for mailing in state
-        .store
-        .stats(tenant, Some((day_start, now + 1)))
-        .await?
-    {
-        let row = today
-            .entry(mailing.channel.clone())
-            .or_insert_with(|| vec![0; states.len()]);
-        for (i, s) in states.iter().enumerate() {
-            row[i] += mailing.counts.get(*s);
-        }
-    }
-    // Whole minutes, so the first bar is not a fraction of one.
-    let chart_since = now - now.rem_euclid(60_000) - (CHART_HOURS * 60 - 1) * 60_000;
-    // Only the states some channel has messages in: ten columns of zeros help nobody.
-    let shown: Vec<usize> = (0..states.len())
-        .filter(|i| today.values().any(|row| row[*i] != 0))
-        .collect();
-    Ok(pages::Activity {
-        states: shown.iter().map(|i| states[*i]).collect(),
-        today: today
-            .into_iter()
-            .map(|(channel, row)| (channel, shown.iter().map(|i| row[*i]).collect()))
-            .collect(),
-        chart_hours: CHART_HOURS,
-        chart_since,
-        sends: state.store.sends_per_minute(tenant, chart_since).await?,
-        errors: state.store.top_errors(tenant, now - 86_400_000, 5).await?,
-    })
+/// The dashboard's live progress bars, as Server-Sent Events: `progress` with the mailings
+/// that are new on the board or moved and those deleted, `error` when the session ended.
+async fn dashboard_events(State(state): State<ConsoleState>, headers: HeaderMap) -> PageResult {
+    let Some(session) = session::current(&state, &headers).await? else {
+        return Ok(StatusCode::UNAUTHORIZED.into_response());
+    };
+    let Some(slot) = (state.api.stream_slot)(session.user.id) else {
+        return Ok(StatusCode::TOO_MANY_REQUESTS.into_response());
+    };
+    let token = session::token(&headers).unwrap_or_default();
+    let stop = state.api.shutdown.clone().cancelled_owned();
+    let board = Board::new(state.store.clone(), session.user.id, BOARD_SHOWN);
+    let stream = futures::stream::unfold(
+        (board, state, token, slot),
+        |(mut board, state, token, slot)| async move {
+            let still_allowed = || {
+                let (state, token) = (state.clone(), token.clone());
+                async move { matches!(session::by_token(&state, &token).await, Ok(Some(_))) }
+            };
+            let event = match board.next(still_allowed).await? {
+                BoardStep::Changed { rows, gone } => {
+                    let rows: Vec<serde_json::Value> = rows
+                        .iter()
+                        .map(|r| {
+                            let mut json = progress_json(&r.progress);
+                            json["id"] = r.progress.mailing_id.0.into();
+                            json["channel"] = r.channel.as_str().into();
+                            json
+                        })
+                        .collect();
+                    let data = serde_json::json!({ "mailings": rows, "gone": gone });
+                    Event::default().event("progress").data(data.to_string())
+                }
+                BoardStep::Unauthorized => Event::default().event("error").data("signed out"),
+            };
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (board, state, token, slot),
+            ))
+        },
+    )
+    .take_until(stop);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 async fn sign_in_page(State(state): State<ConsoleState>, headers: HeaderMap) -> PageResult {
@@ -211,6 +241,8 @@ async fn sign_in(
         return refuse(StatusCode::UNAUTHORIZED, WRONG);
     };
     let cookie = session::start(&state, &user).await?;
+    // The dashboard comes next: its activity is read meanwhile.
+    state.activity.cached(user.id);
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
 }
 
@@ -456,27 +488,43 @@ async fn mailing_events(
 }
 
 fn sse_event(kind: &str, progress: &ProgressEvent) -> Event {
+    Event::default()
+        .event(kind)
+        .data(progress_json(progress).to_string())
+}
+
+/// A mailing's progress as the pages' scripts read it.
+fn progress_json(progress: &ProgressEvent) -> serde_json::Value {
     let total = progress.counts.total();
     let finished = progress.counts.finished();
-    let data = serde_json::json!({
+    serde_json::json!({
         "state": progress.state.as_str(),
         "total": total,
         "finished": finished,
-        "percent": if total == 0 { 0 } else { finished * 100 / total },
+        "percent": pages::percent(finished, total),
         "counts": progress.counts,
-    });
-    Event::default().event(kind).data(data.to_string())
+    })
 }
 
-/// The mailing page's script: it follows the event stream and updates the page in place.
-async fn mailing_script() -> impl IntoResponse {
+/// One of the pages' scripts, from the binary.
+fn script(source: &'static str) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
-        include_str!("mailing.js"),
+        source,
     )
+}
+
+/// The mailing page's script: it follows the event stream and updates the page in place.
+async fn mailing_script() -> impl IntoResponse {
+    script(include_str!("mailing.js"))
+}
+
+/// The dashboard's script: it follows the board's event stream and moves its progress bars.
+async fn dashboard_script() -> impl IntoResponse {
+    script(include_str!("dashboard.js"))
 }
 
 /// Mailings a page of the list shows.

@@ -1,7 +1,9 @@
 //! The console's pages: minijinja templates kept in the binary, HTML-escaped.
 
 use super::actions::Action;
-use crate::domain::{ChannelKind, MailingState, MessageState};
+use super::activity::Activity;
+use crate::app::progress::BoardRow;
+use crate::domain::{ChannelKind, MailingState};
 use crate::store::{ConsoleSession, Mailing, MailingFilter, MessageRow, StateCounts};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -18,6 +20,7 @@ impl Pages {
             ("base.html", include_str!("templates/base.html")),
             ("sign_in.html", include_str!("templates/sign_in.html")),
             ("dashboard.html", include_str!("templates/dashboard.html")),
+            ("activity.html", include_str!("templates/activity.html")),
             ("refused.html", include_str!("templates/refused.html")),
             ("mailing.html", include_str!("templates/mailing.html")),
             ("confirm.html", include_str!("templates/confirm.html")),
@@ -55,34 +58,46 @@ impl Pages {
         )
     }
 
+    /// The dashboard; without an activity yet, a placeholder its script fills in.
     pub(super) fn dashboard(
         &self,
         session: &ConsoleSession,
+        board: &[BoardRow],
         mailings: &[Mailing],
-        activity: &Activity,
+        activity: Option<&Activity>,
     ) -> Result<Html<String>, minijinja::Error> {
         let rows = mailing_rows(mailings);
+        let board: Vec<minijinja::Value> = board
+            .iter()
+            .map(|r| {
+                let (finished, total) = (r.progress.counts.finished(), r.progress.counts.total());
+                context! {
+                    id => r.progress.mailing_id.0,
+                    channel => r.channel.as_str(),
+                    state => r.progress.state.as_str(),
+                    finished => finished,
+                    total => total,
+                    percent => percent(finished, total),
+                }
+            })
+            .collect();
         self.render(
             "dashboard.html",
             context! {
-                title => "Mailings",
+                title => "Dashboard",
+                board => board,
                 user => session.user.name.as_str(),
                 csrf => session.csrf.as_str(),
                 mailings => rows,
                 empty => "No mailings yet: blast mailing create makes one.",
-                states => activity.states.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-                today => activity.today.iter().map(|(channel, counts)| context! {
-                    channel => channel,
-                    counts => counts,
-                }).collect::<Vec<_>>(),
-                hours => activity.chart_hours,
-                chart => activity.chart(),
-                errors => activity.errors.iter().map(|(error, count)| context! {
-                    error => error,
-                    count => count,
-                }).collect::<Vec<_>>(),
+                activity => activity.map(Activity::view),
             },
         )
+    }
+
+    /// The dashboard's activity alone, for the page's script to put in place.
+    pub(super) fn activity(&self, activity: &Activity) -> Result<Html<String>, minijinja::Error> {
+        self.render("activity.html", context! { activity => activity.view() })
     }
 
     /// The tenant's mailings, newest first, filtered by state and channel, a page at a time.
@@ -139,11 +154,7 @@ impl Pages {
         let m = view.mailing;
         let total = view.counts.total();
         let finished = view.counts.finished();
-        let percent = if total == 0 {
-            0
-        } else {
-            finished * 100 / total
-        };
+        let percent = percent(finished, total);
         let time = |ms: i64| {
             chrono::DateTime::from_timestamp_millis(ms)
                 .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
@@ -273,20 +284,26 @@ pub(super) struct MailingPage<'a> {
     pub next: Option<String>,
 }
 
-/// What the dashboard shows beside the mailings.
-pub(super) struct Activity {
-    /// The states of today's table, in its column order.
-    pub states: Vec<MessageState>,
-    /// Per channel, today's messages per state (in `states` order).
-    pub today: Vec<(String, Vec<i64>)>,
-    /// The hours the chart covers, and its sends per minute (minute start, count).
-    pub chart_hours: i64,
-    pub chart_since: i64,
-    pub sends: Vec<(i64, i64)>,
-    pub errors: Vec<(String, i64)>,
-}
-
 impl Activity {
+    /// What the activity's template shows.
+    fn view(&self) -> minijinja::Value {
+        context! {
+            states => self.states.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            today => self.today.iter().map(|(channel, counts)| context! {
+                channel => channel,
+                counts => counts,
+            }).collect::<Vec<_>>(),
+            hours => self.chart_hours,
+            as_of => chrono::DateTime::from_timestamp_millis(self.computed_at)
+                .map(|t| t.format("%H:%M:%S UTC").to_string()),
+            chart => self.chart(),
+            errors => self.errors.iter().map(|(error, count)| context! {
+                error => error,
+                count => count,
+            }).collect::<Vec<_>>(),
+        }
+    }
+
     /// The chart as bars: one a minute, 3 units apart, scaled to the busiest minute.
     fn chart(&self) -> minijinja::Value {
         const HEIGHT: i64 = 100;
@@ -312,6 +329,15 @@ impl Activity {
             })
             .collect();
         context! { width => minutes * 3, height => HEIGHT, bars => bars, max => max, total => total }
+    }
+}
+
+/// How much of a mailing is finished, in whole percent.
+pub(super) fn percent(finished: i64, total: i64) -> i64 {
+    if total == 0 {
+        0
+    } else {
+        finished * 100 / total
     }
 }
 

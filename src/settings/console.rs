@@ -14,6 +14,9 @@ pub struct ConsoleSettings {
     pub idle_timeout_minutes: u32,
     /// A session ends this many hours after its sign-in, however busy.
     pub absolute_timeout_hours: u32,
+    /// The dashboard's activity (today's counts, sends per minute, top errors) is read again
+    /// at most this often per tenant and process; 0 reads it on every view.
+    pub activity_refresh_secs: u32,
 }
 
 impl Default for ConsoleSettings {
@@ -22,6 +25,7 @@ impl Default for ConsoleSettings {
             enabled: true,
             idle_timeout_minutes: 30,
             absolute_timeout_hours: 12,
+            activity_refresh_secs: 30,
         }
     }
 }

@@ -495,6 +495,24 @@ impl Store {
             .collect()
     }
 
+    /// The tenant's scheduled, running and paused mailings, newest first, `limit` of them.
+    pub async fn active_mailings(&self, tenant_id: TenantId, limit: u32) -> Result<Vec<Mailing>> {
+        let sql = format!(
+            "SELECT {MAILING_COLUMNS} FROM mailings
+             WHERE tenant_id = $1 AND notification_id IS NULL
+               AND state IN ('scheduled', 'running', 'paused')
+             ORDER BY id DESC LIMIT $2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(mailing_from_row)
+            .collect()
+    }
+
     pub async fn mailing_counts(&self, mailing_id: MailingId) -> Result<StateCounts> {
         let rows = sqlx::query(
             "SELECT state, COUNT(*) FROM messages WHERE mailing_id = $1 GROUP BY state",
