@@ -136,15 +136,37 @@ async fn seed(url: &str, tenant: i64, sizes: &Sizes, now: i64) -> Result<(), Box
 
 /// Sign in as the bench user; the session cookie (`name=value`).
 async fn sign_in(http: &reqwest::Client, base: &str) -> Result<String, BoxError> {
+    // The form's token and its cookie first, as a browser has them.
+    let form = http.get(format!("{base}/sign-in")).send().await?;
+    let form_cookie = form
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .ok_or("the sign-in page set no cookie")?
+        .to_owned();
+    let html = form.text().await?;
+    let token = html
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .ok_or("the sign-in form has no token")?;
     let response = http
         .post(format!("{base}/sign-in"))
-        .form(&[("username", "bench"), ("password", PASSWORD)])
+        .header(reqwest::header::COOKIE, form_cookie)
+        .form(&[
+            ("username", "bench"),
+            ("password", PASSWORD),
+            ("token", token),
+        ])
         .send()
         .await?;
     let cookie = response
         .headers()
-        .get(reqwest::header::SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("blast_session="))
         .and_then(|v| v.split(';').next())
         .ok_or("the sign-in set no session cookie")?;
     Ok(cookie.to_owned())

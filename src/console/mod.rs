@@ -205,13 +205,29 @@ async fn sign_in_page(State(state): State<ConsoleState>, headers: HeaderMap) -> 
     if session::current(&state, &headers).await?.is_some() {
         return Ok(Redirect::to("/").into_response());
     }
-    Ok(state.0.pages.sign_in("", None)?.into_response())
+    sign_in_form(&state, &headers, StatusCode::OK, "", None)
+}
+
+/// The sign-in page with its form's token, answered with `status`.
+fn sign_in_form(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    username: &str,
+    error: Option<&str>,
+) -> PageResult {
+    let (token, cookie) = session::sign_in_token(state, headers);
+    let page = state.pages.sign_in(username, &token, error)?;
+    Ok((status, [(header::SET_COOKIE, cookie)], page).into_response())
 }
 
 #[derive(Deserialize)]
 struct SignIn {
     username: String,
     password: String,
+    /// The sign-in form's own token (see `session::sign_in_token`).
+    #[serde(default)]
+    token: String,
 }
 
 /// Check the user name and password; a right pair starts a session and opens the dashboard.
@@ -222,9 +238,14 @@ async fn sign_in(
     Form(form): Form<SignIn>,
 ) -> PageResult {
     let refuse = |status: StatusCode, message: &str| -> PageResult {
-        let page = state.0.pages.sign_in(&form.username, Some(message))?;
-        Ok((status, page).into_response())
+        sign_in_form(&state, &headers, status, &form.username, Some(message))
     };
+    if !session::sign_in_token_matches(&headers, &form.token) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "This sign-in form did not come from this site's page: sign in here again.",
+        );
+    }
     const WRONG: &str = "Wrong user name or password.";
     if let Err(refused) = (state.api.check_sign_in)(peer, &headers, &form.username) {
         return if refused.limited {

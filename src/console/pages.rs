@@ -50,11 +50,12 @@ impl Pages {
     pub(super) fn sign_in(
         &self,
         username: &str,
+        token: &str,
         error: Option<&str>,
     ) -> Result<Html<String>, minijinja::Error> {
         self.render(
             "sign_in.html",
-            context! { title => "Sign in", username => username, error => error },
+            context! { title => "Sign in", username => username, token => token, error => error },
         )
     }
 

@@ -1,4 +1,4 @@
-//! The console's session cookie: read, started, ended.
+//! The console's session cookie: read, started, ended; and the sign-in form's own token.
 
 use super::{ConsoleError, ConsoleState};
 use crate::now_ms;
@@ -13,16 +13,52 @@ use subtle::ConstantTimeEq;
 
 const COOKIE_NAME: &str = "blast_session";
 
-/// The session token the request's cookie carries, if any.
-pub(super) fn token(headers: &HeaderMap) -> Option<String> {
+/// The cookie that carries the sign-in form's token. A sign-in starts a session, so it is a
+/// state-changing request too: without this, another site could sign a visitor in as the
+/// attacker (login CSRF) and read what the visitor then types. The form carries the same
+/// token; another site can neither read the cookie nor, SameSite=Strict, have it sent.
+const SIGN_IN_COOKIE: &str = "blast_sign_in";
+
+/// The value of the request's cookie `name`, if it has one.
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == COOKIE_NAME)
+        .find(|c| c.name() == name)
         .map(|c| c.value().to_owned())
+}
+
+/// The session token the request's cookie carries, if any.
+pub(super) fn token(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, COOKIE_NAME)
+}
+
+/// The sign-in form's token: the one the request's cookie already carries (so that two open
+/// sign-in pages both work), else a new one; and the `Set-Cookie` value that carries it.
+pub(super) fn sign_in_token(state: &ConsoleState, headers: &HeaderMap) -> (String, String) {
+    let token = cookie_value(headers, SIGN_IN_COOKIE)
+        .filter(|t| t.len() == 64)
+        .unwrap_or_else(|| {
+            let mut bytes = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+            hex::encode(bytes)
+        });
+    let cookie = Cookie::build((SIGN_IN_COOKIE, token.clone()))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.settings.api.public_url.starts_with("https://"))
+        .path("/sign-in")
+        .build();
+    (token, cookie.to_string())
+}
+
+/// Whether a sign-in form's token is the one its cookie carries (compared in constant time).
+pub(super) fn sign_in_token_matches(headers: &HeaderMap, given: &str) -> bool {
+    cookie_value(headers, SIGN_IN_COOKIE)
+        .is_some_and(|expected| bool::from(expected.as_bytes().ct_eq(given.as_bytes())))
 }
 
 /// The request's live session, if it has one.

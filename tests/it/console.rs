@@ -36,23 +36,62 @@ fn no_redirects() -> reqwest::Client {
         .expect("client")
 }
 
-/// Sign in over HTTP; the answer's session cookie (`name=value`) and its whole header.
-async fn sign_in(server: &ApiServer, password: &str) -> (StatusCode, Option<(String, String)>) {
+/// The sign-in page's form token and the cookie (`name=value`) that carries it.
+async fn sign_in_form(server: &ApiServer) -> (String, String) {
     let response = no_redirects()
-        .post(server.url("/sign-in"))
-        .form(&[("username", "tester"), ("password", password)])
+        .get(server.url("/sign-in"))
         .send()
         .await
-        .expect("sign in");
-    let cookie = response
+        .expect("the sign-in page");
+    let cookie = set_cookie(&response, "blast_sign_in").expect("the form's cookie");
+    let html = response.text().await.expect("html");
+    let token = html
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form carries its token")
+        .to_owned();
+    (token, cookie.0)
+}
+
+/// The cookie `name` an answer sets: `name=value` and the whole header.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    response
         .headers()
-        .get(reqwest::header::SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|header| header.starts_with(&format!("{name}=")))
         .map(|header| {
             let pair = header.split(';').next().unwrap_or_default().to_owned();
             (pair, header.to_owned())
-        });
-    (response.status(), cookie)
+        })
+}
+
+/// Post the sign-in form with `token`, the form's cookie when given; the answer's status and
+/// session cookie (`name=value`, and its whole header).
+async fn post_sign_in(
+    server: &ApiServer,
+    password: &str,
+    token: &str,
+    form_cookie: Option<&str>,
+) -> (StatusCode, Option<(String, String)>) {
+    let mut request = no_redirects().post(server.url("/sign-in")).form(&[
+        ("username", "tester"),
+        ("password", password),
+        ("token", token),
+    ]);
+    if let Some(cookie) = form_cookie {
+        request = request.header(reqwest::header::COOKIE, cookie);
+    }
+    let response = request.send().await.expect("sign in");
+    (response.status(), set_cookie(&response, "blast_session"))
+}
+
+/// Sign in over HTTP as a browser would: the form first, then its post.
+async fn sign_in(server: &ApiServer, password: &str) -> (StatusCode, Option<(String, String)>) {
+    let (token, cookie) = sign_in_form(server).await;
+    post_sign_in(server, password, &token, Some(&cookie)).await
 }
 
 async fn page(server: &ApiServer, path: &str, cookie: &str) -> reqwest::Response {
@@ -189,6 +228,53 @@ async fn the_session_cookie_is_guarded_and_sign_out_needs_the_csrf_token() {
     let after = page(&server, "/", &session).await;
     assert_eq!(after.status(), StatusCode::SEE_OTHER);
     assert_eq!(after.headers()["location"], "/sign-in");
+}
+
+#[tokio::test]
+async fn a_sign_in_needs_its_forms_token_so_another_site_cannot_sign_a_visitor_in() {
+    let (_db, server) = console(|_| {}).await;
+    let page = no_redirects()
+        .get(server.url("/sign-in"))
+        .send()
+        .await
+        .expect("the sign-in page");
+    let (_, header) = set_cookie(&page, "blast_sign_in").expect("the form's cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/sign-in"] {
+        assert!(header.contains(attribute), "{attribute} in {header}");
+    }
+    let (token, cookie) = sign_in_form(&server).await;
+
+    // Another site's form has neither the cookie nor its token: the right password is refused.
+    let (status, session) = post_sign_in(&server, PASSWORD, "", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(session.is_none());
+    let (status, session) = post_sign_in(&server, PASSWORD, &token, None).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the token without its cookie"
+    );
+    assert!(session.is_none());
+    let forged = "0".repeat(64);
+    let (status, session) = post_sign_in(&server, PASSWORD, &forged, Some(&cookie)).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the cookie with another token"
+    );
+    assert!(session.is_none());
+
+    // The page's own form signs in; a second page of the same browser keeps the same token.
+    let again = no_redirects()
+        .get(server.url("/sign-in"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("the sign-in page again");
+    assert!(again.text().await.expect("html").contains(&token));
+    let (status, session) = post_sign_in(&server, PASSWORD, &token, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(session.is_some());
 }
 
 #[tokio::test]
