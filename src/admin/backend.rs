@@ -2,8 +2,8 @@
 //! (`--server URL --token TOKEN`). Both give the same answers, so each command prints alike.
 
 use super::{AdminError, Result};
+use crate::app::bots::BotRegistrationError;
 use crate::app::import::{ImportOutcome, RowError};
-use crate::channels::{DeliveryError, TelegramBot};
 use crate::domain::MessageState;
 use crate::domain::invalid;
 use crate::ids::{ClientId, MailingId};
@@ -771,14 +771,15 @@ impl Backend {
     ) -> Result<RegisteredBot> {
         match self {
             Backend::Local { store, tenant } => {
-                crate::store::validate_bot_name(name)?;
-                TelegramBot::verify(telegram, token)
+                crate::app::bots::register_bot(store, *tenant, name, token, telegram)
                     .await
                     .map_err(|e| match e {
-                        DeliveryError::Permanent(reason) => AdminError::Invalid(invalid(reason)),
-                        other => AdminError::Delivery(other),
-                    })?;
-                Ok(store.add_telegram_bot(*tenant, name, token).await?)
+                        BotRegistrationError::Store(e) => AdminError::from(e),
+                        BotRegistrationError::Refused(reason) => {
+                            AdminError::Invalid(invalid(reason))
+                        }
+                        BotRegistrationError::Unreachable(e) => AdminError::Delivery(e),
+                    })
             }
             Backend::Remote(api) => {
                 api.call(

@@ -64,6 +64,7 @@ pub async fn deliveries(ctx: &Context, id: i64, json: bool) -> Result<()> {
                 "event",
                 "state",
                 "attempts",
+                "status",
                 "created",
                 "delivered",
                 "last error"
@@ -74,6 +75,7 @@ pub async fn deliveries(ctx: &Context, id: i64, json: bool) -> Result<()> {
                     d.payload["type"].as_str().unwrap_or_default().to_owned(),
                     d.state.clone(),
                     d.attempts.to_string(),
+                    d.response_status.map(|s| s.to_string()).unwrap_or_default(),
                     format_time_ms(d.created_at),
                     d.delivered_at.map(format_time_ms).unwrap_or_default(),
                     d.last_error.clone().unwrap_or_default(),

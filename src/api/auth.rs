@@ -50,6 +50,13 @@ impl TokenCache {
                 .build()
         }))
     }
+
+    /// Forget every checked token: the next request with each asks the database again.
+    pub fn forget_all(&self) {
+        if let Some(cache) = &self.0 {
+            cache.invalidate_all();
+        }
+    }
 }
 
 /// The user `token` acts for, if it is valid.

@@ -4,9 +4,10 @@
 use super::AppState;
 use super::auth::Tenant;
 use super::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
-use crate::channels::{DeliveryError, TelegramBot};
+use crate::app::bots::{BotRegistrationError, register_bot};
+use crate::channels::DeliveryError;
 use crate::settings::Secret;
-use crate::store::{RegisteredBot, validate_bot_name};
+use crate::store::RegisteredBot;
 use crate::wire::registrations::BotInput;
 use axum::Json;
 use axum::extract::State;
@@ -33,20 +34,23 @@ pub async fn create(
     Tenant(user): Tenant,
     ApiJson(input): ApiJson<BotInput>,
 ) -> ApiResult<(StatusCode, Json<RegisteredBot>)> {
-    // A bad name is told before Telegram is asked anything.
-    validate_bot_name(&input.name)?;
     let token = Secret::new(input.token);
-    TelegramBot::verify(&state.settings.telegram, &token)
-        .await
-        .map_err(|e| match e {
-            DeliveryError::Permanent(reason) => ApiError::invalid(reason),
-            DeliveryError::Unavailable(reason) => ApiError::bad_gateway(reason),
-            other => ApiError::bad_gateway(other.to_string()),
-        })?;
-    let bot = state
-        .store
-        .add_telegram_bot(user.id, &input.name, &token)
-        .await?;
+    let bot = register_bot(
+        &state.store,
+        user.id,
+        &input.name,
+        &token,
+        &state.settings.telegram,
+    )
+    .await
+    .map_err(|e| match e {
+        BotRegistrationError::Store(e) => ApiError::from(e),
+        BotRegistrationError::Refused(reason) => ApiError::invalid(reason),
+        BotRegistrationError::Unreachable(DeliveryError::Unavailable(reason)) => {
+            ApiError::bad_gateway(reason)
+        }
+        BotRegistrationError::Unreachable(other) => ApiError::bad_gateway(other.to_string()),
+    })?;
     Ok((StatusCode::CREATED, Json(bot)))
 }
 

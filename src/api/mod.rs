@@ -207,7 +207,8 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         )
         .merge(docs::routes());
     let router = if state.settings.console.enabled {
-        let (halts, streams, logins) = (state.clone(), state.clone(), state.clone());
+        let (halts, streams, logins, tokens) =
+            (state.clone(), state.clone(), state.clone(), state.clone());
         let from_api = crate::console::FromApi {
             announce_halt: Arc::new(move |id| {
                 let api = halts.clone();
@@ -231,6 +232,7 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
                     }
                 })
             }),
+            forget_tokens: Arc::new(move || tokens.tokens.forget_all()),
         };
         router.merge(crate::console::routes(
             state.store.clone(),

@@ -2,6 +2,7 @@
 //! whoever asks it: the checks that need more than SQL (a DNS lookup for an address blast
 //! will call) happen here, and the store only keeps what passed.
 
+pub mod bots;
 pub mod import;
 pub mod mailings;
 pub mod notifications;

@@ -6,8 +6,11 @@
 
 mod actions;
 mod activity;
+mod bots;
 mod pages;
 mod session;
+mod tokens;
+mod webhooks;
 
 use crate::app::progress::{Board, BoardStep, Follow, ProgressEvent, Step};
 use crate::domain::{ChannelKind, MailingState, MessageState};
@@ -77,6 +80,9 @@ pub struct FromApi {
     /// client address behind `api.trusted_proxies`, and per address and user), counted with
     /// the API's own logins.
     pub check_sign_in: SignInCheck,
+    /// Forgets the tokens the API checked lately, so that a token revoked here is refused
+    /// at once by this process's API.
+    pub forget_tokens: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// Asks whether a password may be tried for a user name now, from a client address and the
@@ -124,6 +130,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .route("/console/assets/dashboard.js", get(dashboard_script))
         .route("/mailings/{id}/{action}", get(confirm_page).post(act))
         .route("/console/assets/console.css", get(stylesheet))
+        .merge(tokens::routes())
+        .merge(webhooks::routes())
+        .merge(bots::routes())
         .with_state(state)
 }
 

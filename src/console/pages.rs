@@ -29,6 +29,10 @@ impl Pages {
                 include_str!("templates/mailing_table.html"),
             ),
             ("mailings.html", include_str!("templates/mailings.html")),
+            ("tokens.html", include_str!("templates/tokens.html")),
+            ("webhooks.html", include_str!("templates/webhooks.html")),
+            ("webhook.html", include_str!("templates/webhook.html")),
+            ("bots.html", include_str!("templates/bots.html")),
         ] {
             // The templates are part of the binary: one that does not parse fails every
             // console test, so it cannot ship.
@@ -156,11 +160,6 @@ impl Pages {
         let total = view.counts.total();
         let finished = view.counts.finished();
         let percent = percent(finished, total);
-        let time = |ms: i64| {
-            chrono::DateTime::from_timestamp_millis(ms)
-                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-                .unwrap_or_default()
-        };
         let audience = if m.filter.tags.is_empty() && m.filter.operator_codes.is_empty() {
             "every client".to_owned()
         } else {
@@ -242,16 +241,51 @@ impl Pages {
         mailing: &Mailing,
         action: Action,
     ) -> Result<Html<String>, minijinja::Error> {
-        self.render(
+        self.confirm_at(
+            session,
+            &Confirmation {
+                title: &format!("{} mailing #{}", action.label(), mailing.id),
+                question: action.question(),
+                label: action.label(),
+                action: &format!("/mailings/{}/{}", mailing.id, action.path()),
+                back: &format!("/mailings/{}", mailing.id),
+            },
+        )
+    }
+
+    /// A confirmation: its question, and a form that posts to its action.
+    pub(super) fn confirm_at(
+        &self,
+        session: &ConsoleSession,
+        asked: &Confirmation<'_>,
+    ) -> Result<Html<String>, minijinja::Error> {
+        self.page(
+            session,
             "confirm.html",
             context! {
-                title => format!("{} mailing #{}", action.label(), mailing.id),
-                question => action.question(),
-                label => action.label(),
-                path => action.path(),
-                id => mailing.id.0,
+                title => asked.title,
+                question => asked.question,
+                label => asked.label,
+                action => asked.action,
+                back => asked.back,
+            },
+        )
+    }
+
+    /// Page `name` for a signed-in operator: `values` and what every such page shows (the
+    /// user, the sign-out form's CSRF token).
+    pub(super) fn page(
+        &self,
+        session: &ConsoleSession,
+        name: &str,
+        values: minijinja::Value,
+    ) -> Result<Html<String>, minijinja::Error> {
+        self.render(
+            name,
+            context! {
                 user => session.user.name.as_str(),
                 csrf => session.csrf.as_str(),
+                ..values
             },
         )
     }
@@ -272,6 +306,18 @@ impl Pages {
         )?;
         Ok((StatusCode::FORBIDDEN, page).into_response())
     }
+}
+
+/// A question asked before an action is taken.
+pub(super) struct Confirmation<'a> {
+    pub title: &'a str,
+    pub question: &'a str,
+    /// The button's label.
+    pub label: &'a str,
+    /// Where the form posts.
+    pub action: &'a str,
+    /// Where "Back" leads.
+    pub back: &'a str,
 }
 
 /// What the page of one mailing shows.
@@ -331,6 +377,13 @@ impl Activity {
             .collect();
         context! { width => minutes * 3, height => HEIGHT, bars => bars, max => max, total => total }
     }
+}
+
+/// A moment as the pages show it: to the minute, in UTC.
+pub(super) fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
 }
 
 /// How much of a mailing is finished, in whole percent.

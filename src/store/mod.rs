@@ -41,7 +41,9 @@ pub use reports::{CronClaim, ReportCounts, ReportError};
 pub use sealing::SecretKeys;
 pub use sessions::{ConsoleSession, SessionLimits};
 pub use subscribers::Subscribed;
-pub use users::{TokenInfo, TokenOwner, User, UserSummary, is_plausible_user_name};
+pub use users::{
+    MAX_TOKEN_LABEL, TokenInfo, TokenOwner, User, UserSummary, is_plausible_user_name,
+};
 pub use webhooks::{
     DueDelivery, MessageEvent, WEBHOOK_DELIVERIES_LISTED, Webhook, WebhookDelivery,
 };

@@ -48,6 +48,9 @@ pub struct TokenInfo {
 /// fast hash is enough (a password needs argon2 because people choose weak ones).
 const TOKEN_PREFIX: &str = "blast_";
 
+/// The longest note a token may carry.
+pub const MAX_TOKEN_LABEL: usize = 100;
+
 fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -196,6 +199,11 @@ impl Store {
         label: &str,
         ttl_ms: Option<i64>,
     ) -> Result<String> {
+        if label.chars().count() > MAX_TOKEN_LABEL {
+            return Err(StoreError::Invalid(invalid(format!(
+                "a token's label is at most {MAX_TOKEN_LABEL} characters"
+            ))));
+        }
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
         let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));

@@ -38,6 +38,9 @@ pub struct WebhookDelivery {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub delivered_at: Option<i64>,
+    /// The HTTP status the receiver answered the last posting with; none when it could not be
+    /// reached (or not yet posted).
+    pub response_status: Option<i64>,
     pub payload: serde_json::Value,
 }
 
@@ -251,7 +254,8 @@ impl Store {
             return Err(StoreError::NotFound(format!("webhook {webhook_id}")));
         }
         Ok(sqlx::query(
-            "SELECT id, state, attempts, last_error, created_at, delivered_at, payload
+            "SELECT id, state, attempts, last_error, created_at, delivered_at, payload,
+                    response_status
              FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(webhook_id)
@@ -266,6 +270,7 @@ impl Store {
             last_error: r.get(3),
             created_at: r.get(4),
             delivered_at: r.get(5),
+            response_status: r.get(7),
             payload: serde_json::from_str(&r.get::<String, _>(6)).unwrap_or_default(),
         })
         .collect())
@@ -327,34 +332,42 @@ impl Store {
         Ok(out)
     }
 
-    /// Record how a posting went: delivered, or failed with the time of the next attempt
-    /// (`None`: no attempt left, the event is marked failed).
+    /// Record how a posting went: the receiver's HTTP status (if it answered), and delivered,
+    /// or failed with the time of the next attempt (`None`: no attempt left, the event is
+    /// marked failed).
     pub async fn finish_webhook_delivery(
         &self,
         id: i64,
+        status: Option<u16>,
         result: std::result::Result<(), (String, Option<i64>)>,
     ) -> Result<()> {
         let now = now_ms();
+        let status = status.map(i64::from);
         let query = match &result {
             Ok(()) => sqlx::query(
                 "UPDATE webhook_deliveries SET state = 'delivered', delivered_at = $1, claimed_until = NULL,
-                        last_error = NULL WHERE id = $2",
+                        last_error = NULL, response_status = $3 WHERE id = $2",
             )
             .bind(now)
-            .bind(id),
+            .bind(id)
+            .bind(status),
             Err((error, Some(at))) => sqlx::query(
-                "UPDATE webhook_deliveries SET next_attempt_at = $1, claimed_until = NULL, last_error = $2
+                "UPDATE webhook_deliveries SET next_attempt_at = $1, claimed_until = NULL, last_error = $2,
+                        response_status = $4
                  WHERE id = $3",
             )
             .bind(*at)
             .bind(error.clone())
-            .bind(id),
+            .bind(id)
+            .bind(status),
             Err((error, None)) => sqlx::query(
-                "UPDATE webhook_deliveries SET state = 'failed', claimed_until = NULL, last_error = $1
+                "UPDATE webhook_deliveries SET state = 'failed', claimed_until = NULL, last_error = $1,
+                        response_status = $3
                  WHERE id = $2",
             )
             .bind(error.clone())
-            .bind(id),
+            .bind(id)
+            .bind(status),
         };
         query.execute(&self.pool).await?;
         Ok(())

@@ -46,6 +46,12 @@ pub struct WebhookSender {
     policy: OutboundPolicy,
 }
 
+/// How one posting went: the receiver's HTTP status, when it answered, and the outcome.
+struct Posted {
+    status: Option<u16>,
+    outcome: Result<(), DeliveryError>,
+}
+
 impl WebhookSender {
     pub fn new(store: Store, settings: &WebhookSettings) -> Result<WebhookSender, reqwest::Error> {
         let timeout = Duration::from_millis(settings.timeout_ms);
@@ -83,12 +89,23 @@ impl WebhookSender {
     /// provider's ([`http_refusal`]): a 2xx delivers; 5xx, 408 and 429 are passing trouble
     /// (tried again on the schedule, not before the receiver's `Retry-After`); any other status
     /// and a URL blast may not call are permanent (a 410 Gone is not asked again).
-    async fn attempt(&self, delivery: &DueDelivery) -> Result<(), DeliveryError> {
-        let url = reqwest::Url::parse(&delivery.url)
-            .map_err(|e| DeliveryError::permanent(format!("the webhook URL is not a URL: {e}")))?;
+    async fn attempt(&self, delivery: &DueDelivery) -> Posted {
+        let refused = |error: DeliveryError| Posted {
+            status: None,
+            outcome: Err(error),
+        };
+        let url = match reqwest::Url::parse(&delivery.url) {
+            Ok(url) => url,
+            Err(e) => {
+                return refused(DeliveryError::permanent(format!(
+                    "the webhook URL is not a URL: {e}"
+                )));
+            }
+        };
         // The resolver sees only names; an IP-literal host (and the scheme) is checked here.
-        outbound::check_before_send(&url, &self.policy)
-            .map_err(|e| DeliveryError::permanent(format!("the webhook URL {e}")))?;
+        if let Err(e) = outbound::check_before_send(&url, &self.policy) {
+            return refused(DeliveryError::permanent(format!("the webhook URL {e}")));
+        }
         let timestamp = now_ms() / 1000;
         let answer = self
             .http
@@ -103,13 +120,19 @@ impl WebhookSender {
             .send()
             .await;
         match answer {
-            Ok(response) if response.status().is_success() => Ok(()),
-            Ok(response) => Err(http_refusal(
-                response.status(),
-                response.headers(),
-                "the receiver",
-            )),
-            Err(e) => Err(match outbound::refusal(&e) {
+            Ok(response) => Posted {
+                status: Some(response.status().as_u16()),
+                outcome: if response.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(http_refusal(
+                        response.status(),
+                        response.headers(),
+                        "the receiver",
+                    ))
+                },
+            },
+            Err(e) => refused(match outbound::refusal(&e) {
                 Some(refused) => DeliveryError::permanent(format!("the webhook URL {refused}")),
                 None => DeliveryError::transient(format!("cannot reach the receiver: {e}")),
             }),
@@ -117,7 +140,8 @@ impl WebhookSender {
     }
 
     async fn post(&self, delivery: DueDelivery) {
-        let record = match self.attempt(&delivery).await {
+        let Posted { status, outcome } = self.attempt(&delivery).await;
+        let record = match outcome {
             Ok(()) => Ok(()),
             Err(DeliveryError::Transient {
                 reason,
@@ -146,7 +170,7 @@ impl WebhookSender {
         // Not recorded: the claim runs out and the event is posted again, never lost.
         if let Err(e) = self
             .store
-            .finish_webhook_delivery(delivery.id, record)
+            .finish_webhook_delivery(delivery.id, status, record)
             .await
         {
             tracing::warn!(error = %e, delivery = delivery.id, "cannot record a webhook posting");

@@ -18,13 +18,13 @@ use std::time::Duration;
 
 /// What the receiver took: each body with whether its signature checked out.
 #[derive(Default)]
-struct Received {
-    events: Vec<(Value, bool, String)>,
+pub(crate) struct Received {
+    pub(crate) events: Vec<(Value, bool, String)>,
     refused: usize,
 }
 
 /// A receiver that answers 503 to its first `refuse_first` requests, then 200.
-async fn receiver(
+pub(crate) async fn receiver(
     secret: Arc<Mutex<String>>,
     refuse_first: usize,
 ) -> (String, Arc<Mutex<Received>>) {

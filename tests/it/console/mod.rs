@@ -1,6 +1,10 @@
 //! The web console in a real browser (Debian's chromium through chromedriver) and over plain
 //! HTTP: sign-in, the session cookie, sign-out, CSRF.
 
+mod bots;
+mod tokens;
+mod webhooks;
+
 use crate::common::{ApiServer, TestDb, mailing_state, now_ms};
 use blast::domain::{ChannelKind, MailingState};
 use blast::store::NewMailing;
