@@ -9,13 +9,27 @@ use std::str::FromStr;
 
 pub use blast_jobs::Lane as Priority;
 
-/// Input a user gave that blast will not accept, with a message that says how to fix it.
+/// Input a user gave that blast will not accept, with a message that says how to fix it and,
+/// when one field of a request is at fault, that field's name as the API's JSON spells it (the
+/// API answers it, the console shows the message beside that field).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct InvalidInput(pub String);
+pub struct InvalidInput(pub String, Option<&'static str>);
 
 pub fn invalid(msg: impl Into<String>) -> InvalidInput {
-    InvalidInput(msg.into())
+    InvalidInput(msg.into(), None)
+}
+
+impl InvalidInput {
+    /// The same error, naming `field` as the one at fault; a field named before is kept.
+    pub fn at(self, field: &'static str) -> InvalidInput {
+        InvalidInput(self.0, self.1.or(Some(field)))
+    }
+
+    /// The field at fault, when one is.
+    pub fn field(&self) -> Option<&'static str> {
+        self.1
+    }
 }
 
 /// A phone number in one canonical form: the E.164 digits without the plus sign

@@ -3,6 +3,7 @@
 //! frequent errors; rendered as text (terminal, email) and HTML (email).
 
 use crate::domain::{InvalidInput, MessageState, invalid};
+use crate::ids::TenantId;
 use crate::store::{Store, StoreError};
 use chrono::{NaiveDate, TimeZone};
 use serde::Serialize;
@@ -143,9 +144,28 @@ impl DailyReport {
         day: NaiveDate,
         timezone: &str,
     ) -> Result<DailyReport, StoreError> {
+        DailyReport::build_scoped(store, day, timezone, None).await
+    }
+
+    /// The report of `day` of one tenant's mailings (the console's statistics page).
+    pub async fn build_for_tenant(
+        store: &Store,
+        day: NaiveDate,
+        timezone: &str,
+        tenant: TenantId,
+    ) -> Result<DailyReport, StoreError> {
+        DailyReport::build_scoped(store, day, timezone, Some(tenant)).await
+    }
+
+    async fn build_scoped(
+        store: &Store,
+        day: NaiveDate,
+        timezone: &str,
+        tenant: Option<TenantId>,
+    ) -> Result<DailyReport, StoreError> {
         let (from, to) = local_day_range(day, timezone)?;
-        let counts = store.report_counts(from, to).await?;
-        let errors = store.report_errors(from, to, TOP_ERRORS).await?;
+        let counts = store.report_counts(from, to, tenant).await?;
+        let errors = store.report_errors(from, to, TOP_ERRORS, tenant).await?;
         let mut mailings: Vec<MailingLine> = Vec::new();
         for row in counts {
             if mailings

@@ -55,7 +55,7 @@ pub fn new_mailing(
             .priority
             .as_str()
             .parse::<Priority>()
-            .map_err(InvalidInput)?,
+            .map_err(crate::domain::invalid)?,
         start_at,
         end_at,
         local_hours: args.local_hours.as_deref().map(str::parse).transpose()?,
@@ -65,7 +65,10 @@ pub fn new_mailing(
             .as_deref()
             .map(|path| {
                 std::fs::read_to_string(path).map_err(|e| {
-                    InvalidInput(format!("cannot read the HTML body {}: {e}", path.display()))
+                    crate::domain::invalid(format!(
+                        "cannot read the HTML body {}: {e}",
+                        path.display()
+                    ))
                 })
             })
             .transpose()?,

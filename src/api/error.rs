@@ -17,6 +17,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The request field at fault, when one is.
+    pub field: Option<&'static str>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -32,6 +34,9 @@ pub struct ErrorDetail {
     /// bad_gateway (a service blast had to ask, such as Telegram, could not answer), internal.
     pub code: String,
     pub message: String,
+    /// The request body's field at fault (`end_at`, `text`, …), when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -40,6 +45,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -90,6 +96,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_owned(),
                 message: self.message,
+                field: self.field.map(str::to_owned),
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
@@ -106,7 +113,7 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::Invalid(e) => ApiError::invalid(e.0),
+            StoreError::Invalid(e) => e.into(),
             StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             StoreError::Conflict(msg) => ApiError::conflict(msg),
             other => {
@@ -119,7 +126,11 @@ impl From<StoreError> for ApiError {
 
 impl From<InvalidInput> for ApiError {
     fn from(e: InvalidInput) -> ApiError {
-        ApiError::invalid(e.0)
+        let field = e.field();
+        ApiError {
+            field,
+            ..ApiError::invalid(e.0)
+        }
     }
 }
 

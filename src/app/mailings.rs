@@ -42,6 +42,17 @@ pub async fn update(
     store.replace_mailing(&current, new).await
 }
 
+/// Check a mailing without storing it (the console's live preview asks): `new` as it would
+/// be stored, or the first rule it breaks.
+pub async fn check(
+    store: &Store,
+    tenant_id: TenantId,
+    new: NewMailing,
+    limits: TextLimits,
+) -> Result<NewMailing> {
+    checked(store, tenant_id, new, limits).await
+}
+
 /// `new` as it will be stored (see [`prepare_telegram`]), once it passed every check.
 async fn checked(
     store: &Store,
@@ -49,7 +60,7 @@ async fn checked(
     mut new: NewMailing,
     limits: TextLimits,
 ) -> Result<NewMailing> {
-    prepare_telegram(&mut new)?;
+    prepare_telegram(&mut new).map_err(|e| e.at("telegram"))?;
     check_window_and_text(&new, limits).await?;
     check_subject_and_html(&new, limits).await?;
     check_telegram(&new)?;
@@ -99,14 +110,18 @@ fn prepare_telegram(new: &mut NewMailing) -> std::result::Result<(), InvalidInpu
 /// The window is in the future and the text a template within the channel's limit.
 async fn check_window_and_text(new: &NewMailing, limits: TextLimits) -> Result<()> {
     if new.end_at <= new.start_at {
-        return Err(invalid("the end of the mailing must be after its start").into());
+        return Err(invalid("the end of the mailing must be after its start")
+            .at("end_at")
+            .into());
     }
     if new.end_at <= now_ms() {
-        return Err(invalid("the end of the mailing is already in the past").into());
+        return Err(invalid("the end of the mailing is already in the past")
+            .at("end_at")
+            .into());
     }
     // Telegram content checks its own text: a medium may go without a caption.
     if new.text.trim().is_empty() && !profile(new.channel).telegram_content {
-        return Err(invalid("the message text is empty").into());
+        return Err(invalid("the message text is empty").at("text").into());
     }
     let chars = new.text.chars().count();
     let max_chars = limits.max_chars;
@@ -114,9 +129,12 @@ async fn check_window_and_text(new: &NewMailing, limits: TextLimits) -> Result<(
         return Err(invalid(format!(
             "the message text has {chars} characters; the limit is {max_chars}"
         ))
+        .at("text")
         .into());
     }
-    MessageTemplate::check(&new.text, false, limits).await?;
+    MessageTemplate::check(&new.text, false, limits)
+        .await
+        .map_err(|e| e.at("text"))?;
     Ok(())
 }
 
@@ -141,13 +159,16 @@ async fn check_subject_and_html(new: &NewMailing, limits: TextLimits) -> Result<
                 "a subject is for {} mailings, not {channel}",
                 channels_with(|c| profile(c).subject.exists())
             ))
+            .at("subject")
             .into());
         }
         Subject::None => ("", 0),
         Subject::Required { name, .. }
             if new.subject.as_deref().unwrap_or_default().trim().is_empty() =>
         {
-            return Err(invalid(format!("{channel} mailings need a {name}")).into());
+            return Err(invalid(format!("{channel} mailings need a {name}"))
+                .at("subject")
+                .into());
         }
         Subject::Optional { name, max_chars } | Subject::Required { name, max_chars } => {
             (name, max_chars)
@@ -158,11 +179,12 @@ async fn check_subject_and_html(new: &NewMailing, limits: TextLimits) -> Result<
             return Err(invalid(format!(
                 "the {name} must be one line of at most {max_chars} characters"
             ))
+            .at("subject")
             .into());
         }
         MessageTemplate::check(subject, false, limits.with_max_chars(max_chars))
             .await
-            .map_err(|e| invalid(format!("{name}: {}", e.0)))?;
+            .map_err(|e| invalid(format!("{name}: {}", e.0)).at("subject"))?;
     }
     let Some(html) = &new.html else {
         return Ok(());
@@ -172,6 +194,7 @@ async fn check_subject_and_html(new: &NewMailing, limits: TextLimits) -> Result<
             "an HTML body is for {} mailings, not {channel}",
             channels_with(|c| profile(c).html_body)
         ))
+        .at("html")
         .into());
     }
     let chars = html.chars().count();
@@ -180,11 +203,12 @@ async fn check_subject_and_html(new: &NewMailing, limits: TextLimits) -> Result<
             "the HTML body has {chars} characters; the limit is {}",
             limits.max_chars
         ))
+        .at("html")
         .into());
     }
     MessageTemplate::check(html, true, limits)
         .await
-        .map_err(|e| invalid(format!("HTML body: {}", e.0)))?;
+        .map_err(|e| invalid(format!("HTML body: {}", e.0)).at("html"))?;
     Ok(())
 }
 
@@ -192,13 +216,14 @@ async fn check_subject_and_html(new: &NewMailing, limits: TextLimits) -> Result<
 fn check_telegram(new: &NewMailing) -> Result<()> {
     let takes_it = profile(new.channel).telegram_content;
     match &new.telegram {
-        Some(content) if takes_it => content.validate(&new.text)?,
+        Some(content) if takes_it => content.validate(&new.text).map_err(|e| e.at("telegram"))?,
         Some(_) => {
             return Err(invalid(format!(
                 "Telegram message options are for {} mailings, not {}",
                 channels_with(|c| profile(c).telegram_content),
                 new.channel
             ))
+            .at("telegram")
             .into());
         }
         None if !new.uploads.is_empty() => {
@@ -206,6 +231,7 @@ fn check_telegram(new: &NewMailing) -> Result<()> {
                 "only {} mailings carry a media file",
                 channels_with(|c| profile(c).telegram_content)
             ))
+            .at("telegram")
             .into());
         }
         None => {}
@@ -222,6 +248,7 @@ async fn check_references(store: &Store, tenant_id: TenantId, new: &NewMailing) 
         return Err(invalid(format!(
             "you have no bot named {name:?}: register it first (blast telegram-bot add, or POST /api/v1/telegram-bots)"
         ))
+        .at("telegram")
         .into());
     }
     // Files stored before (an edited mailing keeps its media) must be this tenant's.
@@ -238,6 +265,7 @@ async fn check_references(store: &Store, tenant_id: TenantId, new: &NewMailing) 
             "unknown tag(s): {}; no client of yours has them",
             unknown.join(", ")
         ))
+        .at("tags")
         .into());
     }
     Ok(())
@@ -252,9 +280,15 @@ async fn check_template_variables(
     tenant_id: TenantId,
     new: &NewMailing,
 ) -> Result<()> {
-    let mut needed = MessageTemplate::attribute_variables(&new.text)?;
-    for part in [&new.subject, &new.html].into_iter().flatten() {
-        needed.extend(MessageTemplate::attribute_variables(part)?);
+    let in_text = MessageTemplate::attribute_variables(&new.text)?;
+    let mut needed = in_text.clone();
+    let in_subject = match &new.subject {
+        Some(subject) => MessageTemplate::attribute_variables(subject)?,
+        None => Vec::new(),
+    };
+    needed.extend(in_subject.iter().cloned());
+    if let Some(html) = &new.html {
+        needed.extend(MessageTemplate::attribute_variables(html)?);
     }
     needed.sort();
     needed.dedup();
@@ -272,11 +306,20 @@ async fn check_template_variables(
     {
         return Ok(());
     }
+    // The error is the part's that uses the first unknown variable.
+    let field = if in_text.contains(&unknown[0]) {
+        "text"
+    } else if in_subject.contains(&unknown[0]) {
+        "subject"
+    } else {
+        "html"
+    };
     Err(invalid(format!(
         "the message uses {}, which no client of this audience has: a template may use the client fields ({}) and the clients' attributes (--attr KEY=VALUE, or \"attributes\" in the API); write {{% if {} is defined %}} around a part only some clients can fill",
         unknown.join(", "),
         CLIENT_FIELDS.join(", "),
         unknown[0],
     ))
+    .at(field)
     .into())
 }

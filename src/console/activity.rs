@@ -63,7 +63,9 @@ async fn read(store: &Store, tenant: TenantId) -> Result<Activity, StoreError> {
         chart_hours: CHART_HOURS,
         chart_since,
         sends: store.sends_per_minute(tenant, chart_since).await?,
-        errors: store.top_errors(tenant, now - 86_400_000, 5).await?,
+        errors: store
+            .top_errors(tenant, (now - 86_400_000, i64::MAX), 5)
+            .await?,
     })
 }
 

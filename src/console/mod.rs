@@ -7,8 +7,10 @@
 mod actions;
 mod activity;
 mod bots;
+mod mailing_form;
 mod pages;
 mod session;
+mod stats;
 mod tokens;
 mod webhooks;
 
@@ -133,6 +135,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .merge(tokens::routes())
         .merge(webhooks::routes())
         .merge(bots::routes())
+        .merge(mailing_form::routes())
+        .route("/stats", get(stats::stats_page))
+        .route("/console/assets/mailing_form.js", get(mailing_form_script))
         .with_state(state)
 }
 
@@ -550,6 +555,11 @@ fn script(source: &'static str) -> impl IntoResponse {
 /// The mailing page's script: it follows the event stream and updates the page in place.
 async fn mailing_script() -> impl IntoResponse {
     script(include_str!("mailing.js"))
+}
+
+/// The mailing form's script: it shows the chosen channel's fields and the live preview.
+async fn mailing_form_script() -> impl IntoResponse {
+    script(include_str!("mailing_form.js"))
 }
 
 /// The dashboard's script: it follows the board's event stream and moves its progress bars.

@@ -33,6 +33,11 @@ impl Pages {
             ("webhooks.html", include_str!("templates/webhooks.html")),
             ("webhook.html", include_str!("templates/webhook.html")),
             ("bots.html", include_str!("templates/bots.html")),
+            (
+                "mailing_form.html",
+                include_str!("templates/mailing_form.html"),
+            ),
+            ("stats.html", include_str!("templates/stats.html")),
         ] {
             // The templates are part of the binary: one that does not parse fails every
             // console test, so it cannot ship.
@@ -218,6 +223,7 @@ impl Pages {
                     id => m.id.0,
                     state => m.state.as_str(),
                     channel => m.channel.as_str(),
+                    text => m.text.as_str(),
                     audience => audience,
                     start => time(m.start_at),
                     end => time(m.end_at),
@@ -249,6 +255,49 @@ impl Pages {
                 label: action.label(),
                 action: &format!("/mailings/{}/{}", mailing.id, action.path()),
                 back: &format!("/mailings/{}", mailing.id),
+            },
+        )
+    }
+
+    /// The mailing form, new or an edit.
+    pub(super) fn mailing_form(
+        &self,
+        session: &ConsoleSession,
+        view: &Form<'_>,
+        bots: &[String],
+    ) -> Result<Html<String>, minijinja::Error> {
+        let (title, action) = match view.editing {
+            Some(id) => (
+                format!("Edit mailing #{id}"),
+                format!("/mailings/{id}/edit"),
+            ),
+            None => ("New mailing".to_owned(), "/mailings/new".to_owned()),
+        };
+        let kinds = [
+            "text",
+            "photo",
+            "video",
+            "voice",
+            "video_note",
+            "animation",
+            "document",
+            "media_group",
+        ];
+        self.page(
+            session,
+            "mailing_form.html",
+            context! {
+                title => title,
+                action => action,
+                editing => view.editing,
+                f => minijinja::Value::from_serialize(view.form),
+                error => view.error.map(|e| e.0.as_str()),
+                error_field => view.error.and_then(|e| e.field()),
+                channels => ChannelKind::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                priorities => ["high", "medium", "low"],
+                kinds => kinds,
+                bots => bots,
+                window_hours => view.window_hours,
             },
         )
     }
@@ -306,6 +355,16 @@ impl Pages {
         )?;
         Ok((StatusCode::FORBIDDEN, page).into_response())
     }
+}
+
+/// What the mailing form shows: the values, the error (beside its field when it names one),
+/// whether it edits a mailing (and which) or makes a new one.
+pub(super) struct Form<'a> {
+    pub form: &'a super::mailing_form::MailingForm,
+    pub error: Option<&'a crate::domain::InvalidInput>,
+    pub editing: Option<i64>,
+    /// `mailing.default_window_hours`, for the end's hint.
+    pub window_hours: u32,
 }
 
 /// A question asked before an action is taken.

@@ -37,7 +37,7 @@ pub use notifications::{
     NewNotification, NewTry, Notification, NotificationPreferences, NotificationTurn,
 };
 pub use push::{NewPushSubscription, PushKeys, StoredPushSubscription};
-pub use reports::{CronClaim, ReportCounts, ReportError};
+pub use reports::{CronClaim, HourlyOutcome, ReportCounts, ReportError};
 pub use sealing::SecretKeys;
 pub use sessions::{ConsoleSession, SessionLimits};
 pub use subscribers::Subscribed;

@@ -28,6 +28,17 @@ pub struct ReportError {
     pub count: i64,
 }
 
+/// How many of a channel's messages reached one outcome in one hour of a day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourlyOutcome {
+    pub channel: ChannelKind,
+    /// Hours since the start of the range.
+    pub hour: i64,
+    /// sent, failed_permanent or expired
+    pub state: MessageState,
+    pub count: i64,
+}
+
 /// Whether this process may run a cluster-wide job for one day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CronClaim {
@@ -39,16 +50,22 @@ pub enum CronClaim {
 
 impl Store {
     /// Per mailing and state, the messages whose state last changed in `[from, to)`.
-    pub async fn report_counts(&self, from: i64, to: i64) -> Result<Vec<ReportCounts>> {
+    pub async fn report_counts(
+        &self,
+        from: i64,
+        to: i64,
+        tenant: Option<TenantId>,
+    ) -> Result<Vec<ReportCounts>> {
         let rows = sqlx::query(
             "SELECT m.id, u.name, m.channel, m.state, m.started_at, m.finished_at, s.state, COUNT(*)
              FROM messages s JOIN mailings m ON m.id = s.mailing_id JOIN users u ON u.id = m.tenant_id
-             WHERE s.updated_at >= $1 AND s.updated_at < $2
+             WHERE s.updated_at >= $1 AND s.updated_at < $2 AND ($3 = 0 OR m.tenant_id = $3)
              GROUP BY m.id, u.name, m.channel, m.state, m.started_at, m.finished_at, s.state
              ORDER BY m.id, s.state",
         )
         .bind(from)
         .bind(to)
+        .bind(tenant.map_or(0, |t| t.0))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -67,22 +84,26 @@ impl Store {
             .collect()
     }
 
-    /// The most frequent last errors per mailing among messages that changed in `[from, to)`,
-    /// at most `per_mailing` each, most frequent first.
+    /// The most frequent last errors per mailing among messages that changed in `[from, to)`
+    /// (of `tenant`'s mailings when given), at most `per_mailing` each, most frequent first.
     pub async fn report_errors(
         &self,
         from: i64,
         to: i64,
         per_mailing: usize,
+        tenant: Option<TenantId>,
     ) -> Result<Vec<ReportError>> {
         let rows = sqlx::query(
-            "SELECT mailing_id, last_error, COUNT(*) AS n FROM messages
-             WHERE updated_at >= $1 AND updated_at < $2 AND last_error IS NOT NULL
-               AND state IN ('failed_permanent', 'expired', 'unknown')
-             GROUP BY mailing_id, last_error ORDER BY mailing_id, n DESC, last_error",
+            "SELECT s.mailing_id, s.last_error, COUNT(*) AS n
+             FROM messages s JOIN mailings m ON m.id = s.mailing_id
+             WHERE s.updated_at >= $1 AND s.updated_at < $2 AND s.last_error IS NOT NULL
+               AND s.state IN ('failed_permanent', 'expired', 'unknown')
+               AND ($3 = 0 OR m.tenant_id = $3)
+             GROUP BY s.mailing_id, s.last_error ORDER BY s.mailing_id, n DESC, s.last_error",
         )
         .bind(from)
         .bind(to)
+        .bind(tenant.map_or(0, |t| t.0))
         .fetch_all(&self.pool)
         .await?;
         let mut out: Vec<ReportError> = Vec::new();
@@ -132,22 +153,55 @@ impl Store {
     pub async fn top_errors(
         &self,
         tenant_id: TenantId,
-        since: i64,
+        (since, until): (i64, i64),
         limit: u32,
     ) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(
             "SELECT s.last_error, COUNT(*) AS n FROM messages s
              JOIN mailings m ON m.id = s.mailing_id
              WHERE s.state IN ('failed_permanent', 'expired', 'unknown') AND s.updated_at >= $2
-               AND s.last_error IS NOT NULL AND m.tenant_id = $1
+               AND s.updated_at < $4 AND s.last_error IS NOT NULL AND m.tenant_id = $1
              GROUP BY s.last_error ORDER BY n DESC, s.last_error LIMIT $3",
         )
         .bind(tenant_id)
         .bind(since)
         .bind(i64::from(limit))
+        .bind(until)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// `tenant_id`'s messages sent, failed for good and expired in `[from, to)`, per channel and
+    /// hour of the range (0 is its first hour); hours without any are left out.
+    pub async fn outcomes_per_hour(
+        &self,
+        tenant_id: TenantId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<HourlyOutcome>> {
+        let rows = sqlx::query(
+            "SELECT m.channel, (s.updated_at - $2) / 3600000 AS hour, s.state, COUNT(*)
+             FROM messages s JOIN mailings m ON m.id = s.mailing_id
+             WHERE m.tenant_id = $1 AND s.updated_at >= $2 AND s.updated_at < $3
+               AND s.state IN ('sent', 'failed_permanent', 'expired')
+             GROUP BY 1, 2, 3 ORDER BY 1, 2",
+        )
+        .bind(tenant_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HourlyOutcome {
+                    channel: r.get::<String, _>(0).parse()?,
+                    hour: r.get(1),
+                    state: r.get::<String, _>(2).parse()?,
+                    count: r.get(3),
+                })
+            })
+            .collect()
     }
 
     /// Claim `job` for `day` for `instance`: free when never run, failed before, or running

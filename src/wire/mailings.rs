@@ -273,22 +273,36 @@ impl MailingInput {
             &self.tags,
             &self.operator_codes,
             self.audience == Some(AudienceChoice::All),
-        )?;
+        )
+        .map_err(|e| e.at("tags"))?;
         let (telegram, uploads) = match self.telegram {
             Some(input) => {
-                let (content, uploads) = input.into_content(max_upload_bytes)?;
+                let (content, uploads) = input
+                    .into_content(max_upload_bytes)
+                    .map_err(|e| e.at("telegram"))?;
                 (Some(content), uploads)
             }
             None => (None, Vec::new()),
         };
         Ok(NewMailing {
-            channel: self.channel.parse::<ChannelKind>()?,
+            channel: self
+                .channel
+                .parse::<ChannelKind>()
+                .map_err(|e| e.at("channel"))?,
             text: self.text,
             filter,
-            priority: self.priority.parse::<Priority>().map_err(invalid)?,
+            priority: self
+                .priority
+                .parse::<Priority>()
+                .map_err(|e| invalid(e).at("priority"))?,
             start_at,
             end_at,
-            local_hours: self.local_hours.as_deref().map(str::parse).transpose()?,
+            local_hours: self
+                .local_hours
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e: InvalidInput| e.at("local_hours"))?,
             subject: self.subject,
             html: self.html,
             telegram,

@@ -309,6 +309,61 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_refused_mailing_names_the_field_at_fault() {
+    let (db, api) = setup(|_| {}).await;
+    db.seed_clients(2, "all").await;
+    let cases = [
+        (
+            json!({"audience": "all", "text": "x", "start_at": "2030-01-02T00:00:00Z", "end_at": "2030-01-01T00:00:00Z"}),
+            "end_at",
+        ),
+        (json!({"text": "x", "tags": ["nosuch"]}), "tags"),
+        (json!({"text": "x"}), "tags"),
+        (
+            json!({"audience": "all", "text": "x", "priority": "urgent"}),
+            "priority",
+        ),
+        (
+            json!({"audience": "all", "text": "x", "channel": "pigeon"}),
+            "channel",
+        ),
+        (
+            json!({"audience": "all", "text": "x", "local_hours": "9-5"}),
+            "local_hours",
+        ),
+        (json!({"audience": "all", "text": "{{ name"}), "text"),
+        (
+            json!({"audience": "all", "text": "Hi {{ nickname }}"}),
+            "text",
+        ),
+        (
+            json!({"audience": "all", "text": "x", "channel": "email"}),
+            "subject",
+        ),
+        (
+            json!({"audience": "all", "text": "x", "html": "<p>x</p>"}),
+            "html",
+        ),
+        (
+            json!({"audience": "all", "text": "x", "telegram": {"kind": "text"}}),
+            "telegram",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = send(
+            api.req(reqwest::Method::POST, "/api/v1/mailings")
+                .json(&body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
+    }
+    // An error of the request as a whole names no field.
+    let (_, answer) = send(api.req(reqwest::Method::POST, "/api/v1/mailings/999/cancel")).await;
+    assert!(answer["error"].get("field").is_none(), "{answer}");
+}
+
+#[tokio::test]
 async fn an_idempotency_key_returns_the_first_response_and_creates_once() {
     let (_db, api) = setup(|_| {}).await;
     let post = |key: &str, body: Value| {

@@ -2,6 +2,8 @@
 //! HTTP: sign-in, the session cookie, sign-out, CSRF.
 
 mod bots;
+mod mailing_form;
+mod stats;
 mod tokens;
 mod webhooks;
 
