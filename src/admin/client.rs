@@ -100,6 +100,7 @@ pub async fn list(
         operator_code: operator.map(parse_operator_code).transpose()?,
         after_id: after,
         limit,
+        search: None,
     };
     let clients = ctx.backend().await?.list_clients(&query).await?;
     if json {

@@ -24,6 +24,8 @@ pub struct ClientListQuery {
     pub tag: Option<String>,
     /// Only clients of this operator code.
     pub operator_code: Option<String>,
+    /// Only clients whose phone, name or email contains this (any case; a phone by its digits).
+    pub q: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
     pub limit: Option<u32>,
@@ -66,6 +68,7 @@ pub async fn list(
             .transpose()?,
         after_id: parse_cursor(q.cursor.as_deref())?,
         limit,
+        search: q.q.filter(|q| !q.trim().is_empty()),
     };
     let items = state.store.list_clients(user.id, &query).await?;
     Ok(Json(Page::new(items, limit, |c| c.id.0)))
@@ -189,6 +192,22 @@ pub async fn import_clients(
     body: Body,
 ) -> Result<(StatusCode, Json<ImportResult>), ApiError> {
     let held = held.map(|axum::Extension(slot)| slot);
+    import_body(&state, user.id, &headers, q.skip_invalid, held, body).await
+}
+
+/// Import a request body of clients for `tenant` (CSV or JSON lines, by its Content-Type),
+/// with the API's limits: a slot of the tenant's concurrent imports (unless the caller holds
+/// one), the body spooled to disk within `api.import_body_limit_bytes` and the upload
+/// timeouts, at most `api.import_max_errors` row errors reported. The API's handler and the
+/// console's import page both come here.
+pub async fn import_body(
+    state: &AppState,
+    tenant: crate::ids::TenantId,
+    headers: &HeaderMap,
+    skip_invalid: bool,
+    held: Option<super::idempotency::HeldImportSlot>,
+    body: Body,
+) -> Result<(StatusCode, Json<ImportResult>), ApiError> {
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -212,17 +231,14 @@ pub async fn import_clients(
     let api = &state.settings.api;
     let _slot = match held {
         Some(held) => held,
-        None => {
-            super::idempotency::HeldImportSlot(std::sync::Arc::new(state.import_slot(user.id)?))
-        }
+        None => super::idempotency::HeldImportSlot(std::sync::Arc::new(state.import_slot(tenant)?)),
     };
     // The whole body is on disk before the import takes a database connection: a slow
     // upload holds a file, not the pool.
     let limit = api.import_body_limit_bytes;
     let spooled = upload::spool(body, upload::UploadRules::of(api, limit)).await?;
     let reader = spooled.file;
-    let (store, tenant, skip, max_errors) =
-        (&state.store, user.id, q.skip_invalid, api.import_max_errors);
+    let (store, skip, max_errors) = (&state.store, skip_invalid, api.import_max_errors);
     let outcome = if is_csv {
         import::stream_import(
             store,

@@ -207,8 +207,13 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         )
         .merge(docs::routes());
     let router = if state.settings.console.enabled {
-        let (halts, streams, logins, tokens) =
-            (state.clone(), state.clone(), state.clone(), state.clone());
+        let (halts, streams, logins, tokens, imports) = (
+            state.clone(),
+            state.clone(),
+            state.clone(),
+            state.clone(),
+            state.clone(),
+        );
         let from_api = crate::console::FromApi {
             announce_halt: Arc::new(move |id| {
                 let api = halts.clone();
@@ -233,6 +238,15 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
                 })
             }),
             forget_tokens: Arc::new(move || tokens.tokens.forget_all()),
+            import_clients: Arc::new(move |tenant, headers, skip_invalid, body| {
+                let state = imports.clone();
+                Box::pin(async move {
+                    use axum::response::IntoResponse;
+                    clients::import_body(&state, tenant, &headers, skip_invalid, None, body)
+                        .await
+                        .into_response()
+                })
+            }),
         };
         router.merge(crate::console::routes(
             state.store.clone(),

@@ -7,6 +7,7 @@
 mod actions;
 mod activity;
 mod bots;
+mod clients;
 mod mailing_form;
 mod pages;
 mod session;
@@ -85,7 +86,17 @@ pub struct FromApi {
     /// Forgets the tokens the API checked lately, so that a token revoked here is refused
     /// at once by this process's API.
     pub forget_tokens: Arc<dyn Fn() + Send + Sync>,
+    /// Imports a body of clients (CSV by its Content-Type) for a tenant with the API's own
+    /// limits, answering as `POST /api/v1/clients/import` does (`skip_invalid` as its query).
+    pub import_clients: ImportClients,
 }
+
+/// See [`FromApi::import_clients`].
+pub type ImportClients = Arc<
+    dyn Fn(TenantId, HeaderMap, bool, axum::body::Body) -> BoxFuture<'static, Response>
+        + Send
+        + Sync,
+>;
 
 /// Asks whether a password may be tried for a user name now, from a client address and the
 /// request's headers.
@@ -136,8 +147,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .merge(webhooks::routes())
         .merge(bots::routes())
         .merge(mailing_form::routes())
+        .merge(clients::routes())
         .route("/stats", get(stats::stats_page))
         .route("/console/assets/mailing_form.js", get(mailing_form_script))
+        .route("/console/assets/import.js", get(import_script))
         .with_state(state)
 }
 
@@ -560,6 +573,11 @@ async fn mailing_script() -> impl IntoResponse {
 /// The mailing form's script: it shows the chosen channel's fields and the live preview.
 async fn mailing_form_script() -> impl IntoResponse {
     script(include_str!("mailing_form.js"))
+}
+
+/// The import page's script: it uploads the file with a progress bar and shows the report.
+async fn import_script() -> impl IntoResponse {
+    script(include_str!("import.js"))
 }
 
 /// The dashboard's script: it follows the board's event stream and moves its progress bars.

@@ -38,6 +38,9 @@ impl Pages {
                 include_str!("templates/mailing_form.html"),
             ),
             ("stats.html", include_str!("templates/stats.html")),
+            ("clients.html", include_str!("templates/clients.html")),
+            ("import.html", include_str!("templates/import.html")),
+            ("client.html", include_str!("templates/client.html")),
         ] {
             // The templates are part of the binary: one that does not parse fails every
             // console test, so it cannot ship.

@@ -37,11 +37,41 @@ pub struct ClientPatch {
     pub attributes: BTreeMap<String, Option<String>>,
 }
 
+/// The LIKE patterns of a client search: the text, lower case, anywhere (empty: no search);
+/// and its digits anywhere in a phone (a pattern no phone matches when it has none).
+fn search_patterns(search: &str) -> (String, String) {
+    let search = search.trim().to_lowercase();
+    if search.is_empty() {
+        return (String::new(), String::new());
+    }
+    let escaped: String = search
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    let digits: String = search.chars().filter(char::is_ascii_digit).collect();
+    let phone_like = search
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'));
+    let digits = if digits.is_empty() || !phone_like {
+        // Phones are digits only: this matches none.
+        "x".to_owned()
+    } else {
+        format!("%{digits}%")
+    };
+    (format!("%{escaped}%"), digits)
+}
+
 /// Filters and a keyset page for listing clients.
 #[derive(Debug, Clone, Default)]
 pub struct ClientQuery {
     pub tag: Option<String>,
     pub operator_code: Option<String>,
+    /// Only clients whose phone, name or email contains this (letters in any case; a phone
+    /// typed with spaces, dashes or a plus matches by its digits).
+    pub search: Option<String>,
     /// Only clients with an id greater than this (the last id of the previous page).
     pub after_id: Option<i64>,
     pub limit: u32,
@@ -204,14 +234,19 @@ impl Store {
                AND ($3 IS NULL OR c.operator_code = $3)
                AND ($4 IS NULL OR EXISTS (SELECT 1 FROM client_tags ct JOIN tags t ON t.id = ct.tag_id
                                           WHERE ct.client_id = c.id AND t.name = $4))
+               AND ($6 = '' OR c.phone LIKE $7 ESCAPE '\\' OR lower(c.name) LIKE $6 ESCAPE '\\'
+                    OR lower(COALESCE(c.email, '')) LIKE $6 ESCAPE '\\')
              ORDER BY c.id LIMIT $5"
         );
+        let (text, digits) = search_patterns(query.search.as_deref().unwrap_or_default());
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)
             .bind(query.after_id.unwrap_or(0))
             .bind(&query.operator_code)
             .bind(&query.tag)
             .bind(i64::from(query.limit))
+            .bind(text)
+            .bind(digits)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(client_from_row).collect())

@@ -309,6 +309,52 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn clients_are_searched_by_phone_name_or_email() {
+    let (_db, api) = setup(|_| {}).await;
+    for (phone, name, email) in [
+        ("79000000001", "Anna", "anna@example.org"),
+        ("79000000002", "Boris", "boris@example.com"),
+    ] {
+        let (status, _) = api
+            .post(
+                "/api/v1/clients",
+                json!({"phone": phone, "name": name, "email": email}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let names = |q: &'static str| {
+        let api = &api;
+        async move {
+            let (status, page) = api
+                .get(&format!("/api/v1/clients?q={}", urlencode(q)))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|c| c["name"].as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(names("ANNA").await, vec!["Anna"]);
+    assert_eq!(names("+7 900 000-00-02").await, vec!["Boris"]);
+    assert_eq!(names(".com").await, vec!["Boris"]);
+    assert_eq!(names("example").await, vec!["Anna", "Boris"]);
+    assert!(names("%").await.is_empty(), "a % is a plain character");
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
 async fn a_refused_mailing_names_the_field_at_fault() {
     let (db, api) = setup(|_| {}).await;
     db.seed_clients(2, "all").await;

@@ -70,6 +70,7 @@ async fn a_mailing_made_from_the_form_is_previewed_live_and_reaches_100_percent(
     let audience = wait_for_text(c, ".preview .audience", "20 clients").await;
     assert_eq!(audience, "20 clients, about 2 s at the channel's rate");
     wait_for_text(c, ".sample-text", "Hello c0, spring is here").await;
+    super::screenshot(c, "mailing-form").await;
     let error_line = c
         .find(Locator::Css(".sample-error"))
         .await

@@ -2,6 +2,7 @@
 //! HTTP: sign-in, the session cookie, sign-out, CSRF.
 
 mod bots;
+mod clients;
 mod mailing_form;
 mod stats;
 mod tokens;

@@ -116,6 +116,7 @@ async fn the_statistics_page_reports_the_day_of_the_tenants_own_mailings() {
         .await
         .expect("bars");
     assert!(!bars.is_empty());
+    super::screenshot(c, "stats").await;
     let error = wait_for(c, "ol.errors li")
         .await
         .text()
