@@ -4,7 +4,7 @@
 
 use super::pages::{Confirmation, time};
 use super::session::{SignedIn, csrf_matches};
-use super::{ConsoleState, Csrf, PageResult};
+use super::{ConsoleState, Csrf, PageResult, not_found_among};
 use crate::app::bots::{BotRegistrationError, register_bot};
 use crate::settings::Secret;
 use crate::store::{ConsoleSession, StoreError};
@@ -157,7 +157,7 @@ async fn confirm_remove(
     Path(name): Path<String>,
 ) -> PageResult {
     if !own_bot(&state, &session, &name).await? {
-        return not_found(&state, &session);
+        return not_found_among(&state, &session, "bot");
     }
     Ok(state
         .pages
@@ -191,7 +191,7 @@ async fn remove(
         .await
     {
         Ok(()) => Ok(Redirect::to("/settings/bots").into_response()),
-        Err(StoreError::NotFound(_)) => not_found(&state, &session),
+        Err(StoreError::NotFound(_)) => not_found_among(&state, &session, "bot"),
         Err(StoreError::Conflict(why)) => {
             Ok(state
                 .pages
@@ -213,13 +213,4 @@ async fn own_bot(
         .await?
         .iter()
         .any(|b| b.name == name))
-}
-
-fn not_found(state: &ConsoleState, session: &ConsoleSession) -> PageResult {
-    Ok(state.pages.notice(
-        session,
-        StatusCode::NOT_FOUND,
-        "Not found",
-        "There is no such bot among yours.",
-    )?)
 }

@@ -4,7 +4,7 @@
 
 use super::pages::Confirmation;
 use super::session::{SignedIn, csrf_matches};
-use super::{ConsoleState, Csrf, PageResult};
+use super::{ConsoleState, Csrf, PageResult, bad_request, not_found_among};
 use crate::domain::{Client, parse_operator_code, parse_tag};
 use crate::ids::{ClientId, TenantId};
 use crate::store::{ClientQuery, ConsoleSession, Store, StoreError};
@@ -84,14 +84,7 @@ async fn clients_page(
 ) -> PageResult {
     let query = match filter.query(PER_PAGE) {
         Ok(query) => query,
-        Err(e) => {
-            return Ok(state.pages.notice(
-                &session,
-                StatusCode::BAD_REQUEST,
-                "Bad filter",
-                &e.0,
-            )?);
-        }
+        Err(e) => return bad_request(&state, &session, &e.0),
     };
     let clients = state.store.list_clients(session.user.id, &query).await?;
     let params = filter.params();
@@ -141,14 +134,7 @@ async fn export(
 ) -> PageResult {
     let query = match filter.query(EXPORT_BATCH) {
         Ok(query) => query,
-        Err(e) => {
-            return Ok(state.pages.notice(
-                &session,
-                StatusCode::BAD_REQUEST,
-                "Bad filter",
-                &e.0,
-            )?);
-        }
+        Err(e) => return bad_request(&state, &session, &e.0),
     };
     let store = state.store.clone();
     let tenant = session.user.id;
@@ -292,7 +278,7 @@ async fn confirm_delete(
     Path(id): Path<String>,
 ) -> PageResult {
     let Some(client) = own_client(&state, &session, &id).await? else {
-        return not_found(&state, &session);
+        return not_found_among(&state, &session, "client");
     };
     let named = match (&client.phone, client.name.is_empty()) {
         (Some(phone), false) => format!("{} ({phone})", client.name),
@@ -326,22 +312,13 @@ async fn delete(
         return Ok(state.pages.csrf_refused(&session)?);
     }
     let Some(client) = own_client(&state, &session, &id).await? else {
-        return not_found(&state, &session);
+        return not_found_among(&state, &session, "client");
     };
     match state.store.delete_client(session.user.id, client.id).await {
         Ok(()) | Err(StoreError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
     Ok(Redirect::to("/clients").into_response())
-}
-
-fn not_found(state: &ConsoleState, session: &ConsoleSession) -> PageResult {
-    Ok(state.pages.notice(
-        session,
-        StatusCode::NOT_FOUND,
-        "Not found",
-        "There is no such client among yours.",
-    )?)
 }
 
 /// The import page: a CSV file, its upload's progress, then what was imported and each bad
@@ -503,7 +480,7 @@ async fn edit_page(
     Path(id): Path<String>,
 ) -> PageResult {
     let Some(client) = own_client(&state, &session, &id).await? else {
-        return not_found(&state, &session);
+        return not_found_among(&state, &session, "client");
     };
     let form = ClientForm::of(&client);
     render_edit(&state, &session, StatusCode::OK, client.id, &form, None).await
@@ -520,7 +497,7 @@ async fn edit(
         return Ok(state.pages.csrf_refused(&session)?);
     }
     let Some(client) = own_client(&state, &session, &id).await? else {
-        return not_found(&state, &session);
+        return not_found_among(&state, &session, "client");
     };
     let saved = match form.to_patch(&client) {
         Ok(patch) => {
@@ -555,7 +532,7 @@ async fn edit(
             )
             .await
         }
-        Err(StoreError::NotFound(_)) => not_found(&state, &session),
+        Err(StoreError::NotFound(_)) => not_found_among(&state, &session, "client"),
         Err(e) => Err(e.into()),
     }
 }

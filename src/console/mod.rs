@@ -336,12 +336,24 @@ impl std::ops::Deref for ConsoleState {
 
 /// The page another tenant's (or no) mailing gets: 404, and nothing about it.
 fn not_found(state: &ConsoleState, session: &ConsoleSession) -> PageResult {
+    not_found_among(state, session, "mailing")
+}
+
+/// The page another tenant's (or no) `what` gets: 404, and nothing about it.
+fn not_found_among(state: &ConsoleState, session: &ConsoleSession, what: &str) -> PageResult {
     Ok(state.pages.notice(
         session,
         StatusCode::NOT_FOUND,
         "Not found",
-        "There is no such mailing among yours.",
+        &format!("There is no such {what} among yours."),
     )?)
+}
+
+/// The page a filter or query that is not one gets: 400, saying why.
+fn bad_request(state: &ConsoleState, session: &ConsoleSession, why: &str) -> PageResult {
+    Ok(state
+        .pages
+        .notice(session, StatusCode::BAD_REQUEST, "Bad request", why)?)
 }
 
 /// Messages a page of the mailing page lists.

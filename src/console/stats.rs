@@ -4,11 +4,10 @@
 //! by any of its columns.
 
 use super::session::SignedIn;
-use super::{ConsoleState, PageResult};
+use super::{ConsoleState, PageResult, bad_request};
 use crate::domain::MessageState;
 use crate::report::{DailyReport, MailingLine, local_day_range, parse_day};
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use minijinja::context;
 use serde::Deserialize;
@@ -50,15 +49,10 @@ pub(super) async fn stats_page(
     Query(query): Query<StatsQuery>,
 ) -> PageResult {
     let timezone = state.settings.stats.timezone.clone();
-    let bad = |message: String| {
-        state
-            .pages
-            .notice(&session, StatusCode::BAD_REQUEST, "Bad request", &message)
-    };
     let day = match query.day.as_deref().filter(|d| !d.is_empty()) {
         Some(day) => match parse_day(day) {
             Ok(day) => day,
-            Err(e) => return Ok(bad(e.0)?),
+            Err(e) => return bad_request(&state, &session, &e.0),
         },
         None => {
             let tz: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::UTC);
@@ -67,12 +61,12 @@ pub(super) async fn stats_page(
     };
     let sort = query.sort.as_deref().unwrap_or("id");
     let Some(column) = COLUMNS.iter().find(|c| c.0 == sort) else {
-        return Ok(bad(format!("cannot sort by {sort:?}"))?);
+        return bad_request(&state, &session, &format!("cannot sort by {sort:?}"));
     };
     let descending = query.dir.as_deref() != Some("asc");
     let (from, to) = match local_day_range(day, &timezone) {
         Ok(range) => range,
-        Err(e) => return Ok(bad(e.0)?),
+        Err(e) => return bad_request(&state, &session, &e.0),
     };
     let tenant = session.user.id;
     let mut report = DailyReport::build_for_tenant(&state.store, day, &timezone, tenant).await?;

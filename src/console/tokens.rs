@@ -5,7 +5,7 @@
 
 use super::pages::{Confirmation, time};
 use super::session::{SignedIn, csrf_matches};
-use super::{ConsoleState, Csrf, PageResult};
+use super::{ConsoleState, Csrf, PageResult, not_found_among};
 use crate::store::{ConsoleSession, StoreError};
 use axum::Form;
 use axum::Router;
@@ -140,7 +140,7 @@ async fn confirm_revoke(
     Path(id): Path<String>,
 ) -> PageResult {
     let Some((id, label)) = own_token(&state, &session, &id).await? else {
-        return not_found(&state, &session);
+        return not_found_among(&state, &session, "token");
     };
     let named = if label.is_empty() {
         format!("token {id}")
@@ -174,7 +174,7 @@ async fn revoke(
         return Ok(state.pages.csrf_refused(&session)?);
     }
     let Some((id, _)) = own_token(&state, &session, &id).await? else {
-        return not_found(&state, &session);
+        return not_found_among(&state, &session, "token");
     };
     match state.store.revoke_token(&session.user, id).await {
         Ok(()) | Err(StoreError::NotFound(_)) => {}
@@ -182,13 +182,4 @@ async fn revoke(
     }
     (state.api.forget_tokens)();
     Ok(Redirect::to("/settings/tokens").into_response())
-}
-
-fn not_found(state: &ConsoleState, session: &ConsoleSession) -> PageResult {
-    Ok(state.pages.notice(
-        session,
-        StatusCode::NOT_FOUND,
-        "Not found",
-        "There is no such token among yours.",
-    )?)
 }

@@ -4,7 +4,7 @@
 
 use super::pages::{Confirmation, time};
 use super::session::{SignedIn, csrf_matches};
-use super::{ConsoleError, ConsoleState, Csrf, PageResult};
+use super::{ConsoleError, ConsoleState, Csrf, PageResult, not_found_among};
 use crate::store::{ConsoleSession, StoreError, WEBHOOK_DELIVERIES_LISTED, Webhook};
 use axum::Form;
 use axum::Router;
@@ -148,7 +148,7 @@ async fn history(
     Path(id): Path<String>,
 ) -> PageResult {
     let Some(webhook) = own_webhook(&state, &session, &id).await? else {
-        return not_found(&state, &session);
+        return not_found_among(&state, &session, "webhook");
     };
     let deliveries = match state
         .store
@@ -157,7 +157,7 @@ async fn history(
     {
         Ok(deliveries) => deliveries,
         // Removed meanwhile.
-        Err(StoreError::NotFound(_)) => return not_found(&state, &session),
+        Err(StoreError::NotFound(_)) => return not_found_among(&state, &session, "webhook"),
         Err(e) => return Err(e.into()),
     };
     let rows: Vec<minijinja::Value> = deliveries
@@ -217,7 +217,7 @@ async fn confirm_remove(
     Path(id): Path<String>,
 ) -> PageResult {
     let Some(webhook) = own_webhook(&state, &session, &id).await? else {
-        return not_found(&state, &session);
+        return not_found_among(&state, &session, "webhook");
     };
     Ok(state
         .pages
@@ -247,7 +247,7 @@ async fn remove(
         return Ok(state.pages.csrf_refused(&session)?);
     }
     let Some(webhook) = own_webhook(&state, &session, &id).await? else {
-        return not_found(&state, &session);
+        return not_found_among(&state, &session, "webhook");
     };
     match state
         .store
@@ -258,13 +258,4 @@ async fn remove(
         Err(e) => return Err(e.into()),
     }
     Ok(Redirect::to("/settings/webhooks").into_response())
-}
-
-fn not_found(state: &ConsoleState, session: &ConsoleSession) -> PageResult {
-    Ok(state.pages.notice(
-        session,
-        StatusCode::NOT_FOUND,
-        "Not found",
-        "There is no such webhook among yours.",
-    )?)
 }

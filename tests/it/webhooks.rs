@@ -180,16 +180,19 @@ async fn delivery_and_mailing_events_arrive_signed_and_are_retried_until_taken()
     };
     // A retried event arrives after later ones: receivers order by `at`.
     let states_of = |got: &Received, id: i64| -> Vec<String> {
-        let mut events: Vec<&Value> = got
+        let mut events: Vec<(&Value, i64)> = got
             .events
             .iter()
             .filter(|(e, _, _)| e["type"] == "mailing" && e["mailing_id"] == id)
-            .map(|(e, _, _)| e)
+            .map(|(e, _, delivery)| (e, delivery.parse().unwrap_or(i64::MAX)))
             .collect();
-        events.sort_by_key(|e| e["at"].as_i64());
+        // In the order they happened, not the order they arrived: a refused event is posted
+        // again after later ones. Two in the same millisecond go by their delivery ids, which
+        // are given in the order the events are written.
+        events.sort_by_key(|(e, delivery)| (e["at"].as_i64(), *delivery));
         events
             .iter()
-            .filter_map(|e| e["state"].as_str().map(str::to_owned))
+            .filter_map(|(e, _)| e["state"].as_str().map(str::to_owned))
             .collect()
     };
     wait_until(Duration::from_secs(30), "every event posted", || async {

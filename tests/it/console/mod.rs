@@ -4,6 +4,7 @@
 mod bots;
 mod clients;
 mod mailing_form;
+mod phone;
 mod stats;
 mod tokens;
 mod webhooks;
