@@ -245,37 +245,50 @@ impl MailingForm {
 }
 
 /// The form as a page: `form`'s values, an error beside its field (or above the form), and
-/// where it posts.
+/// whether it edits mailing `editing` or makes a new one.
 async fn render(
     state: &ConsoleState,
     session: &ConsoleSession,
     status: StatusCode,
-    view: FormView<'_>,
+    form: &MailingForm,
+    error: Option<&InvalidInput>,
+    editing: Option<i64>,
 ) -> PageResult {
     let bots = state.store.telegram_bots(session.user.id).await?;
     let names: Vec<String> = bots.into_iter().map(|b| b.name).collect();
+    let view = FormView {
+        form,
+        error,
+        editing,
+        window_hours: state.settings.mailing.default_window_hours,
+    };
     let page = state.pages.mailing_form(session, &view, &names)?;
     Ok((status, page).into_response())
 }
 
 async fn new_page(State(state): State<ConsoleState>, SignedIn(session): SignedIn) -> PageResult {
     let form = MailingForm::blank();
-    let view = FormView {
-        form: &form,
-        error: None,
-        editing: None,
-        window_hours: state.settings.mailing.default_window_hours,
-    };
-    render(&state, &session, StatusCode::OK, view).await
+    render(&state, &session, StatusCode::OK, &form, None, None).await
 }
 
-/// What a form's check or its store said, as the page shows it.
-fn refusal(e: StoreError) -> Result<(StatusCode, InvalidInput), ConsoleError> {
-    match e {
-        StoreError::Invalid(e) => Ok((StatusCode::UNPROCESSABLE_ENTITY, e)),
-        StoreError::Conflict(why) => Ok((StatusCode::CONFLICT, invalid(why))),
-        other => Err(other.into()),
-    }
+/// What a submit of `form` answers: the stored mailing's page, or the form again with the
+/// rule it broke (a conflict above the form); any other failure is the store's.
+async fn saved_or_refused(
+    state: &ConsoleState,
+    session: &ConsoleSession,
+    form: &MailingForm,
+    editing: Option<i64>,
+    stored: Result<Mailing, StoreError>,
+) -> PageResult {
+    let (status, error) = match stored {
+        Ok(mailing) => {
+            return Ok(Redirect::to(&format!("/mailings/{}", mailing.id)).into_response());
+        }
+        Err(StoreError::Invalid(e)) => (StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(StoreError::Conflict(why)) => (StatusCode::CONFLICT, invalid(why)),
+        Err(other) => return Err(other.into()),
+    };
+    render(state, session, status, form, Some(&error), editing).await
 }
 
 /// The form's mailing as the use case takes it, or why not.
@@ -304,19 +317,7 @@ async fn create(
         }
         Err(e) => Err(StoreError::Invalid(e)),
     };
-    match stored {
-        Ok(mailing) => Ok(Redirect::to(&format!("/mailings/{}", mailing.id)).into_response()),
-        Err(e) => {
-            let (status, error) = refusal(e)?;
-            let view = FormView {
-                form: &form,
-                error: Some(&error),
-                editing: None,
-                window_hours: state.settings.mailing.default_window_hours,
-            };
-            render(&state, &session, status, view).await
-        }
-    }
+    saved_or_refused(&state, &session, &form, None, stored).await
 }
 
 /// The mailing `{id}` if it is the tenant's and may still be edited; else the page to show.
@@ -352,13 +353,15 @@ async fn edit_page(
         Err(page) => return Ok(page),
     };
     let form = MailingForm::of(&mailing);
-    let view = FormView {
-        form: &form,
-        error: None,
-        editing: Some(mailing.id.0),
-        window_hours: state.settings.mailing.default_window_hours,
-    };
-    render(&state, &session, StatusCode::OK, view).await
+    render(
+        &state,
+        &session,
+        StatusCode::OK,
+        &form,
+        None,
+        Some(mailing.id.0),
+    )
+    .await
 }
 
 async fn update(
@@ -389,19 +392,7 @@ async fn update(
         }
         Err(e) => Err(StoreError::Invalid(e)),
     };
-    match stored {
-        Ok(mailing) => Ok(Redirect::to(&format!("/mailings/{}", mailing.id)).into_response()),
-        Err(e) => {
-            let (status, error) = refusal(e)?;
-            let view = FormView {
-                form: &form,
-                error: Some(&error),
-                editing: Some(mailing.id.0),
-                window_hours: state.settings.mailing.default_window_hours,
-            };
-            render(&state, &session, status, view).await
-        }
-    }
+    saved_or_refused(&state, &session, &form, Some(mailing.id.0), stored).await
 }
 
 /// What the form's live preview shows.

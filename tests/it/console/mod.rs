@@ -53,13 +53,29 @@ async fn sign_in_form(server: &ApiServer) -> (String, String) {
         .expect("the sign-in page");
     let cookie = set_cookie(&response, "blast_sign_in").expect("the form's cookie");
     let html = response.text().await.expect("html");
-    let token = html
-        .split("name=\"token\" value=\"")
+    (hidden_field(&html, "token"), cookie.0)
+}
+
+/// The value of the page's first hidden field `name` (a form's token).
+fn hidden_field(html: &str, name: &str) -> String {
+    html.split(&format!("name=\"{name}\" value=\""))
         .nth(1)
         .and_then(|rest| rest.split('"').next())
-        .expect("the form carries its token")
-        .to_owned();
-    (token, cookie.0)
+        .unwrap_or_else(|| panic!("the page has no {name} field"))
+        .to_owned()
+}
+
+/// An SMS stub that answers after `latency` and refuses every tenth message for good (a 400).
+async fn stub_refusing_every_tenth(latency: Duration) -> blast_testkit::SmsStub {
+    blast_testkit::SmsStub::with_faults(crate::common::TOKEN, latency, |id, _| {
+        if id % 10 == 0 {
+            blast_testkit::Fault::Status(400)
+        } else {
+            blast_testkit::Fault::None
+        }
+    })
+    .await
+    .expect("stub")
 }
 
 /// The cookie `name` an answer sets: `name=value` and the whole header.
@@ -205,12 +221,8 @@ async fn the_session_cookie_is_guarded_and_sign_out_needs_the_csrf_token() {
     let dashboard = page(&server, "/", &session).await;
     assert_eq!(dashboard.status(), StatusCode::OK);
     let html = dashboard.text().await.expect("html");
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the sign-out form carries a CSRF token")
-        .to_owned();
+    // The sign-out form carries the session's CSRF token.
+    let csrf = hidden_field(&html, "csrf");
 
     // Without the token, or with another, sign-out is refused and the session lives on.
     for forged in ["", "0000"] {
@@ -449,19 +461,7 @@ async fn an_sms_mailing_reaches_100_percent_on_its_page_without_a_reload() {
     db.seed_clients(40, "all").await;
     // Each send takes a moment, so the page has progress to follow; every tenth message is
     // refused for good (a 400), so the dashboard has errors to show.
-    let stub = blast_testkit::SmsStub::with_faults(
-        crate::common::TOKEN,
-        Duration::from_millis(50),
-        |id, _| {
-            if id % 10 == 0 {
-                blast_testkit::Fault::Status(400)
-            } else {
-                blast_testkit::Fault::None
-            }
-        },
-    )
-    .await
-    .expect("stub");
+    let stub = stub_refusing_every_tenth(Duration::from_millis(50)).await;
     let mut settings = db.settings(&stub.base_url());
     // The dashboard's activity is read again at most once a second, in the background.
     settings.console.activity_refresh_secs = 1;

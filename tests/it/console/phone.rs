@@ -7,6 +7,18 @@ use super::{
 use blast::store::NewClient;
 use reqwest::StatusCode;
 
+/// The id of `tenant`'s first client.
+async fn first_client(
+    db: &crate::common::TestDb,
+    tenant: blast::ids::TenantId,
+) -> blast::ids::ClientId {
+    let query = blast::store::ClientQuery {
+        limit: 1,
+        ..Default::default()
+    };
+    db.store.list_clients(tenant, &query).await.expect("list")[0].id
+}
+
 #[tokio::test]
 async fn every_page_fits_a_phone_and_another_tenants_things_are_not_found() {
     let (db, server) = console(|_| {}).await;
@@ -28,18 +40,7 @@ async fn every_page_fits_a_phone_and_another_tenants_things_are_not_found() {
         )
         .await
         .expect("a client");
-    let client = db
-        .store
-        .list_clients(
-            db.tenant,
-            &blast::store::ClientQuery {
-                limit: 1,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("list")[0]
-        .id;
+    let client = first_client(&db, db.tenant).await;
     let mailing = db.create_mailing(in_an_hour("Spring sale")).await;
     let hook = db
         .store
@@ -95,18 +96,7 @@ async fn every_page_fits_a_phone_and_another_tenants_things_are_not_found() {
         )
         .await
         .expect("their client");
-    let theirs = db
-        .store
-        .list_clients(
-            other.id,
-            &blast::store::ClientQuery {
-                limit: 1,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("list")[0]
-        .id;
+    let theirs = first_client(&db, other.id).await;
     let their_hook = db
         .store
         .add_webhook(other.id, "https://theirs.example.org/hook", 10)

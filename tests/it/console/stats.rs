@@ -14,19 +14,7 @@ async fn the_statistics_page_reports_the_day_of_the_tenants_own_mailings() {
     db.seed_clients(40, "all").await;
     db.seed_clients_from("78", "f", 10, "few").await;
     // Every tenth message of the big mailing is refused for good.
-    let stub = blast_testkit::SmsStub::with_faults(
-        crate::common::TOKEN,
-        Duration::from_millis(5),
-        |id, _| {
-            if id % 10 == 0 {
-                blast_testkit::Fault::Status(400)
-            } else {
-                blast_testkit::Fault::None
-            }
-        },
-    )
-    .await
-    .expect("stub");
+    let stub = super::stub_refusing_every_tenth(Duration::from_millis(5)).await;
     let settings = db.settings(&stub.base_url());
     let server = ApiServer::start(&db.store, settings.clone()).await;
     // Another tenant's mailing the same day, sent first (its messages take the first ids, so

@@ -84,12 +84,7 @@ async fn a_token_form_needs_its_csrf_token_and_a_short_label() {
         .text()
         .await
         .expect("the page");
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the form's CSRF token")
-        .to_owned();
+    let csrf = super::hidden_field(&html, "csrf");
     let post = |fields: Vec<(&'static str, String)>| {
         no_redirects()
             .post(server.url("/settings/tokens"))
