@@ -280,15 +280,19 @@ pub enum ChannelKind {
     /// Web push to the browsers a client subscribed (VAPID, aes128gcm).
     #[serde(rename = "webpush")]
     WebPush,
+    /// The client's in-app inbox: stored, and pushed to the app's open sockets.
+    #[serde(rename = "inapp")]
+    InApp,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 5] = [
+    pub const ALL: [ChannelKind; 6] = [
         ChannelKind::Sms,
         ChannelKind::Email,
         ChannelKind::Telegram,
         ChannelKind::Log,
         ChannelKind::WebPush,
+        ChannelKind::InApp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -298,6 +302,7 @@ impl ChannelKind {
             ChannelKind::Telegram => "telegram",
             ChannelKind::Log => "log",
             ChannelKind::WebPush => "webpush",
+            ChannelKind::InApp => "inapp",
         }
     }
 }
@@ -311,8 +316,9 @@ impl FromStr for ChannelKind {
             "telegram" => Ok(ChannelKind::Telegram),
             "log" | "file" => Ok(ChannelKind::Log),
             "webpush" | "web-push" | "push" => Ok(ChannelKind::WebPush),
+            "inapp" | "in-app" | "inbox" => Ok(ChannelKind::InApp),
             other => Err(invalid(format!(
-                "unknown channel {other:?}: expected sms, email, telegram, webpush or log"
+                "unknown channel {other:?}: expected sms, email, telegram, webpush, inapp or log"
             ))),
         }
     }

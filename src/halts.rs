@@ -9,13 +9,8 @@
 
 use crate::queue::Queue;
 use crate::store::{Result, Store};
-use futures::StreamExt;
 use std::future::Future;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// How long one subscription is kept before it is made again.
-const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(60);
 
 fn channel(prefix: &str) -> String {
     format!("{prefix}:halts")
@@ -49,11 +44,15 @@ where
     // One slot: notices that arrive while the set is being read fold into one more read.
     let (tx, mut elsewhere) = tokio::sync::mpsc::channel::<()>(1);
     let subscriber = match &queue {
-        Queue::Redis(redis) => Some(tokio::spawn(subscribe(
+        Queue::Redis(redis) => Some(tokio::spawn(crate::queue::follow(
             redis.client.clone(),
             channel(&redis.prefix),
-            tx,
             stop.clone(),
+            // Every message, and every new subscription (what was announced while it was
+            // down has been missed), is one more look.
+            move |_| {
+                let _ = tx.try_send(());
+            },
         ))),
         Queue::Sqlite(_) => None,
     };
@@ -69,71 +68,5 @@ where
     }
     if let Some(subscriber) = subscriber {
         subscriber.abort();
-    }
-}
-
-/// Keep a subscription to `channel`, connecting again (with backoff) whenever it is lost, and
-/// pass each message on. Every new subscription also counts as a notice: what was announced
-/// while it was down has been missed.
-async fn subscribe(
-    client: redis::Client,
-    channel: String,
-    notices: tokio::sync::mpsc::Sender<()>,
-    stop: CancellationToken,
-) {
-    let mut failures = 0u32;
-    while !stop.is_cancelled() {
-        let connected = tokio::time::timeout(Duration::from_secs(5), async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            redis::RedisResult::Ok(pubsub)
-        })
-        .await;
-        match connected {
-            Ok(Ok(mut pubsub)) => {
-                let since = tokio::time::Instant::now();
-                let _ = notices.try_send(());
-                let mut messages = pubsub.on_message();
-                // Subscribed afresh now and then: a connection that died without a word (a
-                // dropped NAT entry) costs at most that long, not every notice until restart.
-                let renew = tokio::time::sleep(RESUBSCRIBE_EVERY);
-                tokio::pin!(renew);
-                let ended = loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = &mut renew => break false,
-                        message = messages.next() => match message {
-                            Some(_) => { let _ = notices.try_send(()); }
-                            None => break true,
-                        },
-                    }
-                };
-                // A subscription that lived a while was a good one; one that ended at once
-                // keeps backing off.
-                if since.elapsed() > Duration::from_secs(5) {
-                    failures = 0;
-                } else {
-                    failures += 1;
-                }
-                if ended {
-                    tracing::warn!("the halt-notice subscription ended; subscribing again");
-                } else {
-                    continue;
-                }
-            }
-            Ok(Err(e)) => {
-                failures += 1;
-                tracing::warn!(error = %e, "cannot subscribe to halt notices; retrying");
-            }
-            Err(_) => {
-                failures += 1;
-                tracing::warn!("subscribing to halt notices timed out; retrying");
-            }
-        }
-        let pause = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {}
-        }
     }
 }

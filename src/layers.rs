@@ -27,7 +27,7 @@ const LAYERS: &[&[&str]] = &[
     &["store"],
     &["settings", "report", "dedup"],
     &["queue", "telemetry"],
-    &["halts", "bot"],
+    &["halts", "bot", "inbox"],
     // Use cases the API and the CLI both call, and the API's JSON that both speak.
     &["app", "wire"],
     // The web console, which the API serves beside its own routes.

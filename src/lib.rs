@@ -14,6 +14,7 @@ pub mod dedup;
 pub mod domain;
 pub mod halts;
 pub mod ids;
+pub mod inbox;
 #[cfg(test)]
 mod layers;
 pub mod limits;

@@ -319,6 +319,9 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<(), AdminError> {
                 .await
         }
         Command::Client(ClientCommand::Delete { id }) => admin::client::delete(ctx, id).await,
+        Command::Client(ClientCommand::InboxToken { id, json }) => {
+            admin::client::inbox_token(ctx, id, json).await
+        }
         Command::Client(ClientCommand::Import { file, skip_invalid }) => {
             admin::import::run(ctx, &file, skip_invalid).await
         }

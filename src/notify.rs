@@ -140,7 +140,8 @@ impl Composed {
             .map(|l| format!("\n\n{l}"))
             .unwrap_or_default();
         match channel {
-            ChannelKind::Email => format!("{}{link}", self.body),
+            // A title of its own beside the text: the body and the link.
+            ChannelKind::Email | ChannelKind::InApp => format!("{}{link}", self.body),
             ChannelKind::WebPush => self.body.clone(),
             ChannelKind::Telegram => match self.body.trim() {
                 "" => format!("{}{link}", self.title),

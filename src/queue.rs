@@ -10,9 +10,11 @@ use crate::store::{Result, Store, StoreError};
 use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_redis::RedisStorage;
 use apalis_sqlite::{Config, SqliteStorage};
+use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sqlx::{Row, SqlitePool};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Where the lanes live.
 #[derive(Clone)]
@@ -230,6 +232,75 @@ impl Queue {
                 ),
             ),
             Queue::Sqlite(_) => None,
+        }
+    }
+}
+
+/// How long one pub/sub subscription is kept before it is made again.
+const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(60);
+
+/// Keep a subscription to the pub/sub `channel`, connecting again (with backoff) whenever it
+/// is lost, and hand `on` each message's payload, or None each time it subscribed afresh (what
+/// was published while it was down has been missed). Runs until `stop`.
+pub async fn follow(
+    client: redis::Client,
+    channel: String,
+    stop: CancellationToken,
+    mut on: impl FnMut(Option<Vec<u8>>) + Send,
+) {
+    let mut failures = 0u32;
+    while !stop.is_cancelled() {
+        let connected = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            redis::RedisResult::Ok(pubsub)
+        })
+        .await;
+        match connected {
+            Ok(Ok(mut pubsub)) => {
+                let since = tokio::time::Instant::now();
+                on(None);
+                let mut messages = pubsub.on_message();
+                // Subscribed afresh now and then: a connection that died without a word (a
+                // dropped NAT entry) costs at most that long, not every notice until restart.
+                let renew = tokio::time::sleep(RESUBSCRIBE_EVERY);
+                tokio::pin!(renew);
+                let ended = loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = &mut renew => break false,
+                        message = messages.next() => match message {
+                            Some(message) => on(Some(message.get_payload_bytes().to_vec())),
+                            None => break true,
+                        },
+                    }
+                };
+                // A subscription that lived a while was a good one; one that ended at once
+                // keeps backing off.
+                if since.elapsed() > Duration::from_secs(5) {
+                    failures = 0;
+                } else {
+                    failures += 1;
+                }
+                if ended {
+                    tracing::warn!(%channel, "the subscription ended; subscribing again");
+                } else {
+                    continue;
+                }
+            }
+            Ok(Err(e)) => {
+                failures += 1;
+                tracing::warn!(error = %e, %channel, "cannot subscribe; retrying");
+            }
+            Err(_) => {
+                failures += 1;
+                tracing::warn!(%channel, "subscribing timed out; retrying");
+            }
+        }
+        let pause = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }

@@ -419,6 +419,14 @@ pub enum ClientCommand {
         #[arg(long = "unset-attr", value_name = "KEY")]
         unset_attributes: Vec<String>,
     },
+    /// Print a token for a client's app: the credential it opens its in-app inbox with
+    /// (GET /api/v1/inbox/ws and the /api/v1/inbox routes), good for inapp.token_ttl_secs.
+    InboxToken {
+        id: i64,
+        /// Print JSON (token, client_id, expires_at) instead of the token alone.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a client (its messages stay in the mailings' counts).
     #[command(visible_alias = "remove")]
     Delete { id: i64 },

@@ -341,6 +341,30 @@ impl Backend {
         }
     }
 
+    /// A token a client's app opens its in-app inbox with: made here with `ttl_secs`, or by
+    /// the server with its own `inapp.token_ttl_secs`.
+    pub async fn inbox_token(
+        &self,
+        id: ClientId,
+        ttl_secs: u64,
+    ) -> Result<crate::app::inbox::InboxToken> {
+        match self {
+            Backend::Local { store, tenant } => {
+                let signer = crate::app::inbox::tokens(store).await?;
+                Ok(crate::app::inbox::token(store, &signer, *tenant, id, ttl_secs).await?)
+            }
+            Backend::Remote(api) => {
+                api.call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/clients/{id}/inbox-token"),
+                    &[],
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
     pub async fn delete_client(&self, id: ClientId) -> Result<()> {
         match self {
             Backend::Local { store, tenant } => Ok(store.delete_client(*tenant, id).await?),

@@ -128,6 +128,22 @@ pub async fn show(ctx: &Context, id: i64, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Print an inbox token for a client's app (the token alone, or JSON with its expiry).
+pub async fn inbox_token(ctx: &Context, id: i64, json: bool) -> Result<()> {
+    let ttl = ctx.settings.inapp.token_ttl_secs;
+    let token = ctx
+        .backend()
+        .await?
+        .inbox_token(crate::ids::ClientId(id), ttl)
+        .await?;
+    if json {
+        print_json(&token);
+    } else {
+        println!("{}", token.token);
+    }
+    Ok(())
+}
+
 pub async fn update(
     ctx: &Context,
     id: i64,

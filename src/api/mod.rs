@@ -9,6 +9,7 @@ mod docs;
 mod document;
 pub mod error;
 mod idempotency;
+mod inbox;
 mod mailings;
 mod notifications;
 pub(crate) mod ops;
@@ -58,6 +59,10 @@ pub struct Inner {
     pub imports: Arc<upload::TenantSlots>,
     /// Live event streams per tenant (`api.max_event_streams_per_tenant`).
     pub event_streams: Arc<upload::TenantSlots>,
+    /// Makes and checks inbox tokens; its secret is read from the store on first use.
+    pub inbox_tokens: tokio::sync::OnceCell<crate::channels::inapp::InboxTokens>,
+    /// The inbox sockets of this process, started with the first.
+    pub inbox_hub: tokio::sync::OnceCell<crate::inbox::Hub>,
 }
 
 impl std::ops::Deref for AppState {
@@ -118,6 +123,8 @@ impl AppState {
             unsubscribe: tokio::sync::OnceCell::new(),
             imports: Arc::default(),
             event_streams: Arc::default(),
+            inbox_tokens: tokio::sync::OnceCell::new(),
+            inbox_hub: tokio::sync::OnceCell::new(),
         }))
     }
 }
@@ -128,7 +135,7 @@ use crate::wire::Page;
 #[openapi(
     info(title = "blast", description = "Bulk messaging and notifications"),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "clients"), (name = "mailings"), (name = "telegram"), (name = "notifications"), (name = "webhooks"), (name = "stats"), (name = "operations"))
+    tags((name = "auth"), (name = "clients"), (name = "mailings"), (name = "telegram"), (name = "notifications"), (name = "inbox"), (name = "webhooks"), (name = "stats"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -186,6 +193,16 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
             notifications::subscriptions
         ))
         .routes(routes!(notifications::unsubscribe))
+        .routes(routes!(inbox::token))
+        .routes(routes!(inbox::items))
+        .routes(routes!(inbox::unread))
+        .routes(routes!(inbox::read))
+        .routes(routes!(inbox::mark_unread))
+        .routes(routes!(inbox::archive))
+        .routes(routes!(inbox::read_all))
+        .routes(routes!(inbox::ack))
+        .routes(routes!(inbox::socket))
+        .routes(routes!(inbox::events))
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::deliveries))

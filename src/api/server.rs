@@ -7,7 +7,6 @@
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -20,7 +19,9 @@ pub async fn serve_http1(
     header_read_timeout: Duration,
     stop: CancellationToken,
 ) {
-    let graceful = GracefulShutdown::new();
+    // hyper-util's GracefulShutdown cannot watch a connection with upgrades: the tracker
+    // waits for them instead.
+    let connections = tokio_util::task::TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
@@ -45,14 +46,26 @@ pub async fn serve_http1(
                 request.map(axum::body::Body::new)
             },
         );
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
+        // With upgrades: the inbox's WebSocket takes the connection over.
+        let connection = http
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+            .with_upgrades();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = stop.cancelled() => {
+                    // No new request on this connection; the one in flight finishes.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
-    graceful.shutdown().await;
+    connections.close();
+    connections.wait().await;
 }

@@ -4,6 +4,7 @@
 
 pub mod bots;
 pub mod import;
+pub mod inbox;
 pub mod mailings;
 pub mod notifications;
 pub mod progress;

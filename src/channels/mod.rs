@@ -1,5 +1,5 @@
 //! Channels: each a unit in a folder of its own (`sms/`, `email/`, `telegram/`, `webpush/`,
-//! `log/`) that hands one rendered message to a provider, and this registry that holds them.
+//! `inapp/`, `log/`) that hands one rendered message to a provider, and this registry that holds them.
 //!
 //! A unit is two small interfaces: [`ChannelSettings`], its section of the configuration
 //! (defaults, its own rules, secrets masked, how fast its provider goes, and how to build the
@@ -17,6 +17,7 @@
 //! the client and resend) and `Blocked` (the recipient is gone for good: mark the client).
 
 pub mod email;
+pub mod inapp;
 pub mod log;
 pub mod sms;
 pub mod telegram;
@@ -24,6 +25,7 @@ pub mod webpush;
 
 pub use crate::vapid::{VapidError, VapidKey};
 pub use email::{EmailChannel, EmailParts};
+pub use inapp::{InAppChannel, InboxParts};
 pub use log::LogChannel;
 pub use sms::SmsChannel;
 pub use telegram::{
@@ -151,6 +153,8 @@ pub enum Parts<'a> {
     Telegram(TelegramParts<'a>),
     /// The client's browsers and the JSON payload they are pushed.
     Push(PushParts<'a>),
+    /// Whose inbox the item goes to, and its title.
+    Inbox(InboxParts<'a>),
 }
 
 /// A web push: every browser subscription of the client, and the payload (JSON) each is
@@ -242,11 +246,15 @@ impl BadSetting {
     }
 }
 
-/// What every channel is built with, from the sections the channels share.
-#[derive(Debug, Clone, Copy)]
+/// What every channel is built with: what the sections share, and what the process that
+/// builds them holds.
+#[derive(Debug, Clone)]
 pub struct Shared {
     /// `rate_limits.burst_ms`: how far a provider's limit may run ahead of its rate.
     pub burst: Duration,
+    /// Where the `inapp` channel puts items (the worker's store and sockets); without it that
+    /// channel is not built.
+    pub inbox: Option<Arc<dyn inapp::Inbox>>,
 }
 
 /// A channel's section of the configuration (`[sms]`, `[email]`, …): deserialized with its
@@ -359,6 +367,7 @@ pub fn profile(channel: ChannelKind) -> Profile {
         ChannelKind::Telegram => telegram::PROFILE,
         ChannelKind::Log => log::PROFILE,
         ChannelKind::WebPush => webpush::PROFILE,
+        ChannelKind::InApp => inapp::PROFILE,
     }
 }
 
@@ -453,7 +462,7 @@ impl Channels {
         channels: Vec<Arc<dyn Channel>>,
         limiter: Limiter,
         tenant_per_second: u32,
-        shared: Shared,
+        shared: &Shared,
     ) -> Channels {
         Channels {
             registered: channels

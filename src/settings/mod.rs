@@ -6,6 +6,7 @@
 //! under `channels/`), with its defaults and its own rules.
 
 pub use crate::channels::email::{EmailSecurity, EmailSettings};
+pub use crate::channels::inapp::InAppSettings;
 pub use crate::channels::log::LogChannelSettings;
 pub use crate::channels::sms::SmsSettings;
 pub use crate::channels::telegram::TelegramSettings;
@@ -35,6 +36,7 @@ pub use bot::{BotMode, BotSettings};
 pub use console::ConsoleSettings;
 pub use mailing::{MailingSettings, PhoneSettings, RateLimitSettings};
 pub use stats::StatsSettings;
+use std::sync::Arc;
 use std::time::Duration;
 pub use storage::{PoolSettings, RedisSettings, SecretsSettings};
 pub use webhooks::WebhookSettings;
@@ -60,6 +62,7 @@ pub struct Settings {
     pub bot: BotSettings,
     pub stats: StatsSettings,
     pub webpush: WebPushSettings,
+    pub inapp: InAppSettings,
     pub notifications: NotificationSettings,
     pub webhooks: WebhookSettings,
     pub console: ConsoleSettings,
@@ -97,6 +100,7 @@ impl Default for Settings {
             bot: BotSettings::default(),
             stats: StatsSettings::default(),
             webpush: WebPushSettings::default(),
+            inapp: InAppSettings::default(),
             notifications: NotificationSettings::default(),
             webhooks: WebhookSettings::default(),
             console: ConsoleSettings::default(),
@@ -224,23 +228,25 @@ impl Settings {
 
     /// Every channel's section, in the order of [`ChannelKind::ALL`]: the registry of
     /// channels. A new channel adds its section to [`Settings`] and here.
-    pub fn channel_sections(&self) -> [&dyn ChannelSettings; 5] {
+    pub fn channel_sections(&self) -> [&dyn ChannelSettings; 6] {
         [
             &self.sms,
             &self.email,
             &self.telegram,
             &self.log_channel,
             &self.webpush,
+            &self.inapp,
         ]
     }
 
-    fn channel_sections_mut(&mut self) -> [&mut dyn ChannelSettings; 5] {
+    fn channel_sections_mut(&mut self) -> [&mut dyn ChannelSettings; 6] {
         [
             &mut self.sms,
             &mut self.email,
             &mut self.telegram,
             &mut self.log_channel,
             &mut self.webpush,
+            &mut self.inapp,
         ]
     }
 
@@ -254,22 +260,28 @@ impl Settings {
         sections[at]
     }
 
-    /// Every channel, built and registered, rate-limited through `limiter`. Runs inside a
-    /// tokio runtime (the SMTP connection pool starts a task).
-    pub fn channels(&self, limiter: crate::limits::Limiter) -> Result<Channels, DeliveryError> {
+    /// Every channel, built and registered, rate-limited through `limiter`, the `inapp`
+    /// channel putting its items into `inbox`. Runs inside a tokio runtime (the SMTP
+    /// connection pool starts a task).
+    pub fn channels(
+        &self,
+        limiter: crate::limits::Limiter,
+        inbox: Arc<dyn crate::channels::inapp::Inbox>,
+    ) -> Result<Channels, DeliveryError> {
         let shared = Shared {
             burst: Duration::from_millis(self.rate_limits.burst_ms),
+            inbox: Some(inbox),
         };
         let built = self
             .channel_sections()
             .into_iter()
-            .map(|section| section.build(shared))
+            .map(|section| section.build(shared.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Channels::new(
             built,
             limiter,
             self.rate_limits.tenant_per_second,
-            shared,
+            &shared,
         ))
     }
 

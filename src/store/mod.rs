@@ -9,6 +9,7 @@ mod bots;
 mod clients;
 mod idempotency;
 mod import;
+mod inbox;
 mod instances;
 mod mailings;
 mod media;
@@ -26,6 +27,7 @@ pub use bots::{RegisteredBot, validate_bot_name};
 pub use clients::{Client, ClientPatch, ClientQuery, ImportReport, NewClient};
 pub use idempotency::IdempotencyClaim;
 pub use import::{ClientImport, RowError};
+pub use inbox::{InboxCursor, InboxItem, InboxMark, InboxNotice, NewInboxItem};
 pub use instances::InstanceKind;
 pub(crate) use instances::hostname;
 pub use mailings::{
@@ -199,7 +201,13 @@ pub struct Store {
     /// Counts the mailings this process paused or cancelled: the worker of the same process
     /// (`blast up`) rereads what is halted the moment it moves ([`Store::halts_changed`]).
     halts: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// Inbox items stored through this store: the sockets of the same process listen
+    /// ([`Store::inbox_items_stored`]).
+    inbox: tokio::sync::broadcast::Sender<InboxNotice>,
 }
+
+/// Stored inbox items a listener may fall behind by before it misses some.
+const INBOX_NOTICES_BUFFERED: usize = 4096;
 
 /// `telegram.media_quota_bytes` unless configured: 1 GiB.
 pub use crate::channels::telegram::DEFAULT_MEDIA_QUOTA_BYTES;
@@ -290,6 +298,7 @@ impl Store {
                     keys: Default::default(),
                     media_quota_bytes: DEFAULT_MEDIA_QUOTA_BYTES,
                     halts: Default::default(),
+                    inbox: tokio::sync::broadcast::channel(INBOX_NOTICES_BUFFERED).0,
                 })
             }
         }
@@ -332,6 +341,7 @@ impl Store {
             keys: Default::default(),
             media_quota_bytes: DEFAULT_MEDIA_QUOTA_BYTES,
             halts: Default::default(),
+            inbox: tokio::sync::broadcast::channel(INBOX_NOTICES_BUFFERED).0,
         })
     }
 

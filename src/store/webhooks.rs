@@ -149,6 +149,35 @@ pub(crate) async fn enqueue_mailing_event(
     enqueue(tx, owner, &payload, now).await
 }
 
+/// Report that `client_id`'s inbox items (id and message) of `mailing_id` moved to `state`
+/// (delivered: an app acknowledged them; read).
+pub(crate) async fn enqueue_inbox_event(
+    tx: &mut Transaction<'static, Any>,
+    mailing_id: MailingId,
+    client_id: crate::ids::ClientId,
+    state: &str,
+    items: &[(i64, crate::ids::MessageId)],
+    now: i64,
+) -> Result<()> {
+    let items: Vec<serde_json::Value> = items
+        .iter()
+        .map(|(id, message_id)| serde_json::json!({"item_id": id, "message_id": message_id}))
+        .collect();
+    let payload = serde_json::json!({
+        "type": "inbox",
+        "at": now,
+        "mailing_id": mailing_id,
+        "client_id": client_id,
+        "state": state,
+        "items": items,
+    });
+    let owner = Owner::Mailing {
+        id: mailing_id,
+        tries_too: true,
+    };
+    enqueue(tx, owner, &payload, now).await
+}
+
 /// Report that a notification ended (delivered, failed, expired, cancelled, unknown).
 pub(crate) async fn enqueue_notification_event(
     tx: &mut Transaction<'static, Any>,

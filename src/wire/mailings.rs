@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 pub struct MailingInput {
     /// The message; a template over client fields and attributes: `Hi {{ name }}`.
     pub text: String,
-    /// `sms` (default), `email`, `telegram` or `log`.
+    /// `sms` (default), `email`, `telegram`, `webpush`, `inapp` or `log`.
     #[serde(default = "default_channel")]
     #[schema(value_type = crate::domain::ChannelKind)]
     pub channel: String,

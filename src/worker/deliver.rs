@@ -17,12 +17,12 @@ use super::marking::{Mark, Marker};
 use super::render::{Rendered, Templates, push_payload_of};
 use super::uploads::{MediaUploads, ResolvedMedia, media_refs};
 use crate::channels::{
-    self, ChannelEvent, Channels, DeliveryError, EmailParts, NotReachable, Outgoing, Parts,
-    Profile, PushParts, PushSubscription, Recipient, ResendPolicy, Route, TelegramBot,
+    self, ChannelEvent, Channels, DeliveryError, EmailParts, InboxParts, NotReachable, Outgoing,
+    Parts, Profile, PushParts, PushSubscription, Recipient, ResendPolicy, Route, TelegramBot,
     TelegramParts,
 };
 use crate::dedup::DedupKeys;
-use crate::domain::{ChannelKind, MailingState};
+use crate::domain::{ChannelKind, Client, MailingState};
 use crate::ids::{MailingId, MessageId};
 use crate::jobs::{DeliverBatch, Job};
 use crate::now_ms;
@@ -113,9 +113,11 @@ fn dedup_key(mailing: &Mailing, address: &str, text: &str) -> String {
 }
 
 /// What one message carries beyond its text: a Telegram mailing's content and media, a web
-/// push's browsers and payload, an email's subject, HTML and unsubscribe link, or nothing.
+/// push's browsers and payload, an inbox item's owner and title, an email's subject, HTML and
+/// unsubscribe link, or nothing.
 fn parts_of<'a>(
     mailing: &'a Mailing,
+    client: &'a Client,
     bot: &'a TelegramBot,
     rendered: &'a Rendered,
     unsubscribe_url: &'a Option<String>,
@@ -133,6 +135,13 @@ fn parts_of<'a>(
         return Parts::Push(PushParts {
             subscriptions,
             payload,
+        });
+    }
+    if mailing.channel == ChannelKind::InApp {
+        return Parts::Inbox(InboxParts {
+            tenant_id: mailing.tenant_id,
+            client_id: client.id,
+            title: rendered.subject.as_deref(),
         });
     }
     match rendered.subject.as_deref() {
@@ -476,7 +485,15 @@ impl Deliverer {
                 mailing_id: mailing.id,
                 address: &address,
                 text,
-                parts: parts_of(mailing, bot, &rendered, &unsubscribe_url, &media, &push),
+                parts: parts_of(
+                    mailing,
+                    &row.client,
+                    bot,
+                    &rendered,
+                    &unsubscribe_url,
+                    &media,
+                    &push,
+                ),
             };
             let started = Instant::now();
             let attempt = channel.send(&msg).await;

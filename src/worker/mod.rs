@@ -218,7 +218,13 @@ async fn deliverer(
     };
     Ok(Deliverer {
         store: store.clone(),
-        channels: settings.channels(limiter)?,
+        channels: settings.channels(
+            limiter,
+            Arc::new(crate::inbox::Poster::new(
+                store.clone(),
+                roles.queue.clone(),
+            )),
+        )?,
         retry: RetrySchedule::new(&settings.retry),
         resend,
         flush_every: Duration::from_millis(w.flush_interval_ms.max(1)),

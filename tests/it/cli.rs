@@ -749,6 +749,40 @@ fn commands_act_on_a_remote_server_through_its_api() {
     .expect("csv");
     let out = ok(&remote(&["client", "import", "more.csv"]));
     assert!(out.contains("2 new"), "{out}");
+    // An inbox token for the client's app, from the server and from its own database: the
+    // server takes both (one secret, kept in the database), for that client only.
+    let remote_token = json(&remote(&["client", "inbox-token", "1", "--json"]));
+    assert_eq!(remote_token["client_id"], 1);
+    let local_token = ok(&blast(server_dir.path(), &["client", "inbox-token", "1"]));
+    let unread = |token: &str| {
+        runtime.block_on(async {
+            let response = reqwest::Client::new()
+                .get(format!("{url}/api/v1/inbox/unread"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("unread");
+            (
+                response.status().as_u16(),
+                response.text().await.unwrap_or_default(),
+            )
+        })
+    };
+    for token in [
+        remote_token["token"].as_str().expect("token"),
+        local_token.trim(),
+    ] {
+        assert_eq!(unread(token), (200, r#"{"unread":0}"#.to_owned()));
+    }
+    let mut parts: Vec<&str> = local_token.trim().split('.').collect();
+    parts[1] = "2";
+    assert_eq!(
+        unread(&parts.join(".")).0,
+        401,
+        "a token moved to another client"
+    );
+    let missing = remote(&["client", "inbox-token", "999"]);
+    assert!(!missing.status.success());
     let clients = json(&remote(&["client", "list", "--json", "--tag", "vip"]));
     assert_eq!(clients.as_array().map_or(0, Vec::len), 2);
     let updated = ok(&remote(&[

@@ -12,6 +12,7 @@ mod crash;
 mod delivery;
 mod email;
 mod hardening;
+mod inbox;
 mod notifications;
 mod production;
 mod telegram;
