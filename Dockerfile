@@ -33,7 +33,7 @@ COPY testkit/Cargo.toml testkit/
 RUN mkdir -p src benches jobs/src cli/src testkit/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs jobs/src/lib.rs cli/src/lib.rs testkit/src/lib.rs \
- && for bench in mailing api production telegram console; do echo 'fn main() {}' > "benches/$bench.rs"; done
+ && for bench in mailing api production telegram console inbox; do echo 'fn main() {}' > "benches/$bench.rs"; done
 # The registry is a cache mount (downloads survive across builds without bloating layers);
 # target/ is deliberately *not* one: compiled dependencies live in this layer, so they are
 # reused by any builder that has the layer cache (including `--cache-from` in CI), and the

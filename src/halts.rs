@@ -48,10 +48,12 @@ where
             redis.client.clone(),
             channel(&redis.prefix),
             stop.clone(),
-            // Every message, and every new subscription (what was announced while it was
-            // down has been missed), is one more look.
-            move |_| {
-                let _ = tx.try_send(());
+            // Every message, and every subscription made after a gap (what was announced
+            // meanwhile was missed), is one more look.
+            move |heard| {
+                if !matches!(heard, crate::queue::Heard::Renewed) {
+                    let _ = tx.try_send(());
+                }
             },
         ))),
         Queue::Sqlite(_) => None,

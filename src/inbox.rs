@@ -9,8 +9,8 @@
 use crate::channels::DeliveryError;
 use crate::channels::inapp::{Inbox, NewItem};
 use crate::ids::{ClientId, TenantId};
-use crate::queue::Queue;
-use crate::store::{InboxItem, InboxNotice, NewInboxItem, Store};
+use crate::queue::{Heard, Queue};
+use crate::store::{InboxItem, InboxNotice, Store, StoreError};
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,18 +58,10 @@ impl Poster {
 impl Inbox for Poster {
     fn put<'a>(&'a self, item: NewItem<'a>) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
-            let stored = self
-                .store
-                .put_inbox_item(NewInboxItem {
-                    tenant_id: item.tenant_id,
-                    client_id: item.client_id,
-                    message_id: item.message_id,
-                    mailing_id: item.mailing_id,
-                    title: item.title,
-                    text: item.text,
-                })
-                .await
-                .map_err(|e| DeliveryError::transient(format!("cannot store the item: {e}")))?;
+            let stored = self.store.put_inbox_item(item).await.map_err(|e| match e {
+                StoreError::NotFound(_) => DeliveryError::permanent("the client was deleted"),
+                e => DeliveryError::transient(format!("cannot store the item: {e}")),
+            })?;
             if let Some(notice) = stored {
                 self.announce(&notice).await;
             }
@@ -116,9 +108,9 @@ impl Socket {
 #[derive(Debug)]
 struct HubInner {
     sockets: Mutex<HashMap<Key, Vec<Socket>>>,
-    /// Counts the times the hub may have missed items: each new Redis subscription (the first
-    /// included: nothing came before it), each time it fell behind this process's store.
-    /// Sockets catch up from the inbox when it moves.
+    /// The times the hub may have missed items: each Redis subscription made after a time
+    /// without one, each time it fell behind this process's store. Sockets catch up from the
+    /// inbox when it moves.
     gaps: tokio::sync::watch::Sender<u64>,
     next_id: AtomicU64,
     per_client: usize,
@@ -168,13 +160,7 @@ impl Hub {
         buffer: usize,
         stop: CancellationToken,
     ) -> Hub {
-        let hub = Hub(Arc::new(HubInner {
-            sockets: Mutex::default(),
-            next_id: AtomicU64::new(1),
-            gaps: tokio::sync::watch::channel(0).0,
-            per_client: per_client.max(1),
-            buffer: buffer.max(1),
-        }));
+        let hub = Hub::new(per_client, buffer);
         match queue {
             Queue::Redis(redis) => {
                 let hub = hub.clone();
@@ -182,13 +168,15 @@ impl Hub {
                     redis.client.clone(),
                     channel(&redis.prefix),
                     stop,
-                    move |payload| match payload {
-                        Some(payload) => {
+                    move |heard| match heard {
+                        Heard::Message(payload) => {
                             if let Ok(notice) = serde_json::from_slice(&payload) {
                                 hub.dispatch(notice);
                             }
                         }
-                        None => hub.gap(),
+                        // Renewed without a gap: nothing was missed.
+                        Heard::Renewed => {}
+                        Heard::Resumed => hub.gap(),
                     },
                 ));
             }
@@ -219,6 +207,17 @@ impl Hub {
             }
         }
         hub
+    }
+
+    /// A hub not fed by anything yet.
+    fn new(per_client: usize, buffer: usize) -> Hub {
+        Hub(Arc::new(HubInner {
+            sockets: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            gaps: tokio::sync::watch::channel(0).0,
+            per_client: per_client.max(1),
+            buffer: buffer.max(1),
+        }))
     }
 
     /// The hub may have missed items: every socket catches up.
@@ -290,5 +289,69 @@ impl Hub {
     /// Sockets held now.
     pub fn sockets_open(&self) -> usize {
         self.sockets().values().map(Vec::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(tenant: i64, client: i64, id: i64) -> InboxNotice {
+        InboxNotice {
+            tenant_id: TenantId(tenant),
+            client_id: ClientId(client),
+            item: InboxItem {
+                id,
+                mailing_id: crate::ids::MailingId(1),
+                message_id: crate::ids::MessageId(id),
+                title: None,
+                text: format!("item {id}"),
+                created_at: 0,
+                state: "sent".into(),
+                delivered_at: None,
+                read_at: None,
+            },
+        }
+    }
+
+    #[test]
+    fn items_go_to_their_clients_sockets_and_a_full_socket_is_let_go() {
+        let hub = Hub::new(5, 2);
+        let mut anna = hub.subscribe(TenantId(1), ClientId(1));
+        let mut same_id_other_tenant = hub.subscribe(TenantId(2), ClientId(1));
+        hub.dispatch(notice(1, 1, 10));
+        assert_eq!(anna.items.try_recv().map(|i| i.id), Ok(10));
+        assert!(same_id_other_tenant.items.try_recv().is_err());
+        // Anna's app stops reading: two items fill its buffer, the third lets it go.
+        for id in 11..=13 {
+            hub.dispatch(notice(1, 1, id));
+        }
+        assert_eq!(anna.items.try_recv().map(|i| i.id), Ok(11));
+        assert_eq!(anna.items.try_recv().map(|i| i.id), Ok(12));
+        assert!(matches!(
+            anna.items.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+        assert_eq!(anna.let_go(), Some(LetGo::TooSlow));
+        assert_eq!(hub.sockets_open(), 1);
+        drop(same_id_other_tenant);
+        assert_eq!(hub.sockets_open(), 0);
+    }
+
+    #[test]
+    fn a_client_past_its_cap_loses_its_oldest_socket() {
+        let hub = Hub::new(2, 8);
+        let mut oldest = hub.subscribe(TenantId(1), ClientId(1));
+        let mut middle = hub.subscribe(TenantId(1), ClientId(1));
+        let mut newest = hub.subscribe(TenantId(1), ClientId(1));
+        assert_eq!(oldest.let_go(), Some(LetGo::Superseded));
+        assert!(matches!(
+            oldest.items.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+        hub.dispatch(notice(1, 1, 1));
+        assert_eq!(middle.items.try_recv().map(|i| i.id), Ok(1));
+        assert_eq!(newest.items.try_recv().map(|i| i.id), Ok(1));
+        assert_eq!(hub.sockets_open(), 2);
     }
 }

@@ -238,39 +238,80 @@ impl Queue {
 
 /// How long one pub/sub subscription is kept before it is made again.
 const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(60);
+/// When a renewal could not subscribe, how soon it tries again.
+const RENEW_RETRY: Duration = Duration::from_secs(5);
+/// A renewed subscription's old connection is read until it has been quiet this long.
+const DRAIN_QUIET: Duration = Duration::from_millis(50);
+
+/// What a pub/sub subscription heard.
+#[derive(Debug)]
+pub enum Heard {
+    /// A message's payload.
+    Message(Vec<u8>),
+    /// Subscribed after a time without a subscription (the first time too): what was published
+    /// meanwhile was missed.
+    Resumed,
+    /// The subscription was renewed without a gap: nothing published was missed.
+    Renewed,
+}
 
 /// Keep a subscription to the pub/sub `channel`, connecting again (with backoff) whenever it
-/// is lost, and hand `on` each message's payload, or None each time it subscribed afresh (what
-/// was published while it was down has been missed). Runs until `stop`.
+/// is lost, and tell `on` what it hears. Runs until `stop`.
 pub async fn follow(
     client: redis::Client,
     channel: String,
     stop: CancellationToken,
-    mut on: impl FnMut(Option<Vec<u8>>) + Send,
+    mut on: impl FnMut(Heard) + Send,
 ) {
-    let mut failures = 0u32;
-    while !stop.is_cancelled() {
-        let connected = tokio::time::timeout(Duration::from_secs(5), async {
+    let subscribe = || async {
+        tokio::time::timeout(Duration::from_secs(5), async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             redis::RedisResult::Ok(pubsub)
         })
-        .await;
+        .await
+    };
+    let mut failures = 0u32;
+    // A subscription made while the one before still listened (a renewal).
+    let mut next = None;
+    while !stop.is_cancelled() {
+        let (connected, renewed) = match next.take() {
+            Some(pubsub) => (Ok(Ok(pubsub)), true),
+            None => (subscribe().await, false),
+        };
         match connected {
             Ok(Ok(mut pubsub)) => {
                 let since = tokio::time::Instant::now();
-                on(None);
+                on(if renewed {
+                    Heard::Renewed
+                } else {
+                    Heard::Resumed
+                });
                 let mut messages = pubsub.on_message();
                 // Subscribed afresh now and then: a connection that died without a word (a
-                // dropped NAT entry) costs at most that long, not every notice until restart.
+                // dropped NAT entry) costs at most that long, not every message until restart.
                 let renew = tokio::time::sleep(RESUBSCRIBE_EVERY);
                 tokio::pin!(renew);
                 let ended = loop {
                     tokio::select! {
                         _ = stop.cancelled() => return,
-                        _ = &mut renew => break false,
+                        _ = &mut renew => match subscribe().await {
+                            Ok(Ok(fresh)) => {
+                                // Both listen now; what reached the old one is read before it
+                                // goes (a message in both comes twice, none is lost).
+                                while let Ok(Some(message)) =
+                                    tokio::time::timeout(DRAIN_QUIET, messages.next()).await
+                                {
+                                    on(Heard::Message(message.get_payload_bytes().to_vec()));
+                                }
+                                next = Some(fresh);
+                                break false;
+                            }
+                            // Redis cannot take a new one now: keep this one, try again soon.
+                            _ => renew.as_mut().reset(tokio::time::Instant::now() + RENEW_RETRY),
+                        },
                         message = messages.next() => match message {
-                            Some(message) => on(Some(message.get_payload_bytes().to_vec())),
+                            Some(message) => on(Heard::Message(message.get_payload_bytes().to_vec())),
                             None => break true,
                         },
                     }

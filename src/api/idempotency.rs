@@ -28,8 +28,9 @@ pub struct HeldImportSlot(#[allow(dead_code)] pub std::sync::Arc<super::upload::
 pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let applies = request.method() == Method::POST
         && request.headers().contains_key(HEADER)
-        // Auth answers carry secrets (a fresh token): never store them.
-        && !request.uri().path().starts_with("/api/v1/auth/");
+        // Auth answers and inbox tokens carry secrets (a fresh token): never store them.
+        && !request.uri().path().starts_with("/api/v1/auth/")
+        && !request.uri().path().ends_with("/inbox-token");
     if !applies {
         return next.run(request).await;
     }

@@ -63,6 +63,9 @@ pub struct Inner {
     pub inbox_tokens: tokio::sync::OnceCell<crate::channels::inapp::InboxTokens>,
     /// The inbox sockets of this process, started with the first.
     pub inbox_hub: tokio::sync::OnceCell<crate::inbox::Hub>,
+    /// Live inbox connections (sockets, event streams): a stopping server waits for them to
+    /// say goodbye (they end when `shutdown` fires).
+    pub live_connections: tokio_util::task::TaskTracker,
 }
 
 impl std::ops::Deref for AppState {
@@ -125,6 +128,7 @@ impl AppState {
             event_streams: Arc::default(),
             inbox_tokens: tokio::sync::OnceCell::new(),
             inbox_hub: tokio::sync::OnceCell::new(),
+            live_connections: tokio_util::task::TaskTracker::new(),
         }))
     }
 }
@@ -297,6 +301,9 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
     (router, api)
 }
 
+/// How long a stopping server waits for its live inbox connections to close.
+const LIVE_GOODBYE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Serve the API on `listener` until `shutdown` completes; requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
@@ -314,6 +321,7 @@ pub async fn serve(
     });
     let state = AppState::new(store.clone(), settings.clone(), stop.clone());
     let (router, _) = router(state.clone());
+    let live_connections = state.live_connections.clone();
     crate::metrics::handle();
     let upkeep = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -335,6 +343,14 @@ pub async fn serve(
     let header_timeout =
         std::time::Duration::from_secs(settings.api.header_read_timeout_secs.max(1));
     server::serve_http1(listener, router, header_timeout, stop).await;
+    // The shutdown token told every live inbox connection to close; wait for their goodbyes.
+    live_connections.close();
+    if tokio::time::timeout(LIVE_GOODBYE, live_connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("inbox connections did not close in time; leaving them");
+    }
     upkeep.abort();
     Ok(())
 }

@@ -20,7 +20,8 @@ pub async fn serve_http1(
     stop: CancellationToken,
 ) {
     // hyper-util's GracefulShutdown cannot watch a connection with upgrades: the tracker
-    // waits for them instead.
+    // waits for them instead (until a connection is handed to a WebSocket, which the API
+    // waits for itself).
     let connections = tokio_util::task::TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())

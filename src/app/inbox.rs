@@ -29,7 +29,10 @@ pub async fn token(
     client_id: ClientId,
     ttl_secs: u64,
 ) -> Result<InboxToken, StoreError> {
-    store.client(tenant_id, client_id).await?;
+    let created_at = store
+        .client_created_at(tenant_id, client_id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("client {client_id}")))?;
     let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2);
     let claims = InboxClaims {
         tenant_id,
@@ -37,7 +40,7 @@ pub async fn token(
         expires_at: (crate::now_ms() / 1000).saturating_add(ttl),
     };
     Ok(InboxToken {
-        token: signer.token(claims),
+        token: signer.token(claims, created_at),
         client_id,
         expires_at: claims.expires_at,
     })

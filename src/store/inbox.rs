@@ -7,6 +7,7 @@
 
 use super::webhooks::enqueue_inbox_event;
 use super::{Result, Store, StoreError};
+use crate::channels::inapp::NewItem;
 use crate::ids::{ClientId, MailingId, MessageId, TenantId};
 use crate::now_ms;
 use serde::{Deserialize, Serialize};
@@ -35,17 +36,6 @@ pub struct InboxNotice {
     pub tenant_id: TenantId,
     pub client_id: ClientId,
     pub item: InboxItem,
-}
-
-/// An item to store.
-#[derive(Debug, Clone, Copy)]
-pub struct NewInboxItem<'a> {
-    pub tenant_id: TenantId,
-    pub client_id: ClientId,
-    pub message_id: MessageId,
-    pub mailing_id: MailingId,
-    pub title: Option<&'a str>,
-    pub text: &'a str,
 }
 
 /// What the user (or the app) does to items.
@@ -86,6 +76,9 @@ impl InboxCursor {
     }
 }
 
+/// The first key of the advisory locks that order one client's inbox writes (PostgreSQL).
+const INBOX_LOCK_CLASS: i32 = 0x1b0c;
+
 const COLUMNS: &str = "id, mailing_id, message_id, title, text, created_at, delivered_at, read_at";
 
 fn item_from_row(row: &AnyRow) -> std::result::Result<InboxItem, sqlx::Error> {
@@ -111,10 +104,22 @@ fn item_from_row(row: &AnyRow) -> std::result::Result<InboxItem, sqlx::Error> {
 
 impl Store {
     /// Store an item, once per message: a repeated send finds it stored and gets None (its
-    /// sockets were told the first time). Tells this process's listeners
-    /// ([`Store::inbox_items_stored`]) after the commit.
-    pub async fn put_inbox_item(&self, new: NewInboxItem<'_>) -> Result<Option<InboxNotice>> {
+    /// sockets were told the first time); a client deleted since is `NotFound`. Tells this
+    /// process's listeners ([`Store::inbox_items_stored`]) after the commit.
+    pub async fn put_inbox_item(&self, new: NewItem<'_>) -> Result<Option<InboxNotice>> {
         let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        // A client's items become visible in the order of their ids, so "the items after N"
+        // misses none: PostgreSQL hands out ids as rows are written, not as they commit, so
+        // the writers of one client's items take turns (SQLite has one writer anyway). The
+        // lock's key is the client id folded into 32 bits: clients that share it only wait.
+        if self.dialect == super::Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+                .bind(INBOX_LOCK_CLASS)
+                .bind((new.client_id.0 & 0x7fff_ffff) as i32)
+                .execute(&mut *tx)
+                .await?;
+        }
         let row = sqlx::query(
             "INSERT INTO inbox_items (tenant_id, client_id, message_id, mailing_id, title, text, created_at)
              SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM clients WHERE id = $2)
@@ -128,16 +133,26 @@ impl Store {
         .bind(new.title)
         .bind(new.text)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            return Ok(None);
+            let client = sqlx::query("SELECT 1 AS one FROM clients WHERE id = $1")
+                .bind(new.client_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return match client {
+                Some(_) => Ok(None),
+                None => Err(StoreError::NotFound(format!("client {}", new.client_id))),
+            };
         };
+        let id: i64 = row.try_get("id")?;
+        tx.commit().await?;
         let notice = InboxNotice {
             tenant_id: new.tenant_id,
             client_id: new.client_id,
             item: InboxItem {
-                id: row.try_get("id")?,
+                id,
                 mailing_id: new.mailing_id,
                 message_id: new.message_id,
                 title: new.title.map(str::to_owned),
@@ -200,7 +215,8 @@ impl Store {
     }
 
     /// A client's items after `after_id`, oldest first, at most `limit` (archived left out):
-    /// what an app that saw item `after_id` missed.
+    /// what an app that saw item `after_id` missed (a client's items become visible in the
+    /// order of their ids: see [`Store::put_inbox_item`]).
     pub async fn inbox_items_after(
         &self,
         tenant_id: TenantId,
@@ -224,6 +240,21 @@ impl Store {
             .iter()
             .map(item_from_row)
             .collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+
+    /// When `tenant_id`'s client `client_id` was made (ms); None when there is no such client.
+    /// Inbox tokens are bound to it, so a deleted client's token opens no other.
+    pub async fn client_created_at(
+        &self,
+        tenant_id: TenantId,
+        client_id: ClientId,
+    ) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT created_at FROM clients WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("created_at")).transpose()?)
     }
 
     /// The id of a client's newest item (archived or not); 0 for an empty inbox.
@@ -302,15 +333,25 @@ impl Store {
                     .await?)?;
             }
             Some(ids) => {
-                let sql = format!("{base} AND id = $4 RETURNING id, mailing_id, message_id");
-                for id in ids {
-                    run(sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                // One statement, the ids in order: two marks of the same items never wait
+                // for each other's rows crosswise.
+                let mut ids = ids.to_vec();
+                ids.sort_unstable();
+                ids.dedup();
+                if !ids.is_empty() {
+                    let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
+                    let sql = format!(
+                        "{base} AND id IN ({}) RETURNING id, mailing_id, message_id",
+                        list.join(", ")
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(tenant_id)
                         .bind(client_id)
-                        .bind(now)
-                        .bind(id)
-                        .fetch_all(&mut *tx)
-                        .await?)?;
+                        .bind(now);
+                    for id in &ids {
+                        query = query.bind(*id);
+                    }
+                    run(query.fetch_all(&mut *tx).await?)?;
                 }
             }
         }

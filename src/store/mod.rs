@@ -27,7 +27,7 @@ pub use bots::{RegisteredBot, validate_bot_name};
 pub use clients::{Client, ClientPatch, ClientQuery, ImportReport, NewClient};
 pub use idempotency::IdempotencyClaim;
 pub use import::{ClientImport, RowError};
-pub use inbox::{InboxCursor, InboxItem, InboxMark, InboxNotice, NewInboxItem};
+pub use inbox::{InboxCursor, InboxItem, InboxMark, InboxNotice};
 pub use instances::InstanceKind;
 pub(crate) use instances::hostname;
 pub use mailings::{

@@ -97,7 +97,7 @@ impl Inboxes {
 }
 
 /// A socket to `base`'s inbox with `token`, caught up after `after` (None: not at all).
-async fn connect(base: &str, token: &str, after: Option<i64>) -> Socket {
+pub(crate) async fn connect(base: &str, token: &str, after: Option<i64>) -> Socket {
     try_connect(base, token, after)
         .await
         .unwrap_or_else(|e| panic!("connect the inbox socket: {e}"))
@@ -120,7 +120,7 @@ async fn try_connect(
 
 /// The next JSON frame of `socket` (pings skipped); a close frame comes back as
 /// `{"closed": code, "reason": …}`.
-async fn frame(socket: &mut Socket) -> Value {
+pub(crate) async fn frame(socket: &mut Socket) -> Value {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
             .await
@@ -254,9 +254,12 @@ async fn items_reach_only_their_clients_sockets_on_every_process_and_catch_up_af
         frame(&mut back).await,
         json!({"type": "ready", "unread": 3})
     );
-    // The socket that stayed saw them live, each once.
+    // The socket that stayed saw them live, each once: its next frame is the next item.
     assert_eq!(frame(&mut anna_there).await["item"]["text"], "Two");
     assert_eq!(frame(&mut anna_there).await["item"]["text"], "Three");
+    s.mailing("a", "Fourth", "Four").await;
+    assert_eq!(frame(&mut anna_there).await["item"]["text"], "Four");
+    assert_eq!(frame(&mut back).await["item"]["text"], "Four");
 
     // REST: only Anna's items, newest first; the other tenant's token shows only its own.
     let (status, page) = send(get_as(api, &anna_token, "/api/v1/inbox/items")).await;
@@ -267,7 +270,7 @@ async fn items_reach_only_their_clients_sockets_on_every_process_and_catch_up_af
         .iter()
         .map(|i| i["text"].as_str().unwrap_or_default())
         .collect();
-    assert_eq!(texts, ["Three", "Two", "Hi Anna"]);
+    assert_eq!(texts, ["Four", "Three", "Two", "Hi Anna"]);
     let (_, page) = send(get_as(api, &stranger_token, "/api/v1/inbox/items")).await;
     assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
     let first_id = first["id"].as_i64().expect("id");
@@ -467,6 +470,14 @@ async fn sockets_are_capped_per_client_pinged_and_closed_when_their_token_runs_o
     );
     let (status, _) = send(get_as(server, &token, "/api/v1/inbox/unread")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A stopping server says goodbye to the sockets it holds (1001), and they may come back.
+    let fresh = s.token(&s.api, anna).await;
+    let mut open = connect(&server.base, &fresh, None).await;
+    assert_eq!(frame(&mut open).await["type"], "ready");
+    drop(s.api);
+    let closed = frame(&mut open).await;
+    assert_eq!(closed["closed"], 1001, "{closed}");
 }
 
 /// An event stream's events, read as they arrive: (event name, id, data as JSON).

@@ -672,3 +672,64 @@ async fn a_cancel_reaches_every_worker_at_once_not_at_the_periodic_check() {
         "statistics match the provider"
     );
 }
+
+/// An inbox item whose announcement the API process missed (stored while its Redis
+/// subscription was gone) still reaches the open socket: when the subscription is back, every
+/// socket catches up from the inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbox_socket_gets_what_its_process_missed_while_its_redis_subscription_was_down() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let db = production_db(0).await;
+    db.seed_clients(1, "inbox").await;
+    let client = db
+        .store
+        .list_clients(
+            db.tenant,
+            &blast::store::ClientQuery {
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("clients")[0]
+        .id;
+    // The API process has a store of its own, as on another host.
+    let server_store = blast::store::Store::open(&db.url).await.expect("store");
+    let server =
+        crate::common::ApiServer::start(&server_store, db.settings("http://127.0.0.1:9")).await;
+    let signer = blast::app::inbox::tokens(&db.store).await.expect("signer");
+    let token = blast::app::inbox::token(&db.store, &signer, db.tenant, client, 600)
+        .await
+        .expect("token");
+    let mut socket = crate::inbox::connect(&server.base, &token.token, Some(0)).await;
+    assert_eq!(crate::inbox::frame(&mut socket).await["type"], "ready");
+
+    // Stored, and never announced: as when Redis took nothing while its subscription was down.
+    db.store
+        .put_inbox_item(blast::channels::inapp::NewItem {
+            tenant_id: db.tenant,
+            client_id: client,
+            message_id: blast::ids::MessageId(9_000_000_001),
+            mailing_id: blast::ids::MailingId(1),
+            title: Some("Missed"),
+            text: "stored while nobody listened",
+        })
+        .await
+        .expect("stored")
+        .expect("a new item");
+    let redis = redis::Client::open(db.redis_url.as_deref().expect("redis")).expect("url");
+    let mut conn = redis
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT KILL");
+    assert!(killed >= 1, "the API's subscription was there to lose");
+    let got = crate::inbox::frame(&mut socket).await;
+    assert_eq!(got["item"]["title"], "Missed", "{got}");
+}

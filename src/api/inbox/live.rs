@@ -27,6 +27,8 @@ const CATCH_UP_PAGE: u32 = 200;
 pub const MAX_IDS_PER_FRAME: usize = 100;
 /// The largest frame an app may send.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+/// A socket's read buffer: an app's frames are small.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// How long a new socket waits for its hub to listen before it catches up anyway.
 const HUB_LISTENING_WAIT: Duration = Duration::from_secs(5);
 /// Ids of the items a socket sent that it remembers, so an item that comes both from the
@@ -34,6 +36,9 @@ const HUB_LISTENING_WAIT: Duration = Duration::from_secs(5);
 const SENT_REMEMBERED: usize = 1024;
 /// Events written ahead of an event stream's body.
 const STREAM_BUFFER: usize = 16;
+/// A frame the app does not take within this long (it stopped reading but keeps the
+/// connection) ends the connection: nothing else waits on it.
+const SEND_WITHIN: Duration = Duration::from_secs(10);
 
 /// Where the frames go.
 pub enum Outlet {
@@ -77,6 +82,16 @@ impl Outlet {
 
     /// Send one frame; an item's carries its id (an event stream's `Last-Event-ID`).
     async fn send(&mut self, frame: &serde_json::Value, item_id: Option<i64>) -> Result<(), Gone> {
+        tokio::time::timeout(SEND_WITHIN, self.send_now(frame, item_id))
+            .await
+            .map_err(|_| Gone)?
+    }
+
+    async fn send_now(
+        &mut self,
+        frame: &serde_json::Value,
+        item_id: Option<i64>,
+    ) -> Result<(), Gone> {
         match self {
             Outlet::Socket(socket) => socket
                 .send(Message::Text(frame.to_string().into()))
@@ -94,6 +109,12 @@ impl Outlet {
     }
 
     async fn ping(&mut self) -> Result<(), Gone> {
+        tokio::time::timeout(SEND_WITHIN, self.ping_now())
+            .await
+            .map_err(|_| Gone)?
+    }
+
+    async fn ping_now(&mut self) -> Result<(), Gone> {
         match self {
             Outlet::Socket(socket) => socket
                 .send(Message::Ping(Default::default()))
@@ -133,7 +154,8 @@ impl Outlet {
                     code,
                     reason: Utf8Bytes::from_static(reason),
                 };
-                let _ = socket.send(Message::Close(Some(frame))).await;
+                let _ = tokio::time::timeout(SEND_WITHIN, socket.send(Message::Close(Some(frame))))
+                    .await;
             }
             Outlet::Stream(_) => {
                 let frame = serde_json::json!({"type": "close", "code": code, "reason": reason});
@@ -229,21 +251,23 @@ impl Live {
         Ok(())
     }
 
-    /// Send every item after the last one sent (oldest first) that was not sent yet.
-    async fn catch_up(&mut self) -> Result<(), Ended> {
+    /// Send every item after `after` (oldest first) that was not sent yet.
+    async fn catch_up(&mut self, after: i64) -> Result<(), Ended> {
         let (tenant_id, client_id) = (self.claims.tenant_id, self.claims.client_id);
+        let mut after = after;
         loop {
             let page = self
                 .state
                 .store
-                .inbox_items_after(tenant_id, client_id, self.sent.last, CATCH_UP_PAGE)
+                .inbox_items_after(tenant_id, client_id, after, CATCH_UP_PAGE)
                 .await
                 .map_err(|e| unreadable(&e))?;
             for item in &page {
                 self.send_item(item).await?;
             }
-            if page.len() < CATCH_UP_PAGE as usize {
-                return Ok(());
+            match page.last() {
+                Some(last) if page.len() == CATCH_UP_PAGE as usize => after = last.id,
+                _ => return Ok(()),
             }
         }
     }
@@ -259,16 +283,20 @@ impl Live {
         let _ = tokio::time::timeout(HUB_LISTENING_WAIT, gaps.wait_for(|n| *n > 0)).await;
         gaps.mark_unchanged();
         let store = self.state.store.clone();
-        // Without `after`, the app wants what comes from now on.
-        let after = match after {
-            Some(after) => after,
-            None => store
-                .inbox_newest_id(tenant_id, client_id)
-                .await
-                .map_err(|e| unreadable(&e))?,
-        };
-        self.sent = SentIds::after(after);
-        self.catch_up().await?;
+        match after {
+            Some(after) => {
+                self.sent = SentIds::after(after);
+                self.catch_up(after).await?;
+            }
+            // The app wants what comes from now on: that comes live, the hub listening.
+            None => {
+                let newest = store
+                    .inbox_newest_id(tenant_id, client_id)
+                    .await
+                    .map_err(|e| unreadable(&e))?;
+                self.sent = SentIds::after(newest);
+            }
+        }
         let unread = store
             .inbox_unread(tenant_id, client_id)
             .await
@@ -285,8 +313,14 @@ impl Live {
         let shutdown = self.state.shutdown.clone();
         loop {
             tokio::select! {
+                // In this order: a gap is caught up before the items that came after it.
+                biased;
                 () = shutdown.cancelled() => return closing(1001, "the server is stopping"),
                 () = &mut expiry => return closing(4001, "the inbox token expired"),
+                // The hub may have missed items (Redis came back): read them from the inbox.
+                // Before the items after the gap (`biased`): those must not move the last id
+                // sent past what was missed.
+                Ok(()) = gaps.changed() => self.catch_up(self.sent.last).await?,
                 item = live.items.recv() => match item {
                     Some(item) => self.send_item(&item).await?,
                     None => {
@@ -298,8 +332,6 @@ impl Live {
                         return closing(code, why.reason());
                     }
                 },
-                // The hub may have missed items (Redis came back): read them from the inbox.
-                Ok(()) = gaps.changed() => self.catch_up().await?,
                 _ = heartbeat.tick() => {
                     if self.outlet.answers_pings() && heard_at.elapsed() > every * 2 {
                         return closing(1001, "no answer to the heartbeat");

@@ -99,12 +99,19 @@ impl FromRequestParts<AppState> for InboxUser {
                 ApiError::unauthorized("an inbox token is required (bearer or ?token=)")
             })?,
         };
+        let refused = || ApiError::unauthorized("the inbox token is not valid or has expired");
+        let claimed = InboxTokens::claims(&token).ok_or_else(refused)?;
+        let created_at = state
+            .store
+            .client_created_at(claimed.tenant_id, claimed.client_id)
+            .await?
+            .ok_or_else(refused)?;
         state
             .inbox_tokens()
             .await?
-            .verify(&token, now_secs())
+            .verify(&token, created_at, now_secs())
             .map(InboxUser)
-            .ok_or_else(|| ApiError::unauthorized("the inbox token is not valid or has expired"))
+            .ok_or_else(refused)
     }
 }
 
@@ -282,10 +289,19 @@ pub async fn socket(
 ) -> ApiResult<Response> {
     let hub = state.inbox_hub().await?.clone();
     let after = q.after.map(|after| after.max(0));
+    // Small buffers: a server holds thousands of these, and the frames both ways are small
+    // (tungstenite's default reserves 128 KiB of read buffer per socket).
     Ok(upgrade
+        .read_buffer_size(live::READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_frame_size(live::MAX_FRAME_BYTES)
         .max_message_size(live::MAX_FRAME_BYTES)
         .on_upgrade(move |socket| {
-            live::Live::new(state, claims, live::Outlet::Socket(Box::new(socket))).run(hub, after)
+            let tracker = state.live_connections.clone();
+            tracker.track_future(
+                live::Live::new(state, claims, live::Outlet::Socket(Box::new(socket)))
+                    .run(hub, after),
+            )
         }))
 }
 
@@ -312,6 +328,7 @@ pub async fn events(
         .and_then(|v| v.trim().parse::<i64>().ok());
     let after = last_event_id.or(q.after).map(|after| after.max(0));
     let (outlet, stream) = live::Outlet::stream();
-    tokio::spawn(live::Live::new(state, claims, outlet).run(hub, after));
+    let tracker = state.live_connections.clone();
+    tokio::spawn(tracker.track_future(live::Live::new(state, claims, outlet).run(hub, after)));
     Ok(Sse::new(stream))
 }

@@ -1,9 +1,11 @@
 //! Inbox tokens: the credential an end user's app connects to its inbox with. The tenant's
 //! backend asks for one (`POST /api/v1/clients/{id}/inbox-token`) and hands it to the app.
 //!
-//! A token is `{tenant}.{client}.{expires}.{mac}`: the HMAC-SHA256 of the first three under a
-//! secret kept in the database (made on first use, the same for every process), so it names
-//! one client of one tenant, cannot be forged or moved to another client, and runs out.
+//! A token is `{tenant}.{client}.{expires}.{mac}`: the HMAC-SHA256 of the first three and the
+//! client's creation time under a secret kept in the database (made on first use, the same for
+//! every process), so it names one client of one tenant, cannot be forged or moved to another
+//! client, runs out, and opens nothing once its client is deleted (not even a new client that
+//! was given the same id).
 
 use crate::ids::{ClientId, TenantId};
 use hmac::{Hmac, Mac};
@@ -51,32 +53,50 @@ impl InboxTokens {
         mac
     }
 
-    /// The token for `claims`.
-    pub fn token(&self, claims: InboxClaims) -> String {
+    /// The MAC of `signed` (the token's first three parts) for the client created at
+    /// `client_created_at`.
+    fn tag(&self, signed: &str, client_created_at: i64) -> Hmac<Sha256> {
+        let mut mac = self.mac(signed);
+        mac.update(format!(".{client_created_at}").as_bytes());
+        mac
+    }
+
+    /// The token for `claims`, whose client was created at `client_created_at` (ms).
+    pub fn token(&self, claims: InboxClaims, client_created_at: i64) -> String {
         let signed = format!(
             "{}.{}.{}",
             claims.tenant_id, claims.client_id, claims.expires_at
         );
-        let tag = self.mac(&signed).finalize().into_bytes();
+        let tag = self.tag(&signed, client_created_at).finalize().into_bytes();
         format!("{signed}.{}", hex::encode(&tag[..MAC_BYTES]))
     }
 
-    /// What a token says, when its MAC is right (checked in constant time) and it has not run
-    /// out by `now` (unix seconds).
-    pub fn verify(&self, token: &str, now: i64) -> Option<InboxClaims> {
-        let (signed, tag) = token.rsplit_once('.')?;
-        let tag = hex::decode(tag).ok()?;
-        if tag.len() != MAC_BYTES {
-            return None;
-        }
-        self.mac(signed).verify_truncated_left(&tag).ok()?;
+    /// What a token claims, unchecked: whose client to look up before [`InboxTokens::verify`].
+    pub fn claims(token: &str) -> Option<InboxClaims> {
+        let (signed, _) = token.rsplit_once('.')?;
         let mut parts = signed.split('.');
         let claims = InboxClaims {
             tenant_id: TenantId(parts.next()?.parse().ok()?),
             client_id: ClientId(parts.next()?.parse().ok()?),
             expires_at: parts.next()?.parse().ok()?,
         };
-        (parts.next().is_none() && claims.expires_at > now).then_some(claims)
+        parts.next().is_none().then_some(claims)
+    }
+
+    /// What a token says, when its MAC is right for the client created at
+    /// `client_created_at` (checked in constant time) and it has not run out by `now` (unix
+    /// seconds).
+    pub fn verify(&self, token: &str, client_created_at: i64, now: i64) -> Option<InboxClaims> {
+        let claims = InboxTokens::claims(token)?;
+        let (signed, tag) = token.rsplit_once('.')?;
+        let tag = hex::decode(tag).ok()?;
+        if tag.len() != MAC_BYTES {
+            return None;
+        }
+        self.tag(signed, client_created_at)
+            .verify_truncated_left(&tag)
+            .ok()?;
+        (claims.expires_at > now).then_some(claims)
     }
 }
 
@@ -95,15 +115,22 @@ mod tests {
     #[test]
     fn a_token_opens_only_its_own_inbox_until_it_runs_out() {
         let tokens = InboxTokens::new("s3cret");
-        let token = tokens.token(claims(42, 1_000));
-        assert_eq!(tokens.verify(&token, 999), Some(claims(42, 1_000)));
-        assert_eq!(tokens.verify(&token, 1_000), None, "expired");
-        assert_eq!(InboxTokens::new("other").verify(&token, 0), None);
+        let token = tokens.token(claims(42, 1_000), 5);
+        assert_eq!(InboxTokens::claims(&token), Some(claims(42, 1_000)));
+        assert_eq!(tokens.verify(&token, 5, 999), Some(claims(42, 1_000)));
+        assert_eq!(tokens.verify(&token, 5, 1_000), None, "expired");
+        assert_eq!(
+            tokens.verify(&token, 6, 0),
+            None,
+            "another client with the same id"
+        );
+        assert_eq!(InboxTokens::new("other").verify(&token, 5, 0), None);
         let forged = token.replacen("7.42.", "7.43.", 1);
-        assert_eq!(tokens.verify(&forged, 0), None);
+        assert_eq!(tokens.verify(&forged, 5, 0), None);
         let later = token.replacen(".1000.", ".9000.", 1);
-        assert_eq!(tokens.verify(&later, 0), None);
-        assert_eq!(tokens.verify("7.42.1000", 0), None);
-        assert_eq!(tokens.verify("", 0), None);
+        assert_eq!(tokens.verify(&later, 5, 0), None);
+        assert_eq!(tokens.verify("7.42.1000", 5, 0), None);
+        assert_eq!(tokens.verify("", 5, 0), None);
+        assert_eq!(InboxTokens::claims("7.42.1000.x.ab"), None);
     }
 }
