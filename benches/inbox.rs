@@ -9,7 +9,7 @@
 
 use blast::domain::ChannelKind;
 use blast::ids::ClientId;
-use blast_testkit::{fixtures, peak_rss_mb, percentile};
+use blast_testkit::{fixtures, peak_rss_mb, percentile, rss_mb};
 use futures::{SinkExt, StreamExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,19 +25,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// The resident memory of process `pid` now, in MB (VmRSS).
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// The server, stopped when dropped.
@@ -146,7 +133,7 @@ fn main() -> Result<(), BoxError> {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            let idle_mb = rss_mb(pid);
+            let idle_mb = rss_mb(&pid.to_string());
 
             println!(
                 "blast in-app inbox benchmark (embedded profile, {sockets} WebSockets on one `blast up`, 127.0.0.1)"
@@ -164,7 +151,7 @@ fn main() -> Result<(), BoxError> {
                 }
             }
             let connect_secs = connecting.elapsed().as_secs_f64();
-            let open_mb = rss_mb(pid);
+            let open_mb = rss_mb(&pid.to_string());
             println!(
                 "  {sockets} sockets open in {connect_secs:.1} s; server RSS {idle_mb:.0} MB before, {open_mb:.0} MB with them open ({:.1} KB a socket)",
                 (open_mb - idle_mb) * 1024.0 / sockets as f64

@@ -252,9 +252,8 @@ impl BadSetting {
 pub struct Shared {
     /// `rate_limits.burst_ms`: how far a provider's limit may run ahead of its rate.
     pub burst: Duration,
-    /// Where the `inapp` channel puts items (the worker's store and sockets); without it that
-    /// channel is not built.
-    pub inbox: Option<Arc<dyn inapp::Inbox>>,
+    /// Where the `inapp` channel puts items (the worker's store and sockets).
+    pub inbox: Arc<dyn inapp::Inbox>,
 }
 
 /// A channel's section of the configuration (`[sms]`, `[email]`, …): deserialized with its

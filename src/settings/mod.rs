@@ -270,7 +270,7 @@ impl Settings {
     ) -> Result<Channels, DeliveryError> {
         let shared = Shared {
             burst: Duration::from_millis(self.rate_limits.burst_ms),
-            inbox: Some(inbox),
+            inbox,
         };
         let built = self
             .channel_sections()

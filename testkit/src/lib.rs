@@ -27,11 +27,21 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// The peak resident set size of process `pid` ("self" for this one) in MB, from
 /// `/proc/{pid}/status` (VmHWM); 0 where that file cannot be read.
 pub fn peak_rss_mb(pid: &str) -> f64 {
+    status_mb(pid, "VmHWM:")
+}
+
+/// The resident set size of process `pid` now, in MB (VmRSS); 0 where it cannot be read.
+pub fn rss_mb(pid: &str) -> f64 {
+    status_mb(pid, "VmRSS:")
+}
+
+/// A size in kB of `/proc/{pid}/status` (the line starting with `field`), in MB.
+fn status_mb(pid: &str, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })

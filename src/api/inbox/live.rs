@@ -307,7 +307,7 @@ impl Live {
         let every = Duration::from_secs(self.state.settings.inapp.heartbeat_secs.max(1));
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut heard_at = tokio::time::Instant::now();
-        let left = u64::try_from(self.claims.expires_at - crate::now_ms() / 1000).unwrap_or(0);
+        let left = u64::try_from(self.claims.expires_at - super::now_secs()).unwrap_or(0);
         let expiry = tokio::time::sleep(Duration::from_secs(left));
         tokio::pin!(expiry);
         let shutdown = self.state.shutdown.clone();

@@ -72,11 +72,8 @@ impl ChannelSettings for InAppSettings {
     }
 
     fn build(&self, shared: Shared) -> Result<Arc<dyn Channel>, DeliveryError> {
-        let inbox = shared.inbox.ok_or_else(|| {
-            DeliveryError::Unavailable("the in-app channel was built without its inbox".into())
-        })?;
         Ok(Arc::new(InAppChannel::new(
-            inbox,
+            shared.inbox,
             self.max_in_flight as usize,
         )))
     }
