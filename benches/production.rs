@@ -19,6 +19,11 @@
 //! deliveries. For the figures:
 //! `BENCH_RECIPIENTS=20000 BLAST_SMS__RATE_LIMIT_PER_SECOND=1000 BENCH_FAULT=flushdb cargo bench --bench production`.
 //!
+//! The same run first measures the machine's ceiling: what bare HTTP clients reach against the
+//! same stub, in as many processes as there are workers, each with `sms.max_in_flight`
+//! requests in flight on kept-alive connections (`BENCH_CEILING_REQUESTS`, default the
+//! smaller of N and 200,000), and prints blast's throughput as a share of it.
+//!
 //! `BENCH_CANCEL_AT=0.3` cancels the mailing once the provider has seen that share of it, as
 //! the API does (the store, then the notice on Redis), and prints how many requests the
 //! provider still received after the cancel was acknowledged, and the last one's delay.
@@ -160,7 +165,99 @@ fn free_port() -> Result<u16, BoxError> {
         .port())
 }
 
+/// The environment a bare client process is started with (`BENCH_ROLE=bare-client`).
+const ROLE: &str = "BENCH_ROLE";
+
+/// One process of the ceiling measurement: `BENCH_BARE_COUNT` requests to the stub at
+/// `BENCH_BARE_URL`, `BENCH_BARE_IN_FLIGHT` at a time, as blast's SMS channel sends them
+/// (a kept-alive reqwest client, bearer token, JSON body), and nothing else.
+fn bare_client() -> Result<(), BoxError> {
+    let url: String = std::env::var("BENCH_BARE_URL")?;
+    let count: i64 = env_or("BENCH_BARE_COUNT", 0);
+    let first_id: i64 = env_or("BENCH_BARE_FIRST_ID", 1);
+    let in_flight: usize = env_or("BENCH_BARE_IN_FLIGHT", 64);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(in_flight)
+            .build()?;
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let mut senders = tokio::task::JoinSet::new();
+        for _ in 0..in_flight {
+            let (http, next, url) = (http.clone(), next.clone(), url.clone());
+            senders.spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= count {
+                        return Ok::<(), reqwest::Error>(());
+                    }
+                    let id = first_id + i;
+                    let body = serde_json::json!({
+                        "id": id,
+                        "phone": 79_100_000_000_i64 + i,
+                        "text": format!("Hello client {i}, your code is {id}"),
+                    });
+                    http.post(format!("{url}/v1/send/{id}"))
+                        .bearer_auth(TOKEN)
+                        .json(&body)
+                        .send()
+                        .await?
+                        .error_for_status()?
+                        .bytes()
+                        .await?;
+                }
+            });
+        }
+        while let Some(sent) = senders.join_next().await {
+            sent??;
+        }
+        Ok(())
+    })
+}
+
+/// Requests per second that `processes` bare clients, each with `in_flight` requests in
+/// flight, reach against a stub of their own: what this machine allows blast at most.
+async fn ceiling(processes: usize, in_flight: usize, requests: usize) -> Result<f64, BoxError> {
+    let stub = SmsStub::start(TOKEN, Duration::ZERO).await?;
+    let per_process = requests.div_ceil(processes);
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for p in 0..processes {
+        clients.push(
+            tokio::process::Command::new(std::env::current_exe()?)
+                .env(ROLE, "bare-client")
+                .env("BENCH_BARE_URL", stub.base_url())
+                .env("BENCH_BARE_COUNT", per_process.to_string())
+                .env("BENCH_BARE_FIRST_ID", (1 + p * per_process).to_string())
+                .env("BENCH_BARE_IN_FLIGHT", in_flight.to_string())
+                .kill_on_drop(true)
+                .spawn()?,
+        );
+    }
+    for mut client in clients {
+        let status = client.wait().await?;
+        if !status.success() {
+            return Err(format!("a bare client exited with {status}").into());
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let delivered = stub.delivered_count();
+    if delivered != per_process * processes {
+        return Err(format!(
+            "the bare clients delivered {delivered} of {}",
+            per_process * processes
+        )
+        .into());
+    }
+    Ok(delivered as f64 / secs)
+}
+
 fn main() -> Result<(), BoxError> {
+    if std::env::var(ROLE).as_deref() == Ok("bare-client") {
+        return bare_client();
+    }
     let n: usize = env_or("BENCH_RECIPIENTS", 1_000_000);
     let workers: usize = env_or("BENCH_WORKERS", 2);
     let pg_server = std::env::var("BENCH_POSTGRES_URL")
@@ -226,6 +323,9 @@ async fn run(
     prefix: &str,
     mut fault: Option<(Fault, f64, &mut OwnRedis)>,
 ) -> Result<(), BoxError> {
+    let in_flight: usize = env_or("BLAST_SMS__MAX_IN_FLIGHT", 64);
+    let ceiling_requests: usize = env_or("BENCH_CEILING_REQUESTS", n.min(200_000));
+    let ceiling = ceiling(worker_count, in_flight, ceiling_requests).await?;
     let store = Store::open(url).await?;
     let tenant = store.add_user("bench", "bench password").await?.id;
     let import_secs = common::import_audience(&store, tenant, n).await?;
@@ -379,10 +479,18 @@ async fn run(
         delivery_ms as f64 / 1000.0,
         total_ms as f64 / 1000.0
     );
+    let throughput = sent as f64 * 1000.0 / delivery_ms as f64;
     println!(
-        "  throughput        {:.0} messages/s ({:.0} messages/s including materialization)",
-        sent as f64 * 1000.0 / delivery_ms as f64,
+        "  throughput        {throughput:.0} messages/s ({:.0} messages/s including materialization)",
         sent as f64 * 1000.0 / total_ms as f64
+    );
+    println!(
+        "  ceiling           {ceiling:.0} requests/s from bare clients ({worker_count} processes x {in_flight} in flight, the same stub): blast at {:.0} % of it",
+        throughput * 100.0 / ceiling
+    );
+    println!(
+        "  end to end        {:.1} s: import, materialize and deliver {n} recipients",
+        import_secs + total_ms as f64 / 1000.0
     );
     for (i, mb) in rss.iter().enumerate() {
         println!("  worker {i} peak RSS {mb:.0} MB");

@@ -336,8 +336,10 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Delete a client with its message rows. The rows go by hand: PostgreSQL keeps no
-    /// foreign key on messages (see migrations/postgres/0005).
+    /// Delete a client with its message rows and tag links. They go by hand: PostgreSQL keeps
+    /// no foreign key on them (see migrations/postgres/0005 and 0014). The client goes first:
+    /// its row lock waits for an import that holds it, and the links deleted afterwards then
+    /// include that import's.
     pub async fn delete_client(&self, tenant_id: TenantId, id: ClientId) -> Result<()> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM clients WHERE tenant_id = $1 AND id = $2")
@@ -348,10 +350,12 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("client {id}")));
         }
-        sqlx::query("DELETE FROM messages WHERE client_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        for dependent in [
+            "DELETE FROM messages WHERE client_id = $1",
+            "DELETE FROM client_tags WHERE client_id = $1",
+        ] {
+            sqlx::query(dependent).bind(id).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

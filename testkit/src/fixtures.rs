@@ -18,16 +18,21 @@ pub fn numbered_clients(
     tag: &str,
 ) -> Vec<NewClient> {
     (0..n)
-        .map(|i| NewClient {
-            phone: format!("{phone_prefix}{:09}", 100_000_000 + i)
-                .parse::<Phone>()
-                .ok(),
-            name: format!("{name_prefix}{i}"),
-            timezone: "UTC".into(),
-            tags: vec![tag.to_owned()],
-            ..NewClient::default()
-        })
+        .map(|i| numbered_client(phone_prefix, name_prefix, i, tag))
         .collect()
+}
+
+/// The `i`th client of [`numbered_clients`], for a caller that streams them.
+pub fn numbered_client(phone_prefix: &str, name_prefix: &str, i: usize, tag: &str) -> NewClient {
+    NewClient {
+        phone: format!("{phone_prefix}{:09}", 100_000_000 + i)
+            .parse::<Phone>()
+            .ok(),
+        name: format!("{name_prefix}{i}"),
+        timezone: "UTC".into(),
+        tags: vec![tag.to_owned()],
+        ..NewClient::default()
+    }
 }
 
 /// A mailing of `text` on `channel` to every client tagged `tag`, open from `start_at` to

@@ -1238,6 +1238,95 @@ async fn an_import_merges_the_same_way_on_both_profiles() {
     assert_eq!(outcomes[0], outcomes[1], "SQLite and PostgreSQL agree");
 }
 
+/// On PostgreSQL the merge inserts new phones with a plain INSERT: a phone another request adds
+/// while the merge runs fails the import as a conflict, with nothing of it written, instead of
+/// an error the API would answer with 500.
+#[tokio::test]
+async fn a_phone_added_while_an_import_merges_fails_it_as_a_conflict() {
+    use blast::store::StoreError;
+    let db = TestDb::with_profile(true).await;
+    let clients = blast_testkit::fixtures::numbered_clients("79", "c", 3, "vip");
+    let mut import = db.store.begin_import(db.tenant).await.expect("begin");
+    let rows: Vec<(u64, &blast::store::NewClient)> = (1..).zip(&clients).collect();
+    import.stage(&rows).await.expect("stage");
+    // Another writer has added the second phone and not committed yet.
+    let mut other = db.sql.begin().await.expect("begin");
+    sqlx::query(
+        "INSERT INTO clients (tenant_id, phone, operator_code, created_at, updated_at)
+         VALUES ($1, '79100000001', '910', 0, 0)",
+    )
+    .bind(db.tenant.0)
+    .execute(&mut *other)
+    .await
+    .expect("the other insert");
+    let merge = tokio::spawn(import.commit());
+    wait_until(
+        Duration::from_secs(20),
+        "the merge waits for the other writer",
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND datname = current_database()",
+            )
+            .fetch_one(&db.sql)
+            .await
+            .expect("activity")
+                > 0
+        },
+    )
+    .await;
+    other.commit().await.expect("commit");
+    let outcome = merge.await.expect("joined");
+    assert!(
+        matches!(&outcome, Err(StoreError::Conflict(m)) if m.contains("while the import ran")),
+        "{outcome:?}"
+    );
+    assert_eq!(db.store.count_clients(db.tenant).await.expect("count"), 1);
+}
+
+/// A client's tag links go with the client, and a tenant's clients with the tenant, on both
+/// profiles: PostgreSQL keeps no foreign keys on them (migrations/postgres/0014), so the store
+/// and a trigger do what the cascades did.
+#[tokio::test]
+async fn a_deleted_client_takes_its_tag_links_and_a_deleted_tenant_its_clients() {
+    use blast::store::NewClient;
+    for production in [false, true] {
+        let db = TestDb::with_profile(production).await;
+        let clients: Vec<NewClient> =
+            blast_testkit::fixtures::numbered_clients("79", "c", 3, "vip");
+        db.store
+            .import_clients(db.tenant, &clients, |_| {})
+            .await
+            .expect("import");
+        let links = || async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM client_tags")
+                .fetch_one(&db.sql)
+                .await
+                .expect("links")
+        };
+        assert_eq!(links().await, 3, "production={production}");
+        let first: i64 = sqlx::query_scalar("SELECT MIN(id) FROM clients")
+            .fetch_one(&db.sql)
+            .await
+            .expect("a client");
+        db.store
+            .delete_client(db.tenant, blast::ids::ClientId(first))
+            .await
+            .expect("delete");
+        assert_eq!(links().await, 2, "production={production}");
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(db.tenant.0)
+            .execute(&db.sql)
+            .await
+            .expect("delete the tenant");
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM clients")
+            .fetch_one(&db.sql)
+            .await
+            .expect("clients");
+        assert_eq!((left, links().await), (0, 0), "production={production}");
+    }
+}
+
 /// `/docs` renders the API reference in a real browser with nothing fetched from any other
 /// host: its script is embedded in the binary, and the page names no external URL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
