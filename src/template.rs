@@ -61,6 +61,7 @@ pub struct MessageTemplate {
     /// A text sent as it is (a notification's: its caller's words, never a template).
     literal: Option<String>,
     limits: TextLimits,
+    shape: Shape,
 }
 
 const NAME: &str = "message";
@@ -89,7 +90,7 @@ impl MessageTemplate {
         undefined: UndefinedBehavior,
         limits: TextLimits,
     ) -> Result<MessageTemplate, InvalidInput> {
-        check_language(source)?;
+        let shape = check_language(source)?;
         let mut env = Environment::empty();
         env.set_undefined_behavior(undefined);
         env.set_auto_escape_callback(move |_| escape);
@@ -101,6 +102,7 @@ impl MessageTemplate {
             env,
             literal: None,
             limits,
+            shape,
         })
     }
 
@@ -114,7 +116,14 @@ impl MessageTemplate {
                 fuel: 0,
                 timeout: Duration::ZERO,
             },
+            shape: Shape::Plain,
         }
+    }
+
+    /// Whether a render is cheap whatever the client (a literal text, or text and plain
+    /// variables only), so that it may run in place instead of off the runtime.
+    pub fn renders_in_place(&self) -> bool {
+        self.literal.is_some() || self.shape == Shape::Plain
     }
 
     /// Check, when a mailing is created, that `source` compiles and that a render for a
@@ -323,8 +332,9 @@ impl std::io::Write for BoundedBuffer {
 /// of a filter that checks its size.
 // SyntaxConfig is a unit struct unless minijinja's `custom_syntax` feature is on.
 #[allow(clippy::default_constructed_unit_structs)]
-fn check_language(source: &str) -> Result<(), InvalidInput> {
+fn check_language(source: &str) -> Result<Shape, InvalidInput> {
     let mut after_block_start = false;
+    let mut plain = true;
     for token in tokenize(
         source,
         false,
@@ -343,11 +353,27 @@ fn check_language(source: &str) -> Result<(), InvalidInput> {
                     "message templates cannot use `{{% {word} %}}` (allowed: if, elif, else, for, break, continue)"
                 )));
             }
-            _ => {}
+            Token::TemplateData(_)
+            | Token::VariableStart
+            | Token::VariableEnd
+            | Token::Ident(_)
+            | Token::Dot => {}
+            _ => plain = false,
         }
         after_block_start = matches!(token, Token::BlockStart);
     }
-    Ok(())
+    Ok(if plain { Shape::Plain } else { Shape::Program })
+}
+
+/// What a template's source does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Text and `{{ name }}` / `{{ a.b }}` only: no statement, filter, call, operator or
+    /// literal, so a render costs a few lookups and copies of bounded values, whatever the
+    /// client. Rendered in place, where a thread hop would cost more than the render.
+    Plain,
+    /// Anything else: rendered off the runtime under the time limit.
+    Program,
 }
 
 /// The filters, tests and functions a message template may call: none of them makes its
@@ -509,6 +535,32 @@ fn client_context(client: &Client, extra: &[(&'static str, &str)]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_text_and_plain_variables_render_in_place() {
+        let limits = TextLimits::with_default_budget(1000);
+        let in_place = |source: &str| {
+            MessageTemplate::compile(source, limits)
+                .expect("compiles")
+                .renders_in_place()
+        };
+        assert!(in_place("Hello {{ name }}, your code is {{ id }}"));
+        assert!(in_place("{{- attributes.city -}} only"));
+        assert!(in_place("no variables at all"));
+        assert!(MessageTemplate::literal("{% for %}").renders_in_place());
+        for program in [
+            "{% for t in tags %}{{ t }}{% endfor %}",
+            "{% if name %}x{% endif %}",
+            "{{ name | upper }}",
+            "{{ name[0] }}",
+            "{{ range(10) }}",
+            "{{ \"x\" }}",
+            "{{ 1 }}",
+            "{{ name == 'a' }}",
+        ] {
+            assert!(!in_place(program), "{program}");
+        }
+    }
 
     #[test]
     fn the_attributes_a_template_needs_are_its_unguarded_unknown_variables() {
