@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+/// Item ids one mark may name (an acknowledgement over REST or one socket frame): each is a
+/// parameter of one statement.
+pub const MAX_INBOX_IDS: usize = 100;
+
 /// One item of a client's inbox, as the app sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InboxItem {
@@ -282,9 +286,10 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
-    /// Mark items of a client (`ids`; None: every unarchived item) and report the moves to
-    /// `delivered` and `read` to the tenant's webhooks. Returns how many items changed; an id
-    /// that is not this client's is a `NotFound` when only one was named.
+    /// Mark items of a client (`ids`, 1 to [`MAX_INBOX_IDS`] of them; None: every unarchived
+    /// item) and report the moves to `delivered` and `read` to the tenant's webhooks. Returns
+    /// how many items changed; an id that is not this client's is a `NotFound` when only one
+    /// was named.
     pub async fn mark_inbox(
         &self,
         tenant_id: TenantId,
@@ -292,6 +297,13 @@ impl Store {
         ids: Option<&[i64]>,
         mark: InboxMark,
     ) -> Result<u64> {
+        if let Some(ids) = ids
+            && (ids.is_empty() || ids.len() > MAX_INBOX_IDS)
+        {
+            return Err(StoreError::Invalid(crate::domain::invalid(format!(
+                "name 1 to {MAX_INBOX_IDS} item ids"
+            ))));
+        }
         let now = now_ms();
         // Each mark sets its column where the item has not moved that far yet.
         let (set, unchanged) = match mark {

@@ -334,6 +334,34 @@ async fn acknowledged_and_read_items_change_state_and_are_reported_to_webhooks()
     send_frame(&mut socket, json!({"type": "ack", "ids": [one_id, two_id]})).await;
     send_frame(&mut socket, json!({"type": "shout"})).await;
     assert_eq!(frame(&mut socket).await["type"], "error");
+    // A frame names at most 100 ids, as an acknowledgement over REST does; an id that is not
+    // this client's changes nothing and is not an error (the next answer is to the frame
+    // after it).
+    let too_many: Vec<i64> = (1..=101).collect();
+    send_frame(&mut socket, json!({"type": "ack", "ids": too_many})).await;
+    let refused = frame(&mut socket).await;
+    assert_eq!(
+        (&refused["type"], &refused["message"]),
+        (&json!("error"), &json!("name 1 to 100 item ids"))
+    );
+    send_frame(
+        &mut socket,
+        json!({"type": "read", "ids": [two_id + 1_000_000]}),
+    )
+    .await;
+    send_frame(&mut socket, json!({"type": "shout"})).await;
+    assert_eq!(
+        frame(&mut socket).await["message"]
+            .as_str()
+            .map(|m| m.starts_with("not a frame")),
+        Some(true)
+    );
+    let (status, _) = send(
+        post_as(server, &token, "/api/v1/inbox/ack")
+            .json(&json!({"ids": (1..=101).collect::<Vec<i64>>()})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let inbox_events = |state: &'static str| {
         let got = got.clone();
         move || {

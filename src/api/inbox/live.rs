@@ -23,8 +23,6 @@ use tokio::sync::mpsc;
 
 /// Items read per query while a socket catches up.
 const CATCH_UP_PAGE: u32 = 200;
-/// Item ids one socket frame may name.
-pub const MAX_IDS_PER_FRAME: usize = 100;
 /// The largest frame an app may send.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 /// A socket's read buffer: an app's frames are small.
@@ -356,9 +354,6 @@ impl Live {
             Err(e) => Some(format!(
                 "not a frame blast takes ({{\"type\":\"ack\"|\"read\",\"ids\":[…]}}): {e}"
             )),
-            Ok(FromApp::Ack { ids } | FromApp::Read { ids }) if ids.len() > MAX_IDS_PER_FRAME => {
-                Some(format!("a frame names at most {MAX_IDS_PER_FRAME} ids"))
-            }
             Ok(frame) => {
                 let (ids, mark) = match &frame {
                     FromApp::Ack { ids } => (ids, InboxMark::Delivered),
@@ -376,8 +371,9 @@ impl Live {
                     )
                     .await;
                 match marked {
-                    Ok(_) => None,
-                    Err(StoreError::NotFound(what)) => Some(format!("no {what}")),
+                    // As over REST: an id of another client (or archived) changes nothing.
+                    Ok(_) | Err(StoreError::NotFound(_)) => None,
+                    Err(StoreError::Invalid(e)) => Some(e.to_string()),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot mark inbox items");
                         Some("cannot mark the items now; send the frame again".into())

@@ -231,12 +231,6 @@ pub async fn ack(
     InboxUser(claims): InboxUser,
     ApiJson(input): ApiJson<AckInput>,
 ) -> ApiResult<Json<Unread>> {
-    if input.ids.is_empty() || input.ids.len() > live::MAX_IDS_PER_FRAME {
-        return Err(ApiError::invalid(format!(
-            "name 1 to {} item ids",
-            live::MAX_IDS_PER_FRAME
-        )));
-    }
     state
         .store
         .mark_inbox(
