@@ -334,7 +334,10 @@ impl std::io::Write for BoundedBuffer {
 #[allow(clippy::default_constructed_unit_structs)]
 fn check_language(source: &str) -> Result<Shape, InvalidInput> {
     let mut after_block_start = false;
-    let mut plain = true;
+    // Plain means every `{{ }}` holds one name path: `{{ a }}` or `{{ a.b }}` and nothing
+    // else (`{{ a in b }}`, `{{ a if b }}` and `{{ not a }}` lex as names too).
+    let mut plain = source.len() <= PLAIN_MAX_BYTES;
+    let mut path = Path::Outside;
     for token in tokenize(
         source,
         false,
@@ -353,17 +356,37 @@ fn check_language(source: &str) -> Result<Shape, InvalidInput> {
                     "message templates cannot use `{{% {word} %}}` (allowed: if, elif, else, for, break, continue)"
                 )));
             }
-            Token::TemplateData(_)
-            | Token::VariableStart
-            | Token::VariableEnd
-            | Token::Ident(_)
-            | Token::Dot => {}
-            _ => plain = false,
+            _ => {}
         }
+        path = match (path, &token) {
+            (Path::Outside, Token::TemplateData(_)) => Path::Outside,
+            (Path::Outside, Token::VariableStart) => Path::Start,
+            (Path::Start | Path::Dot, Token::Ident(_)) => Path::Name,
+            (Path::Name, Token::Dot) => Path::Dot,
+            (Path::Name, Token::VariableEnd) => Path::Outside,
+            _ => {
+                plain = false;
+                Path::Outside
+            }
+        };
         after_block_start = matches!(token, Token::BlockStart);
     }
     Ok(if plain { Shape::Plain } else { Shape::Program })
 }
+
+/// Where the plain-template check is within a `{{ }}`.
+#[derive(Clone, Copy)]
+enum Path {
+    Outside,
+    Start,
+    Name,
+    Dot,
+}
+
+/// The longest template rendered in place: a render, and the error report of a failed one
+/// (which parses the source again), stay a matter of microseconds. SMS and Telegram texts fit;
+/// a long email body renders off the runtime.
+const PLAIN_MAX_BYTES: usize = 8 * 1024;
 
 /// What a template's source does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -557,9 +580,15 @@ mod tests {
             "{{ \"x\" }}",
             "{{ 1 }}",
             "{{ name == 'a' }}",
+            "{{ a in b }}",
+            "{{ a if b else c }}",
+            "{{ a is defined }}",
+            "{{ not a }}",
         ] {
             assert!(!in_place(program), "{program}");
         }
+        let long = format!("{} {{{{ name }}}}", "x".repeat(PLAIN_MAX_BYTES));
+        assert!(!in_place(&long), "a long template renders off the runtime");
     }
 
     #[test]

@@ -46,20 +46,20 @@ pub struct ClientImport {
     staging: Staging,
 }
 
-/// Below this many new clients the statistics PostgreSQL has of `clients` are close enough.
-const ANALYZE_AFTER_ROWS: u64 = 10_000;
-
-/// A unique key broken during the merge: another request added one of the phones (or one of
-/// the tag links) while the import ran.
-fn added_meanwhile(e: sqlx::Error) -> StoreError {
-    if is_unique_violation(&e) {
-        return StoreError::Conflict(
-            "a client with one of the imported phones was added while the import ran; \
-             nothing was imported, run it again"
-                .into(),
-        );
+/// A unique key broken, or a row changed by another transaction, during the merge: another
+/// request added or changed one of the phones (`what`) while the import ran. Under the
+/// merge's one snapshot that is an error rather than a row silently left out.
+fn changed_meanwhile(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| {
+        let serialization =
+            matches!(&e, sqlx::Error::Database(db) if db.code().as_deref() == Some("40001"));
+        if is_unique_violation(&e) || serialization {
+            return StoreError::Conflict(format!(
+                "{what} while the import ran; nothing was imported, run it again"
+            ));
+        }
+        e.into()
     }
-    e.into()
 }
 
 fn encode_error(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -132,6 +132,9 @@ impl ClientImport {
 
     /// Add rows, each with its line number in the file.
     pub async fn stage(&mut self, rows: &[(u64, &NewClient)]) -> Result<()> {
+        // New rows may repeat a phone and change the stage's statistics.
+        self.unique_phones = false;
+        self.analyzed = false;
         match &mut self.staging {
             Staging::Postgres(conn) => copy_rows(conn, rows).await?,
             Staging::Sqlite(conn) => insert_rows(conn, rows).await?,
@@ -324,9 +327,11 @@ impl ClientImport {
 
     /// PostgreSQL merges set-wise: the phones the tenant has are updated, the others inserted
     /// by plain `INSERT`s (an `ON CONFLICT` upsert probes every index speculatively and cost
-    /// about a third more for a million rows), then the tag links. A phone another request
-    /// adds while the merge runs makes the import fail as a conflict rather than upsert it
-    /// half-way. Returns how many clients are new; the transaction is left open.
+    /// about a third more for a million rows), then the tag links. Every statement reads one
+    /// snapshot (repeatable read): a phone another request adds or changes while the merge
+    /// runs makes the import fail as a conflict, instead of being neither updated (it was not
+    /// there yet) nor inserted (it is there now). Returns how many clients are new; the
+    /// transaction is left open.
     async fn merge_postgres(&mut self) -> Result<u64> {
         self.analyze().await?;
         let tenant = self.tenant_id;
@@ -342,7 +347,8 @@ impl ClientImport {
                 "DISTINCT",
             )
         };
-        self.execute("BEGIN", None).await?;
+        self.execute("BEGIN ISOLATION LEVEL REPEATABLE READ", None)
+            .await?;
         let Staging::Postgres(conn) = &mut self.staging else {
             return Err(StoreError::Db(sqlx::Error::Protocol(
                 "a PostgreSQL merge on another database".into(),
@@ -364,7 +370,10 @@ impl ClientImport {
             .bind(tenant)
             .bind(now)
             .execute(&mut **conn)
-            .await?;
+            .await
+            .map_err(changed_meanwhile(
+                "a client with one of the imported phones was changed",
+            ))?;
             (
                 "WHERE NOT EXISTS (SELECT 1 FROM clients c WHERE c.tenant_id = $1 AND c.phone = s.phone)",
                 "WHERE NOT EXISTS (SELECT 1 FROM client_tags e WHERE e.client_id = c.id AND e.tag_id = sets.tag_id)",
@@ -382,7 +391,9 @@ impl ClientImport {
         .bind(now)
         .execute(&mut **conn)
         .await
-        .map_err(added_meanwhile)?
+        .map_err(changed_meanwhile(
+            "a client with one of the imported phones was added",
+        ))?
         .rows_affected();
         // Tags are read from each distinct tag list once, not from every row's JSON.
         let tag_lists = "SELECT DISTINCT d.tags, tg.id AS tag_id
@@ -399,11 +410,12 @@ impl ClientImport {
         .bind(tenant)
         .execute(&mut **conn)
         .await?;
-        if inserted >= ANALYZE_AFTER_ROWS {
-            // The clients just written have no statistics yet: planned without them, the
-            // link statement looks every row up by index (twice the time of a hash join).
-            sqlx::query("ANALYZE clients").execute(&mut **conn).await?;
-        }
+        // The clients just written have no statistics yet: planned without them, the link
+        // statement would look every row up by index (twice the time of a hash join). Not
+        // `ANALYZE clients`: its lock, held to the commit, would queue other tenants' imports.
+        sqlx::query("SET LOCAL enable_nestloop = off")
+            .execute(&mut **conn)
+            .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO client_tags (client_id, tag_id)
              WITH sets AS ({tag_lists})
@@ -415,7 +427,9 @@ impl ClientImport {
         .bind(tenant)
         .execute(&mut **conn)
         .await
-        .map_err(added_meanwhile)?;
+        .map_err(changed_meanwhile(
+            "a tag of one of the imported clients was changed",
+        ))?;
         Ok(inserted)
     }
 

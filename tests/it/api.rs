@@ -1245,6 +1245,12 @@ async fn an_import_merges_the_same_way_on_both_profiles() {
 async fn a_phone_added_while_an_import_merges_fails_it_as_a_conflict() {
     use blast::store::StoreError;
     let db = TestDb::with_profile(true).await;
+    // The tenant has a client already: the merge updates known phones, then inserts the rest.
+    let known = blast_testkit::fixtures::numbered_client("79", "c", 10, "vip");
+    db.store
+        .import_clients(db.tenant, &[known], |_| {})
+        .await
+        .expect("a first import");
     let clients = blast_testkit::fixtures::numbered_clients("79", "c", 3, "vip");
     let mut import = db.store.begin_import(db.tenant).await.expect("begin");
     let rows: Vec<(u64, &blast::store::NewClient)> = (1..).zip(&clients).collect();
@@ -1281,7 +1287,7 @@ async fn a_phone_added_while_an_import_merges_fails_it_as_a_conflict() {
         matches!(&outcome, Err(StoreError::Conflict(m)) if m.contains("while the import ran")),
         "{outcome:?}"
     );
-    assert_eq!(db.store.count_clients(db.tenant).await.expect("count"), 1);
+    assert_eq!(db.store.count_clients(db.tenant).await.expect("count"), 2);
 }
 
 /// A client's tag links go with the client, and a tenant's clients with the tenant, on both
