@@ -38,6 +38,30 @@ async fn search(c: &Client, q: &str, tag: &str) -> Vec<i64> {
         input.send_keys(value).await.expect("type");
     }
     click(c, "form.filters button[type=submit]").await;
+    // The old page's form and rows are still there until the new page replaces them: wait
+    // for the address to carry this search and for its page to be loaded, not for a form.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let url = c.current_url().await.expect("the address");
+        let given = |name: &str| {
+            url.query_pairs()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
+                .unwrap_or_default()
+        };
+        let loaded = c
+            .execute("return document.readyState === 'complete';", vec![])
+            .await
+            .expect("the page's state");
+        if given("q") == q && given("tag") == tag && loaded == serde_json::json!(true) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the search for {q:?} {tag:?} never loaded; the address is {url}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     wait_for(c, "form.filters").await;
     listed(c).await
 }
