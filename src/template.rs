@@ -123,7 +123,7 @@ impl MessageTemplate {
     /// Whether a render is cheap whatever the client (a literal text, or text and plain
     /// variables only), so that it may run in place instead of off the runtime.
     pub fn renders_in_place(&self) -> bool {
-        self.literal.is_some() || self.shape == Shape::Plain
+        self.shape == Shape::Plain
     }
 
     /// Check, when a mailing is created, that `source` compiles and that a render for a

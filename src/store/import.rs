@@ -187,7 +187,6 @@ impl ClientImport {
         };
         self.execute(create, None).await?;
         self.indexed = true;
-        self.analyzed = false;
         Ok(())
     }
 
@@ -396,17 +395,17 @@ impl ClientImport {
         ))?
         .rows_affected();
         // Tags are read from each distinct tag list once, not from every row's JSON.
-        let tag_lists = "SELECT DISTINCT d.tags, tg.id AS tag_id
-             FROM (SELECT DISTINCT tags FROM import_staging) d
-             CROSS JOIN LATERAL jsonb_array_elements_text(CAST(d.tags AS jsonb)) AS t(value)
-             JOIN tags tg ON tg.tenant_id = $1 AND tg.name = t.value";
-        sqlx::query(
+        let tag_names = "FROM (SELECT DISTINCT tags FROM import_staging) d
+             CROSS JOIN LATERAL jsonb_array_elements_text(CAST(d.tags AS jsonb)) AS t(value)";
+        let tag_lists = format!(
+            "SELECT DISTINCT d.tags, tg.id AS tag_id {tag_names}
+             JOIN tags tg ON tg.tenant_id = $1 AND tg.name = t.value"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO tags (tenant_id, name)
-             SELECT DISTINCT CAST($1 AS BIGINT), t.value
-             FROM (SELECT DISTINCT tags FROM import_staging) d
-             CROSS JOIN LATERAL jsonb_array_elements_text(CAST(d.tags AS jsonb)) AS t(value)
-             ON CONFLICT (tenant_id, name) DO NOTHING",
-        )
+             SELECT DISTINCT CAST($1 AS BIGINT), t.value {tag_names}
+             ON CONFLICT (tenant_id, name) DO NOTHING"
+        )))
         .bind(tenant)
         .execute(&mut **conn)
         .await?;
